@@ -1,0 +1,1 @@
+//! The `fentaris` command line.

@@ -1,0 +1,21 @@
+//! The config model, loading with source positions, and validation.
+
+mod load;
+mod model;
+mod spans;
+mod validate;
+
+pub use load::{CheckOutcome, ConfigError, Loaded, check_source, discover, load_file};
+pub use model::*;
+pub use spans::SpanIndex;
+pub use validate::validate;
+
+/// The JSON Schema of the config file, generated from the types.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Config);
+    let mut v = serde_json::to_value(&schema).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("title".into(), "Fentaris config (.fentaris/config.json)".into());
+    }
+    v
+}

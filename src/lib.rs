@@ -1,0 +1,12 @@
+//! Fentaris: an MCP security proxy, as a library.
+//!
+//! - [`config`]: the config model, loading with source positions, validation.
+//! - [`policy`]: the pure policy engine (decisions, list filtering, explanations).
+//! - [`diagnostics`]: findings with stable codes and their renderers.
+//! - [`cli`]: the `fentaris` command line.
+
+pub mod cli;
+pub mod config;
+pub mod diagnostics;
+pub mod policy;
+pub mod suggest;
