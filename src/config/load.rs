@@ -93,22 +93,9 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parse and validate a config text. Pure.
 pub fn check_source(text: &str) -> CheckOutcome {
-    let spans = SpanIndex::new(text);
-    let text_no_bom = text.strip_prefix('\u{feff}').unwrap_or(text);
-    // Syntax first, with the parser's own position.
-    if let Err(e) = serde_json::from_str::<serde_json::Value>(text_no_bom) {
-        let mut d = Diagnostic::new(codes::PARSE, "", format!("invalid JSON: {}", strip_position(&e.to_string())))
-            .help("fix the JSON syntax (comments and trailing commas are not allowed)");
-        d.span = Some(spans.span_at(e.line(), e.column()));
-        return CheckOutcome { config: None, diagnostics: vec![d], spans };
-    }
-    let mut de = serde_json::Deserializer::from_str(text_no_bom);
-    let config: Config = match serde_path_to_error::deserialize(&mut de) {
-        Ok(c) => c,
-        Err(e) => {
-            let d = serde_diagnostic(&e, &spans);
-            return CheckOutcome { config: None, diagnostics: vec![d], spans };
-        }
+    let (config, spans) = match parse_json::<Config>(text) {
+        Ok(parsed) => parsed,
+        Err(d) => return CheckOutcome { config: None, diagnostics: vec![d], spans: SpanIndex::new(text) },
     };
     let mut diagnostics = validate(&config);
     for p in &spans.duplicate_keys {
@@ -130,6 +117,26 @@ pub fn check_source(text: &str) -> CheckOutcome {
     });
     diagnostics.dedup();
     CheckOutcome { config: Some(config), diagnostics, spans }
+}
+
+/// Parse any JSON document into `T`, turning the first error into a located diagnostic
+/// (FNT001 for syntax, FNT002 for shape). Pure.
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<(T, SpanIndex), Diagnostic> {
+    let spans = SpanIndex::new(text);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
+        let mut d = Diagnostic::new(codes::PARSE, "", format!("invalid JSON: {}", strip_position(&e.to_string())))
+            .help("fix the JSON syntax (comments and trailing commas are not allowed)");
+        d.span = Some(spans.span_at(e.line(), e.column()));
+        return Err(d);
+    }
+    let v = parse_typed(text, &spans)?;
+    Ok((v, spans))
+}
+
+fn parse_typed<T: serde::de::DeserializeOwned>(text: &str, spans: &SpanIndex) -> Result<T, Diagnostic> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| serde_diagnostic(&e, spans))
 }
 
 fn strip_position(msg: &str) -> &str {

@@ -5,7 +5,7 @@ mod model;
 mod spans;
 mod validate;
 
-pub use load::{CheckOutcome, ConfigError, Loaded, check_source, discover, load_file};
+pub use load::{CheckOutcome, ConfigError, Loaded, check_source, discover, load_file, parse_json};
 pub use model::*;
 pub use spans::SpanIndex;
 pub use validate::validate;

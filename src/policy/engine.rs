@@ -174,6 +174,12 @@ impl<'a> Request<'a> {
         Request { server, operation, target: Cow::Borrowed(server), kind: TargetKind::Server }
     }
 
+    /// A list operation as a whole (no item), for explanations.
+    pub fn list(server: &'a str, operation: Operation) -> Self {
+        let kind = operation.kinds()[0];
+        Request { server, operation, target: Cow::Borrowed(""), kind }
+    }
+
     /// Any request. A `resource` target is canonicalised (and refused if it cannot be).
     pub fn new(
         server: &'a str,

@@ -22,6 +22,7 @@ pub enum RuleStatus {
 
 /// One rule in the trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RuleTrace {
     #[serde(flatten)]
     pub rule: RuleInfo,
@@ -33,6 +34,7 @@ pub struct RuleTrace {
 
 /// The full answer of `policy explain`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Explanation {
     pub decision: Effect,
     /// A one-line reason.
