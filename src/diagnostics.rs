@@ -87,12 +87,29 @@ impl Code {
     pub fn by_id(id: &str) -> Option<Code> {
         codes::ALL.iter().copied().find(|c| c.id == id)
     }
-    pub fn docs_url(&self) -> String {
-        format!(
-            "https://github.com/fentaris/fentaris/blob/main/docs/codes.md#{}",
-            self.id.to_ascii_lowercase()
-        )
+    /// Where the code is documented, relative to the repository root.
+    pub fn docs_ref(&self) -> String {
+        format!("docs/codes.md#{}", self.id.to_ascii_lowercase())
     }
+}
+
+/// The code catalogue as Markdown (`docs/codes.md`, kept current by a test).
+pub fn codes_markdown() -> String {
+    let mut out = String::from(
+        "# Diagnostic codes\n\nGenerated from `src/diagnostics.rs` by `UPDATE_GENERATED=1 cargo test --test generated`; do not edit by hand.\n\nCodes are stable: a code is never renumbered or reused. `fentaris policy check` exits 1 when a finding is an error, or (with `--deny-warnings`) a security warning or warning.\n\n| code | severity | name | meaning |\n|---|---|---|---|\n",
+    );
+    for c in codes::ALL {
+        let _ = writeln!(
+            out,
+            "| <a id=\"{}\"></a>{} | {} | {} | {} |",
+            c.id.to_ascii_lowercase(),
+            c.id,
+            c.severity.as_str(),
+            c.name,
+            c.summary.replace('|', "\\|")
+        );
+    }
+    out
 }
 
 /// A 1-based position range in the source file (columns count characters).
@@ -183,7 +200,11 @@ impl Summary {
         format!(
             "{}, {}, {}, {}",
             n(self.errors, "error", "errors"),
-            n(self.security_warnings, "security warning", "security warnings"),
+            n(
+                self.security_warnings,
+                "security warning",
+                "security warnings"
+            ),
             n(self.warnings, "warning", "warnings"),
             n(self.suggestions, "suggestion", "suggestions"),
         )
@@ -218,12 +239,19 @@ pub fn render_human(report: &Report, color: bool) -> String {
         }
     };
     let bold = anstyle::Style::new().bold();
-    let blue = anstyle::Style::new().fg_color(Some(anstyle::AnsiColor::Blue.into())).bold();
+    let blue = anstyle::Style::new()
+        .fg_color(Some(anstyle::AnsiColor::Blue.into()))
+        .bold();
     let lines: Vec<&str> = report.source.lines().collect();
     let mut out = String::new();
     for d in report.diagnostics {
         let head = format!("{}[{}]", d.severity.as_str(), d.code);
-        let _ = writeln!(out, "{}: {}", paint(style_for(d.severity), &head), paint(bold, &d.message));
+        let _ = writeln!(
+            out,
+            "{}: {}",
+            paint(style_for(d.severity), &head),
+            paint(bold, &d.message)
+        );
         match d.span {
             Some(span) => {
                 let num = span.line.to_string();
@@ -235,7 +263,11 @@ pub fn render_human(report: &Report, color: bool) -> String {
                     report.file,
                     span.line,
                     span.column,
-                    if d.pointer.is_empty() { "/" } else { &d.pointer }
+                    if d.pointer.is_empty() {
+                        "/"
+                    } else {
+                        &d.pointer
+                    }
                 );
                 if let Some(text) = lines.get(span.line.saturating_sub(1)) {
                     let text = escape_control(text);
@@ -248,14 +280,34 @@ pub fn render_human(report: &Report, color: bool) -> String {
                     }
                     .min(80);
                     let caret = format!("{}{}", " ".repeat(span.column - 1), "^".repeat(width));
-                    let _ = writeln!(out, "{pad} {} {}", paint(blue, "|"), paint(style_for(d.severity), &caret));
+                    let _ = writeln!(
+                        out,
+                        "{pad} {} {}",
+                        paint(blue, "|"),
+                        paint(style_for(d.severity), &caret)
+                    );
                 }
                 if let Some(h) = &d.help {
-                    let _ = writeln!(out, "{pad} {} {}", paint(blue, "="), format_args!("help: {h}"));
+                    let _ = writeln!(
+                        out,
+                        "{pad} {} {}",
+                        paint(blue, "="),
+                        format_args!("help: {h}")
+                    );
                 }
             }
             None => {
-                let _ = writeln!(out, " {} {} ({})", paint(blue, "-->"), report.file, if d.pointer.is_empty() { "/" } else { &d.pointer });
+                let _ = writeln!(
+                    out,
+                    " {} {} ({})",
+                    paint(blue, "-->"),
+                    report.file,
+                    if d.pointer.is_empty() {
+                        "/"
+                    } else {
+                        &d.pointer
+                    }
+                );
                 if let Some(h) = &d.help {
                     let _ = writeln!(out, "  {} help: {h}", paint(blue, "="));
                 }
@@ -274,7 +326,13 @@ pub fn escape_control(s: &str) -> String {
         return s.to_string();
     }
     s.chars()
-        .map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 
@@ -301,7 +359,7 @@ pub fn render_json(report: &Report) -> String {
                 f["help"] = h.clone().into();
             }
             if let Some(c) = Code::by_id(d.code) {
-                f["docs"] = c.docs_url().into();
+                f["docs"] = c.docs_ref().into();
             }
             f
         })
@@ -340,7 +398,7 @@ pub fn render_sarif(report: &Report) -> String {
                 "id": c.id,
                 "name": c.name,
                 "shortDescription": { "text": c.summary },
-                "helpUri": c.docs_url(),
+                "help": { "text": format!("{} See {} in the Fentaris repository.", c.summary, c.docs_ref()) },
                 "defaultConfiguration": { "level": sarif_level(c.severity) },
             });
             if c.severity == Severity::SecurityWarning {
@@ -384,7 +442,6 @@ pub fn render_sarif(report: &Report) -> String {
             "tool": { "driver": {
                 "name": "fentaris",
                 "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://github.com/fentaris/fentaris",
                 "rules": rules,
             }},
             "results": results,
@@ -394,7 +451,9 @@ pub fn render_sarif(report: &Report) -> String {
 }
 
 fn gh_escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 fn gh_escape_prop(s: &str) -> String {
     gh_escape_data(s).replace(':', "%3A").replace(',', "%2C")
@@ -417,7 +476,11 @@ pub fn render_github(report: &Report) -> String {
                 s.line, s.column, s.end_line, s.end_column
             );
         }
-        let _ = write!(props, ",title={}", gh_escape_prop(&format!("{} {}", d.code, d.severity.as_str())));
+        let _ = write!(
+            props,
+            ",title={}",
+            gh_escape_prop(&format!("{} {}", d.code, d.severity.as_str()))
+        );
         let msg = match &d.help {
             Some(h) => format!("{} ({})\nhelp: {h}", d.message, d.pointer),
             None => format!("{} ({})", d.message, d.pointer),
@@ -446,7 +509,11 @@ mod tests {
     #[test]
     fn github_escapes_newlines_and_separators() {
         let d = Diagnostic::new(codes::PARSE, "/a", "bad\nthing: 100%");
-        let r = Report { file: "a,b:c.json", source: "", diagnostics: &[d] };
+        let r = Report {
+            file: "a,b:c.json",
+            source: "",
+            diagnostics: &[d],
+        };
         let out = render_github(&r);
         assert_eq!(out.lines().count(), 1);
         assert!(out.contains("file=a%2Cb%3Ac.json"));

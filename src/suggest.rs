@@ -1,7 +1,10 @@
 //! "Did you mean" hints.
 
 /// The closest candidate to `input`, phrased as a hint, if one is close enough.
-pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     closest(input, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
@@ -23,8 +26,14 @@ mod tests {
 
     #[test]
     fn suggests_close_names() {
-        assert_eq!(closest("comand", ["command", "args", "env"]), Some("command"));
-        assert_eq!(closest("prodution", ["production", "support"]), Some("production"));
+        assert_eq!(
+            closest("comand", ["command", "args", "env"]),
+            Some("command")
+        );
+        assert_eq!(
+            closest("prodution", ["production", "support"]),
+            Some("production")
+        );
         assert_eq!(closest("zzz", ["command", "args"]), None);
     }
 }

@@ -31,7 +31,10 @@ fn check(files: Vec<(String, Vec<u8>)>, dir: &str) {
             }
         }
     }
-    assert!(stale.is_empty(), "stale generated files: {stale:?}\nrun: UPDATE_GENERATED=1 cargo test --test generated");
+    assert!(
+        stale.is_empty(),
+        "stale generated files: {stale:?}\nrun: UPDATE_GENERATED=1 cargo test --test generated"
+    );
 }
 
 #[test]
@@ -49,5 +52,19 @@ fn man_pages_are_current() {
 #[test]
 fn example_schema_is_current() {
     let schema = serde_json::to_string_pretty(&fentaris::config::json_schema()).unwrap() + "\n";
-    check(vec![("config.schema.json".into(), schema.into_bytes())], ".fentaris.example");
+    check(
+        vec![("config.schema.json".into(), schema.into_bytes())],
+        ".fentaris.example",
+    );
+}
+
+#[test]
+fn code_catalogue_doc_is_current() {
+    check(
+        vec![(
+            "codes.md".into(),
+            fentaris::diagnostics::codes_markdown().into_bytes(),
+        )],
+        "docs",
+    );
 }

@@ -9,7 +9,11 @@ const TEXT: &str = include_str!("fixtures/findings.json");
 
 fn with_report<T>(f: impl FnOnce(&Report) -> T) -> T {
     let out = check_source(TEXT);
-    let report = Report { file: FILE, source: TEXT, diagnostics: &out.diagnostics };
+    let report = Report {
+        file: FILE,
+        source: TEXT,
+        diagnostics: &out.diagnostics,
+    };
     f(&report)
 }
 
@@ -65,7 +69,10 @@ fn sarif() {
         let region = &r["locations"][0]["physicalLocation"]["region"];
         assert!(region["startLine"].as_u64().unwrap() >= 1);
         let rule_index = r["ruleIndex"].as_u64().unwrap() as usize;
-        assert_eq!(run["tool"]["driver"]["rules"][rule_index]["id"], r["ruleId"]);
+        assert_eq!(
+            run["tool"]["driver"]["rules"][rule_index]["id"],
+            r["ruleId"]
+        );
     }
     insta::assert_snapshot!(out.replace(env!("CARGO_PKG_VERSION"), "[VERSION]"));
 }

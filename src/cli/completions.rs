@@ -20,22 +20,28 @@ pub fn run(args: CompletionsArgs) -> CliResult {
 
 /// Every completion script, as (file name, contents), for `completions/`.
 pub fn completion_scripts() -> Vec<(String, Vec<u8>)> {
-    [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::PowerShell, Shell::Elvish]
-        .into_iter()
-        .map(|shell| {
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut command(), "fentaris", &mut buf);
-            let name = match shell {
-                Shell::Bash => "fentaris.bash".to_string(),
-                Shell::Zsh => "_fentaris".to_string(),
-                Shell::Fish => "fentaris.fish".to_string(),
-                Shell::PowerShell => "_fentaris.ps1".to_string(),
-                Shell::Elvish => "fentaris.elv".to_string(),
-                _ => format!("fentaris.{shell}"),
-            };
-            (name, buf)
-        })
-        .collect()
+    [
+        Shell::Bash,
+        Shell::Zsh,
+        Shell::Fish,
+        Shell::PowerShell,
+        Shell::Elvish,
+    ]
+    .into_iter()
+    .map(|shell| {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut command(), "fentaris", &mut buf);
+        let name = match shell {
+            Shell::Bash => "fentaris.bash".to_string(),
+            Shell::Zsh => "_fentaris".to_string(),
+            Shell::Fish => "fentaris.fish".to_string(),
+            Shell::PowerShell => "_fentaris.ps1".to_string(),
+            Shell::Elvish => "fentaris.elv".to_string(),
+            _ => format!("fentaris.{shell}"),
+        };
+        (name, buf)
+    })
+    .collect()
 }
 
 /// One man page per command and subcommand, as (file name, contents), for `man/`.

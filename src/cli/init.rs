@@ -48,7 +48,8 @@ pub const GITIGNORE: &str = "# Written by `fentaris init`. The vault and logs ar
 pub fn run(_ctx: &Context, args: InitArgs) -> CliResult {
     let base = match args.dir {
         Some(d) => d,
-        None => std::env::current_dir().map_err(|e| CliError::fatal(format!("cannot read the working directory: {e}")))?,
+        None => std::env::current_dir()
+            .map_err(|e| CliError::fatal(format!("cannot read the working directory: {e}")))?,
     };
     let dir = base.join(".fentaris");
     let config = dir.join("config.json");
@@ -58,9 +59,12 @@ pub fn run(_ctx: &Context, args: InitArgs) -> CliResult {
             display_path(&config)
         )));
     }
-    let io = |what: &str, p: &std::path::Path, e: std::io::Error| CliError::fatal(format!("cannot {what} {}: {e}", display_path(p)));
+    let io = |what: &str, p: &std::path::Path, e: std::io::Error| {
+        CliError::fatal(format!("cannot {what} {}: {e}", display_path(p)))
+    };
     std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
-    let schema = serde_json::to_string_pretty(&crate::config::json_schema()).unwrap_or_default() + "\n";
+    let schema =
+        serde_json::to_string_pretty(&crate::config::json_schema()).unwrap_or_default() + "\n";
     let files = [
         (config.clone(), STARTER_CONFIG.to_string()),
         (dir.join("config.schema.json"), schema),

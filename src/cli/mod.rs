@@ -57,17 +57,29 @@ pub struct CliError {
 
 impl CliError {
     pub fn fatal(message: impl Into<String>) -> Self {
-        CliError { code: 3, message: message.into() }
+        CliError {
+            code: 3,
+            message: message.into(),
+        }
     }
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError { code: 2, message: message.into() }
+        CliError {
+            code: 2,
+            message: message.into(),
+        }
     }
     pub fn findings(message: impl Into<String>) -> Self {
-        CliError { code: 1, message: message.into() }
+        CliError {
+            code: 1,
+            message: message.into(),
+        }
     }
     /// A non-zero exit whose output was already printed.
     pub fn silent(code: u8) -> Self {
-        CliError { code, message: String::new() }
+        CliError {
+            code,
+            message: String::new(),
+        }
     }
 }
 
@@ -119,8 +131,13 @@ pub struct Context {
 impl Context {
     /// Find and read the config (with its findings).
     pub fn load(&self) -> Result<crate::config::Loaded, CliError> {
-        let cwd = std::env::current_dir().map_err(|e| CliError::fatal(format!("cannot read the working directory: {e}")))?;
-        let path = crate::config::discover(self.config.as_deref(), std::env::var_os("FENTARIS_CONFIG"), &cwd)?;
+        let cwd = std::env::current_dir()
+            .map_err(|e| CliError::fatal(format!("cannot read the working directory: {e}")))?;
+        let path = crate::config::discover(
+            self.config.as_deref(),
+            std::env::var_os("FENTARIS_CONFIG"),
+            &cwd,
+        )?;
         Ok(crate::config::load_file(&path)?)
     }
 
@@ -141,8 +158,15 @@ impl Context {
                     .cloned()
                     .collect();
                 let file = display_path(&loaded.path);
-                let report = crate::diagnostics::Report { file: &file, source: &loaded.source, diagnostics: &errors };
-                eprint!("{}", crate::diagnostics::render_human(&report, output::stderr_color()));
+                let report = crate::diagnostics::Report {
+                    file: &file,
+                    source: &loaded.source,
+                    diagnostics: &errors,
+                };
+                eprint!(
+                    "{}",
+                    crate::diagnostics::render_human(&report, output::stderr_color())
+                );
                 Err(CliError::fatal(format!(
                     "{file} has errors; fix them first (`fentaris policy check` lists every finding)"
                 )))
@@ -154,7 +178,11 @@ impl Context {
 /// A path as shown to the user: relative to the working directory when below it.
 pub fn display_path(path: &Path) -> String {
     if let Ok(cwd) = std::env::current_dir() {
-        let abs = if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) };
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            cwd.join(path)
+        };
         if let Ok(rel) = abs.strip_prefix(&cwd) {
             return rel.display().to_string();
         }

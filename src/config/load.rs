@@ -21,7 +21,10 @@ pub enum ConfigError {
     )]
     NotFound { tried: Vec<PathBuf> },
     #[error("cannot read config {}: {source}\nhelp: check the path and its permissions", .path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The result of checking a config text.
@@ -36,7 +39,9 @@ pub struct CheckOutcome {
 
 impl CheckOutcome {
     pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 }
 
@@ -52,7 +57,11 @@ pub struct Loaded {
 
 /// Where the config is: `--config`, else `FENTARIS_CONFIG`, else the nearest
 /// `.fentaris/config.json` walking up from `cwd`.
-pub fn discover(explicit: Option<&Path>, env: Option<OsString>, cwd: &Path) -> Result<PathBuf, ConfigError> {
+pub fn discover(
+    explicit: Option<&Path>,
+    env: Option<OsString>,
+    cwd: &Path,
+) -> Result<PathBuf, ConfigError> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
@@ -72,37 +81,71 @@ pub fn discover(explicit: Option<&Path>, env: Option<OsString>, cwd: &Path) -> R
 
 /// Read and check a config file.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let source = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
             return Err(ConfigError::Read {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not UTF-8 text: {e}")),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("not UTF-8 text: {e}"),
+                ),
             });
         }
     };
     let outcome = check_source(&source);
     let dir = path
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    Ok(Loaded { path: path.to_path_buf(), dir, source, outcome })
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        dir,
+        source,
+        outcome,
+    })
 }
 
 /// Parse and validate a config text. Pure.
 pub fn check_source(text: &str) -> CheckOutcome {
     let (config, spans) = match parse_json::<Config>(text) {
         Ok(parsed) => parsed,
-        Err(d) => return CheckOutcome { config: None, diagnostics: vec![d], spans: SpanIndex::new(text) },
+        Err(d) => {
+            return CheckOutcome {
+                config: None,
+                diagnostics: vec![*d],
+                spans: SpanIndex::new(text),
+            };
+        }
     };
     let mut diagnostics = validate(&config);
     for p in &spans.duplicate_keys {
-        let key = p.rsplit('/').next().unwrap_or_default().replace("~1", "/").replace("~0", "~");
+        let key = p
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .replace("~1", "/")
+            .replace("~0", "~");
         diagnostics.push(
-            Diagnostic::new(codes::DUPLICATE, p.clone(), format!("key `{key}` appears twice in the same object; JSON keeps only the last one"))
-                .help("remove or rename one of them"),
+            Diagnostic::new(
+                codes::DUPLICATE,
+                p.clone(),
+                format!(
+                    "key `{key}` appears twice in the same object; JSON keeps only the last one"
+                ),
+            )
+            .help("remove or rename one of them"),
         );
     }
     for d in &mut diagnostics {
@@ -113,30 +156,45 @@ pub fn check_source(text: &str) -> CheckOutcome {
     diagnostics.sort_by(|a, b| {
         let pa = a.span.map(|s| (s.line, s.column)).unwrap_or((0, 0));
         let pb = b.span.map(|s| (s.line, s.column)).unwrap_or((0, 0));
-        pa.cmp(&pb).then(a.code.cmp(b.code)).then(a.message.cmp(&b.message))
+        pa.cmp(&pb)
+            .then(a.code.cmp(b.code))
+            .then(a.message.cmp(&b.message))
     });
     diagnostics.dedup();
-    CheckOutcome { config: Some(config), diagnostics, spans }
+    CheckOutcome {
+        config: Some(config),
+        diagnostics,
+        spans,
+    }
 }
 
 /// Parse any JSON document into `T`, turning the first error into a located diagnostic
 /// (FNT001 for syntax, FNT002 for shape). Pure.
-pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<(T, SpanIndex), Diagnostic> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<(T, SpanIndex), Box<Diagnostic>> {
     let spans = SpanIndex::new(text);
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
-        let mut d = Diagnostic::new(codes::PARSE, "", format!("invalid JSON: {}", strip_position(&e.to_string())))
-            .help("fix the JSON syntax (comments and trailing commas are not allowed)");
+        let mut d = Diagnostic::new(
+            codes::PARSE,
+            "",
+            format!("invalid JSON: {}", strip_position(&e.to_string())),
+        )
+        .help("fix the JSON syntax (comments and trailing commas are not allowed)");
         d.span = Some(spans.span_at(e.line(), e.column()));
-        return Err(d);
+        return Err(Box::new(d));
     }
     let v = parse_typed(text, &spans)?;
     Ok((v, spans))
 }
 
-fn parse_typed<T: serde::de::DeserializeOwned>(text: &str, spans: &SpanIndex) -> Result<T, Diagnostic> {
+fn parse_typed<T: serde::de::DeserializeOwned>(
+    text: &str,
+    spans: &SpanIndex,
+) -> Result<T, Box<Diagnostic>> {
     let mut de = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| serde_diagnostic(&e, spans))
+    serde_path_to_error::deserialize(&mut de).map_err(|e| Box::new(serde_diagnostic(&e, spans)))
 }
 
 fn strip_position(msg: &str) -> &str {
@@ -164,11 +222,20 @@ fn backticked(msg: &str) -> Vec<&str> {
     msg.split('`').skip(1).step_by(2).collect()
 }
 
-fn serde_diagnostic(e: &serde_path_to_error::Error<serde_json::Error>, spans: &SpanIndex) -> Diagnostic {
+fn serde_diagnostic(
+    e: &serde_path_to_error::Error<serde_json::Error>,
+    spans: &SpanIndex,
+) -> Diagnostic {
     let pointer = path_pointer(e.path());
     let msg = strip_position(&e.inner().to_string()).to_string();
     let words = backticked(&msg);
-    let what = if msg.starts_with("unknown field") { Some("field") } else if msg.starts_with("unknown variant") { Some("variant") } else { None };
+    let what = if msg.starts_with("unknown field") {
+        Some("field")
+    } else if msg.starts_with("unknown variant") {
+        Some("variant")
+    } else {
+        None
+    };
     if let (Some(what), Some(name)) = (what, words.first()) {
         let expected = &words[1..];
         let member = format!("{pointer}/{}", pointer_token(name));
@@ -179,18 +246,32 @@ fn serde_diagnostic(e: &serde_path_to_error::Error<serde_json::Error>, spans: &S
                 format!("expected one of: {}", expected.join(", "))
             }
         });
-        let ptr = if spans.contains(&member) { member } else { pointer };
-        let mut d = Diagnostic::new(codes::SCHEMA, ptr.clone(), format!("unknown {what} `{name}`")).help(help);
+        let ptr = if spans.contains(&member) {
+            member
+        } else {
+            pointer
+        };
+        let mut d = Diagnostic::new(
+            codes::SCHEMA,
+            ptr.clone(),
+            format!("unknown {what} `{name}`"),
+        )
+        .help(help);
         d.span = spans.key_span(&ptr);
         return d;
     }
-    let help = if let Some(field) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+    let help = if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
         format!("add `{field}` (see `fentaris config schema`)")
     } else {
         "see `fentaris config schema` for the expected shape".to_string()
     };
     let mut d = Diagnostic::new(codes::SCHEMA, pointer.clone(), msg).help(help);
-    d.span = spans.value_span(&pointer).or_else(|| Some(spans.span_at(e.inner().line(), e.inner().column())));
+    d.span = spans
+        .value_span(&pointer)
+        .or_else(|| Some(spans.span_at(e.inner().line(), e.inner().column())));
     d
 }
 
@@ -227,7 +308,13 @@ mod tests {
         std::fs::write(dir.path().join(".fentaris/config.json"), "{}").unwrap();
         let found = discover(None, None, &nested).unwrap();
         assert_eq!(found, dir.path().join(".fentaris/config.json"));
-        assert_eq!(discover(Some(Path::new("x.json")), Some("y".into()), &nested).unwrap(), PathBuf::from("x.json"));
-        assert_eq!(discover(None, Some("y.json".into()), &nested).unwrap(), PathBuf::from("y.json"));
+        assert_eq!(
+            discover(Some(Path::new("x.json")), Some("y".into()), &nested).unwrap(),
+            PathBuf::from("x.json")
+        );
+        assert_eq!(
+            discover(None, Some("y.json".into()), &nested).unwrap(),
+            PathBuf::from("y.json")
+        );
     }
 }

@@ -15,7 +15,10 @@ pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Config);
     let mut v = serde_json::to_value(&schema).unwrap_or_default();
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("title".into(), "Fentaris config (.fentaris/config.json)".into());
+        obj.insert(
+            "title".into(),
+            "Fentaris config (.fentaris/config.json)".into(),
+        );
     }
     v
 }

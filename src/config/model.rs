@@ -226,7 +226,9 @@ pub struct Timeouts {
 }
 
 /// Where a secret comes from. Shown as this reference, never as its value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum CredentialSource {
     /// An environment variable of the Fentaris process.

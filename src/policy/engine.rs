@@ -91,9 +91,7 @@ pub(crate) struct CompiledRule {
 impl CompiledRule {
     #[inline]
     pub fn matches(&self, op: &Operation, target: &str, kind: TargetKind) -> bool {
-        self.ops.matches(op)
-            && self.kind.is_none_or(|k| k == kind)
-            && self.targets.matches(target)
+        self.ops.matches(op) && self.kind.is_none_or(|k| k == kind) && self.targets.matches(target)
     }
 }
 
@@ -161,23 +159,43 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// `tools/call` of `tool` on `server`.
     pub fn tool_call(server: &'a str, tool: &'a str) -> Self {
-        Request { server, operation: Operation::ToolCall, target: Cow::Borrowed(tool), kind: TargetKind::Tool }
+        Request {
+            server,
+            operation: Operation::ToolCall,
+            target: Cow::Borrowed(tool),
+            kind: TargetKind::Tool,
+        }
     }
 
     /// `prompts/get` of `prompt` on `server`.
     pub fn prompt_get(server: &'a str, prompt: &'a str) -> Self {
-        Request { server, operation: Operation::PromptGet, target: Cow::Borrowed(prompt), kind: TargetKind::Prompt }
+        Request {
+            server,
+            operation: Operation::PromptGet,
+            target: Cow::Borrowed(prompt),
+            kind: TargetKind::Prompt,
+        }
     }
 
     /// A server-level operation (logging, sampling, elicitation, roots, custom methods).
     pub fn server_op(server: &'a str, operation: Operation) -> Self {
-        Request { server, operation, target: Cow::Borrowed(server), kind: TargetKind::Server }
+        Request {
+            server,
+            operation,
+            target: Cow::Borrowed(server),
+            kind: TargetKind::Server,
+        }
     }
 
     /// A list operation as a whole (no item), for explanations.
     pub fn list(server: &'a str, operation: Operation) -> Self {
         let kind = operation.kinds()[0];
-        Request { server, operation, target: Cow::Borrowed(""), kind }
+        Request {
+            server,
+            operation,
+            target: Cow::Borrowed(""),
+            kind,
+        }
     }
 
     /// Any request. A `resource` target is canonicalised (and refused if it cannot be).
@@ -189,11 +207,20 @@ impl<'a> Request<'a> {
     ) -> Result<Self, UriError> {
         let target = if kind == TargetKind::Resource {
             let c = canonicalize(target)?;
-            if c == target { Cow::Borrowed(target) } else { Cow::Owned(c) }
+            if c == target {
+                Cow::Borrowed(target)
+            } else {
+                Cow::Owned(c)
+            }
         } else {
             Cow::Borrowed(target)
         };
-        Ok(Request { server, operation, target, kind })
+        Ok(Request {
+            server,
+            operation,
+            target,
+            kind,
+        })
     }
 
     /// The (canonical) target that policy saw and that is forwarded upstream.
@@ -227,12 +254,20 @@ impl Decision {
         self.effect == Effect::Allow
     }
     fn deny(reason: Reason) -> Self {
-        Decision { effect: Effect::Deny, reason, scope: None }
+        Decision {
+            effect: Effect::Deny,
+            reason,
+            scope: None,
+        }
     }
 }
 
 fn kinds_display(kinds: &[TargetKind]) -> String {
-    kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+    kinds
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Scope-independent inputs to rule compilation.
@@ -265,24 +300,52 @@ impl Engine {
         let mut named: HashMap<&str, u32> = HashMap::new();
         for (pi, p) in config.policies.iter().enumerate() {
             let base = format!("/policies/{pi}");
-            let id = e.compile_policy(&p.rules, RuleCtx { policy_name: &p.name, base: &base }, &mut diags);
+            let id = e.compile_policy(
+                &p.rules,
+                RuleCtx {
+                    policy_name: &p.name,
+                    base: &base,
+                },
+                &mut diags,
+            );
             named.entry(p.name.as_str()).or_insert(id);
         }
         let mut policy_users: HashMap<u32, Vec<Option<u32>>> = HashMap::new();
-        let resolve = |e: &mut Engine, r: &PolicyRef, base: String, owner: String, diags: &mut Vec<Diagnostic>| -> Option<u32> {
+        let resolve = |e: &mut Engine,
+                       r: &PolicyRef,
+                       base: String,
+                       owner: String,
+                       diags: &mut Vec<Diagnostic>|
+         -> Option<u32> {
             match r {
                 PolicyRef::Named(n) => named.get(n.as_str()).copied(),
                 PolicyRef::Inline(p) => {
                     let name = format!("{owner}/inline");
-                    Some(e.compile_policy(&p.rules, RuleCtx { policy_name: &name, base: &base }, diags))
+                    Some(e.compile_policy(
+                        &p.rules,
+                        RuleCtx {
+                            policy_name: &name,
+                            base: &base,
+                        },
+                        diags,
+                    ))
                 }
             }
         };
         for (gi, g) in config.groups.iter().enumerate() {
             if let Some(r) = &g.policy
-                && let Some(pid) = resolve(&mut e, r, format!("/groups/{gi}/policy"), g.id.clone(), &mut diags)
+                && let Some(pid) = resolve(
+                    &mut e,
+                    r,
+                    format!("/groups/{gi}/policy"),
+                    g.id.clone(),
+                    &mut diags,
+                )
             {
-                e.scopes.push(Scope { group: Some(gi as u32), policy: pid });
+                e.scopes.push(Scope {
+                    group: Some(gi as u32),
+                    policy: pid,
+                });
                 policy_users.entry(pid).or_default().push(Some(gi as u32));
             }
         }
@@ -290,7 +353,10 @@ impl Engine {
             && let Some(pid) = resolve(&mut e, r, "/policy".into(), "top-level".into(), &mut diags)
         {
             e.top_scope = Some(e.scopes.len() as u32);
-            e.scopes.push(Scope { group: None, policy: pid });
+            e.scopes.push(Scope {
+                group: None,
+                policy: pid,
+            });
             policy_users.entry(pid).or_default().push(None);
         }
 
@@ -338,7 +404,10 @@ impl Engine {
 
     fn add_server(&mut self, name: &str, owner: Option<u32>) {
         let id = self.servers.len() as u32;
-        self.servers.push(ServerEntry { name: name.to_string(), owner });
+        self.servers.push(ServerEntry {
+            name: name.to_string(),
+            owner,
+        });
         self.server_ix.entry(name.into()).or_default().push(id);
     }
 
@@ -358,17 +427,27 @@ impl Engine {
     }
 
     /// FNT012: a rule naming (literally) a server that none of the policy's users can see.
-    fn check_rule_servers(&self, users: &HashMap<u32, Vec<Option<u32>>>, diags: &mut Vec<Diagnostic>) {
+    fn check_rule_servers(
+        &self,
+        users: &HashMap<u32, Vec<Option<u32>>>,
+        diags: &mut Vec<Diagnostic>,
+    ) {
         for (pi, p) in self.policies.iter().enumerate() {
             let owners = users.get(&(pi as u32));
             for &r in &p.rules {
                 let rule = &self.rules[r as usize];
-                let Pattern::Exact(name) = &rule.server else { continue };
-                let seen = self.servers.iter().filter(|s| *s.name == **name).any(|s| match owners {
-                    // An unused policy is checked against every server.
-                    None => true,
-                    Some(groups) => groups.iter().any(|g| visible(s, *g)),
-                });
+                let Pattern::Exact(name) = &rule.server else {
+                    continue;
+                };
+                let seen =
+                    self.servers
+                        .iter()
+                        .filter(|s| *s.name == **name)
+                        .any(|s| match owners {
+                            // An unused policy is checked against every server.
+                            None => true,
+                            Some(groups) => groups.iter().any(|g| visible(s, *g)),
+                        });
                 if !seen {
                     let mut names: Vec<&str> = self
                         .servers
@@ -379,7 +458,10 @@ impl Engine {
                     names.dedup();
                     let exists_elsewhere = self.servers.iter().any(|s| *s.name == **name);
                     let msg = if exists_elsewhere {
-                        format!("rule names server `{name}`, which is private to a group that does not use policy `{}`", rule.info.policy)
+                        format!(
+                            "rule names server `{name}`, which is private to a group that does not use policy `{}`",
+                            rule.info.policy
+                        )
                     } else {
                         format!("rule names server `{name}`, which is not declared")
                     };
@@ -391,7 +473,11 @@ impl Engine {
                             format!("servers this policy's users can see: {}", names.join(", "))
                         });
                     }
-                    let mut d = Diagnostic::new(codes::MISSING_SERVER, format!("{}/mcp", rule.info.pointer), msg);
+                    let mut d = Diagnostic::new(
+                        codes::MISSING_SERVER,
+                        format!("{}/mcp", rule.info.pointer),
+                        msg,
+                    );
                     d.help = help;
                     diags.push(d);
                 }
@@ -417,13 +503,19 @@ impl Engine {
         Subject {
             id: user.to_string(),
             tenant: entry.and_then(|u| u.tenant.clone()),
-            groups: group_ix.iter().map(|&g| self.groups[g as usize].clone()).collect(),
+            groups: group_ix
+                .iter()
+                .map(|&g| self.groups[g as usize].clone())
+                .collect(),
             group_ix,
             scopes,
         }
     }
 
-    pub(crate) fn subject_scopes<'s>(&self, subject: &'s Subject) -> impl Iterator<Item = u32> + 's {
+    pub(crate) fn subject_scopes<'s>(
+        &self,
+        subject: &'s Subject,
+    ) -> impl Iterator<Item = u32> + 's {
         subject.scopes.iter().copied()
     }
 
@@ -434,10 +526,14 @@ impl Engine {
 
     /// The server the subject sees under `name`, if any.
     fn resolve_server(&self, subject: &Subject, name: &str) -> Option<u32> {
-        self.server_ix.get(name)?.iter().copied().find(|&i| match self.servers[i as usize].owner {
-            None => true,
-            Some(g) => subject.group_ix.contains(&g),
-        })
+        self.server_ix
+            .get(name)?
+            .iter()
+            .copied()
+            .find(|&i| match self.servers[i as usize].owner {
+                None => true,
+                Some(g) => subject.group_ix.contains(&g),
+            })
     }
 
     /// Names of the servers the subject can see, in config order.
@@ -463,7 +559,14 @@ impl Engine {
         self.decide_on(subject, srv, &req.operation, req.target(), req.kind)
     }
 
-    fn decide_on(&self, subject: &Subject, srv: u32, op: &Operation, target: &str, kind: TargetKind) -> Decision {
+    fn decide_on(
+        &self,
+        subject: &Subject,
+        srv: u32,
+        op: &Operation,
+        target: &str,
+        kind: TargetKind,
+    ) -> Decision {
         let mut allow: Option<(u32, u32)> = None;
         for &scope in &subject.scopes {
             for &r in self.rules_for(scope, srv) {
@@ -471,7 +574,11 @@ impl Engine {
                 if rule.matches(op, target, kind) {
                     match rule.effect {
                         Effect::Deny => {
-                            return Decision { effect: Effect::Deny, reason: Reason::Rule(r), scope: Some(scope) };
+                            return Decision {
+                                effect: Effect::Deny,
+                                reason: Reason::Rule(r),
+                                scope: Some(scope),
+                            };
                         }
                         Effect::Allow => {
                             if allow.is_none() {
@@ -483,7 +590,11 @@ impl Engine {
             }
         }
         match allow {
-            Some((r, scope)) => Decision { effect: Effect::Allow, reason: Reason::Rule(r), scope: Some(scope) },
+            Some((r, scope)) => Decision {
+                effect: Effect::Allow,
+                reason: Reason::Rule(r),
+                scope: Some(scope),
+            },
             None => Decision::deny(Reason::NoMatchingRule),
         }
     }
@@ -506,7 +617,12 @@ impl Engine {
     /// A list is permitted when a rule allows it explicitly, or implicitly when the subject
     /// holds any allow for the matching direct operation on that server; a deny of the list
     /// operation without a target denies the whole list.
-    pub fn list_view<'e>(&'e self, subject: &'e Subject, server: &str, list_op: &Operation) -> Option<ListView<'e>> {
+    pub fn list_view<'e>(
+        &'e self,
+        subject: &'e Subject,
+        server: &str,
+        list_op: &Operation,
+    ) -> Option<ListView<'e>> {
         let srv = self.resolve_server(subject, server)?;
         let direct = list_op.direct_of_list()?;
         let mut permitted = false;
@@ -515,7 +631,12 @@ impl Engine {
                 let rule = &self.rules[r as usize];
                 if rule.ops.matches(list_op) {
                     match rule.effect {
-                        Effect::Deny if rule.targets.is_any() && rule.kind.is_none_or(|k| list_op.kinds().contains(&k)) => return None,
+                        Effect::Deny
+                            if rule.targets.is_any()
+                                && rule.kind.is_none_or(|k| list_op.kinds().contains(&k)) =>
+                        {
+                            return None;
+                        }
                         Effect::Deny => {}
                         Effect::Allow => permitted = true,
                     }
@@ -525,7 +646,12 @@ impl Engine {
                 }
             }
         }
-        permitted.then_some(ListView { engine: self, subject, server: srv, list_op: list_op.clone() })
+        permitted.then_some(ListView {
+            engine: self,
+            subject,
+            server: srv,
+            list_op: list_op.clone(),
+        })
     }
 }
 
@@ -546,32 +672,60 @@ impl ListView<'_> {
     pub fn visible(&self, item: &str) -> bool {
         let e = self.engine;
         match self.list_op {
-            Operation::ToolsList => e.decide_on(self.subject, self.server, &Operation::ToolCall, item, TargetKind::Tool).is_allow(),
-            Operation::PromptsList => e.decide_on(self.subject, self.server, &Operation::PromptGet, item, TargetKind::Prompt).is_allow(),
+            Operation::ToolsList => e
+                .decide_on(
+                    self.subject,
+                    self.server,
+                    &Operation::ToolCall,
+                    item,
+                    TargetKind::Tool,
+                )
+                .is_allow(),
+            Operation::PromptsList => e
+                .decide_on(
+                    self.subject,
+                    self.server,
+                    &Operation::PromptGet,
+                    item,
+                    TargetKind::Prompt,
+                )
+                .is_allow(),
             Operation::ResourcesList | Operation::ResourceTemplatesList => {
-                let (item, kind): (Cow<str>, TargetKind) = if self.list_op == Operation::ResourcesList {
-                    match canonicalize(item) {
-                        Ok(c) => (Cow::Owned(c), TargetKind::Resource),
-                        Err(_) => return false,
-                    }
-                } else {
-                    (Cow::Borrowed(item), TargetKind::ResourceTemplate)
-                };
-                let read = e.decide_on(self.subject, self.server, &Operation::ResourceRead, &item, TargetKind::Resource);
+                let (item, kind): (Cow<str>, TargetKind) =
+                    if self.list_op == Operation::ResourcesList {
+                        match canonicalize(item) {
+                            Ok(c) => (Cow::Owned(c), TargetKind::Resource),
+                            Err(_) => return false,
+                        }
+                    } else {
+                        (Cow::Borrowed(item), TargetKind::ResourceTemplate)
+                    };
+                let read = e.decide_on(
+                    self.subject,
+                    self.server,
+                    &Operation::ResourceRead,
+                    &item,
+                    TargetKind::Resource,
+                );
                 if read.is_allow() {
                     return true;
                 }
                 if matches!(read.reason, Reason::Rule(_)) {
                     return false; // read explicitly denied
                 }
-                e.decide_on(self.subject, self.server, &self.list_op, &item, kind).is_allow()
+                e.decide_on(self.subject, self.server, &self.list_op, &item, kind)
+                    .is_allow()
             }
             _ => false,
         }
     }
 
     /// Keep the visible items of a list.
-    pub fn filter<'a, T>(&self, items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> &str) -> Vec<T> {
+    pub fn filter<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        key: impl Fn(&T) -> &str,
+    ) -> Vec<T> {
         items.into_iter().filter(|t| self.visible(key(t))).collect()
     }
 }
@@ -584,18 +738,31 @@ pub(crate) fn visible(srv: &ServerEntry, group: Option<u32>) -> bool {
     }
 }
 
-fn compile_patterns(items: &[String], pointer: &str, many: bool, diags: &mut Vec<Diagnostic>) -> Option<PatternSet> {
+fn compile_patterns(
+    items: &[String],
+    pointer: &str,
+    many: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<PatternSet> {
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
     if items.is_empty() {
         diags.push(
-            Diagnostic::new(codes::BAD_RULE_SHAPE, pointer, "an empty list matches nothing")
-                .help("name at least one tool, or remove the rule"),
+            Diagnostic::new(
+                codes::BAD_RULE_SHAPE,
+                pointer,
+                "an empty list matches nothing",
+            )
+            .help("name at least one tool, or remove the rule"),
         );
         return None;
     }
     for (i, t) in items.iter().enumerate() {
-        let p = if many { format!("{pointer}/{i}") } else { pointer.to_string() };
+        let p = if many {
+            format!("{pointer}/{i}")
+        } else {
+            pointer.to_string()
+        };
         match Pattern::new(t) {
             Ok(pat) => out.push(pat),
             Err(e) => {
@@ -636,15 +803,35 @@ fn compile_rule(rule: &Rule, pointer: &str, diags: &mut Vec<Diagnostic>) -> Opti
     let server = match Pattern::new(&rule.mcp) {
         Ok(p) => p,
         Err(e) => {
-            diags.push(Diagnostic::new(codes::BAD_GLOB, format!("{pointer}/mcp"), format!("invalid server pattern `{}`: {e}", rule.mcp)));
+            diags.push(Diagnostic::new(
+                codes::BAD_GLOB,
+                format!("{pointer}/mcp"),
+                format!("invalid server pattern `{}`: {e}", rule.mcp),
+            ));
             return None;
         }
     };
-    let (effect, field, ops, targets, kind) = if let Some(list) = rule.allow.as_ref().or(rule.deny.as_ref()) {
-        let (effect, field) = if rule.allow.is_some() { (Effect::Allow, "allow") } else { (Effect::Deny, "deny") };
+    let (effect, field, ops, targets, kind) = if let Some(list) =
+        rule.allow.as_ref().or(rule.deny.as_ref())
+    {
+        let (effect, field) = if rule.allow.is_some() {
+            (Effect::Allow, "allow")
+        } else {
+            (Effect::Deny, "deny")
+        };
         let many = matches!(list, crate::config::OneOrMany::Many(_));
-        let targets = compile_patterns(list.as_slice(), &format!("{pointer}/{field}"), many, diags)?;
-        (effect, field, OpSet { known: Operation::ToolCall.bit(), custom: None }, targets, None)
+        let targets =
+            compile_patterns(list.as_slice(), &format!("{pointer}/{field}"), many, diags)?;
+        (
+            effect,
+            field,
+            OpSet {
+                known: Operation::ToolCall.bit(),
+                custom: None,
+            },
+            targets,
+            None,
+        )
     } else {
         let (effect, field, cap) = match (&rule.allow_capability, &rule.deny_capability) {
             (Some(c), _) => (Effect::Allow, "allowCapability", c),
@@ -669,47 +856,93 @@ fn compile_rule(rule: &Rule, pointer: &str, diags: &mut Vec<Diagnostic>) -> Opti
         ops,
         targets,
         kind,
-        info: RuleInfo { policy: String::new(), index: 0, pointer: pointer.to_string(), effect, summary },
+        info: RuleInfo {
+            policy: String::new(),
+            index: 0,
+            pointer: pointer.to_string(),
+            effect,
+            summary,
+        },
     })
 }
 
-fn compile_capability(cap: &Capability, pointer: &str, diags: &mut Vec<Diagnostic>) -> Option<(OpSet, PatternSet, Option<TargetKind>)> {
+fn compile_capability(
+    cap: &Capability,
+    pointer: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(OpSet, PatternSet, Option<TargetKind>)> {
     let op_ptr = format!("{pointer}/operation");
     let text = cap.operation.as_str();
     let is_glob = text.chars().any(|c| matches!(c, '*' | '?' | '[' | '{'));
     let mut ops = if is_glob {
         if text.starts_with("custom:") {
             diags.push(
-                Diagnostic::new(codes::CUSTOM_GLOB, op_ptr, format!("operation glob `{text}` would match custom methods"))
-                    .help("name each custom method on its own, e.g. \"custom:tasks/get\""),
+                Diagnostic::new(
+                    codes::CUSTOM_GLOB,
+                    op_ptr,
+                    format!("operation glob `{text}` would match custom methods"),
+                )
+                .help("name each custom method on its own, e.g. \"custom:tasks/get\""),
             );
             return None;
         }
         let pat = match Pattern::new(text) {
             Ok(p) => p,
             Err(e) => {
-                diags.push(Diagnostic::new(codes::BAD_GLOB, op_ptr, format!("invalid operation pattern `{text}`: {e}")));
+                diags.push(Diagnostic::new(
+                    codes::BAD_GLOB,
+                    op_ptr,
+                    format!("invalid operation pattern `{text}`: {e}"),
+                ));
                 return None;
             }
         };
-        let known = KNOWN_OPERATIONS.iter().filter(|o| pat.matches(&o.name())).fold(0u16, |acc, o| acc | o.bit());
+        let known = KNOWN_OPERATIONS
+            .iter()
+            .filter(|o| pat.matches(&o.name()))
+            .fold(0u16, |acc, o| acc | o.bit());
         if known == 0 {
             diags.push(
-                Diagnostic::new(codes::UNKNOWN_OPERATION, op_ptr, format!("operation pattern `{text}` matches no operation"))
-                    .help(format!("operations: {}", known_names())),
+                Diagnostic::new(
+                    codes::UNKNOWN_OPERATION,
+                    op_ptr,
+                    format!("operation pattern `{text}` matches no operation"),
+                )
+                .help(format!("operations: {}", known_names())),
             );
             return None;
         }
-        OpSet { known, custom: None }
+        OpSet {
+            known,
+            custom: None,
+        }
     } else {
         match Operation::parse(text) {
-            Some(Operation::Custom(m)) => OpSet { known: 0, custom: Some(m) },
-            Some(op) => OpSet { known: op.bit(), custom: None },
+            Some(Operation::Custom(m)) => OpSet {
+                known: 0,
+                custom: Some(m),
+            },
+            Some(op) => OpSet {
+                known: op.bit(),
+                custom: None,
+            },
             None => {
-                let names: Vec<String> = KNOWN_OPERATIONS.iter().map(|o| o.name().into_owned()).collect();
-                let help = did_you_mean(text, names.iter().map(|s| s.as_str()))
-                    .unwrap_or_else(|| format!("operations: {}, or custom:<method>", known_names()));
-                diags.push(Diagnostic::new(codes::UNKNOWN_OPERATION, op_ptr, format!("unknown operation `{text}`")).help(help));
+                let names: Vec<String> = KNOWN_OPERATIONS
+                    .iter()
+                    .map(|o| o.name().into_owned())
+                    .collect();
+                let help =
+                    did_you_mean(text, names.iter().map(|s| s.as_str())).unwrap_or_else(|| {
+                        format!("operations: {}, or custom:<method>", known_names())
+                    });
+                diags.push(
+                    Diagnostic::new(
+                        codes::UNKNOWN_OPERATION,
+                        op_ptr,
+                        format!("unknown operation `{text}`"),
+                    )
+                    .help(help),
+                );
                 return None;
             }
         }
@@ -720,8 +953,17 @@ fn compile_capability(cap: &Capability, pointer: &str, diags: &mut Vec<Diagnosti
             Some(kind) => Some(kind),
             None => {
                 let help = did_you_mean(k, TargetKind::ALL.iter().map(|k| k.name()))
-                    .unwrap_or_else(|| format!("target kinds: {}", kinds_display(&TargetKind::ALL)));
-                diags.push(Diagnostic::new(codes::UNKNOWN_TARGET_KIND, format!("{pointer}/targetKind"), format!("unknown targetKind `{k}`")).help(help));
+                    .unwrap_or_else(|| {
+                        format!("target kinds: {}", kinds_display(&TargetKind::ALL))
+                    });
+                diags.push(
+                    Diagnostic::new(
+                        codes::UNKNOWN_TARGET_KIND,
+                        format!("{pointer}/targetKind"),
+                        format!("unknown targetKind `{k}`"),
+                    )
+                    .help(help),
+                );
                 return None;
             }
         },
@@ -747,8 +989,12 @@ fn compile_capability(cap: &Capability, pointer: &str, diags: &mut Vec<Diagnosti
                 }
             };
             diags.push(
-                Diagnostic::new(codes::KIND_MISMATCH, format!("{pointer}/targetKind"), format!("targetKind `{kind}` does not fit operation `{text}`"))
-                    .help(format!("use one of: {fits}; or leave targetKind out")),
+                Diagnostic::new(
+                    codes::KIND_MISMATCH,
+                    format!("{pointer}/targetKind"),
+                    format!("targetKind `{kind}` does not fit operation `{text}`"),
+                )
+                .help(format!("use one of: {fits}; or leave targetKind out")),
             );
             return None;
         }
@@ -757,7 +1003,12 @@ fn compile_capability(cap: &Capability, pointer: &str, diags: &mut Vec<Diagnosti
     let targets = match &cap.target {
         None => PatternSet::default(),
         Some(t) => {
-            let mut set = compile_patterns(std::slice::from_ref(t), &format!("{pointer}/target"), false, diags)?;
+            let mut set = compile_patterns(
+                std::slice::from_ref(t),
+                &format!("{pointer}/target"),
+                false,
+                diags,
+            )?;
             // Literal resource URIs are matched in canonical form, like requests.
             let resourceish = ops.custom.is_none()
                 && ops.known != 0
@@ -785,5 +1036,9 @@ fn compile_capability(cap: &Capability, pointer: &str, diags: &mut Vec<Diagnosti
 }
 
 fn known_names() -> String {
-    KNOWN_OPERATIONS.iter().map(|o| o.name().into_owned()).collect::<Vec<_>>().join(", ")
+    KNOWN_OPERATIONS
+        .iter()
+        .map(|o| o.name().into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::engine::{Effect, Engine, Reason, Request, RuleInfo, Subject, visible};
 use super::TargetKind;
+use super::engine::{Effect, Engine, Reason, Request, RuleInfo, Subject, visible};
 
 /// What one rule did for a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,40 +67,85 @@ impl Engine {
             for &r in &self.policies[sc.policy as usize].rules {
                 let rule = &self.rules[r as usize];
                 let status = if !rule.server.matches(req.server) {
-                    RuleStatus::OtherServer(format!("mcp `{}` does not match server `{}`", rule.server.display(), req.server))
-                } else if !server_visible || !self.servers.iter().any(|s| s.name == req.server && visible(s, sc.group)) {
-                    RuleStatus::OtherServer(format!("server `{}` is not visible through {}", req.server, group.as_deref().map(|g| format!("group `{g}`")).unwrap_or_else(|| "the top-level policy".into())))
+                    RuleStatus::OtherServer(format!(
+                        "mcp `{}` does not match server `{}`",
+                        rule.server.display(),
+                        req.server
+                    ))
+                } else if !server_visible
+                    || !self
+                        .servers
+                        .iter()
+                        .any(|s| s.name == req.server && visible(s, sc.group))
+                {
+                    RuleStatus::OtherServer(format!(
+                        "server `{}` is not visible through {}",
+                        req.server,
+                        group
+                            .as_deref()
+                            .map(|g| format!("group `{g}`"))
+                            .unwrap_or_else(|| "the top-level policy".into())
+                    ))
                 } else if !rule.ops.matches(&req.operation) {
-                    RuleStatus::NearMiss(format!("operation `{}` is not {}", req.operation, rule.ops.display()))
+                    RuleStatus::NearMiss(format!(
+                        "operation `{}` is not {}",
+                        req.operation,
+                        rule.ops.display()
+                    ))
                 } else if rule.kind.is_some_and(|k| k != req.kind) {
-                    RuleStatus::NearMiss(format!("targetKind is `{}`, the rule wants `{}`", req.kind, rule.kind.map(|k| k.name()).unwrap_or("")))
+                    RuleStatus::NearMiss(format!(
+                        "targetKind is `{}`, the rule wants `{}`",
+                        req.kind,
+                        rule.kind.map(|k| k.name()).unwrap_or("")
+                    ))
                 } else if !rule.targets.matches(req.target()) {
-                    RuleStatus::NearMiss(format!("`{}` does not match {}", req.target(), rule.targets.display()))
+                    RuleStatus::NearMiss(format!(
+                        "`{}` does not match {}",
+                        req.target(),
+                        rule.targets.display()
+                    ))
                 } else if decided_rule == Some(r) {
                     RuleStatus::Decided
                 } else {
                     RuleStatus::Overridden
                 };
-                rules.push(RuleTrace { rule: rule.info.clone(), group: group.clone(), status });
+                rules.push(RuleTrace {
+                    rule: rule.info.clone(),
+                    group: group.clone(),
+                    status,
+                });
             }
         }
         let decided_by = decided_rule.map(|r| self.rules[r as usize].info.clone());
-        let reason = match (&decision.reason, &decided_by) {
-            (Reason::UnknownServer, _) => format!("server `{}` does not exist or is not visible to `{}`", req.server, subject.id),
-            (Reason::NoMatchingRule, _) => "no rule allows this request (the baseline is deny)".to_string(),
-            (Reason::Rule(_), Some(info)) => format!(
-                "{} by rule {} of policy `{}`{}",
-                if info.effect == Effect::Deny { "denied" } else { "allowed" },
-                info.index,
-                info.policy,
-                if info.effect == Effect::Deny && rules.iter().any(|t| t.status == RuleStatus::Overridden && t.rule.effect == Effect::Allow) {
-                    " (deny wins over allow)"
-                } else {
-                    ""
+        let reason =
+            match (&decision.reason, &decided_by) {
+                (Reason::UnknownServer, _) => format!(
+                    "server `{}` does not exist or is not visible to `{}`",
+                    req.server, subject.id
+                ),
+                (Reason::NoMatchingRule, _) => {
+                    "no rule allows this request (the baseline is deny)".to_string()
                 }
-            ),
-            (Reason::Rule(_), None) => String::new(),
-        };
+                (Reason::Rule(_), Some(info)) => format!(
+                    "{} by rule {} of policy `{}`{}",
+                    if info.effect == Effect::Deny {
+                        "denied"
+                    } else {
+                        "allowed"
+                    },
+                    info.index,
+                    info.policy,
+                    if info.effect == Effect::Deny
+                        && rules.iter().any(|t| t.status == RuleStatus::Overridden
+                            && t.rule.effect == Effect::Allow)
+                    {
+                        " (deny wins over allow)"
+                    } else {
+                        ""
+                    }
+                ),
+                (Reason::Rule(_), None) => String::new(),
+            };
         Explanation {
             decision: decision.effect,
             reason,
@@ -110,7 +155,11 @@ impl Engine {
             operation: req.operation.name().into_owned(),
             target: req.target().to_string(),
             target_kind: req.kind,
-            credential_group: if decision.is_allow() { self.deciding_group(&decision).map(str::to_string) } else { None },
+            credential_group: if decision.is_allow() {
+                self.deciding_group(&decision).map(str::to_string)
+            } else {
+                None
+            },
             decided_by,
             rules,
         }

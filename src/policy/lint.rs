@@ -16,7 +16,10 @@ fn covers(a: &CompiledRule, b: &CompiledRule) -> bool {
 }
 
 fn is_broad(r: &CompiledRule) -> bool {
-    !r.server.is_literal() || r.targets.0.is_empty() || r.targets.0.iter().any(|p| !p.is_literal()) || r.ops.known.count_ones() > 1
+    !r.server.is_literal()
+        || r.targets.0.is_empty()
+        || r.targets.0.iter().any(|p| !p.is_literal())
+        || r.ops.known.count_ones() > 1
 }
 
 /// A key equal for rules that match exactly the same requests (up to pattern spelling).
@@ -24,7 +27,13 @@ fn key(r: &CompiledRule) -> (String, u16, Option<Box<str>>, Option<TargetKind>, 
     let mut targets: Vec<String> = r.targets.0.iter().map(|p| p.display()).collect();
     targets.sort();
     targets.dedup();
-    (r.server.display(), r.ops.known, r.ops.custom.clone(), r.kind, targets.join("\u{0}"))
+    (
+        r.server.display(),
+        r.ops.known,
+        r.ops.custom.clone(),
+        r.kind,
+        targets.join("\u{0}"),
+    )
 }
 
 pub(crate) fn lint(e: &Engine, diags: &mut Vec<Diagnostic>) {
@@ -51,8 +60,15 @@ pub(crate) fn lint(e: &Engine, diags: &mut Vec<Diagnostic>) {
             let ei = if r.effect == Effect::Allow { 0 } else { 1 };
             if let Some(i) = slot[ei] {
                 diags.push(
-                    Diagnostic::new(codes::DUPLICATE_RULE, &r.info.pointer, format!("rule repeats rule {} of policy `{}`", rules[i].info.index, r.info.policy))
-                        .help("remove one of the two"),
+                    Diagnostic::new(
+                        codes::DUPLICATE_RULE,
+                        &r.info.pointer,
+                        format!(
+                            "rule repeats rule {} of policy `{}`",
+                            rules[i].info.index, r.info.policy
+                        ),
+                    )
+                    .help("remove one of the two"),
                 );
             } else {
                 slot[ei] = Some(j);
@@ -74,7 +90,8 @@ pub(crate) fn lint(e: &Engine, diags: &mut Vec<Diagnostic>) {
                 if i == j || key(b) == same {
                     continue;
                 }
-                let decides = b.effect == r.effect || (b.effect == Effect::Deny && r.effect == Effect::Allow);
+                let decides =
+                    b.effect == r.effect || (b.effect == Effect::Deny && r.effect == Effect::Allow);
                 if decides && covers(b, r) {
                     shadowed(diags, r, b, j);
                     break;
@@ -91,7 +108,14 @@ fn shadowed(diags: &mut Vec<Diagnostic>, r: &CompiledRule, by: &CompiledRule, _j
         "every case it covers is already decided by"
     };
     diags.push(
-        Diagnostic::new(codes::SHADOWED_RULE, &r.info.pointer, format!("rule can never decide anything: {why} rule {} (`{}`)", by.info.index, by.info.summary))
-            .help("remove the rule, or narrow the broader one"),
+        Diagnostic::new(
+            codes::SHADOWED_RULE,
+            &r.info.pointer,
+            format!(
+                "rule can never decide anything: {why} rule {} (`{}`)",
+                by.info.index, by.info.summary
+            ),
+        )
+        .help("remove the rule, or narrow the broader one"),
     );
 }

@@ -220,17 +220,29 @@ mod tests {
             let i = KNOWN_OPERATIONS.iter().position(|o| *o == op).unwrap();
             assert_eq!(op.bit(), 1 << i);
         }
-        assert_eq!(Operation::parse("custom:x/y"), Some(Operation::Custom("x/y".into())));
+        assert_eq!(
+            Operation::parse("custom:x/y"),
+            Some(Operation::Custom("x/y".into()))
+        );
         assert_eq!(Operation::parse("custom:"), None);
         assert_eq!(Operation::parse("tools:call"), None);
     }
 
     #[test]
     fn methods_map_to_operations() {
-        assert_eq!(Operation::from_method("tools/call"), Some(Operation::ToolCall));
-        assert_eq!(Operation::from_method("resources/unsubscribe"), Some(Operation::ResourceSubscribe));
+        assert_eq!(
+            Operation::from_method("tools/call"),
+            Some(Operation::ToolCall)
+        );
+        assert_eq!(
+            Operation::from_method("resources/unsubscribe"),
+            Some(Operation::ResourceSubscribe)
+        );
         assert_eq!(Operation::from_method("initialize"), None);
         assert_eq!(Operation::from_method("notifications/cancelled"), None);
-        assert_eq!(Operation::from_method("tasks/get"), Some(Operation::Custom("tasks/get".into())));
+        assert_eq!(
+            Operation::from_method("tasks/get"),
+            Some(Operation::Custom("tasks/get".into()))
+        );
     }
 }

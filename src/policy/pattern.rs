@@ -108,7 +108,11 @@ impl PatternSet {
         if self.0.is_empty() {
             return "*".into();
         }
-        self.0.iter().map(|p| p.display()).collect::<Vec<_>>().join(", ")
+        self.0
+            .iter()
+            .map(|p| p.display())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -119,9 +123,18 @@ mod tests {
     #[test]
     fn shapes() {
         assert!(matches!(Pattern::new("*").unwrap(), Pattern::Any));
-        assert!(matches!(Pattern::new("read_file").unwrap(), Pattern::Exact(_)));
-        assert!(matches!(Pattern::new("search_*").unwrap(), Pattern::Prefix(_)));
-        assert!(matches!(Pattern::new("*_issue").unwrap(), Pattern::Glob(..)));
+        assert!(matches!(
+            Pattern::new("read_file").unwrap(),
+            Pattern::Exact(_)
+        ));
+        assert!(matches!(
+            Pattern::new("search_*").unwrap(),
+            Pattern::Prefix(_)
+        ));
+        assert!(matches!(
+            Pattern::new("*_issue").unwrap(),
+            Pattern::Glob(..)
+        ));
         assert!(Pattern::new("").is_err());
         assert!(Pattern::new("a[").is_err());
     }

@@ -43,16 +43,37 @@ mod tests {
     #[test]
     fn normalises() {
         assert_eq!(canonicalize("FILE:///a/./b/../c").unwrap(), "file:///a/c");
-        assert_eq!(canonicalize("HTTP://Example.COM/%7Euser").unwrap(), "http://example.com/~user");
-        assert_eq!(canonicalize("file:///secrets%2Eenv").unwrap(), "file:///secrets.env");
-        assert_eq!(canonicalize("file:///public/x?q=1").unwrap(), "file:///public/x?q=1");
+        assert_eq!(
+            canonicalize("HTTP://Example.COM/%7Euser").unwrap(),
+            "http://example.com/~user"
+        );
+        assert_eq!(
+            canonicalize("file:///secrets%2Eenv").unwrap(),
+            "file:///secrets.env"
+        );
+        assert_eq!(
+            canonicalize("file:///public/x?q=1").unwrap(),
+            "file:///public/x?q=1"
+        );
     }
 
     #[test]
     fn refuses_escapes() {
-        assert_eq!(canonicalize("file:///../etc/passwd"), Err(UriError::DotSegments));
-        assert_eq!(canonicalize("file:///a/%2E%2E/%2E%2E/x"), Err(UriError::DotSegments));
-        assert_eq!(canonicalize("file:///public%2F..%2Fsecret"), Err(UriError::EncodedSeparator));
-        assert!(matches!(canonicalize("not a uri"), Err(UriError::Invalid(_))));
+        assert_eq!(
+            canonicalize("file:///../etc/passwd"),
+            Err(UriError::DotSegments)
+        );
+        assert_eq!(
+            canonicalize("file:///a/%2E%2E/%2E%2E/x"),
+            Err(UriError::DotSegments)
+        );
+        assert_eq!(
+            canonicalize("file:///public%2F..%2Fsecret"),
+            Err(UriError::EncodedSeparator)
+        );
+        assert!(matches!(
+            canonicalize("not a uri"),
+            Err(UriError::Invalid(_))
+        ));
     }
 }

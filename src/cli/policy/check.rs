@@ -29,7 +29,11 @@ pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
     let loaded = ctx.load()?;
     let file = display_path(&loaded.path);
     let diags = &loaded.outcome.diagnostics;
-    let report = Report { file: &file, source: &loaded.source, diagnostics: diags };
+    let report = Report {
+        file: &file,
+        source: &loaded.source,
+        diagnostics: diags,
+    };
     let text = match args.format {
         CheckFormat::Human => render_human(&report, output::stdout_color()),
         CheckFormat::Json => render_json(&report) + "\n",

@@ -49,10 +49,18 @@ pub fn run(ctx: &Context, a: ExplainArgs) -> CliResult {
     let ev = evaluate(&engine, &q).map_err(CliError::usage)?;
     let file = display_path(&loaded.path);
     if !engine.is_declared_user(&a.user) {
-        eprintln!("warning: user `{}` is not declared in any group; only the top-level policy applies", a.user);
+        eprintln!(
+            "warning: user `{}` is not declared in any group; only the top-level policy applies",
+            a.user
+        );
     }
     match a.format {
-        Format::Human => output::print(&render(&ev, &loaded.outcome.spans, &file, output::stdout_color())),
+        Format::Human => output::print(&render(
+            &ev,
+            &loaded.outcome.spans,
+            &file,
+            output::stdout_color(),
+        )),
         Format::Json => output::print_json(&to_json(&ev, &loaded.outcome.spans, &file)),
     }
     match ev.effect {
@@ -69,7 +77,11 @@ fn line_of(spans: &SpanIndex, pointer: &str) -> Option<usize> {
 pub fn to_json(ev: &Evaluated, spans: &SpanIndex, file: &str) -> Value {
     let mut v = serde_json::to_value(&ev.explanation).unwrap_or(Value::Null);
     let locate = |r: &mut Value| {
-        if let Some(p) = r.get("pointer").and_then(|p| p.as_str()).map(str::to_string) {
+        if let Some(p) = r
+            .get("pointer")
+            .and_then(|p| p.as_str())
+            .map(str::to_string)
+        {
             r["file"] = file.into();
             if let Some(l) = line_of(spans, &p) {
                 r["line"] = l.into();
@@ -89,7 +101,11 @@ pub fn to_json(ev: &Evaluated, spans: &SpanIndex, file: &str) -> Value {
 }
 
 fn paint(color: bool, style: anstyle::Style, s: &str) -> String {
-    if color { format!("{style}{s}{style:#}") } else { s.to_string() }
+    if color {
+        format!("{style}{s}{style:#}")
+    } else {
+        s.to_string()
+    }
 }
 
 /// Human output.
@@ -105,15 +121,29 @@ pub fn render(ev: &Evaluated, spans: &SpanIndex, file: &str, color: bool) -> Str
         Effect::Allow => paint(color, green, "ALLOW"),
         Effect::Deny => paint(color, red, "DENY "),
     };
-    let _ = writeln!(out, "{verdict} {} → {}  {} {}", e.user, e.server, e.operation, crate::diagnostics::escape_control(&e.target));
-    let groups = if e.groups.is_empty() { "none".to_string() } else { e.groups.join(", ") };
+    let _ = writeln!(
+        out,
+        "{verdict} {} → {}  {} {}",
+        e.user,
+        e.server,
+        e.operation,
+        crate::diagnostics::escape_control(&e.target)
+    );
+    let groups = if e.groups.is_empty() {
+        "none".to_string()
+    } else {
+        e.groups.join(", ")
+    };
     let _ = writeln!(out, "  user `{}` (groups: {groups})", e.user);
     if let Some(n) = &ev.note {
         let _ = writeln!(out, "  {n}");
     }
     let _ = writeln!(out, "  reason: {}", e.reason);
     if let Some(g) = &e.credential_group {
-        let _ = writeln!(out, "  credentials: bindings of group `{g}`, then top-level `credentials`");
+        let _ = writeln!(
+            out,
+            "  credentials: bindings of group `{g}`, then top-level `credentials`"
+        );
     }
     let loc = |r: &RuleInfo| match line_of(spans, &r.pointer) {
         Some(l) => format!("{file}:{l}"),
@@ -138,15 +168,41 @@ pub fn render(ev: &Evaluated, spans: &SpanIndex, file: &str, color: bool) -> Str
             }
         }
     };
-    let decided: Vec<String> = e.decided_by.iter().map(|r| rule_line(r, if r.effect == Effect::Deny { "✗" } else { "✓" })).collect();
+    let decided: Vec<String> = e
+        .decided_by
+        .iter()
+        .map(|r| {
+            rule_line(
+                r,
+                if r.effect == Effect::Deny {
+                    "✗"
+                } else {
+                    "✓"
+                },
+            )
+        })
+        .collect();
     section(&mut out, "decided by", decided);
     let lost: Vec<String> = e
         .rules
         .iter()
         .filter(|t| t.status == RuleStatus::Overridden)
-        .map(|t| rule_line(&t.rule, if t.rule.effect == Effect::Deny { "✗" } else { "✓" }))
+        .map(|t| {
+            rule_line(
+                &t.rule,
+                if t.rule.effect == Effect::Deny {
+                    "✗"
+                } else {
+                    "✓"
+                },
+            )
+        })
         .collect();
-    let lost_title = if e.decision == Effect::Deny { "matched but lost (deny wins over allow)" } else { "also matched" };
+    let lost_title = if e.decision == Effect::Deny {
+        "matched but lost (deny wins over allow)"
+    } else {
+        "also matched"
+    };
     section(&mut out, lost_title, lost);
     let near: Vec<String> = e
         .rules
@@ -165,9 +221,17 @@ pub fn render(ev: &Evaluated, spans: &SpanIndex, file: &str, color: bool) -> Str
         })
         .collect();
     section(&mut out, "not matched (same server)", near);
-    let other = e.rules.iter().filter(|t| matches!(t.status, RuleStatus::OtherServer(_))).count();
+    let other = e
+        .rules
+        .iter()
+        .filter(|t| matches!(t.status, RuleStatus::OtherServer(_)))
+        .count();
     if other > 0 {
-        let _ = writeln!(out, "\n  ({other} rule{} for other servers not shown; --format json lists them)", if other == 1 { "" } else { "s" });
+        let _ = writeln!(
+            out,
+            "\n  ({other} rule{} for other servers not shown; --format json lists them)",
+            if other == 1 { "" } else { "s" }
+        );
     }
     out
 }

@@ -59,9 +59,14 @@ pub fn evaluate(engine: &Engine, q: &Query) -> Result<Evaluated, String> {
         (Some(t), None) => (Operation::ToolCall, t.to_string(), TargetKind::Tool),
         (None, Some(op_text)) => {
             let op = Operation::parse(op_text).ok_or_else(|| {
-                let names: Vec<String> = crate::policy::KNOWN_OPERATIONS.iter().map(|o| o.name().into_owned()).collect();
+                let names: Vec<String> = crate::policy::KNOWN_OPERATIONS
+                    .iter()
+                    .map(|o| o.name().into_owned())
+                    .collect();
                 let hint = crate::suggest::did_you_mean(op_text, names.iter().map(|s| s.as_str()))
-                    .unwrap_or_else(|| format!("operations: {}, custom:<method>", names.join(", ")));
+                    .unwrap_or_else(|| {
+                        format!("operations: {}, custom:<method>", names.join(", "))
+                    });
                 format!("unknown operation `{op_text}`; {hint}")
             })?;
             let kind = match q.target_kind {
@@ -69,7 +74,9 @@ pub fn evaluate(engine: &Engine, q: &Query) -> Result<Evaluated, String> {
                 Some(k) => {
                     let kind = TargetKind::parse(k).ok_or_else(|| format!("unknown target kind `{k}`; use tool, resource, resourceTemplate, prompt or server"))?;
                     if !op.kinds().contains(&kind) {
-                        return Err(format!("target kind `{kind}` does not fit operation `{op}`"));
+                        return Err(format!(
+                            "target kind `{kind}` does not fit operation `{op}`"
+                        ));
                     }
                     kind
                 }
@@ -78,7 +85,11 @@ pub fn evaluate(engine: &Engine, q: &Query) -> Result<Evaluated, String> {
                 (Some(t), _) => t.to_string(),
                 (None, TargetKind::Server) => q.server.to_string(),
                 (None, _) if op.direct_of_list().is_some() => String::new(),
-                (None, _) => return Err(format!("operation `{op}` needs --target (a {kind} name or URI)")),
+                (None, _) => {
+                    return Err(format!(
+                        "operation `{op}` needs --target (a {kind} name or URI)"
+                    ));
+                }
             };
             (op, target, kind)
         }
@@ -88,10 +99,20 @@ pub fn evaluate(engine: &Engine, q: &Query) -> Result<Evaluated, String> {
     if let Some(direct) = op.direct_of_list() {
         // List operations: is the list permitted, and is the item (if any) shown?
         let view = engine.list_view(&subject, q.server, &op);
-        let item_kind = if direct == Operation::ResourceRead { TargetKind::Resource } else { direct.kinds()[0] };
+        let item_kind = if direct == Operation::ResourceRead {
+            TargetKind::Resource
+        } else {
+            direct.kinds()[0]
+        };
         let (effect, note) = match (&view, target.is_empty()) {
-            (None, _) => (Effect::Deny, format!("`{op}` is not permitted for `{}` on `{}`", q.user, q.server)),
-            (Some(_), true) => (Effect::Allow, format!("`{op}` is permitted; items are filtered")),
+            (None, _) => (
+                Effect::Deny,
+                format!("`{op}` is not permitted for `{}` on `{}`", q.user, q.server),
+            ),
+            (Some(_), true) => (
+                Effect::Allow,
+                format!("`{op}` is permitted; items are filtered"),
+            ),
             (Some(v), false) => {
                 if v.visible(&target) {
                     (Effect::Allow, format!("`{target}` is shown in `{op}`"))
@@ -105,7 +126,11 @@ pub fn evaluate(engine: &Engine, q: &Query) -> Result<Evaluated, String> {
             Ok(req) if !target.is_empty() => engine.explain(&subject, &req),
             _ => engine.explain(&subject, &Request::list(q.server, op.clone())),
         };
-        return Ok(Evaluated { effect, note: Some(note), explanation });
+        return Ok(Evaluated {
+            effect,
+            note: Some(note),
+            explanation,
+        });
     }
 
     let req = match Request::new(q.server, op.clone(), &target, kind) {
@@ -118,9 +143,17 @@ pub fn evaluate(engine: &Engine, q: &Query) -> Result<Evaluated, String> {
             explanation.target = target.clone();
             explanation.reason = format!("target refused before policy: {e}");
             explanation.decided_by = None;
-            return Ok(Evaluated { effect: Effect::Deny, note: Some(format!("`{target}` is refused: {e}")), explanation });
+            return Ok(Evaluated {
+                effect: Effect::Deny,
+                note: Some(format!("`{target}` is refused: {e}")),
+                explanation,
+            });
         }
     };
     let explanation = engine.explain(&subject, &req);
-    Ok(Evaluated { effect: explanation.decision, note: None, explanation })
+    Ok(Evaluated {
+        effect: explanation.decision,
+        note: None,
+        explanation,
+    })
 }

@@ -41,16 +41,24 @@ pub enum Expect {
 
 pub fn run(ctx: &Context, a: TestArgs) -> CliResult {
     let (loaded, config) = ctx.load_valid()?;
-    let path = a.file.unwrap_or_else(|| loaded.dir.join("policy-tests.json"));
+    let path = a
+        .file
+        .unwrap_or_else(|| loaded.dir.join("policy-tests.json"));
     let shown = display_path(&path);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| CliError::fatal(format!("cannot read policy tests {shown}: {e}\nhelp: write a JSON list of cases {{\"user\", \"server\", \"tool\" | \"operation\"+\"target\", \"expect\": \"allow\"|\"deny\"}}")))?;
     let (cases, spans) = match crate::config::parse_json::<Vec<Case>>(&text) {
         Ok(x) => x,
         Err(d) => {
-            let report = Report { file: &shown, source: &text, diagnostics: std::slice::from_ref(&d) };
+            let report = Report {
+                file: &shown,
+                source: &text,
+                diagnostics: std::slice::from_ref(&*d),
+            };
             eprint!("{}", render_human(&report, output::stderr_color()));
-            return Err(CliError::fatal(format!("{shown} is not a valid policy test file")));
+            return Err(CliError::fatal(format!(
+                "{shown} is not a valid policy test file"
+            )));
         }
     };
     let (engine, _) = Engine::compile(&config);
@@ -61,11 +69,31 @@ pub fn run(ctx: &Context, a: TestArgs) -> CliResult {
     let mut text_out = String::new();
     for (i, c) in cases.iter().enumerate() {
         let name = c.name.clone().unwrap_or_else(|| {
-            format!("{} {} {}", c.user, c.server, c.tool.clone().or_else(|| c.operation.clone().map(|o| format!("{o} {}", c.target.clone().unwrap_or_default()).trim().to_string())).unwrap_or_default())
+            format!(
+                "{} {} {}",
+                c.user,
+                c.server,
+                c.tool
+                    .clone()
+                    .or_else(|| c.operation.clone().map(|o| format!(
+                        "{o} {}",
+                        c.target.clone().unwrap_or_default()
+                    )
+                    .trim()
+                    .to_string()))
+                    .unwrap_or_default()
+            )
         });
-        let line = spans.value_span(&format!("/{i}")).map(|s| s.line).unwrap_or(0);
-        if c.tool.is_some() == c.operation.is_some() || (c.tool.is_some() && (c.target.is_some() || c.target_kind.is_some())) {
-            return Err(CliError::fatal(format!("{shown}:{line}: case {i} must have either `tool`, or `operation` (with `target`)")));
+        let line = spans
+            .value_span(&format!("/{i}"))
+            .map(|s| s.line)
+            .unwrap_or(0);
+        if c.tool.is_some() == c.operation.is_some()
+            || (c.tool.is_some() && (c.target.is_some() || c.target_kind.is_some()))
+        {
+            return Err(CliError::fatal(format!(
+                "{shown}:{line}: case {i} must have either `tool`, or `operation` (with `target`)"
+            )));
         }
         let q = Query {
             user: &c.user,
@@ -75,7 +103,8 @@ pub fn run(ctx: &Context, a: TestArgs) -> CliResult {
             target: c.target.as_deref(),
             target_kind: c.target_kind.as_deref(),
         };
-        let ev = evaluate(&engine, &q).map_err(|e| CliError::fatal(format!("{shown}:{line}: case {i}: {e}")))?;
+        let ev = evaluate(&engine, &q)
+            .map_err(|e| CliError::fatal(format!("{shown}:{line}: case {i}: {e}")))?;
         let want = match c.expect {
             Expect::Allow => Effect::Allow,
             Expect::Deny => Effect::Deny,
@@ -91,7 +120,14 @@ pub fn run(ctx: &Context, a: TestArgs) -> CliResult {
                 want.as_str(),
                 ev.effect.as_str()
             ));
-            for l in explain::render(&ev, &loaded.outcome.spans, &config_file, output::stdout_color()).lines() {
+            for l in explain::render(
+                &ev,
+                &loaded.outcome.spans,
+                &config_file,
+                output::stdout_color(),
+            )
+            .lines()
+            {
                 text_out.push_str(&format!("      {l}\n"));
             }
         }
@@ -106,7 +142,9 @@ pub fn run(ctx: &Context, a: TestArgs) -> CliResult {
     }
     match a.format {
         Format::Human => output::print(&format!("{text_out}\n{passed} passed, {failed} failed\n")),
-        Format::Json => output::print_json(&serde_json::json!({ "file": shown, "passed": passed, "failed": failed, "cases": results })),
+        Format::Json => output::print_json(
+            &serde_json::json!({ "file": shown, "passed": passed, "failed": failed, "cases": results }),
+        ),
     }
     if failed > 0 {
         return Err(CliError::silent(1));
