@@ -125,7 +125,7 @@ pub fn check_source(text: &str) -> CheckOutcome {
             return CheckOutcome {
                 config: None,
                 diagnostics: vec![*d],
-                spans: SpanIndex::new(text),
+                spans: SpanIndex::lines(text),
             };
         }
     };
@@ -173,9 +173,11 @@ pub fn check_source(text: &str) -> CheckOutcome {
 pub fn parse_json<T: serde::de::DeserializeOwned>(
     text: &str,
 ) -> Result<(T, SpanIndex), Box<Diagnostic>> {
-    let spans = SpanIndex::new(text);
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Syntax (and nesting depth, at most 128) first, so the span indexer only sees
+    // well-formed, bounded input.
     if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
+        let spans = SpanIndex::lines(text);
         let mut d = Diagnostic::new(
             codes::PARSE,
             "",
@@ -185,6 +187,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
         d.span = Some(spans.span_at(e.line(), e.column()));
         return Err(Box::new(d));
     }
+    let spans = SpanIndex::new(text);
     let v = parse_typed(text, &spans)?;
     Ok((v, spans))
 }

@@ -35,15 +35,21 @@ fn strict() -> ParseOptions {
 }
 
 impl SpanIndex {
-    /// Index a JSON text. Invalid JSON yields an index with line information only.
-    pub fn new(text: &str) -> SpanIndex {
-        let mut idx = SpanIndex {
+    /// Line information only, for text that is not (known to be) valid JSON.
+    pub fn lines(text: &str) -> SpanIndex {
+        SpanIndex {
             line_starts: std::iter::once(0)
                 .chain(text.match_indices('\n').map(|(i, _)| i + 1))
                 .collect(),
             text: text.to_string(),
             ..SpanIndex::default()
-        };
+        }
+    }
+
+    /// Index a JSON text. Call it only on text that serde_json accepted: its nesting limit
+    /// (128) bounds the recursion here. Invalid JSON yields line information only.
+    pub fn new(text: &str) -> SpanIndex {
+        let mut idx = SpanIndex::lines(text);
         if let Ok(parsed) = parse_to_ast(text, &CollectOptions::default(), &strict())
             && let Some(v) = &parsed.value
         {

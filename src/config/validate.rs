@@ -92,12 +92,15 @@ fn entropy(s: &str) -> f64 {
 }
 
 /// Whether a literal looks like a secret: known token prefixes, or a long high-entropy string.
+/// Each `=`, `:`, `,` or whitespace separated part is checked, so `--token=ghp_…` is caught.
 pub fn looks_like_secret(value: &str) -> Option<&'static str> {
-    let v = value.trim();
-    let v = v
-        .strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-        .unwrap_or(v);
+    value
+        .split(|c: char| c.is_whitespace() || c == '=' || c == ',' || c == ':')
+        .filter(|part| !part.is_empty())
+        .find_map(token_looks_like_secret)
+}
+
+fn token_looks_like_secret(v: &str) -> Option<&'static str> {
     const PREFIXES: &[(&str, &str)] = &[
         ("ghp_", "a GitHub token"),
         ("gho_", "a GitHub token"),
@@ -113,7 +116,7 @@ pub fn looks_like_secret(value: &str) -> Option<&'static str> {
         ("glpat-", "a GitLab token"),
     ];
     for (p, what) in PREFIXES {
-        if v.starts_with(p) && v.len() > p.len() + 8 {
+        if v.starts_with(p) && v.len() >= p.len() + 8 {
             return Some(what);
         }
     }
@@ -876,6 +879,10 @@ mod tests {
         assert!(looks_like_secret("@modelcontextprotocol/server-filesystem").is_none());
         assert!(looks_like_secret("Zx9qT2mK7vB4nR8wL1pF6hJ3sD5gA0cE").is_some());
         assert!(looks_like_secret("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1").is_none());
+        assert!(looks_like_secret("--token=ghp_abcdefghijklmnopqrstuvwxyz0123").is_some());
+        assert!(looks_like_secret("AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ").is_some());
+        assert!(looks_like_secret("fnt_ab12cd34_secretsecretsecret_abc123").is_some());
+        assert!(looks_like_secret("--port=8080").is_none());
     }
 
     #[test]
