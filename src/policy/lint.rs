@@ -54,9 +54,10 @@ pub(crate) fn lint(e: &Engine, diags: &mut Vec<Diagnostic>) {
             }
         }
         // Duplicates and rules a deny makes moot, by exact key.
-        let mut first: HashMap<_, [Option<usize>; 2]> = HashMap::new();
+        let keys: Vec<_> = rules.iter().map(|r| key(r)).collect();
+        let mut first: HashMap<&_, [Option<usize>; 2]> = HashMap::new();
         for (j, r) in rules.iter().enumerate() {
-            let slot = first.entry(key(r)).or_default();
+            let slot = first.entry(&keys[j]).or_default();
             let ei = if r.effect == Effect::Allow { 0 } else { 1 };
             if let Some(i) = slot[ei] {
                 diags.push(
@@ -74,26 +75,30 @@ pub(crate) fn lint(e: &Engine, diags: &mut Vec<Diagnostic>) {
                 slot[ei] = Some(j);
             }
         }
+        let mut reported = vec![false; rules.len()];
         for (j, r) in rules.iter().enumerate() {
             if r.effect == Effect::Allow
-                && let Some(i) = first.get(&key(r)).and_then(|s| s[1])
+                && let Some(i) = first.get(&keys[j]).and_then(|s| s[1])
             {
-                shadowed(diags, r, rules[i], j);
+                shadowed(diags, r, rules[i]);
+                reported[j] = true;
             }
         }
         // Rules a broader rule decides entirely.
         let broad: Vec<usize> = (0..rules.len()).filter(|&i| is_broad(rules[i])).collect();
         for (j, r) in rules.iter().enumerate() {
-            let same = key(r);
+            if reported[j] {
+                continue;
+            }
             for &i in &broad {
                 let b = rules[i];
-                if i == j || key(b) == same {
+                if i == j || keys[i] == keys[j] {
                     continue;
                 }
                 let decides =
                     b.effect == r.effect || (b.effect == Effect::Deny && r.effect == Effect::Allow);
                 if decides && covers(b, r) {
-                    shadowed(diags, r, b, j);
+                    shadowed(diags, r, b);
                     break;
                 }
             }
@@ -101,7 +106,7 @@ pub(crate) fn lint(e: &Engine, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-fn shadowed(diags: &mut Vec<Diagnostic>, r: &CompiledRule, by: &CompiledRule, _j: usize) {
+fn shadowed(diags: &mut Vec<Diagnostic>, r: &CompiledRule, by: &CompiledRule) {
     let why = if by.effect == Effect::Deny && r.effect == Effect::Allow {
         "every case it allows is denied by"
     } else {
