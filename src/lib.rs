@@ -9,4 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod diagnostics;
 pub mod policy;
+pub mod secret;
 pub mod suggest;
+pub mod vault;
