@@ -29,6 +29,9 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create .fentaris/ with a deny-by-default starter config')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Print the config''s JSON Schema, or the resolved config')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain and test policy')
+            [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'Client API keys')
+            [CompletionResult]::new('credentials', 'credentials', [CompletionResultType]::ParameterValue, 'Upstream secrets in the vault')
+            [CompletionResult]::new('vault', 'vault', [CompletionResultType]::ParameterValue, 'The vault: status, rekey, trust, recipients')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -37,6 +40,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Folder in which to create .fentaris/ (default: the working directory)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
             [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Overwrite an existing .fentaris/config.json')
+            [CompletionResult]::new('--no-vault', '--no-vault', [CompletionResultType]::ParameterName, 'Do not create the vault and its key now (they are created on first write)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -150,6 +154,300 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         'fentaris;policy;help;help' {
             break
         }
+        'fentaris;auth' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('api-key', 'api-key', [CompletionResultType]::ParameterValue, 'Manage client API keys')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;auth;api-key' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a key for USER: generated (printed once) or read from stdin')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys (never the keys themselves)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;auth;api-key;add' {
+            [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A label to recognise the key by')
+            [CompletionResult]::new('--expires-in', '--expires-in', [CompletionResultType]::ParameterName, 'Expire the key after this long, e.g. 90d, 12h')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('--value-stdin', '--value-stdin', [CompletionResultType]::ParameterName, 'Read the key from stdin (at least 20 characters, no whitespace)')
+            [CompletionResult]::new('--generate', '--generate', [CompletionResultType]::ParameterName, 'Generate a new fnt_… key and print it once')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;auth;api-key;list' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'format')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;auth;api-key;revoke' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;auth;api-key;help' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a key for USER: generated (printed once) or read from stdin')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys (never the keys themselves)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;auth;api-key;help;add' {
+            break
+        }
+        'fentaris;auth;api-key;help;list' {
+            break
+        }
+        'fentaris;auth;api-key;help;revoke' {
+            break
+        }
+        'fentaris;auth;api-key;help;help' {
+            break
+        }
+        'fentaris;auth;help' {
+            [CompletionResult]::new('api-key', 'api-key', [CompletionResultType]::ParameterValue, 'Manage client API keys')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;auth;help;api-key' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a key for USER: generated (printed once) or read from stdin')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys (never the keys themselves)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key')
+            break
+        }
+        'fentaris;auth;help;api-key;add' {
+            break
+        }
+        'fentaris;auth;help;api-key;list' {
+            break
+        }
+        'fentaris;auth;help;api-key;revoke' {
+            break
+        }
+        'fentaris;auth;help;help' {
+            break
+        }
+        'fentaris;credentials' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Store a secret (hidden prompt on a terminal, or --value-stdin)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List entry names and dates (never values)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove an entry')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;credentials;set' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('--value-stdin', '--value-stdin', [CompletionResultType]::ParameterName, 'Read the value from stdin')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;credentials;list' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'format')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;credentials;remove' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;credentials;help' {
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Store a secret (hidden prompt on a terminal, or --value-stdin)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List entry names and dates (never values)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove an entry')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;credentials;help;set' {
+            break
+        }
+        'fentaris;credentials;help;list' {
+            break
+        }
+        'fentaris;credentials;help;remove' {
+            break
+        }
+        'fentaris;credentials;help;help' {
+            break
+        }
+        'fentaris;vault' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Path, id, recipients, counts, key source, pin, and whether the MAC verified')
+            [CompletionResult]::new('rekey', 'rekey', [CompletionResultType]::ParameterValue, 'New data key: every value re-sealed, read back and verified before the file is replaced')
+            [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Accept a vault whose data key changed or whose generation went back')
+            [CompletionResult]::new('protect', 'protect', [CompletionResultType]::ParameterValue, 'Protect the key file with a passphrase (argon2id; from FENTARIS_PASSPHRASE or a prompt)')
+            [CompletionResult]::new('recipients', 'recipients', [CompletionResultType]::ParameterValue, 'List, add or remove recipients (age public keys that can open the vault)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;vault;status' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'format')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;vault;rekey' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;vault;trust' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;vault;protect' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;vault;recipients' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a recipient: LABEL and an age public key (age1…)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a recipient by label')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;vault;recipients;list' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;vault;recipients;add' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;vault;recipients;remove' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'yes')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;vault;recipients;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a recipient: LABEL and an age public key (age1…)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a recipient by label')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;vault;recipients;help;list' {
+            break
+        }
+        'fentaris;vault;recipients;help;add' {
+            break
+        }
+        'fentaris;vault;recipients;help;remove' {
+            break
+        }
+        'fentaris;vault;recipients;help;help' {
+            break
+        }
+        'fentaris;vault;help' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Path, id, recipients, counts, key source, pin, and whether the MAC verified')
+            [CompletionResult]::new('rekey', 'rekey', [CompletionResultType]::ParameterValue, 'New data key: every value re-sealed, read back and verified before the file is replaced')
+            [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Accept a vault whose data key changed or whose generation went back')
+            [CompletionResult]::new('protect', 'protect', [CompletionResultType]::ParameterValue, 'Protect the key file with a passphrase (argon2id; from FENTARIS_PASSPHRASE or a prompt)')
+            [CompletionResult]::new('recipients', 'recipients', [CompletionResultType]::ParameterValue, 'List, add or remove recipients (age public keys that can open the vault)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;vault;help;status' {
+            break
+        }
+        'fentaris;vault;help;rekey' {
+            break
+        }
+        'fentaris;vault;help;trust' {
+            break
+        }
+        'fentaris;vault;help;protect' {
+            break
+        }
+        'fentaris;vault;help;recipients' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a recipient: LABEL and an age public key (age1…)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a recipient by label')
+            break
+        }
+        'fentaris;vault;help;recipients;list' {
+            break
+        }
+        'fentaris;vault;help;recipients;add' {
+            break
+        }
+        'fentaris;vault;help;recipients;remove' {
+            break
+        }
+        'fentaris;vault;help;help' {
+            break
+        }
         'fentaris;completions' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -162,6 +460,9 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create .fentaris/ with a deny-by-default starter config')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Print the config''s JSON Schema, or the resolved config')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain and test policy')
+            [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'Client API keys')
+            [CompletionResult]::new('credentials', 'credentials', [CompletionResultType]::ParameterValue, 'Upstream secrets in the vault')
+            [CompletionResult]::new('vault', 'vault', [CompletionResultType]::ParameterValue, 'The vault: status, rekey, trust, recipients')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -193,6 +494,75 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             break
         }
         'fentaris;help;policy;test' {
+            break
+        }
+        'fentaris;help;auth' {
+            [CompletionResult]::new('api-key', 'api-key', [CompletionResultType]::ParameterValue, 'Manage client API keys')
+            break
+        }
+        'fentaris;help;auth;api-key' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a key for USER: generated (printed once) or read from stdin')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys (never the keys themselves)')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key')
+            break
+        }
+        'fentaris;help;auth;api-key;add' {
+            break
+        }
+        'fentaris;help;auth;api-key;list' {
+            break
+        }
+        'fentaris;help;auth;api-key;revoke' {
+            break
+        }
+        'fentaris;help;credentials' {
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Store a secret (hidden prompt on a terminal, or --value-stdin)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List entry names and dates (never values)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove an entry')
+            break
+        }
+        'fentaris;help;credentials;set' {
+            break
+        }
+        'fentaris;help;credentials;list' {
+            break
+        }
+        'fentaris;help;credentials;remove' {
+            break
+        }
+        'fentaris;help;vault' {
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Path, id, recipients, counts, key source, pin, and whether the MAC verified')
+            [CompletionResult]::new('rekey', 'rekey', [CompletionResultType]::ParameterValue, 'New data key: every value re-sealed, read back and verified before the file is replaced')
+            [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Accept a vault whose data key changed or whose generation went back')
+            [CompletionResult]::new('protect', 'protect', [CompletionResultType]::ParameterValue, 'Protect the key file with a passphrase (argon2id; from FENTARIS_PASSPHRASE or a prompt)')
+            [CompletionResult]::new('recipients', 'recipients', [CompletionResultType]::ParameterValue, 'List, add or remove recipients (age public keys that can open the vault)')
+            break
+        }
+        'fentaris;help;vault;status' {
+            break
+        }
+        'fentaris;help;vault;rekey' {
+            break
+        }
+        'fentaris;help;vault;trust' {
+            break
+        }
+        'fentaris;help;vault;protect' {
+            break
+        }
+        'fentaris;help;vault;recipients' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'list')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a recipient: LABEL and an age public key (age1…)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a recipient by label')
+            break
+        }
+        'fentaris;help;vault;recipients;list' {
+            break
+        }
+        'fentaris;help;vault;recipients;add' {
+            break
+        }
+        'fentaris;help;vault;recipients;remove' {
             break
         }
         'fentaris;help;completions' {

@@ -16,11 +16,17 @@ _fentaris() {
             ",$1")
                 cmd="fentaris"
                 ;;
+            fentaris,auth)
+                cmd="fentaris__subcmd__auth"
+                ;;
             fentaris,completions)
                 cmd="fentaris__subcmd__completions"
                 ;;
             fentaris,config)
                 cmd="fentaris__subcmd__config"
+                ;;
+            fentaris,credentials)
+                cmd="fentaris__subcmd__credentials"
                 ;;
             fentaris,help)
                 cmd="fentaris__subcmd__help"
@@ -30,6 +36,54 @@ _fentaris() {
                 ;;
             fentaris,policy)
                 cmd="fentaris__subcmd__policy"
+                ;;
+            fentaris,vault)
+                cmd="fentaris__subcmd__vault"
+                ;;
+            fentaris__subcmd__auth,api-key)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key"
+                ;;
+            fentaris__subcmd__auth,help)
+                cmd="fentaris__subcmd__auth__subcmd__help"
+                ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key,add)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__add"
+                ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key,help)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help"
+                ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key,list)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__list"
+                ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key,revoke)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__revoke"
+                ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help,add)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__add"
+                ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help,help)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__help"
+                ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help,list)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__list"
+                ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help,revoke)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__revoke"
+                ;;
+            fentaris__subcmd__auth__subcmd__help,api-key)
+                cmd="fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key"
+                ;;
+            fentaris__subcmd__auth__subcmd__help,help)
+                cmd="fentaris__subcmd__auth__subcmd__help__subcmd__help"
+                ;;
+            fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key,add)
+                cmd="fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__add"
+                ;;
+            fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key,list)
+                cmd="fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__list"
+                ;;
+            fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key,revoke)
+                cmd="fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__revoke"
                 ;;
             fentaris__subcmd__config,help)
                 cmd="fentaris__subcmd__config__subcmd__help"
@@ -49,11 +103,41 @@ _fentaris() {
             fentaris__subcmd__config__subcmd__help,show)
                 cmd="fentaris__subcmd__config__subcmd__help__subcmd__show"
                 ;;
+            fentaris__subcmd__credentials,help)
+                cmd="fentaris__subcmd__credentials__subcmd__help"
+                ;;
+            fentaris__subcmd__credentials,list)
+                cmd="fentaris__subcmd__credentials__subcmd__list"
+                ;;
+            fentaris__subcmd__credentials,remove)
+                cmd="fentaris__subcmd__credentials__subcmd__remove"
+                ;;
+            fentaris__subcmd__credentials,set)
+                cmd="fentaris__subcmd__credentials__subcmd__set"
+                ;;
+            fentaris__subcmd__credentials__subcmd__help,help)
+                cmd="fentaris__subcmd__credentials__subcmd__help__subcmd__help"
+                ;;
+            fentaris__subcmd__credentials__subcmd__help,list)
+                cmd="fentaris__subcmd__credentials__subcmd__help__subcmd__list"
+                ;;
+            fentaris__subcmd__credentials__subcmd__help,remove)
+                cmd="fentaris__subcmd__credentials__subcmd__help__subcmd__remove"
+                ;;
+            fentaris__subcmd__credentials__subcmd__help,set)
+                cmd="fentaris__subcmd__credentials__subcmd__help__subcmd__set"
+                ;;
+            fentaris__subcmd__help,auth)
+                cmd="fentaris__subcmd__help__subcmd__auth"
+                ;;
             fentaris__subcmd__help,completions)
                 cmd="fentaris__subcmd__help__subcmd__completions"
                 ;;
             fentaris__subcmd__help,config)
                 cmd="fentaris__subcmd__help__subcmd__config"
+                ;;
+            fentaris__subcmd__help,credentials)
+                cmd="fentaris__subcmd__help__subcmd__credentials"
                 ;;
             fentaris__subcmd__help,help)
                 cmd="fentaris__subcmd__help__subcmd__help"
@@ -64,11 +148,35 @@ _fentaris() {
             fentaris__subcmd__help,policy)
                 cmd="fentaris__subcmd__help__subcmd__policy"
                 ;;
+            fentaris__subcmd__help,vault)
+                cmd="fentaris__subcmd__help__subcmd__vault"
+                ;;
+            fentaris__subcmd__help__subcmd__auth,api-key)
+                cmd="fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key"
+                ;;
+            fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key,add)
+                cmd="fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__add"
+                ;;
+            fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key,list)
+                cmd="fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__list"
+                ;;
+            fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key,revoke)
+                cmd="fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__revoke"
+                ;;
             fentaris__subcmd__help__subcmd__config,schema)
                 cmd="fentaris__subcmd__help__subcmd__config__subcmd__schema"
                 ;;
             fentaris__subcmd__help__subcmd__config,show)
                 cmd="fentaris__subcmd__help__subcmd__config__subcmd__show"
+                ;;
+            fentaris__subcmd__help__subcmd__credentials,list)
+                cmd="fentaris__subcmd__help__subcmd__credentials__subcmd__list"
+                ;;
+            fentaris__subcmd__help__subcmd__credentials,remove)
+                cmd="fentaris__subcmd__help__subcmd__credentials__subcmd__remove"
+                ;;
+            fentaris__subcmd__help__subcmd__credentials,set)
+                cmd="fentaris__subcmd__help__subcmd__credentials__subcmd__set"
                 ;;
             fentaris__subcmd__help__subcmd__policy,check)
                 cmd="fentaris__subcmd__help__subcmd__policy__subcmd__check"
@@ -78,6 +186,30 @@ _fentaris() {
                 ;;
             fentaris__subcmd__help__subcmd__policy,test)
                 cmd="fentaris__subcmd__help__subcmd__policy__subcmd__test"
+                ;;
+            fentaris__subcmd__help__subcmd__vault,protect)
+                cmd="fentaris__subcmd__help__subcmd__vault__subcmd__protect"
+                ;;
+            fentaris__subcmd__help__subcmd__vault,recipients)
+                cmd="fentaris__subcmd__help__subcmd__vault__subcmd__recipients"
+                ;;
+            fentaris__subcmd__help__subcmd__vault,rekey)
+                cmd="fentaris__subcmd__help__subcmd__vault__subcmd__rekey"
+                ;;
+            fentaris__subcmd__help__subcmd__vault,status)
+                cmd="fentaris__subcmd__help__subcmd__vault__subcmd__status"
+                ;;
+            fentaris__subcmd__help__subcmd__vault,trust)
+                cmd="fentaris__subcmd__help__subcmd__vault__subcmd__trust"
+                ;;
+            fentaris__subcmd__help__subcmd__vault__subcmd__recipients,add)
+                cmd="fentaris__subcmd__help__subcmd__vault__subcmd__recipients__subcmd__add"
+                ;;
+            fentaris__subcmd__help__subcmd__vault__subcmd__recipients,list)
+                cmd="fentaris__subcmd__help__subcmd__vault__subcmd__recipients__subcmd__list"
+                ;;
+            fentaris__subcmd__help__subcmd__vault__subcmd__recipients,remove)
+                cmd="fentaris__subcmd__help__subcmd__vault__subcmd__recipients__subcmd__remove"
                 ;;
             fentaris__subcmd__policy,check)
                 cmd="fentaris__subcmd__policy__subcmd__check"
@@ -103,6 +235,75 @@ _fentaris() {
             fentaris__subcmd__policy__subcmd__help,test)
                 cmd="fentaris__subcmd__policy__subcmd__help__subcmd__test"
                 ;;
+            fentaris__subcmd__vault,help)
+                cmd="fentaris__subcmd__vault__subcmd__help"
+                ;;
+            fentaris__subcmd__vault,protect)
+                cmd="fentaris__subcmd__vault__subcmd__protect"
+                ;;
+            fentaris__subcmd__vault,recipients)
+                cmd="fentaris__subcmd__vault__subcmd__recipients"
+                ;;
+            fentaris__subcmd__vault,rekey)
+                cmd="fentaris__subcmd__vault__subcmd__rekey"
+                ;;
+            fentaris__subcmd__vault,status)
+                cmd="fentaris__subcmd__vault__subcmd__status"
+                ;;
+            fentaris__subcmd__vault,trust)
+                cmd="fentaris__subcmd__vault__subcmd__trust"
+                ;;
+            fentaris__subcmd__vault__subcmd__help,help)
+                cmd="fentaris__subcmd__vault__subcmd__help__subcmd__help"
+                ;;
+            fentaris__subcmd__vault__subcmd__help,protect)
+                cmd="fentaris__subcmd__vault__subcmd__help__subcmd__protect"
+                ;;
+            fentaris__subcmd__vault__subcmd__help,recipients)
+                cmd="fentaris__subcmd__vault__subcmd__help__subcmd__recipients"
+                ;;
+            fentaris__subcmd__vault__subcmd__help,rekey)
+                cmd="fentaris__subcmd__vault__subcmd__help__subcmd__rekey"
+                ;;
+            fentaris__subcmd__vault__subcmd__help,status)
+                cmd="fentaris__subcmd__vault__subcmd__help__subcmd__status"
+                ;;
+            fentaris__subcmd__vault__subcmd__help,trust)
+                cmd="fentaris__subcmd__vault__subcmd__help__subcmd__trust"
+                ;;
+            fentaris__subcmd__vault__subcmd__help__subcmd__recipients,add)
+                cmd="fentaris__subcmd__vault__subcmd__help__subcmd__recipients__subcmd__add"
+                ;;
+            fentaris__subcmd__vault__subcmd__help__subcmd__recipients,list)
+                cmd="fentaris__subcmd__vault__subcmd__help__subcmd__recipients__subcmd__list"
+                ;;
+            fentaris__subcmd__vault__subcmd__help__subcmd__recipients,remove)
+                cmd="fentaris__subcmd__vault__subcmd__help__subcmd__recipients__subcmd__remove"
+                ;;
+            fentaris__subcmd__vault__subcmd__recipients,add)
+                cmd="fentaris__subcmd__vault__subcmd__recipients__subcmd__add"
+                ;;
+            fentaris__subcmd__vault__subcmd__recipients,help)
+                cmd="fentaris__subcmd__vault__subcmd__recipients__subcmd__help"
+                ;;
+            fentaris__subcmd__vault__subcmd__recipients,list)
+                cmd="fentaris__subcmd__vault__subcmd__recipients__subcmd__list"
+                ;;
+            fentaris__subcmd__vault__subcmd__recipients,remove)
+                cmd="fentaris__subcmd__vault__subcmd__recipients__subcmd__remove"
+                ;;
+            fentaris__subcmd__vault__subcmd__recipients__subcmd__help,add)
+                cmd="fentaris__subcmd__vault__subcmd__recipients__subcmd__help__subcmd__add"
+                ;;
+            fentaris__subcmd__vault__subcmd__recipients__subcmd__help,help)
+                cmd="fentaris__subcmd__vault__subcmd__recipients__subcmd__help__subcmd__help"
+                ;;
+            fentaris__subcmd__vault__subcmd__recipients__subcmd__help,list)
+                cmd="fentaris__subcmd__vault__subcmd__recipients__subcmd__help__subcmd__list"
+                ;;
+            fentaris__subcmd__vault__subcmd__recipients__subcmd__help,remove)
+                cmd="fentaris__subcmd__vault__subcmd__recipients__subcmd__help__subcmd__remove"
+                ;;
             *)
                 ;;
         esac
@@ -110,7 +311,7 @@ _fentaris() {
 
     case "${cmd}" in
         fentaris)
-            opts="-h -V --config --help --version init config policy completions help"
+            opts="-h -V --config --help --version init config policy auth credentials vault completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -120,6 +321,262 @@ _fentaris() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth)
+            opts="-h -V --config --help --version api-key help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key)
+            opts="-h -V --config --help --version add list revoke help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__add)
+            opts="-h -V --value-stdin --generate --label --expires-in --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expires-in)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help)
+            opts="add list revoke help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__list)
+            opts="-h -V --format --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__revoke)
+            opts="-h -V --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__help)
+            opts="api-key help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key)
+            opts="add list revoke"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
@@ -255,9 +712,225 @@ _fentaris() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        fentaris__subcmd__help)
-            opts="init config policy completions help"
+        fentaris__subcmd__credentials)
+            opts="-h -V --config --help --version set list remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__credentials__subcmd__help)
+            opts="set list remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__credentials__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__credentials__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__credentials__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__credentials__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__credentials__subcmd__list)
+            opts="-h -V --format --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__credentials__subcmd__remove)
+            opts="-h -V --yes --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__credentials__subcmd__set)
+            opts="-h -V --value-stdin --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help)
+            opts="init config policy auth credentials vault completions help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__auth)
+            opts="api-key"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key)
+            opts="add list revoke"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -312,6 +985,62 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__help__subcmd__config__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__credentials)
+            opts="set list remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__credentials__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__credentials__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__credentials__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -409,8 +1138,134 @@ _fentaris() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fentaris__subcmd__help__subcmd__vault)
+            opts="status rekey trust protect recipients"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__vault__subcmd__protect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__vault__subcmd__recipients)
+            opts="list add remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__vault__subcmd__recipients__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__vault__subcmd__recipients__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__vault__subcmd__recipients__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__vault__subcmd__rekey)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__vault__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__vault__subcmd__trust)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fentaris__subcmd__init)
-            opts="-h -V --dir --force --config --help --version"
+            opts="-h -V --dir --force --no-vault --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -598,6 +1453,382 @@ _fentaris() {
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault)
+            opts="-h -V --config --help --version status rekey trust protect recipients help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help)
+            opts="status rekey trust protect recipients help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help__subcmd__protect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help__subcmd__recipients)
+            opts="list add remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help__subcmd__recipients__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help__subcmd__recipients__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help__subcmd__recipients__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help__subcmd__rekey)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__help__subcmd__trust)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__protect)
+            opts="-h -V --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__recipients)
+            opts="-h -V --config --help --version list add remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__recipients__subcmd__add)
+            opts="-h -V --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__recipients__subcmd__help)
+            opts="list add remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__recipients__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__recipients__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__recipients__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__recipients__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__recipients__subcmd__list)
+            opts="-h -V --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__recipients__subcmd__remove)
+            opts="-h -V --yes --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__rekey)
+            opts="-h -V --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__status)
+            opts="-h -V --format --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__vault__subcmd__trust)
+            opts="-h -V --yes --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -26,6 +26,9 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand init 'Create .fentaris/ with a deny-by-default starter config'
             cand config 'Print the config''s JSON Schema, or the resolved config'
             cand policy 'Check, explain and test policy'
+            cand auth 'Client API keys'
+            cand credentials 'Upstream secrets in the vault'
+            cand vault 'The vault: status, rekey, trust, recipients'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -33,6 +36,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand --dir 'Folder in which to create .fentaris/ (default: the working directory)'
             cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
             cand --force 'Overwrite an existing .fentaris/config.json'
+            cand --no-vault 'Do not create the vault and its key now (they are created on first write)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -129,6 +133,251 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         }
         &'fentaris;policy;help;help'= {
         }
+        &'fentaris;auth'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand api-key 'Manage client API keys'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;auth;api-key'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Add a key for USER: generated (printed once) or read from stdin'
+            cand list 'List keys (never the keys themselves)'
+            cand revoke 'Revoke a key'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;auth;api-key;add'= {
+            cand --label 'A label to recognise the key by'
+            cand --expires-in 'Expire the key after this long, e.g. 90d, 12h'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand --value-stdin 'Read the key from stdin (at least 20 characters, no whitespace)'
+            cand --generate 'Generate a new fnt_… key and print it once'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;auth;api-key;list'= {
+            cand --format 'format'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;auth;api-key;revoke'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;auth;api-key;help'= {
+            cand add 'Add a key for USER: generated (printed once) or read from stdin'
+            cand list 'List keys (never the keys themselves)'
+            cand revoke 'Revoke a key'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;auth;api-key;help;add'= {
+        }
+        &'fentaris;auth;api-key;help;list'= {
+        }
+        &'fentaris;auth;api-key;help;revoke'= {
+        }
+        &'fentaris;auth;api-key;help;help'= {
+        }
+        &'fentaris;auth;help'= {
+            cand api-key 'Manage client API keys'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;auth;help;api-key'= {
+            cand add 'Add a key for USER: generated (printed once) or read from stdin'
+            cand list 'List keys (never the keys themselves)'
+            cand revoke 'Revoke a key'
+        }
+        &'fentaris;auth;help;api-key;add'= {
+        }
+        &'fentaris;auth;help;api-key;list'= {
+        }
+        &'fentaris;auth;help;api-key;revoke'= {
+        }
+        &'fentaris;auth;help;help'= {
+        }
+        &'fentaris;credentials'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand set 'Store a secret (hidden prompt on a terminal, or --value-stdin)'
+            cand list 'List entry names and dates (never values)'
+            cand remove 'Remove an entry'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;credentials;set'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand --value-stdin 'Read the value from stdin'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;credentials;list'= {
+            cand --format 'format'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;credentials;remove'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand --yes 'Do not ask for confirmation'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;credentials;help'= {
+            cand set 'Store a secret (hidden prompt on a terminal, or --value-stdin)'
+            cand list 'List entry names and dates (never values)'
+            cand remove 'Remove an entry'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;credentials;help;set'= {
+        }
+        &'fentaris;credentials;help;list'= {
+        }
+        &'fentaris;credentials;help;remove'= {
+        }
+        &'fentaris;credentials;help;help'= {
+        }
+        &'fentaris;vault'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand status 'Path, id, recipients, counts, key source, pin, and whether the MAC verified'
+            cand rekey 'New data key: every value re-sealed, read back and verified before the file is replaced'
+            cand trust 'Accept a vault whose data key changed or whose generation went back'
+            cand protect 'Protect the key file with a passphrase (argon2id; from FENTARIS_PASSPHRASE or a prompt)'
+            cand recipients 'List, add or remove recipients (age public keys that can open the vault)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;vault;status'= {
+            cand --format 'format'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;vault;rekey'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;vault;trust'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand --yes 'Do not ask for confirmation'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;vault;protect'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;vault;recipients'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'list'
+            cand add 'Add a recipient: LABEL and an age public key (age1…)'
+            cand remove 'Remove a recipient by label'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;vault;recipients;list'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;vault;recipients;add'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;vault;recipients;remove'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand --yes 'yes'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;vault;recipients;help'= {
+            cand list 'list'
+            cand add 'Add a recipient: LABEL and an age public key (age1…)'
+            cand remove 'Remove a recipient by label'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;vault;recipients;help;list'= {
+        }
+        &'fentaris;vault;recipients;help;add'= {
+        }
+        &'fentaris;vault;recipients;help;remove'= {
+        }
+        &'fentaris;vault;recipients;help;help'= {
+        }
+        &'fentaris;vault;help'= {
+            cand status 'Path, id, recipients, counts, key source, pin, and whether the MAC verified'
+            cand rekey 'New data key: every value re-sealed, read back and verified before the file is replaced'
+            cand trust 'Accept a vault whose data key changed or whose generation went back'
+            cand protect 'Protect the key file with a passphrase (argon2id; from FENTARIS_PASSPHRASE or a prompt)'
+            cand recipients 'List, add or remove recipients (age public keys that can open the vault)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;vault;help;status'= {
+        }
+        &'fentaris;vault;help;rekey'= {
+        }
+        &'fentaris;vault;help;trust'= {
+        }
+        &'fentaris;vault;help;protect'= {
+        }
+        &'fentaris;vault;help;recipients'= {
+            cand list 'list'
+            cand add 'Add a recipient: LABEL and an age public key (age1…)'
+            cand remove 'Remove a recipient by label'
+        }
+        &'fentaris;vault;help;recipients;list'= {
+        }
+        &'fentaris;vault;help;recipients;add'= {
+        }
+        &'fentaris;vault;help;recipients;remove'= {
+        }
+        &'fentaris;vault;help;help'= {
+        }
         &'fentaris;completions'= {
             cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
             cand -h 'Print help'
@@ -140,6 +389,9 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand init 'Create .fentaris/ with a deny-by-default starter config'
             cand config 'Print the config''s JSON Schema, or the resolved config'
             cand policy 'Check, explain and test policy'
+            cand auth 'Client API keys'
+            cand credentials 'Upstream secrets in the vault'
+            cand vault 'The vault: status, rekey, trust, recipients'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -163,6 +415,57 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;help;policy;explain'= {
         }
         &'fentaris;help;policy;test'= {
+        }
+        &'fentaris;help;auth'= {
+            cand api-key 'Manage client API keys'
+        }
+        &'fentaris;help;auth;api-key'= {
+            cand add 'Add a key for USER: generated (printed once) or read from stdin'
+            cand list 'List keys (never the keys themselves)'
+            cand revoke 'Revoke a key'
+        }
+        &'fentaris;help;auth;api-key;add'= {
+        }
+        &'fentaris;help;auth;api-key;list'= {
+        }
+        &'fentaris;help;auth;api-key;revoke'= {
+        }
+        &'fentaris;help;credentials'= {
+            cand set 'Store a secret (hidden prompt on a terminal, or --value-stdin)'
+            cand list 'List entry names and dates (never values)'
+            cand remove 'Remove an entry'
+        }
+        &'fentaris;help;credentials;set'= {
+        }
+        &'fentaris;help;credentials;list'= {
+        }
+        &'fentaris;help;credentials;remove'= {
+        }
+        &'fentaris;help;vault'= {
+            cand status 'Path, id, recipients, counts, key source, pin, and whether the MAC verified'
+            cand rekey 'New data key: every value re-sealed, read back and verified before the file is replaced'
+            cand trust 'Accept a vault whose data key changed or whose generation went back'
+            cand protect 'Protect the key file with a passphrase (argon2id; from FENTARIS_PASSPHRASE or a prompt)'
+            cand recipients 'List, add or remove recipients (age public keys that can open the vault)'
+        }
+        &'fentaris;help;vault;status'= {
+        }
+        &'fentaris;help;vault;rekey'= {
+        }
+        &'fentaris;help;vault;trust'= {
+        }
+        &'fentaris;help;vault;protect'= {
+        }
+        &'fentaris;help;vault;recipients'= {
+            cand list 'list'
+            cand add 'Add a recipient: LABEL and an age public key (age1…)'
+            cand remove 'Remove a recipient by label'
+        }
+        &'fentaris;help;vault;recipients;list'= {
+        }
+        &'fentaris;help;vault;recipients;add'= {
+        }
+        &'fentaris;help;vault;recipients;remove'= {
         }
         &'fentaris;help;completions'= {
         }

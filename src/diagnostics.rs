@@ -81,6 +81,8 @@ catalogue! {
     UNUSED_CREDENTIAL = "FNT202", Warning, "UnusedCredential", "A credential binding is never referenced.";
     GROUP_WITHOUT_POLICY = "FNT203", Warning, "GroupWithoutPolicy", "A group has no policy, so its users are denied everything.";
     DUPLICATE_RULE = "FNT300", Suggestion, "DuplicateRule", "A rule repeats an earlier rule of the same policy.";
+    VAULT_UNVERIFIED = "FNT090", Info, "VaultUnverified", "The vault's integrity was not verified: no vault key is available here (as in CI).";
+    VAULT_INVALID = "FNT091", Error, "VaultInvalid", "The vault file is unreadable, tampered, rolled back, or does not open with the available key.";
 }
 
 impl Code {

@@ -57,6 +57,10 @@ impl SecretKey {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, k.as_mut());
         SecretKey(k)
     }
+    /// Wrap raw key bytes (e.g. a data key recovered with the `age` tool).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        SecretKey(Zeroizing::new(bytes))
+    }
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -12,6 +12,9 @@ pub struct InitArgs {
     /// Overwrite an existing .fentaris/config.json
     #[arg(long)]
     pub force: bool,
+    /// Do not create the vault and its key now (they are created on first write)
+    #[arg(long)]
+    pub no_vault: bool,
 }
 
 /// The starter config written by `fentaris init`.
@@ -76,8 +79,25 @@ pub fn run(_ctx: &Context, args: InitArgs) -> CliResult {
         }
         std::fs::write(path, text).map_err(|e| io("write", path, e))?;
     }
+    let vault_path = dir.join(crate::vault::VAULT_FILE);
+    let mut vault_note = String::new();
+    if !args.no_vault && !vault_path.exists() {
+        let lookup = super::vault_access::key_lookup();
+        let (_, v) = crate::vault::Vault::modify(
+            &vault_path,
+            &lookup,
+            super::vault_access::LOCK_TIMEOUT,
+            |_| Ok(()),
+        )
+        .map_err(super::vault_access::vault_error)?;
+        vault_note = format!(
+            "  credentials.enc.json  the vault ({}), key: {}\n",
+            v.envelope.vault_id,
+            v.key_source.describe()
+        );
+    }
     output::print(&format!(
-        "Created {}\n  config.json         deny-by-default starter (edit servers, policies and groups)\n  config.schema.json  JSON Schema for editors\n  .gitignore          keeps the vault and logs out of git\nNext: `fentaris policy check`, then `fentaris policy explain --user me --server everything --tool echo`.\n",
+        "Created {}\n  config.json         deny-by-default starter (edit servers, policies and groups)\n  config.schema.json  JSON Schema for editors\n  .gitignore          keeps the vault and logs out of git\n{vault_note}Next: `fentaris policy check`, then `fentaris policy explain --user me --server everything --tool echo`.\n",
         display_path(&dir)
     ));
     Ok(())

@@ -3,11 +3,15 @@
 //! Exit codes: 0 ok, 1 findings or denial, 2 usage error, 3 fatal (unreadable or invalid
 //! config, I/O).
 
+mod auth;
 mod completions;
 mod config;
+mod credentials;
 mod init;
 mod output;
 mod policy;
+mod vault;
+pub(crate) mod vault_access;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,6 +43,15 @@ pub enum Command {
     /// Check, explain and test policy
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Client API keys
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Upstream secrets in the vault
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
+    /// The vault: status, rekey, trust, recipients
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
 }
@@ -119,6 +132,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Init(a) => init::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Policy(c) => policy::run(&ctx, c),
+        Command::Auth(c) => auth::run(&ctx, c),
+        Command::Credentials(c) => credentials::run(&ctx, c),
+        Command::Vault(c) => vault::run(&ctx, c),
         Command::Completions(a) => completions::run(a),
     }
 }

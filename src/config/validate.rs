@@ -24,9 +24,53 @@ const PLACEHOLDERS: &[&str] = &["subject.id", "subject.tenantId", "subject.group
 
 /// Validate a parsed config.
 pub fn validate(config: &Config) -> Vec<Diagnostic> {
+    let mut v = run(config);
+    let (_, rule_diags) = Engine::compile(config);
+    v.diags.extend(rule_diags);
+    v.diags
+}
+
+/// Every `{"vault": name}` source in the config, with its JSON pointer.
+pub fn vault_references(config: &Config) -> Vec<(String, String)> {
+    run(config).vault_refs
+}
+
+/// FNT005: vault sources naming entries the vault does not hold. `names` is `None` when
+/// there is no vault file (then each reference is information, as in CI).
+pub fn check_vault_entries(
+    config: &Config,
+    names: Option<&std::collections::BTreeSet<String>>,
+) -> Vec<Diagnostic> {
+    vault_references(config)
+        .into_iter()
+        .filter(|(name, _)| names.is_none_or(|n| !n.contains(name)))
+        .map(|(name, pointer)| match names {
+            Some(_) => Diagnostic::new(
+                codes::VAULT_ENTRY_MISSING,
+                pointer,
+                format!("the vault has no entry `{name}`"),
+            )
+            .help(format!(
+                "add it: fentaris credentials set {name} --value-stdin"
+            )),
+            None => Diagnostic::new(
+                codes::VAULT_ENTRY_MISSING,
+                pointer,
+                format!("vault entry `{name}` cannot be checked: there is no vault file"),
+            )
+            .severity(crate::diagnostics::Severity::Info)
+            .help(format!(
+                "on a machine with the vault: fentaris credentials set {name} --value-stdin"
+            )),
+        })
+        .collect()
+}
+
+fn run(config: &Config) -> Validator {
     let mut v = Validator {
         diags: Vec::new(),
         refs: Vec::new(),
+        vault_refs: Vec::new(),
     };
     v.listeners(config);
     v.identity(config);
@@ -41,9 +85,7 @@ pub fn validate(config: &Config) -> Vec<Diagnostic> {
                 .help("remove `onFailure` (the default, `deny`, refuses requests when the audit sink fails)"),
         );
     }
-    let (_, rule_diags) = Engine::compile(config);
-    v.diags.extend(rule_diags);
-    v.diags
+    v
 }
 
 /// A `{"credential": name}` reference and the scope it is resolved in.
@@ -58,6 +100,7 @@ struct CredRef {
 struct Validator {
     diags: Vec<Diagnostic>,
     refs: Vec<CredRef>,
+    vault_refs: Vec<(String, String)>,
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -154,7 +197,20 @@ impl Validator {
         }
     }
 
-    /// Check a credential source used somewhere other than a binding.
+    fn vault_ref(&mut self, pointer: &str, name: &str) {
+        if name.is_empty() {
+            self.push(Diagnostic::new(
+                codes::BAD_VALUE,
+                format!("{pointer}/vault"),
+                "a vault entry name cannot be empty",
+            ));
+        } else {
+            self.vault_refs
+                .push((name.to_string(), format!("{pointer}/vault")));
+        }
+    }
+
+    /// Check a credential source (a `credential` reference is resolved later).
     fn source(&mut self, pointer: String, src: &CredentialSource, group: Option<usize>) {
         match src {
             CredentialSource::Env(var) => {
@@ -167,14 +223,7 @@ impl Validator {
                     ));
                 }
             }
-            CredentialSource::Vault(name) if name.is_empty() => {
-                self.push(Diagnostic::new(
-                    codes::BAD_VALUE,
-                    format!("{pointer}/vault"),
-                    "a vault entry name cannot be empty",
-                ));
-            }
-            CredentialSource::Vault(_) => {}
+            CredentialSource::Vault(name) => self.vault_ref(&pointer, name),
             CredentialSource::Credential(name) => {
                 self.refs.push(CredRef {
                     name: name.clone(),
@@ -699,16 +748,7 @@ impl Validator {
                     Diagnostic::new(codes::BAD_VALUE, format!("{p}/credential"), format!("binding `{name}` refers to binding `{other}`; a binding must name a source"))
                         .help("bind it to {\"env\": \"VAR\"} or {\"vault\": \"NAME\"}"),
                 ),
-                CredentialSource::Env(var) => {
-                    self.reserved(format!("{p}/env"), var, "a credential source");
-                    if !valid_env_name(var) {
-                        self.push(Diagnostic::new(codes::BAD_VALUE, format!("{p}/env"), format!("`{var}` is not a valid environment variable name")));
-                    }
-                }
-                CredentialSource::Vault(v) if v.is_empty() => {
-                    self.push(Diagnostic::new(codes::BAD_VALUE, format!("{p}/vault"), "a vault entry name cannot be empty"));
-                }
-                CredentialSource::Vault(_) => {}
+                direct => self.source(p, direct, None),
             }
         }
     }

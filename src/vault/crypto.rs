@@ -54,7 +54,13 @@ pub fn seal(dek: &SecretKey, vault_id: &str, name: &str, plaintext: &[u8]) -> St
     let aad = aad(vault_id, name);
     // Encryption with a valid key and nonce cannot fail for in-memory buffers.
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
         .unwrap_or_default();
     let mut blob = nonce.to_vec();
     blob.extend_from_slice(&ct);
@@ -62,8 +68,15 @@ pub fn seal(dek: &SecretKey, vault_id: &str, name: &str, plaintext: &[u8]) -> St
 }
 
 /// Open a sealed value; fails if it was sealed under another key, vault id or name.
-pub fn open(dek: &SecretKey, vault_id: &str, name: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let b64 = sealed.strip_prefix(SEAL_PREFIX).ok_or(CryptoError::Malformed)?;
+pub fn open(
+    dek: &SecretKey,
+    vault_id: &str,
+    name: &str,
+    sealed: &str,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let b64 = sealed
+        .strip_prefix(SEAL_PREFIX)
+        .ok_or(CryptoError::Malformed)?;
     let blob = B64.decode(b64).map_err(|_| CryptoError::Malformed)?;
     if blob.len() < 24 + 16 {
         return Err(CryptoError::Malformed);
@@ -72,7 +85,13 @@ pub fn open(dek: &SecretKey, vault_id: &str, name: &str, sealed: &str) -> Result
     let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key[..]));
     let aad = aad(vault_id, name);
     cipher
-        .decrypt(XNonce::from_slice(&blob[..24]), Payload { msg: &blob[24..], aad: &aad })
+        .decrypt(
+            XNonce::from_slice(&blob[..24]),
+            Payload {
+                msg: &blob[24..],
+                aad: &aad,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| CryptoError::Auth)
 }
@@ -92,7 +111,10 @@ pub fn mac(dek: &SecretKey, canonical: &[u8]) -> String {
 
 /// Constant-time check of a file MAC.
 pub fn verify_mac(dek: &SecretKey, canonical: &[u8], mac_text: &str) -> bool {
-    let Some(given) = mac_text.strip_prefix(MAC_PREFIX).and_then(|b| B64.decode(b).ok()) else {
+    let Some(given) = mac_text
+        .strip_prefix(MAC_PREFIX)
+        .and_then(|b| B64.decode(b).ok())
+    else {
         return false;
     };
     let key = subkey(dek, "fentaris/v1/mac");
@@ -124,10 +146,13 @@ pub fn decode_digest(s: &str) -> Option<[u8; 32]> {
 
 /// Wrap the data key to age X25519 recipients: the result is a standard binary age file.
 pub fn wrap_key(dek: &SecretKey, recipients: &[age::x25519::Recipient]) -> Result<Vec<u8>, String> {
-    let boxed: Vec<Box<dyn age::Recipient + Send>> =
-        recipients.iter().map(|r| Box::new(r.clone()) as Box<dyn age::Recipient + Send>).collect();
-    let enc = age::Encryptor::with_recipients(boxed.iter().map(|b| b.as_ref() as &dyn age::Recipient))
-        .map_err(|e| e.to_string())?;
+    let boxed: Vec<Box<dyn age::Recipient + Send>> = recipients
+        .iter()
+        .map(|r| Box::new(r.clone()) as Box<dyn age::Recipient + Send>)
+        .collect();
+    let enc =
+        age::Encryptor::with_recipients(boxed.iter().map(|b| b.as_ref() as &dyn age::Recipient))
+            .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let mut w = enc.wrap_output(&mut out).map_err(|e| e.to_string())?;
     w.write_all(dek.bytes()).map_err(|e| e.to_string())?;
@@ -145,15 +170,25 @@ pub enum UnwrapError {
 }
 
 /// Unwrap the data key with an age identity.
-pub fn unwrap_key(identity: &age::x25519::Identity, wrapped: &[u8]) -> Result<SecretKey, UnwrapError> {
-    let d = age::Decryptor::new_buffered(wrapped).map_err(|e| UnwrapError::Damaged(e.to_string()))?;
-    let mut r = d.decrypt(std::iter::once(identity as &dyn age::Identity)).map_err(|e| match e {
-        age::DecryptError::NoMatchingKeys => UnwrapError::NoMatchingKey,
-        other => UnwrapError::Damaged(other.to_string()),
-    })?;
+pub fn unwrap_key(
+    identity: &age::x25519::Identity,
+    wrapped: &[u8],
+) -> Result<SecretKey, UnwrapError> {
+    let d =
+        age::Decryptor::new_buffered(wrapped).map_err(|e| UnwrapError::Damaged(e.to_string()))?;
+    let mut r = d
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => UnwrapError::NoMatchingKey,
+            other => UnwrapError::Damaged(other.to_string()),
+        })?;
     let mut buf = Zeroizing::new(Vec::new());
-    r.read_to_end(&mut buf).map_err(|e| UnwrapError::Damaged(e.to_string()))?;
-    let bytes: [u8; 32] = buf.as_slice().try_into().map_err(|_| UnwrapError::Damaged("the data key is not 32 bytes".into()))?;
+    r.read_to_end(&mut buf)
+        .map_err(|e| UnwrapError::Damaged(e.to_string()))?;
+    let bytes: [u8; 32] = buf
+        .as_slice()
+        .try_into()
+        .map_err(|_| UnwrapError::Damaged("the data key is not 32 bytes".into()))?;
     Ok(SecretKey(Zeroizing::new(bytes)))
 }
 
@@ -173,11 +208,20 @@ mod tests {
     fn sealed_values_are_bound_to_vault_and_name() {
         let k = SecretKey::random();
         let s = seal(&k, "vlt_abcdefgh", "a", b"secret");
-        assert_eq!(open(&k, "vlt_abcdefgh", "a", &s).unwrap().as_slice(), b"secret");
+        assert_eq!(
+            open(&k, "vlt_abcdefgh", "a", &s).unwrap().as_slice(),
+            b"secret"
+        );
         assert_eq!(open(&k, "vlt_abcdefgh", "b", &s), Err(CryptoError::Auth));
         assert_eq!(open(&k, "vlt_other123", "a", &s), Err(CryptoError::Auth));
-        assert_eq!(open(&SecretKey::random(), "vlt_abcdefgh", "a", &s), Err(CryptoError::Auth));
-        assert_eq!(open(&k, "vlt_abcdefgh", "a", "nope"), Err(CryptoError::Malformed));
+        assert_eq!(
+            open(&SecretKey::random(), "vlt_abcdefgh", "a", &s),
+            Err(CryptoError::Auth)
+        );
+        assert_eq!(
+            open(&k, "vlt_abcdefgh", "a", "nope"),
+            Err(CryptoError::Malformed)
+        );
     }
 
     #[test]
@@ -190,6 +234,9 @@ mod tests {
         let wrapped = wrap_key(&k, &[id.to_public()]).unwrap();
         assert_eq!(unwrap_key(&id, &wrapped).unwrap().bytes(), k.bytes());
         let other = age::x25519::Identity::generate();
-        assert!(matches!(unwrap_key(&other, &wrapped), Err(UnwrapError::NoMatchingKey)));
+        assert!(matches!(
+            unwrap_key(&other, &wrapped),
+            Err(UnwrapError::NoMatchingKey)
+        ));
     }
 }

@@ -71,15 +71,20 @@ pub const PEPPER_NAME: &str = "fentaris:pepper";
 
 /// Vault ids: `^vlt_[a-z0-9]{8,32}$`.
 pub fn valid_vault_id(id: &str) -> bool {
-    id.strip_prefix("vlt_")
-        .is_some_and(|r| (8..=32).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+    id.strip_prefix("vlt_").is_some_and(|r| {
+        (8..=32).contains(&r.len())
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
 }
 
 /// Entry names: 1-128 characters of letters, digits, `.`, `_`, `-`, `/`.
 pub fn valid_entry_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ use super::VaultError;
 use super::crypto::{b64, unb64};
 use crate::secret::Secret;
 
+/// Asks the user for a passphrase (given the prompt text); `None` if they gave none.
+pub type PassphrasePrompt = Box<dyn Fn(&str) -> Option<Secret>>;
+
 /// How to find the key, and how to get a passphrase.
 pub struct KeyLookup {
     /// `FENTARIS_VAULT_KEY`.
@@ -30,7 +33,7 @@ pub struct KeyLookup {
     /// `FENTARIS_PASSPHRASE`.
     pub passphrase: Option<Secret>,
     /// Asks for a passphrase (only set when stdin is a terminal).
-    pub prompt: Option<Box<dyn Fn(&str) -> Option<Secret>>>,
+    pub prompt: Option<PassphrasePrompt>,
 }
 
 impl std::fmt::Debug for KeyLookup {
@@ -39,7 +42,10 @@ impl std::fmt::Debug for KeyLookup {
             .field("env_key", &self.env_key.as_ref().map(|_| "[redacted]"))
             .field("env_key_file", &self.env_key_file)
             .field("keys_dir", &self.keys_dir)
-            .field("passphrase", &self.passphrase.as_ref().map(|_| "[redacted]"))
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "[redacted]"),
+            )
             .field("prompt", &self.prompt.is_some())
             .finish()
     }
@@ -47,7 +53,8 @@ impl std::fmt::Debug for KeyLookup {
 
 /// The default folder of key files.
 pub fn default_keys_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("dev", "fentaris", "fentaris").map(|d| d.config_local_dir().join("keys"))
+    directories::ProjectDirs::from("dev", "fentaris", "fentaris")
+        .map(|d| d.config_local_dir().join("keys"))
 }
 
 impl KeyLookup {
@@ -65,15 +72,25 @@ impl KeyLookup {
 
     /// A lookup that only uses a key folder (tests, embedding).
     pub fn in_dir(keys_dir: impl Into<PathBuf>) -> KeyLookup {
-        KeyLookup { env_key: None, env_key_file: None, keys_dir: Some(keys_dir.into()), passphrase: None, prompt: None }
+        KeyLookup {
+            env_key: None,
+            env_key_file: None,
+            keys_dir: Some(keys_dir.into()),
+            passphrase: None,
+            prompt: None,
+        }
     }
 
     pub fn key_file(&self, vault_id: &str) -> Option<PathBuf> {
-        self.keys_dir.as_ref().map(|d| d.join(format!("{vault_id}.key")))
+        self.keys_dir
+            .as_ref()
+            .map(|d| d.join(format!("{vault_id}.key")))
     }
 
     pub fn pin_file(&self, vault_id: &str) -> Option<PathBuf> {
-        self.keys_dir.as_ref().map(|d| d.join(format!("{vault_id}.pin")))
+        self.keys_dir
+            .as_ref()
+            .map(|d| d.join(format!("{vault_id}.pin")))
     }
 }
 
@@ -119,7 +136,10 @@ pub fn find_key(lookup: &KeyLookup, vault_id: &str) -> Result<FoundKey, VaultErr
     let mut tried = Vec::new();
     if let Some(k) = &lookup.env_key {
         return match parse_identity(k.expose()) {
-            Some(identity) => Ok(FoundKey { identity, source: KeySource::Env }),
+            Some(identity) => Ok(FoundKey {
+                identity,
+                source: KeySource::Env,
+            }),
             None => Err(VaultError::BadKey {
                 place: "FENTARIS_VAULT_KEY".into(),
                 why: "it is not an age secret key (AGE-SECRET-KEY-1…)".into(),
@@ -129,16 +149,24 @@ pub fn find_key(lookup: &KeyLookup, vault_id: &str) -> Result<FoundKey, VaultErr
     tried.push("FENTARIS_VAULT_KEY (not set)".to_string());
     if let Some(p) = &lookup.env_key_file {
         let identity = read_key_file(p, lookup)?;
-        return Ok(FoundKey { identity, source: KeySource::EnvFile(p.clone()) });
+        return Ok(FoundKey {
+            identity,
+            source: KeySource::EnvFile(p.clone()),
+        });
     }
     tried.push("FENTARIS_VAULT_KEY_FILE (not set)".to_string());
     match lookup.key_file(vault_id) {
         Some(p) if p.exists() => {
             let identity = read_key_file(&p, lookup)?;
-            return Ok(FoundKey { identity, source: KeySource::KeyFile(p) });
+            return Ok(FoundKey {
+                identity,
+                source: KeySource::KeyFile(p),
+            });
         }
         Some(p) => tried.push(format!("{} (no such file)", p.display())),
-        None => tried.push("the user config folder (cannot be determined: no home directory)".into()),
+        None => {
+            tried.push("the user config folder (cannot be determined: no home directory)".into())
+        }
     }
     Err(VaultError::NoKey { tried })
 }
@@ -173,7 +201,10 @@ const KEYFILE_AAD: &[u8] = b"fentaris/v1/keyfile";
 
 fn derive_kek(pass: &Secret, params: &KdfParams) -> Result<Zeroizing<[u8; 32]>, String> {
     if params.alg != "argon2id" || params.version != 19 {
-        return Err(format!("unsupported KDF {} v{}", params.alg, params.version));
+        return Err(format!(
+            "unsupported KDF {} v{}",
+            params.alg, params.version
+        ));
     }
     // Refuse absurd parameters from a tampered file rather than allocating them.
     if params.m_kib > 4 * 1024 * 1024 || params.t > 64 || params.p > 64 {
@@ -195,7 +226,10 @@ fn check_permissions(path: &Path) -> Result<(), VaultError> {
         let meta = std::fs::metadata(path).map_err(|e| VaultError::io(path, e))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(VaultError::KeyPermissions { path: path.to_path_buf(), mode });
+            return Err(VaultError::KeyPermissions {
+                path: path.to_path_buf(),
+                mode,
+            });
         }
     }
     Ok(())
@@ -205,28 +239,65 @@ fn read_key_file(path: &Path, lookup: &KeyLookup) -> Result<age::x25519::Identit
     check_permissions(path)?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| VaultError::io(path, e))?);
     if text.trim_start().starts_with('{') {
-        let pk: ProtectedKey = serde_json::from_str(&text)
-            .map_err(|e| VaultError::BadKey { place: path.display().to_string(), why: format!("not a Fentaris key file: {e}") })?;
+        let pk: ProtectedKey = serde_json::from_str(&text).map_err(|e| VaultError::BadKey {
+            place: path.display().to_string(),
+            why: format!("not a Fentaris key file: {e}"),
+        })?;
         let pass = match (&lookup.passphrase, &lookup.prompt) {
             (Some(p), _) => p.clone(),
-            (None, Some(ask)) => ask(&format!("Passphrase for {}", path.display())).ok_or(VaultError::KeyLocked { path: path.to_path_buf() })?,
-            (None, None) => return Err(VaultError::KeyLocked { path: path.to_path_buf() }),
+            (None, Some(ask)) => {
+                ask(&format!("Passphrase for {}", path.display())).ok_or(VaultError::KeyLocked {
+                    path: path.to_path_buf(),
+                })?
+            }
+            (None, None) => {
+                return Err(VaultError::KeyLocked {
+                    path: path.to_path_buf(),
+                });
+            }
         };
-        let kek = derive_kek(&pass, &pk.kdf).map_err(|why| VaultError::BadKey { place: path.display().to_string(), why })?;
-        let blob = unb64(&pk.sealed).filter(|b| b.len() > 24).ok_or_else(|| VaultError::BadKey { place: path.display().to_string(), why: "damaged".into() })?;
+        let kek = derive_kek(&pass, &pk.kdf).map_err(|why| VaultError::BadKey {
+            place: path.display().to_string(),
+            why,
+        })?;
+        let blob =
+            unb64(&pk.sealed)
+                .filter(|b| b.len() > 24)
+                .ok_or_else(|| VaultError::BadKey {
+                    place: path.display().to_string(),
+                    why: "damaged".into(),
+                })?;
         let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&kek[..]));
         let plain = cipher
-            .decrypt(XNonce::from_slice(&blob[..24]), Payload { msg: &blob[24..], aad: KEYFILE_AAD })
+            .decrypt(
+                XNonce::from_slice(&blob[..24]),
+                Payload {
+                    msg: &blob[24..],
+                    aad: KEYFILE_AAD,
+                },
+            )
             .map(Zeroizing::new)
-            .map_err(|_| VaultError::WrongPassphrase { path: path.to_path_buf() })?;
+            .map_err(|_| VaultError::WrongPassphrase {
+                path: path.to_path_buf(),
+            })?;
         let s = Zeroizing::new(String::from_utf8_lossy(&plain).to_string());
-        return parse_identity(&s).ok_or_else(|| VaultError::BadKey { place: path.display().to_string(), why: "no key inside".into() });
+        return parse_identity(&s).ok_or_else(|| VaultError::BadKey {
+            place: path.display().to_string(),
+            why: "no key inside".into(),
+        });
     }
-    parse_identity(&text).ok_or_else(|| VaultError::BadKey { place: path.display().to_string(), why: "no AGE-SECRET-KEY-1… line".into() })
+    parse_identity(&text).ok_or_else(|| VaultError::BadKey {
+        place: path.display().to_string(),
+        why: "no AGE-SECRET-KEY-1… line".into(),
+    })
 }
 
 /// Write a new key file, mode 0600 in a 0700 folder; with a passphrase, argon2id-protected.
-pub fn write_key_file(path: &Path, identity: &age::x25519::Identity, passphrase: Option<&Secret>) -> Result<(), VaultError> {
+pub fn write_key_file(
+    path: &Path,
+    identity: &age::x25519::Identity,
+    passphrase: Option<&Secret>,
+) -> Result<(), VaultError> {
     use age::secrecy::ExposeSecret;
     let secret = identity.to_string();
     let text = match passphrase {
@@ -238,17 +309,39 @@ pub fn write_key_file(path: &Path, identity: &age::x25519::Identity, passphrase:
         Some(pass) => {
             let mut salt = [0u8; 16];
             rand::rngs::OsRng.fill_bytes(&mut salt);
-            let kdf = KdfParams { alg: "argon2id".into(), version: 19, m_kib: KDF_M_KIB, t: KDF_T, p: KDF_P, salt: b64(&salt) };
-            let kek = derive_kek(pass, &kdf).map_err(|why| VaultError::BadKey { place: path.display().to_string(), why })?;
+            let kdf = KdfParams {
+                alg: "argon2id".into(),
+                version: 19,
+                m_kib: KDF_M_KIB,
+                t: KDF_T,
+                p: KDF_P,
+                salt: b64(&salt),
+            };
+            let kek = derive_kek(pass, &kdf).map_err(|why| VaultError::BadKey {
+                place: path.display().to_string(),
+                why,
+            })?;
             let mut nonce = [0u8; 24];
             rand::rngs::OsRng.fill_bytes(&mut nonce);
             let cipher = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&kek[..]));
             let ct = cipher
-                .encrypt(XNonce::from_slice(&nonce), Payload { msg: secret.expose_secret().as_bytes(), aad: KEYFILE_AAD })
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: secret.expose_secret().as_bytes(),
+                        aad: KEYFILE_AAD,
+                    },
+                )
                 .unwrap_or_default();
             let mut blob = nonce.to_vec();
             blob.extend_from_slice(&ct);
-            let pk = ProtectedKey { format: "fentaris-key".into(), version: 1, public_key: identity.to_public().to_string(), kdf, sealed: b64(&blob) };
+            let pk = ProtectedKey {
+                format: "fentaris-key".into(),
+                version: 1,
+                public_key: identity.to_public().to_string(),
+                kdf,
+                sealed: b64(&blob),
+            };
             Zeroizing::new(serde_json::to_string_pretty(&pk).unwrap_or_default() + "\n")
         }
     };
@@ -257,7 +350,9 @@ pub fn write_key_file(path: &Path, identity: &age::x25519::Identity, passphrase:
 
 /// Write a private file atomically: 0700 folder, 0600 file.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
-    let dir = path.parent().ok_or_else(|| VaultError::io(path, std::io::Error::other("no parent folder")))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| VaultError::io(path, std::io::Error::other("no parent folder")))?;
     std::fs::create_dir_all(dir).map_err(|e| VaultError::io(dir, e))?;
     #[cfg(unix)]
     {
@@ -268,11 +363,16 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| VaultError::io(path, e))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| VaultError::io(path, e))?;
     }
     tmp.write_all(bytes).map_err(|e| VaultError::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| VaultError::io(path, e))?;
-    tmp.persist(path).map_err(|e| VaultError::io(path, e.error))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| VaultError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| VaultError::io(path, e.error))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -292,12 +392,20 @@ pub fn read_pin(path: &Path) -> Result<Option<Pin>, VaultError> {
     match std::fs::read_to_string(path) {
         Ok(t) => serde_json::from_str(&t)
             .map(Some)
-            .map_err(|e| VaultError::BadKey { place: path.display().to_string(), why: format!("the pin file is damaged ({e}); remove it and run `fentaris vault trust`") }),
+            .map_err(|e| VaultError::BadKey {
+                place: path.display().to_string(),
+                why: format!(
+                    "the pin file is damaged ({e}); remove it and run `fentaris vault trust`"
+                ),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(VaultError::io(path, e)),
     }
 }
 
 pub fn write_pin(path: &Path, pin: &Pin) -> Result<(), VaultError> {
-    write_private(path, (serde_json::to_string_pretty(pin).unwrap_or_default() + "\n").as_bytes())
+    write_private(
+        path,
+        (serde_json::to_string_pretty(pin).unwrap_or_default() + "\n").as_bytes(),
+    )
 }

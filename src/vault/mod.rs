@@ -49,24 +49,41 @@ pub enum VaultError {
     #[error("wrong passphrase for key file {}", .path.display())]
     WrongPassphrase { path: PathBuf },
     #[error("the key from {source_desc} is not one of this vault's recipients ({})\nhelp: use the key of one of those recipients, or ask a recipient to run `fentaris vault recipients add`", .recipients.join(", "))]
-    WrongKey { source_desc: String, recipients: Vec<String> },
+    WrongKey {
+        source_desc: String,
+        recipients: Vec<String>,
+    },
     #[error("{} failed its integrity check ({what}): it was modified outside Fentaris, truncated or forged\nhelp: restore it from version control or a backup; nothing was loaded or changed", .path.display())]
     Tampered { path: PathBuf, what: String },
     #[error("{}: its data key changed since you trusted it (pinned fingerprint {pinned}, now {found}); someone may have rebuilt the vault with your public key\nhelp: if you expected this (a teammate ran `vault rekey`), run `fentaris vault trust`", .path.display())]
-    PinMismatch { path: PathBuf, pinned: String, found: String },
+    PinMismatch {
+        path: PathBuf,
+        pinned: String,
+        found: String,
+    },
     #[error("{}: generation {found} is older than generation {pinned} seen before: the file was rolled back\nhelp: if you restored an older vault on purpose, run `fentaris vault trust`", .path.display())]
-    Rollback { path: PathBuf, pinned: u64, found: u64 },
+    Rollback {
+        path: PathBuf,
+        pinned: u64,
+        found: u64,
+    },
     #[error("another fentaris process has held the vault lock {} for {}s\nhelp: wait for it to finish, or remove the lock file if no fentaris process is running", .path.display(), .waited.as_secs())]
     LockTimeout { path: PathBuf, waited: Duration },
     #[error("{0}")]
     Invalid(String),
     #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl VaultError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        VaultError::Io { path: path.to_path_buf(), source }
+        VaultError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -108,21 +125,37 @@ fn now_rfc3339() -> String {
 pub fn read_envelope(path: &Path) -> Result<Envelope, VaultError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(VaultError::Missing { path: path.to_path_buf() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(VaultError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
         Err(e) => return Err(VaultError::io(path, e)),
     };
     parse_envelope(path, &bytes)
 }
 
 fn parse_envelope(path: &Path, bytes: &[u8]) -> Result<Envelope, VaultError> {
-    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| VaultError::Malformed { path: path.to_path_buf(), why: e.to_string() })?;
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| VaultError::Malformed {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
     if !format::valid_vault_id(&env.vault_id) {
-        return Err(VaultError::BadVaultId { path: path.to_path_buf(), id: env.vault_id });
+        return Err(VaultError::BadVaultId {
+            path: path.to_path_buf(),
+            id: env.vault_id,
+        });
     }
     if env.format != format::FORMAT || env.version != format::VERSION {
         return Err(VaultError::Malformed {
             path: path.to_path_buf(),
-            why: format!("format `{}` version {} is not `{}` version {}", env.format, env.version, format::FORMAT, format::VERSION),
+            why: format!(
+                "format `{}` version {} is not `{}` version {}",
+                env.format,
+                env.version,
+                format::FORMAT,
+                format::VERSION
+            ),
         });
     }
     Ok(env)
@@ -143,27 +176,43 @@ struct Opened {
 
 /// Verify an envelope with a data key: MAC, pepper, every entry, every verifier.
 fn verify(path: &Path, env: &Envelope, dek: SecretKey) -> Result<Opened, VaultError> {
-    let tampered = |what: &str| VaultError::Tampered { path: path.to_path_buf(), what: what.into() };
+    let tampered = |what: &str| VaultError::Tampered {
+        path: path.to_path_buf(),
+        what: what.into(),
+    };
     let bytes = canonical(env).map_err(|e| tampered(&e))?;
     match &env.mac {
         Some(m) if crypto::verify_mac(&dek, &bytes, m) => {}
         Some(_) => return Err(tampered("the file MAC does not match")),
         None => return Err(tampered("the file MAC is missing")),
     }
-    let pep = crypto::open(&dek, &env.vault_id, format::PEPPER_NAME, &env.pepper).map_err(|_| tampered("the pepper does not open"))?;
-    let pep: [u8; 32] = pep.as_slice().try_into().map_err(|_| tampered("the pepper has the wrong size"))?;
+    let pep = crypto::open(&dek, &env.vault_id, format::PEPPER_NAME, &env.pepper)
+        .map_err(|_| tampered("the pepper does not open"))?;
+    let pep: [u8; 32] = pep
+        .as_slice()
+        .try_into()
+        .map_err(|_| tampered("the pepper has the wrong size"))?;
     let mut values = BTreeMap::new();
     for (name, entry) in &env.entries {
-        let v = crypto::open(&dek, &env.vault_id, name, &entry.value).map_err(|_| tampered(&format!("entry `{name}` does not open")))?;
-        let s = String::from_utf8(v.to_vec()).map_err(|_| tampered(&format!("entry `{name}` is not text")))?;
+        let v = crypto::open(&dek, &env.vault_id, name, &entry.value)
+            .map_err(|_| tampered(&format!("entry `{name}` does not open")))?;
+        let s = String::from_utf8(v.to_vec())
+            .map_err(|_| tampered(&format!("entry `{name}` is not text")))?;
         values.insert(name.clone(), Secret::from(s));
     }
     for k in &env.api_keys {
         if crypto::decode_digest(&k.verifier).is_none() {
-            return Err(tampered(&format!("API key {} has a malformed verifier", k.key_id)));
+            return Err(tampered(&format!(
+                "API key {} has a malformed verifier",
+                k.key_id
+            )));
         }
     }
-    Ok(Opened { dek, pepper: SecretKey(Zeroizing::new(pep)), values })
+    Ok(Opened {
+        dek,
+        pepper: SecretKey(Zeroizing::new(pep)),
+        values,
+    })
 }
 
 impl Vault {
@@ -179,16 +228,30 @@ impl Vault {
     }
 
     fn open_with(path: &Path, env: Envelope, key: FoundKey) -> Result<Vault, VaultError> {
-        let wrapped = crypto::unb64(&env.data_key).ok_or_else(|| VaultError::Tampered { path: path.to_path_buf(), what: "the data key is not base64".into() })?;
+        let wrapped = crypto::unb64(&env.data_key).ok_or_else(|| VaultError::Tampered {
+            path: path.to_path_buf(),
+            what: "the data key is not base64".into(),
+        })?;
         let dek = crypto::unwrap_key(&key.identity, &wrapped).map_err(|e| match e {
             crypto::UnwrapError::NoMatchingKey => VaultError::WrongKey {
                 source_desc: key.source.describe(),
                 recipients: env.recipients.iter().map(|r| r.label.clone()).collect(),
             },
-            crypto::UnwrapError::Damaged(why) => VaultError::Tampered { path: path.to_path_buf(), what: format!("the wrapped data key: {why}") },
+            crypto::UnwrapError::Damaged(why) => VaultError::Tampered {
+                path: path.to_path_buf(),
+                what: format!("the wrapped data key: {why}"),
+            },
         })?;
         let opened = verify(path, &env, dek)?;
-        Ok(Vault { path: path.to_path_buf(), envelope: env, dek: opened.dek, pepper: opened.pepper, values: opened.values, key_source: key.source, identity: key.identity })
+        Ok(Vault {
+            path: path.to_path_buf(),
+            envelope: env,
+            dek: opened.dek,
+            pepper: opened.pepper,
+            values: opened.values,
+            key_source: key.source,
+            identity: key.identity,
+        })
     }
 
     /// The data key's fingerprint (shown by `vault status` and `vault trust`).
@@ -201,13 +264,21 @@ impl Vault {
         if !self.key_source.pinned() {
             return Ok(());
         }
-        let Some(pin_path) = lookup.pin_file(&self.envelope.vault_id) else { return Ok(()) };
+        let Some(pin_path) = lookup.pin_file(&self.envelope.vault_id) else {
+            return Ok(());
+        };
         let found = self.fingerprint();
         match keys::read_pin(&pin_path)? {
-            Some(pin) if pin.fingerprint != found => Err(VaultError::PinMismatch { path: self.path.clone(), pinned: pin.fingerprint, found }),
-            Some(pin) if pin.generation > self.envelope.generation => {
-                Err(VaultError::Rollback { path: self.path.clone(), pinned: pin.generation, found: self.envelope.generation })
-            }
+            Some(pin) if pin.fingerprint != found => Err(VaultError::PinMismatch {
+                path: self.path.clone(),
+                pinned: pin.fingerprint,
+                found,
+            }),
+            Some(pin) if pin.generation > self.envelope.generation => Err(VaultError::Rollback {
+                path: self.path.clone(),
+                pinned: pin.generation,
+                found: self.envelope.generation,
+            }),
             Some(pin) if pin.generation == self.envelope.generation => Ok(()),
             _ => self.write_pin(lookup),
         }
@@ -216,7 +287,14 @@ impl Vault {
     /// Record the current fingerprint and generation as trusted.
     pub fn write_pin(&self, lookup: &KeyLookup) -> Result<(), VaultError> {
         if let Some(p) = lookup.pin_file(&self.envelope.vault_id) {
-            keys::write_pin(&p, &Pin { vault_id: self.envelope.vault_id.clone(), fingerprint: self.fingerprint(), generation: self.envelope.generation })?;
+            keys::write_pin(
+                &p,
+                &Pin {
+                    vault_id: self.envelope.vault_id.clone(),
+                    fingerprint: self.fingerprint(),
+                    generation: self.envelope.generation,
+                },
+            )?;
         }
         Ok(())
     }
@@ -252,20 +330,42 @@ impl Vault {
         lock_timeout: Duration,
         change: impl FnOnce(&mut Draft) -> Result<T, VaultError>,
     ) -> Result<(T, Vault), VaultError> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| VaultError::io(dir, e))?;
         let _lock = lock(&dir.join(".lock"), lock_timeout)?;
         let (env, key, dek, pepper) = match Vault::open(path, lookup, OpenOptions::default()) {
-            Ok(v) => (v.envelope, FoundKey { identity: v.identity, source: v.key_source }, v.dek, v.pepper),
+            Ok(v) => (
+                v.envelope,
+                FoundKey {
+                    identity: v.identity,
+                    source: v.key_source,
+                },
+                v.dek,
+                v.pepper,
+            ),
             Err(VaultError::Missing { .. }) => new_vault(lookup)?,
             Err(e) => return Err(e),
         };
-        let mut draft = Draft { env, dek, pepper, identity_public: key.identity.to_public(), rewrap: false, now: now_rfc3339() };
+        let mut draft = Draft {
+            env,
+            dek,
+            pepper,
+            identity_public: key.identity.to_public(),
+            rewrap: false,
+            now: now_rfc3339(),
+        };
         let out = change(&mut draft)?;
         let bytes = draft.finish()?;
         // Read back before replacing: the new file must open with our key.
         let parsed = parse_envelope(path, &bytes)?;
-        let vault = Vault::open_with(path, parsed, key).map_err(|e| VaultError::Invalid(format!("refusing to write a vault this key could not open: {e}")))?;
+        let vault = Vault::open_with(path, parsed, key).map_err(|e| {
+            VaultError::Invalid(format!(
+                "refusing to write a vault this key could not open: {e}"
+            ))
+        })?;
         write_atomic(path, &bytes)?;
         if vault.key_source.pinned() {
             vault.write_pin(lookup)?;
@@ -281,20 +381,31 @@ fn new_vault(lookup: &KeyLookup) -> Result<(Envelope, FoundKey, SecretKey, Secre
     let key = match keys::find_key(lookup, &id) {
         Ok(k) => k,
         Err(VaultError::NoKey { .. }) => {
-            let path = lookup.key_file(&id).ok_or_else(|| VaultError::NoKey { tried: vec!["no user config folder to create a key file in".into()] })?;
+            let path = lookup.key_file(&id).ok_or_else(|| VaultError::NoKey {
+                tried: vec!["no user config folder to create a key file in".into()],
+            })?;
             let identity = age::x25519::Identity::generate();
             keys::write_key_file(&path, &identity, None)?;
-            FoundKey { identity, source: KeySource::KeyFile(path) }
+            FoundKey {
+                identity,
+                source: KeySource::KeyFile(path),
+            }
         }
         Err(e) => return Err(e),
     };
-    let label = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "local".into());
+    let label = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into());
     let env = Envelope {
         format: format::FORMAT.into(),
         version: format::VERSION,
         vault_id: id,
         generation: 0,
-        recipients: vec![Recipient { label, public_key: key.identity.to_public().to_string() }],
+        recipients: vec![Recipient {
+            label,
+            public_key: key.identity.to_public().to_string(),
+        }],
         data_key: String::new(),
         pepper: String::new(),
         entries: BTreeMap::new(),
@@ -309,7 +420,9 @@ const BASE62: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 
 fn random_from(alphabet: &[u8], n: usize) -> String {
     let mut rng = rand::rngs::OsRng;
-    (0..n).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
+    (0..n)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 fn random_vault_id() -> String {
@@ -319,7 +432,10 @@ fn random_vault_id() -> String {
 fn checksum(body: &str) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(body.as_bytes());
-    d.iter().take(6).map(|b| BASE62[(*b as usize) % 62] as char).collect()
+    d.iter()
+        .take(6)
+        .map(|b| BASE62[(*b as usize) % 62] as char)
+        .collect()
 }
 
 /// A new API key: `fnt_<key id>_<secret>_<checksum>` (the checksum lets secret scanners
@@ -334,7 +450,9 @@ pub fn generate_api_key() -> (String, Secret) {
 /// Whether a string has the generated key shape with a correct checksum.
 pub fn is_generated_key(key: &str) -> bool {
     match key.rsplit_once('_') {
-        Some((body, sum)) => body.starts_with("fnt_") && body.len() == 4 + 8 + 1 + 43 && checksum(body) == sum,
+        Some((body, sum)) => {
+            body.starts_with("fnt_") && body.len() == 4 + 8 + 1 + 43 && checksum(body) == sum
+        }
         None => false,
     }
 }
@@ -357,9 +475,16 @@ impl Draft {
     /// Set a secret; returns whether it was new.
     pub fn set(&mut self, name: &str, value: &Secret) -> Result<bool, VaultError> {
         if !format::valid_entry_name(name) {
-            return Err(VaultError::Invalid(format!("`{name}` is not a valid credential name: use letters, digits, `.`, `_`, `-` and `/` (at most 128)")));
+            return Err(VaultError::Invalid(format!(
+                "`{name}` is not a valid credential name: use letters, digits, `.`, `_`, `-` and `/` (at most 128)"
+            )));
         }
-        let sealed = crypto::seal(&self.dek, &self.env.vault_id, name, value.expose().as_bytes());
+        let sealed = crypto::seal(
+            &self.dek,
+            &self.env.vault_id,
+            name,
+            value.expose().as_bytes(),
+        );
         let now = self.now.clone();
         match self.env.entries.get_mut(name) {
             Some(e) => {
@@ -368,7 +493,15 @@ impl Draft {
                 Ok(false)
             }
             None => {
-                self.env.entries.insert(name.to_string(), Entry { value: sealed, created: now.clone(), updated: now, metadata: BTreeMap::new() });
+                self.env.entries.insert(
+                    name.to_string(),
+                    Entry {
+                        value: sealed,
+                        created: now.clone(),
+                        updated: now,
+                        metadata: BTreeMap::new(),
+                    },
+                );
                 Ok(true)
             }
         }
@@ -380,11 +513,20 @@ impl Draft {
     }
 
     /// Store the verifier of an API key; returns its key id.
-    pub fn add_api_key(&mut self, user: &str, key: &Secret, key_id: Option<String>, label: Option<String>, expires: Option<SystemTime>) -> Result<String, VaultError> {
+    pub fn add_api_key(
+        &mut self,
+        user: &str,
+        key: &Secret,
+        key_id: Option<String>,
+        label: Option<String>,
+        expires: Option<SystemTime>,
+    ) -> Result<String, VaultError> {
         let digest = crypto::api_key_digest(&self.pepper, key.expose());
         let verifier = crypto::encode_digest(&digest);
         if self.env.api_keys.iter().any(|k| k.verifier == verifier) {
-            return Err(VaultError::Invalid("this API key is already stored; generate a new one".into()));
+            return Err(VaultError::Invalid(
+                "this API key is already stored; generate a new one".into(),
+            ));
         }
         let mut id = key_id.unwrap_or_else(|| random_from(BASE62, 8));
         while self.env.api_keys.iter().any(|k| k.key_id == id) {
@@ -405,40 +547,65 @@ impl Draft {
     /// Revoke a key (kept, marked revoked, so listings and audits can name it).
     pub fn revoke_api_key(&mut self, user: &str, key_id: &str) -> Result<(), VaultError> {
         let now = self.now.clone();
-        match self.env.api_keys.iter_mut().find(|k| k.user == user && k.key_id == key_id) {
-            Some(k) if k.revoked.is_some() => Err(VaultError::Invalid(format!("key {key_id} of `{user}` is already revoked"))),
+        match self
+            .env
+            .api_keys
+            .iter_mut()
+            .find(|k| k.user == user && k.key_id == key_id)
+        {
+            Some(k) if k.revoked.is_some() => Err(VaultError::Invalid(format!(
+                "key {key_id} of `{user}` is already revoked"
+            ))),
             Some(k) => {
                 k.revoked = Some(now);
                 Ok(())
             }
-            None => Err(VaultError::Invalid(format!("`{user}` has no API key {key_id}; `fentaris auth api-key list {user}` shows the key ids"))),
+            None => Err(VaultError::Invalid(format!(
+                "`{user}` has no API key {key_id}; `fentaris auth api-key list {user}` shows the key ids"
+            ))),
         }
     }
 
     pub fn add_recipient(&mut self, label: &str, public_key: &str) -> Result<(), VaultError> {
-        let pk: age::x25519::Recipient = public_key
-            .parse()
-            .map_err(|_| VaultError::Invalid(format!("`{public_key}` is not an age public key (age1…)")))?;
+        let pk: age::x25519::Recipient = public_key.parse().map_err(|_| {
+            VaultError::Invalid(format!("`{public_key}` is not an age public key (age1…)"))
+        })?;
         if label.trim().is_empty() {
             return Err(VaultError::Invalid("a recipient needs a label".into()));
         }
         if self.env.recipients.iter().any(|r| r.label == label) {
-            return Err(VaultError::Invalid(format!("a recipient labelled `{label}` exists already")));
+            return Err(VaultError::Invalid(format!(
+                "a recipient labelled `{label}` exists already"
+            )));
         }
-        if self.env.recipients.iter().any(|r| r.public_key == pk.to_string()) {
-            return Err(VaultError::Invalid("this public key is a recipient already".into()));
+        if self
+            .env
+            .recipients
+            .iter()
+            .any(|r| r.public_key == pk.to_string())
+        {
+            return Err(VaultError::Invalid(
+                "this public key is a recipient already".into(),
+            ));
         }
-        self.env.recipients.push(Recipient { label: label.to_string(), public_key: pk.to_string() });
+        self.env.recipients.push(Recipient {
+            label: label.to_string(),
+            public_key: pk.to_string(),
+        });
         self.rewrap = true;
         Ok(())
     }
 
     pub fn remove_recipient(&mut self, label: &str) -> Result<(), VaultError> {
         let Some(i) = self.env.recipients.iter().position(|r| r.label == label) else {
-            return Err(VaultError::Invalid(format!("no recipient labelled `{label}`")));
+            return Err(VaultError::Invalid(format!(
+                "no recipient labelled `{label}`"
+            )));
         };
         if self.env.recipients[i].public_key == self.identity_public.to_string() {
-            return Err(VaultError::Invalid(format!("`{label}` is the key in use; removing it would lock you out (use another recipient's key to remove it)")));
+            return Err(VaultError::Invalid(format!(
+                "`{label}` is the key in use; removing it would lock you out (use another recipient's key to remove it)"
+            )));
         }
         self.env.recipients.remove(i);
         self.rewrap = true;
@@ -452,7 +619,11 @@ impl Draft {
         let total = self.env.entries.len();
         let names: Vec<String> = self.env.entries.keys().cloned().collect();
         for (i, name) in names.iter().enumerate() {
-            let entry = self.env.entries.get_mut(name).ok_or_else(|| VaultError::Invalid("entry vanished".into()))?;
+            let entry = self
+                .env
+                .entries
+                .get_mut(name)
+                .ok_or_else(|| VaultError::Invalid("entry vanished".into()))?;
             let plain = crypto::open(&self.dek, &self.env.vault_id, name, &entry.value)
                 .map_err(|_| VaultError::Invalid(format!("entry `{name}` does not open")))?;
             entry.value = crypto::seal(&new, &self.env.vault_id, name, &plain);
@@ -472,18 +643,31 @@ impl Draft {
                 .env
                 .recipients
                 .iter()
-                .map(|r| r.public_key.parse().map_err(|_| VaultError::Invalid(format!("recipient `{}` has an invalid public key", r.label))))
+                .map(|r| {
+                    r.public_key.parse().map_err(|_| {
+                        VaultError::Invalid(format!(
+                            "recipient `{}` has an invalid public key",
+                            r.label
+                        ))
+                    })
+                })
                 .collect::<Result<_, _>>()?;
             let wrapped = crypto::wrap_key(&self.dek, &recipients).map_err(VaultError::Invalid)?;
             self.env.data_key = crypto::b64(&wrapped);
         }
         if self.env.pepper.is_empty() || self.rewrap {
-            self.env.pepper = crypto::seal(&self.dek, &self.env.vault_id, format::PEPPER_NAME, self.pepper.bytes());
+            self.env.pepper = crypto::seal(
+                &self.dek,
+                &self.env.vault_id,
+                format::PEPPER_NAME,
+                self.pepper.bytes(),
+            );
         }
         self.env.mac = None;
         let canon = canonical(&self.env).map_err(VaultError::Invalid)?;
         self.env.mac = Some(crypto::mac(&self.dek, &canon));
-        let mut out = serde_json::to_vec_pretty(&self.env).map_err(|e| VaultError::Invalid(e.to_string()))?;
+        let mut out =
+            serde_json::to_vec_pretty(&self.env).map_err(|e| VaultError::Invalid(e.to_string()))?;
         out.push(b'\n');
         Ok(out)
     }
@@ -492,16 +676,28 @@ impl Draft {
 /// Write a file atomically: temp file in the same folder, fsync, rename, fsync the folder.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".credentials.").suffix(".tmp").tempfile_in(dir).map_err(|e| VaultError::io(dir, e))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".credentials.")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| VaultError::io(dir, e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600));
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600));
     }
     tmp.write_all(bytes).map_err(|e| VaultError::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| VaultError::io(path, e))?;
-    tmp.persist(path).map_err(|e| VaultError::io(path, e.error))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| VaultError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| VaultError::io(path, e.error))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -510,14 +706,22 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
 
 /// Hold the sidecar lock, waiting up to `timeout` for another writer.
 fn lock(path: &Path, timeout: Duration) -> Result<std::fs::File, VaultError> {
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| VaultError::io(path, e))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| VaultError::io(path, e))?;
     let start = std::time::Instant::now();
     loop {
         match f.try_lock() {
             Ok(()) => return Ok(f),
             Err(std::fs::TryLockError::WouldBlock) => {
                 if start.elapsed() >= timeout {
-                    return Err(VaultError::LockTimeout { path: path.to_path_buf(), waited: start.elapsed() });
+                    return Err(VaultError::LockTimeout {
+                        path: path.to_path_buf(),
+                        waited: start.elapsed(),
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(rand::rngs::OsRng.gen_range(5..25)));
             }
@@ -544,11 +748,27 @@ impl ApiKeyIndex {
         let mut by_digest = HashMap::new();
         for r in records {
             if let Some(d) = crypto::decode_digest(&r.verifier) {
-                let expires = r.expires.as_deref().and_then(|e| humantime::parse_rfc3339(e).ok());
-                by_digest.insert(d, (ApiKeyMatch { user: r.user.clone(), key_id: r.key_id.clone() }, expires, r.revoked.is_some()));
+                let expires = r
+                    .expires
+                    .as_deref()
+                    .and_then(|e| humantime::parse_rfc3339(e).ok());
+                by_digest.insert(
+                    d,
+                    (
+                        ApiKeyMatch {
+                            user: r.user.clone(),
+                            key_id: r.key_id.clone(),
+                        },
+                        expires,
+                        r.revoked.is_some(),
+                    ),
+                );
             }
         }
-        ApiKeyIndex { pepper: pepper.clone(), by_digest }
+        ApiKeyIndex {
+            pepper: pepper.clone(),
+            by_digest,
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -18,7 +18,9 @@ pub enum ResolveError {
     NoVault(String),
     #[error("credential `{0}` is not bound in the group or at top level")]
     Unbound(String),
-    #[error("binding `{0}` refers to another binding; a binding must name an env var or vault entry")]
+    #[error(
+        "binding `{0}` refers to another binding; a binding must name an env var or vault entry"
+    )]
     Indirect(String),
 }
 
@@ -33,19 +35,29 @@ pub fn resolve_source(
 ) -> Result<Secret, ResolveError> {
     let direct = |s: &CredentialSource| -> Result<Secret, ResolveError> {
         match s {
-            CredentialSource::Env(var) if var.starts_with("FENTARIS_") => Err(ResolveError::Reserved(var.clone())),
-            CredentialSource::Env(var) => env(var).map(Secret::from).ok_or_else(|| ResolveError::EnvMissing(var.clone())),
+            CredentialSource::Env(var) if var.starts_with("FENTARIS_") => {
+                Err(ResolveError::Reserved(var.clone()))
+            }
+            CredentialSource::Env(var) => env(var)
+                .map(Secret::from)
+                .ok_or_else(|| ResolveError::EnvMissing(var.clone())),
             CredentialSource::Vault(name) => {
                 let v = vault.ok_or_else(|| ResolveError::NoVault(name.clone()))?;
-                v.get(name).cloned().ok_or_else(|| ResolveError::VaultEntryMissing(name.clone()))
+                v.get(name)
+                    .cloned()
+                    .ok_or_else(|| ResolveError::VaultEntryMissing(name.clone()))
             }
             CredentialSource::Credential(n) => Err(ResolveError::Indirect(n.clone())),
         }
     };
     match source {
         CredentialSource::Credential(name) => {
-            let in_group = group.and_then(|g| config.groups.iter().find(|x| x.id == g)).and_then(|g| g.credentials.get(name));
-            let binding = in_group.or_else(|| config.credentials.get(name)).ok_or_else(|| ResolveError::Unbound(name.clone()))?;
+            let in_group = group
+                .and_then(|g| config.groups.iter().find(|x| x.id == g))
+                .and_then(|g| g.credentials.get(name));
+            let binding = in_group
+                .or_else(|| config.credentials.get(name))
+                .ok_or_else(|| ResolveError::Unbound(name.clone()))?;
             direct(binding)
         }
         other => direct(other),

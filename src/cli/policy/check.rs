@@ -1,7 +1,11 @@
 //! `fentaris policy check`.
 
+use crate::cli::vault_access::key_lookup;
 use crate::cli::{CliError, CliResult, Context, display_path, output};
+use crate::config::{Config, Loaded, check_vault_entries};
+use crate::diagnostics::{Diagnostic, codes};
 use crate::diagnostics::{Report, Summary, render_github, render_human, render_json, render_sarif};
+use crate::vault::{OpenOptions, Vault, VaultError, read_envelope};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum CheckFormat {
@@ -28,7 +32,11 @@ pub struct CheckArgs {
 pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
     let loaded = ctx.load()?;
     let file = display_path(&loaded.path);
-    let diags = &loaded.outcome.diagnostics;
+    let mut diags = loaded.outcome.diagnostics.clone();
+    if let Some(config) = &loaded.outcome.config {
+        diags.extend(vault_findings(config, &loaded));
+    }
+    let diags = &diags;
     let report = Report {
         file: &file,
         source: &loaded.source,
@@ -45,4 +53,34 @@ pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
         return Err(CliError::silent(1));
     }
     Ok(())
+}
+
+/// Vault findings: entries named by `{"vault": …}` sources must exist (checked without a
+/// key); with a key, the vault must also verify.
+fn vault_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
+    let path = loaded.dir.join(crate::vault::VAULT_FILE);
+    let shown = display_path(&path);
+    let mut out = match read_envelope(&path) {
+        Ok(env) => {
+            let names = env.entries.keys().cloned().collect();
+            let mut d = check_vault_entries(config, Some(&names));
+            match Vault::open(&path, &key_lookup(), OpenOptions::default()) {
+                Ok(_) => {}
+                Err(VaultError::NoKey { .. }) => d.push(
+                    Diagnostic::new(codes::VAULT_UNVERIFIED, "", format!("{shown}: entry names checked; integrity not verified (no vault key here)"))
+                        .help("set FENTARIS_VAULT_KEY to verify the vault's MAC too"),
+                ),
+                Err(e) => d.push(Diagnostic::new(codes::VAULT_INVALID, "", e.to_string())),
+            }
+            d
+        }
+        Err(VaultError::Missing { .. }) => check_vault_entries(config, None),
+        Err(e) => vec![Diagnostic::new(codes::VAULT_INVALID, "", e.to_string())],
+    };
+    for d in &mut out {
+        if d.span.is_none() && !d.pointer.is_empty() {
+            d.span = loaded.outcome.spans.value_span(&d.pointer);
+        }
+    }
+    out
 }
