@@ -129,10 +129,15 @@ pub fn fingerprint(dek: &SecretKey) -> String {
     d[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The keyed digest of an API key (the pepper survives `rekey`, so digests stay valid).
-pub fn api_key_digest(pepper: &SecretKey, key: &str) -> [u8; 32] {
-    let k = subkey(pepper, "fentaris/v1/apikey");
-    hmac(k.as_ref(), key.as_bytes())
+/// The key of API-key digests, derived from the pepper (which survives `rekey`, so digests
+/// stay valid).
+pub fn api_key_subkey(pepper: &SecretKey) -> SecretKey {
+    SecretKey(subkey(pepper, "fentaris/v1/apikey"))
+}
+
+/// The keyed digest of an API key under [`api_key_subkey`].
+pub fn api_key_digest(subkey: &SecretKey, key: &str) -> [u8; 32] {
+    hmac(subkey.bytes(), key.as_bytes())
 }
 
 pub fn encode_digest(d: &[u8; 32]) -> String {

@@ -521,7 +521,7 @@ impl Draft {
         label: Option<String>,
         expires: Option<SystemTime>,
     ) -> Result<String, VaultError> {
-        let digest = crypto::api_key_digest(&self.pepper, key.expose());
+        let digest = crypto::api_key_digest(&crypto::api_key_subkey(&self.pepper), key.expose());
         let verifier = crypto::encode_digest(&digest);
         if self.env.api_keys.iter().any(|k| k.verifier == verifier) {
             return Err(VaultError::Invalid(
@@ -739,7 +739,7 @@ pub struct ApiKeyMatch {
 
 /// Verifies presented API keys: one keyed digest and one hash-map lookup, no KDF.
 pub struct ApiKeyIndex {
-    pepper: SecretKey,
+    subkey: SecretKey,
     by_digest: HashMap<[u8; 32], (ApiKeyMatch, Option<SystemTime>, bool)>,
 }
 
@@ -766,7 +766,7 @@ impl ApiKeyIndex {
             }
         }
         ApiKeyIndex {
-            pepper: pepper.clone(),
+            subkey: crypto::api_key_subkey(pepper),
             by_digest,
         }
     }
@@ -781,7 +781,7 @@ impl ApiKeyIndex {
 
     /// The user and key id of a valid key; `None` for unknown, expired or revoked keys.
     pub fn verify(&self, presented: &str, now: SystemTime) -> Option<ApiKeyMatch> {
-        let d = crypto::api_key_digest(&self.pepper, presented);
+        let d = crypto::api_key_digest(&self.subkey, presented);
         let (stored, entry) = self.by_digest.get_key_value(&d)?;
         if !bool::from(stored.ct_eq(&d)) {
             return None;
