@@ -336,6 +336,7 @@ impl Vault {
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| VaultError::io(dir, e))?;
         let _lock = lock(&dir.join(".lock"), lock_timeout)?;
+        remove_stale_temp_files(dir);
         let (env, key, dek, pepper) = match Vault::open(path, lookup, OpenOptions::default()) {
             Ok(v) => (
                 v.envelope,
@@ -704,14 +705,30 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     Ok(())
 }
 
+/// Temp files of writers that died before their rename (only ciphertext; safe to remove
+/// while we hold the lock, since no other writer can be between write and rename).
+fn remove_stale_temp_files(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".credentials.") && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 /// Hold the sidecar lock, waiting up to `timeout` for another writer.
 fn lock(path: &Path, timeout: Duration) -> Result<std::fs::File, VaultError> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| VaultError::io(path, e))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let f = opts.open(path).map_err(|e| VaultError::io(path, e))?;
     let start = std::time::Instant::now();
     loop {
         match f.try_lock() {
