@@ -119,6 +119,21 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parse and validate a config text. Pure.
 pub fn check_source(text: &str) -> CheckOutcome {
+    // serde's struct deserializer would also take an array by position: require an object.
+    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
+        && !v.is_object()
+    {
+        let spans = SpanIndex::new(body);
+        let mut d = Diagnostic::new(codes::SCHEMA, "", "the config must be a JSON object")
+            .help("start from `fentaris init` or see `fentaris config schema`");
+        d.span = spans.value_span("");
+        return CheckOutcome {
+            config: None,
+            diagnostics: vec![d],
+            spans,
+        };
+    }
     let (config, spans) = match parse_json::<Config>(text) {
         Ok(parsed) => parsed,
         Err(d) => {

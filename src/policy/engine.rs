@@ -1009,24 +1009,30 @@ fn compile_capability(
                 false,
                 diags,
             )?;
-            // Literal resource URIs are matched in canonical form, like requests.
-            let resourceish = ops.custom.is_none()
-                && ops.known != 0
-                && KNOWN_OPERATIONS
-                    .iter()
-                    .filter(|o| ops.known & o.bit() != 0)
-                    .all(|o| o.kinds().contains(&TargetKind::Resource))
-                && kind.is_none_or(|k| k == TargetKind::Resource);
-            if resourceish && set.0.len() == 1 && set.0[0].is_literal() {
+            // Literal resource URIs are matched in canonical form, like requests. A rule that
+            // may also match other kinds (prompt names for completion, `*` operations) keeps
+            // its literal too: the canonical form is added, never substituted.
+            let matched_ops = || KNOWN_OPERATIONS.iter().filter(|o| ops.known & o.bit() != 0);
+            let may_match_resources = ops.known != 0
+                && kind.is_none_or(|k| k == TargetKind::Resource)
+                && matched_ops().any(|o| o.kinds().contains(&TargetKind::Resource));
+            let only_resources = may_match_resources
+                && ops.custom.is_none()
+                && (kind == Some(TargetKind::Resource)
+                    || matched_ops().all(|o| o.kinds() == [TargetKind::Resource]));
+            if may_match_resources && set.0.len() == 1 && set.0[0].is_literal() {
                 match canonicalize(t) {
-                    Ok(c) => set = PatternSet(vec![Pattern::Exact(c.into())]),
-                    Err(e) => {
+                    Ok(c) if only_resources => set = PatternSet(vec![Pattern::Exact(c.into())]),
+                    Ok(c) if c != *t => set.0.push(Pattern::Exact(c.into())),
+                    Ok(_) => {}
+                    Err(e) if only_resources => {
                         diags.push(
                             Diagnostic::new(codes::BAD_VALUE, format!("{pointer}/target"), format!("target `{t}` is not a usable resource URI: {e}"))
                                 .help("write the URI as the upstream lists it, e.g. file:///srv/data/report.csv"),
                         );
                         return None;
                     }
+                    Err(_) => {}
                 }
             }
             set
