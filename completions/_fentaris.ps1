@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create .fentaris/ with a deny-by-default starter config')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Print the config''s JSON Schema, or the resolved config')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain and test policy')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy (streamable HTTP, or --stdio for one client)')
             [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'Client API keys')
             [CompletionResult]::new('credentials', 'credentials', [CompletionResultType]::ParameterValue, 'Upstream secrets in the vault')
             [CompletionResult]::new('vault', 'vault', [CompletionResultType]::ParameterValue, 'The vault: status, rekey, trust, recipients')
@@ -152,6 +153,17 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             break
         }
         'fentaris;policy;help;help' {
+            break
+        }
+        'fentaris;serve' {
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Listen address for MCP clients (default: `listen` in the config, 127.0.0.1:8765)')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user the stdio client acts as')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('--stdio', '--stdio', [CompletionResultType]::ParameterName, 'Serve one client over stdin/stdout instead of HTTP (logs go to stderr)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
         'fentaris;auth' {
@@ -460,6 +472,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create .fentaris/ with a deny-by-default starter config')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Print the config''s JSON Schema, or the resolved config')
             [CompletionResult]::new('policy', 'policy', [CompletionResultType]::ParameterValue, 'Check, explain and test policy')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the proxy (streamable HTTP, or --stdio for one client)')
             [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'Client API keys')
             [CompletionResult]::new('credentials', 'credentials', [CompletionResultType]::ParameterValue, 'Upstream secrets in the vault')
             [CompletionResult]::new('vault', 'vault', [CompletionResultType]::ParameterValue, 'The vault: status, rekey, trust, recipients')
@@ -494,6 +507,9 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             break
         }
         'fentaris;help;policy;test' {
+            break
+        }
+        'fentaris;help;serve' {
             break
         }
         'fentaris;help;auth' {

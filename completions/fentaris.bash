@@ -37,6 +37,9 @@ _fentaris() {
             fentaris,policy)
                 cmd="fentaris__subcmd__policy"
                 ;;
+            fentaris,serve)
+                cmd="fentaris__subcmd__serve"
+                ;;
             fentaris,vault)
                 cmd="fentaris__subcmd__vault"
                 ;;
@@ -147,6 +150,9 @@ _fentaris() {
                 ;;
             fentaris__subcmd__help,policy)
                 cmd="fentaris__subcmd__help__subcmd__policy"
+                ;;
+            fentaris__subcmd__help,serve)
+                cmd="fentaris__subcmd__help__subcmd__serve"
                 ;;
             fentaris__subcmd__help,vault)
                 cmd="fentaris__subcmd__help__subcmd__vault"
@@ -311,7 +317,7 @@ _fentaris() {
 
     case "${cmd}" in
         fentaris)
-            opts="-h -V --config --help --version init config policy auth credentials vault completions help"
+            opts="-h -V --config --help --version init config policy serve auth credentials vault completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -859,7 +865,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__help)
-            opts="init config policy auth credentials vault completions help"
+            opts="init config policy serve auth credentials vault completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1127,6 +1133,20 @@ _fentaris() {
         fentaris__subcmd__help__subcmd__policy__subcmd__test)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1451,6 +1471,32 @@ _fentaris() {
             case "${prev}" in
                 --format)
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__serve)
+            opts="-h -V --listen --stdio --user --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)

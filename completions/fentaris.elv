@@ -26,6 +26,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand init 'Create .fentaris/ with a deny-by-default starter config'
             cand config 'Print the config''s JSON Schema, or the resolved config'
             cand policy 'Check, explain and test policy'
+            cand serve 'Run the proxy (streamable HTTP, or --stdio for one client)'
             cand auth 'Client API keys'
             cand credentials 'Upstream secrets in the vault'
             cand vault 'The vault: status, rekey, trust, recipients'
@@ -132,6 +133,16 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;policy;help;test'= {
         }
         &'fentaris;policy;help;help'= {
+        }
+        &'fentaris;serve'= {
+            cand --listen 'Listen address for MCP clients (default: `listen` in the config, 127.0.0.1:8765)'
+            cand --user 'The user the stdio client acts as'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand --stdio 'Serve one client over stdin/stdout instead of HTTP (logs go to stderr)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
         }
         &'fentaris;auth'= {
             cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
@@ -389,6 +400,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand init 'Create .fentaris/ with a deny-by-default starter config'
             cand config 'Print the config''s JSON Schema, or the resolved config'
             cand policy 'Check, explain and test policy'
+            cand serve 'Run the proxy (streamable HTTP, or --stdio for one client)'
             cand auth 'Client API keys'
             cand credentials 'Upstream secrets in the vault'
             cand vault 'The vault: status, rekey, trust, recipients'
@@ -415,6 +427,8 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;help;policy;explain'= {
         }
         &'fentaris;help;policy;test'= {
+        }
+        &'fentaris;help;serve'= {
         }
         &'fentaris;help;auth'= {
             cand api-key 'Manage client API keys'

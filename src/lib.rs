@@ -8,7 +8,9 @@
 pub mod cli;
 pub mod config;
 pub mod diagnostics;
+pub mod identity;
 pub mod policy;
+pub mod proxy;
 pub mod secret;
 pub mod suggest;
 pub mod vault;

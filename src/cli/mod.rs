@@ -10,6 +10,7 @@ mod credentials;
 mod init;
 mod output;
 mod policy;
+mod serve;
 mod vault;
 pub(crate) mod vault_access;
 
@@ -43,6 +44,8 @@ pub enum Command {
     /// Check, explain and test policy
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Run the proxy (streamable HTTP, or --stdio for one client)
+    Serve(serve::ServeArgs),
     /// Client API keys
     #[command(subcommand)]
     Auth(auth::AuthCommand),
@@ -132,6 +135,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Init(a) => init::run(&ctx, a),
         Command::Config(c) => config::run(&ctx, c),
         Command::Policy(c) => policy::run(&ctx, c),
+        Command::Serve(a) => serve::run(&ctx, a),
         Command::Auth(c) => auth::run(&ctx, c),
         Command::Credentials(c) => credentials::run(&ctx, c),
         Command::Vault(c) => vault::run(&ctx, c),

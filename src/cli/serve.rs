@@ -1,0 +1,106 @@
+//! `fentaris serve`: run the proxy over streamable HTTP (default) or stdio.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::vault_access::{key_lookup, vault_error};
+use super::{CliError, CliResult, Context};
+use crate::config::vault_references;
+use crate::identity::KeyVerifier;
+use crate::proxy::{Proxy, connect_eager, eager_servers, http, serve_http, stdio};
+use crate::vault::{OpenOptions, Vault};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Listen address for MCP clients (default: `listen` in the config, 127.0.0.1:8765)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Serve one client over stdin/stdout instead of HTTP (logs go to stderr)
+    #[arg(long, requires = "user")]
+    pub stdio: bool,
+    /// The user the stdio client acts as
+    #[arg(long, requires = "stdio")]
+    pub user: Option<String>,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("fentaris=info,warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
+    init_logging();
+    let (loaded, config) = ctx.load_valid()?;
+    let vault_path = loaded.dir.join(crate::vault::VAULT_FILE);
+    // The vault holds API keys and secrets: when it exists it must open (fail closed).
+    let vault = if vault_path.exists() {
+        Some(Vault::open(&vault_path, &key_lookup(), OpenOptions::default()).map_err(vault_error)?)
+    } else {
+        if let Some((name, _)) = vault_references(&config).first() {
+            return Err(CliError::fatal(format!(
+                "the config uses vault entry `{name}` but there is no vault at {}\nhelp: fentaris credentials set {name}",
+                vault_path.display()
+            )));
+        }
+        None
+    };
+    let listen = match args.listen {
+        Some(l) => l,
+        None => config
+            .listen
+            .parse()
+            .map_err(|e| CliError::fatal(format!("listen address `{}`: {e}", config.listen)))?,
+    };
+    let admin: SocketAddr = config
+        .admin_listen
+        .parse()
+        .map_err(|e| CliError::fatal(format!("adminListen `{}`: {e}", config.admin_listen)))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let (verifier, warnings) = KeyVerifier::build(&config, vault.as_ref(), &env);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::fatal(format!("cannot start the runtime: {e}")))?;
+    let proxy = Arc::new(Proxy::new(
+        config,
+        loaded.dir.clone(),
+        vault,
+        Box::new(|k: &str| std::env::var(k).ok()),
+    ));
+    if args.stdio {
+        let user = args.user.unwrap_or_default();
+        if !proxy.engine.is_declared_user(&user) {
+            tracing::warn!(
+                "user `{user}` is not declared in any group; only the top-level policy applies"
+            );
+        }
+        rt.block_on(async {
+            connect_eager(&proxy).await;
+            stdio::serve(proxy.clone(), &user).await;
+            proxy.pool.shutdown().await;
+        });
+        return Ok(());
+    }
+    if verifier.key_count() == 0 {
+        tracing::warn!(
+            "no API keys are configured: every request will be refused (add one with `fentaris auth api-key add USER --generate`)"
+        );
+    }
+    rt.block_on(async {
+        // Upstreams start in the background; /readyz reports when they are up.
+        let eager = eager_servers(&proxy.config);
+        let p = proxy.clone();
+        tokio::spawn(async move { connect_eager(&p).await });
+        let app = Arc::new(http::App::new(proxy.clone(), verifier, eager));
+        serve_http(app, listen, admin).await
+    })
+    .map_err(CliError::fatal)
+}

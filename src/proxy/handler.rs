@@ -1,0 +1,844 @@
+//! One MCP operation from an authenticated caller: decide, route, forward, filter.
+//! Transport-independent: HTTP and stdio downstreams both call [`Proxy::handle`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Metrics;
+use super::pool::{DEFAULT_REQUEST_TIMEOUT, Pool, Secrets, build_spec, find_server, spec_key};
+use super::upstream::{Event, NameKind, Upstream, UpstreamError, describe};
+use crate::config::Config;
+use crate::policy::{Decision, Engine, Operation, Request, Subject, TargetKind};
+use crate::vault::Vault;
+
+/// The separator of aggregated names: `<server>__<name>`. Server names cannot contain `_`.
+pub const SEPARATOR: &str = "__";
+
+/// Which servers an endpoint serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/mcp`: every server the subject can see, names prefixed.
+    All,
+    /// `/mcp/<server>`: one server, original names.
+    Server(String),
+}
+
+/// The caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub subject: Arc<Subject>,
+    pub endpoint: Endpoint,
+    /// 2026-07-28 or later: results carry `resultType` and cache hints.
+    pub modern: bool,
+}
+
+/// A JSON-RPC error for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+    pub fn to_json(&self) -> Value {
+        let mut e = json!({ "code": self.code, "message": self.message });
+        if let Some(d) = &self.data {
+            e["data"] = d.clone();
+        }
+        e
+    }
+}
+
+/// The error for a tool that is denied, hidden or unknown: the same in every case.
+pub fn unknown_tool(name: &str) -> RpcError {
+    RpcError::new(-32602, format!("Unknown tool: {name}"))
+}
+/// The error for a prompt that is denied, hidden or unknown.
+pub fn unknown_prompt(name: &str) -> RpcError {
+    RpcError::new(-32602, format!("Unknown prompt: {name}"))
+}
+/// The error for a resource that is denied, hidden or unknown.
+pub fn unknown_resource(uri: &str) -> RpcError {
+    RpcError::new(-32002, format!("Resource not found: {uri}"))
+}
+fn method_not_found(method: &str) -> RpcError {
+    RpcError::new(-32601, format!("Method not found: {method}"))
+}
+fn invalid_params(msg: impl Into<String>) -> RpcError {
+    RpcError::new(-32602, msg)
+}
+
+fn upstream_error(server: &str, e: UpstreamError) -> RpcError {
+    match e {
+        UpstreamError::Rpc(v) => RpcError {
+            code: v.get("code").and_then(Value::as_i64).unwrap_or(-32603),
+            message: v
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("upstream error")
+                .to_string(),
+            data: v.get("data").cloned(),
+        },
+        UpstreamError::Cancelled => RpcError::new(-32800, "request cancelled"),
+        other => RpcError::new(-32603, format!("upstream `{server}`: {}", describe(&other))),
+    }
+}
+
+/// Where a request's progress notifications go: the client's token and a sink of
+/// `notifications/progress` messages.
+pub struct Progress {
+    pub token: Value,
+    pub sink: mpsc::UnboundedSender<Value>,
+}
+
+/// Reads the process environment (injectable for tests).
+pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Process-wide proxy state.
+pub struct Proxy {
+    pub config: Config,
+    pub config_dir: PathBuf,
+    pub engine: Engine,
+    pub vault: Option<Vault>,
+    pub pool: Pool,
+    pub metrics: Metrics,
+    pub env: EnvLookup,
+    /// Upstream capabilities by server, from the first successful initialize.
+    caps: Mutex<HashMap<String, Value>>,
+    /// Resource URIs and template prefixes each server listed (for routing on `/mcp`).
+    routes: Mutex<HashMap<String, Routes>>,
+    /// (server, event) from every upstream connection.
+    pub events: broadcast::Sender<(String, Event)>,
+}
+
+#[derive(Default)]
+struct Routes {
+    uris: std::collections::HashSet<String>,
+    template_prefixes: Vec<String>,
+}
+
+impl Proxy {
+    pub fn new(config: Config, config_dir: PathBuf, vault: Option<Vault>, env: EnvLookup) -> Proxy {
+        let (engine, _) = Engine::compile(&config);
+        let (events, _) = broadcast::channel(256);
+        Proxy {
+            config,
+            config_dir,
+            engine,
+            vault,
+            pool: Pool::default(),
+            metrics: Metrics::default(),
+            env,
+            caps: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
+            events,
+        }
+    }
+
+    /// The connection to `server` for `subject`, using the credentials of `group`.
+    pub async fn upstream(
+        &self,
+        subject: Option<&Subject>,
+        server: &str,
+        group: Option<&str>,
+    ) -> Result<Arc<Upstream>, RpcError> {
+        let (decl, owner) = find_server(&self.config, subject, server)
+            .ok_or_else(|| RpcError::new(-32602, format!("Unknown server: {server}")))?;
+        // A private server's credentials come from its own group first.
+        let group = owner.or(group);
+        let secrets = Secrets {
+            config: &self.config,
+            vault: self.vault.as_ref(),
+            env: &*self.env,
+        };
+        let spec = build_spec(decl, &self.config_dir, group, subject, &secrets).map_err(|e| {
+            tracing::warn!(server, "cannot build the upstream connection: {e}");
+            RpcError::new(
+                -32603,
+                format!(
+                    "upstream `{server}` is not available: its credentials could not be resolved"
+                ),
+            )
+        })?;
+        let key = spec_key(server, &spec);
+        let (up, fresh) = self.pool.get(server, &key, &spec).await.map_err(|e| {
+            tracing::warn!(server, "upstream failed to start: {e}");
+            self.metrics.upstream_failure(server);
+            RpcError::new(-32603, format!("upstream `{server}` is not available: {e}"))
+        })?;
+        if fresh {
+            self.on_connected(server, &up);
+        }
+        Ok(up)
+    }
+
+    fn on_connected(&self, server: &str, up: &Arc<Upstream>) {
+        let caps = up.init.get("capabilities").cloned().unwrap_or(json!({}));
+        self.caps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(server.to_string())
+            .or_insert(caps);
+        self.metrics.upstream_started(server);
+        let mut rx = up.events();
+        let tx = self.events.clone();
+        let name = server.to_string();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(Event::Closed) => {
+                        let _ = tx.send((name.clone(), Event::Closed));
+                        break;
+                    }
+                    Ok(ev) => {
+                        let _ = tx.send((name.clone(), ev));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// Whether every server that needs no subject-specific credentials is connected.
+    pub fn known_capabilities(&self) -> HashMap<String, Value> {
+        self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Capabilities for `initialize`/`server/discover`: the union of what the visible servers
+    /// offer (tools, prompts, resources, completions, logging), never `tasks`.
+    pub fn capabilities(&self, subject: &Subject, endpoint: &Endpoint) -> Value {
+        let caps = self.caps.lock().unwrap_or_else(|e| e.into_inner());
+        let servers: Vec<String> = match endpoint {
+            Endpoint::All => self
+                .engine
+                .visible_servers(subject)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            Endpoint::Server(s) => vec![s.clone()],
+        };
+        let mut out = Map::new();
+        for s in servers {
+            let Some(c) = caps.get(&s).and_then(Value::as_object) else {
+                // Not connected yet: advertise the basics so clients ask.
+                for k in ["tools", "prompts", "resources"] {
+                    out.entry(k).or_insert(json!({ "listChanged": true }));
+                }
+                continue;
+            };
+            for k in ["tools", "prompts", "resources", "completions", "logging"] {
+                if let Some(v) = c.get(k) {
+                    let slot = out.entry(k).or_insert(json!({}));
+                    if let (Some(dst), Some(src)) = (slot.as_object_mut(), v.as_object()) {
+                        for (f, b) in src {
+                            if b.as_bool() == Some(true) {
+                                dst.insert(f.clone(), Value::Bool(true));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Endpoint::All = endpoint
+            && let Some(r) = out.get_mut("resources").and_then(Value::as_object_mut)
+        {
+            // Subscriptions over several shared upstreams are not offered on `/mcp`.
+            r.remove("subscribe");
+        }
+        Value::Object(out)
+    }
+
+    /// Handle one operation. Lifecycle (initialize, ping, notifications) is the transport's.
+    pub async fn handle(
+        &self,
+        caller: &Caller,
+        method: &str,
+        params: Value,
+        progress: Option<Progress>,
+        ct: &CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let started = Instant::now();
+        let (server_label, result) = self.dispatch(caller, method, params, progress, ct).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.code == -32800 => "cancelled",
+            Err(_) => "error",
+        };
+        self.metrics
+            .request(&server_label, method, outcome, started.elapsed());
+        result.map(|v| {
+            if caller.modern {
+                modernize(v, method)
+            } else {
+                v
+            }
+        })
+    }
+
+    async fn dispatch(
+        &self,
+        caller: &Caller,
+        method: &str,
+        params: Value,
+        progress: Option<Progress>,
+        ct: &CancellationToken,
+    ) -> (String, Result<Value, RpcError>) {
+        let label = match &caller.endpoint {
+            Endpoint::All => "*".to_string(),
+            Endpoint::Server(s) => s.clone(),
+        };
+        let r = match method {
+            "tools/list" => self.list(caller, Operation::ToolsList, params, ct).await,
+            "prompts/list" => self.list(caller, Operation::PromptsList, params, ct).await,
+            "resources/list" => {
+                self.list(caller, Operation::ResourcesList, params, ct)
+                    .await
+            }
+            "resources/templates/list" => {
+                self.list(caller, Operation::ResourceTemplatesList, params, ct)
+                    .await
+            }
+            "tools/call" => {
+                self.named(caller, NameKind::Tool, method, params, progress, ct)
+                    .await
+            }
+            "prompts/get" => {
+                self.named(caller, NameKind::Prompt, method, params, progress, ct)
+                    .await
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                self.resource(caller, method, params, progress, ct).await
+            }
+            "completion/complete" => self.complete(caller, params, ct).await,
+            "logging/setLevel" => self.set_level(caller),
+            m if m.starts_with("tasks/") => Err(method_not_found(m)),
+            other => self.custom(caller, other, params, progress, ct).await,
+        };
+        (label, r)
+    }
+
+    fn decide(&self, caller: &Caller, req: &Request) -> Decision {
+        let d = self.engine.decide(&caller.subject, req);
+        self.metrics
+            .decision(req.server, &req.operation.name(), d.is_allow());
+        d
+    }
+
+    /// The servers this endpoint reaches for the subject.
+    fn servers(&self, caller: &Caller) -> Vec<String> {
+        match &caller.endpoint {
+            Endpoint::All => self
+                .engine
+                .visible_servers(&caller.subject)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            Endpoint::Server(s) => vec![s.clone()],
+        }
+    }
+
+    /// Split an aggregated name into (server, name), or take a per-server name as is.
+    fn split<'n>(&self, caller: &Caller, name: &'n str) -> Option<(String, &'n str)> {
+        match &caller.endpoint {
+            Endpoint::Server(s) => Some((s.clone(), name)),
+            Endpoint::All => name.split_once(SEPARATOR).map(|(s, n)| (s.to_string(), n)),
+        }
+    }
+
+    /// The group whose credentials serve a list for this subject and server.
+    fn list_group(&self, caller: &Caller, server: &str, op: &Operation) -> Option<String> {
+        let direct = op.direct_of_list().unwrap_or(Operation::ToolCall);
+        // The first group of the subject with any allow of the direct operation there.
+        let probe = Request::server_op(server, direct);
+        let d = self.engine.decide(&caller.subject, &probe);
+        self.engine
+            .deciding_group(&d)
+            .map(str::to_string)
+            .or_else(|| caller.subject.groups.first().cloned())
+    }
+
+    async fn list(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        params: Value,
+        ct: &CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let (key, item_key) = match op {
+            Operation::ToolsList => ("tools", "name"),
+            Operation::PromptsList => ("prompts", "name"),
+            Operation::ResourcesList => ("resources", "uri"),
+            _ => ("resourceTemplates", "uriTemplate"),
+        };
+        let method = match op {
+            Operation::ToolsList => "tools/list",
+            Operation::PromptsList => "prompts/list",
+            Operation::ResourcesList => "resources/list",
+            _ => "resources/templates/list",
+        };
+        let mut merged: Vec<Value> = Vec::new();
+        let mut single_result: Option<Value> = None;
+        for server in self.servers(caller) {
+            let Some(view) = self.engine.list_view(&caller.subject, &server, &op) else {
+                self.metrics.decision(&server, &op.name(), false);
+                continue;
+            };
+            self.metrics.decision(&server, &op.name(), true);
+            let group = self.list_group(caller, &server, &op);
+            let up = match self
+                .upstream(Some(&caller.subject), &server, group.as_deref())
+                .await
+            {
+                Ok(u) => u,
+                Err(e) if caller.endpoint == Endpoint::All => {
+                    tracing::warn!(server, "left out of the aggregated list: {}", e.message);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // Per-server: one upstream page, the cursor passed through. Aggregated: every page.
+            let mut cursor: Option<Value> = if caller.endpoint == Endpoint::All {
+                None
+            } else {
+                params.get("cursor").cloned()
+            };
+            let mut first = cursor.is_none();
+            loop {
+                let mut p = if caller.endpoint == Endpoint::All {
+                    json!({})
+                } else {
+                    strip_progress(params.clone())
+                };
+                if let Some(c) = &cursor {
+                    p["cursor"] = c.clone();
+                }
+                let mut result = match up.call(method, p, None, ct, DEFAULT_REQUEST_TIMEOUT).await {
+                    Ok(r) => r,
+                    Err(e) if caller.endpoint == Endpoint::All => {
+                        tracing::warn!(server, "left out of the aggregated list: {}", describe(&e));
+                        break;
+                    }
+                    Err(e) => return Err(upstream_error(&server, e)),
+                };
+                let items = result
+                    .get_mut(key)
+                    .and_then(Value::as_array_mut)
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                // Names and routes are recorded from the full upstream list, before filtering.
+                let names = items
+                    .iter()
+                    .filter_map(|i| i.get(item_key).and_then(Value::as_str));
+                match op {
+                    Operation::ToolsList => up.record_names(NameKind::Tool, names, first),
+                    Operation::PromptsList => up.record_names(NameKind::Prompt, names, first),
+                    _ => self.record_routes(&server, &op, &items, first),
+                }
+                first = false;
+                let kept: Vec<Value> = items
+                    .into_iter()
+                    .filter(|i| {
+                        i.get(item_key)
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| view.visible(n))
+                    })
+                    .map(|mut i| {
+                        if caller.endpoint == Endpoint::All
+                            && matches!(op, Operation::ToolsList | Operation::PromptsList)
+                            && let Some(n) = i.get("name").and_then(Value::as_str)
+                        {
+                            i["name"] = Value::String(format!("{server}{SEPARATOR}{n}"));
+                        }
+                        i
+                    })
+                    .collect();
+                if caller.endpoint != Endpoint::All {
+                    result[key] = Value::Array(kept);
+                    single_result = Some(result);
+                    break;
+                }
+                merged.extend(kept);
+                match result.get("nextCursor").filter(|c| !c.is_null()) {
+                    Some(c) if merged.len() < 100_000 => cursor = Some(c.clone()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(match single_result {
+            Some(r) => r,
+            None => {
+                let mut m = Map::new();
+                m.insert(key.to_string(), Value::Array(merged));
+                Value::Object(m)
+            }
+        })
+    }
+
+    fn record_routes(&self, server: &str, op: &Operation, items: &[Value], first: bool) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let r = routes.entry(server.to_string()).or_default();
+        match op {
+            Operation::ResourcesList => {
+                if first {
+                    r.uris.clear();
+                }
+                r.uris.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| i.get("uri").and_then(Value::as_str))
+                        .filter_map(|u| crate::policy::uri::canonicalize(u).ok()),
+                );
+            }
+            _ => {
+                if first {
+                    r.template_prefixes.clear();
+                }
+                r.template_prefixes.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| i.get("uriTemplate").and_then(Value::as_str))
+                        .map(|t| t.split('{').next().unwrap_or(t).to_string())
+                        .filter(|p| !p.is_empty()),
+                );
+            }
+        }
+    }
+
+    async fn ensure_known(
+        &self,
+        up: &Upstream,
+        kind: NameKind,
+        name: &str,
+        ct: &CancellationToken,
+    ) -> bool {
+        if up.knows(kind, name) == Some(true) {
+            return true;
+        }
+        // Refresh the list once (every page), then decide.
+        let (method, key) = match kind {
+            NameKind::Tool => ("tools/list", "tools"),
+            NameKind::Prompt => ("prompts/list", "prompts"),
+        };
+        let mut cursor: Option<Value> = None;
+        let mut first = true;
+        loop {
+            let mut p = json!({});
+            if let Some(c) = &cursor {
+                p["cursor"] = c.clone();
+            }
+            let Ok(r) = up.call(method, p, None, ct, DEFAULT_REQUEST_TIMEOUT).await else {
+                return false;
+            };
+            let names = r
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.get("name").and_then(Value::as_str));
+            up.record_names(kind, names, first);
+            first = false;
+            match r.get("nextCursor").filter(|c| !c.is_null()) {
+                Some(c) => cursor = Some(c.clone()),
+                None => break,
+            }
+        }
+        up.knows(kind, name) == Some(true)
+    }
+
+    async fn named(
+        &self,
+        caller: &Caller,
+        kind: NameKind,
+        method: &str,
+        mut params: Value,
+        progress: Option<Progress>,
+        ct: &CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let hidden = |n: &str| match kind {
+            NameKind::Tool => unknown_tool(n),
+            NameKind::Prompt => unknown_prompt(n),
+        };
+        let given = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid_params("`name` is required"))?
+            .to_string();
+        let (server, name) = self.split(caller, &given).ok_or_else(|| hidden(&given))?;
+        let name = name.to_string();
+        let req = match kind {
+            NameKind::Tool => Request::tool_call(&server, &name),
+            NameKind::Prompt => Request::prompt_get(&server, &name),
+        };
+        let d = self.decide(caller, &req);
+        if !d.is_allow() {
+            return Err(hidden(&given));
+        }
+        let group = self.engine.deciding_group(&d).map(str::to_string);
+        let up = self
+            .upstream(Some(&caller.subject), &server, group.as_deref())
+            .await?;
+        if !self.ensure_known(&up, kind, &name, ct).await {
+            return Err(hidden(&given));
+        }
+        params["name"] = Value::String(name);
+        self.forward(&up, &server, method, params, progress, ct)
+            .await
+    }
+
+    async fn forward(
+        &self,
+        up: &Upstream,
+        server: &str,
+        method: &str,
+        params: Value,
+        progress: Option<Progress>,
+        ct: &CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let params = strip_progress(params);
+        let Some(progress) = progress else {
+            return up
+                .call(method, params, None, ct, DEFAULT_REQUEST_TIMEOUT)
+                .await
+                .map_err(|e| upstream_error(server, e));
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+        let relay = |mut p: Value| {
+            p["progressToken"] = progress.token.clone();
+            let _ = progress
+                .sink
+                .send(json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": p }));
+        };
+        let call = up.call(method, params, Some(&tx), ct, DEFAULT_REQUEST_TIMEOUT);
+        tokio::pin!(call);
+        let result = loop {
+            tokio::select! {
+                biased;
+                Some(p) = rx.recv() => relay(p),
+                r = &mut call => {
+                    // Progress the upstream sent before its response is already queued.
+                    while let Ok(p) = rx.try_recv() {
+                        relay(p);
+                    }
+                    break r;
+                }
+            }
+        };
+        result.map_err(|e| upstream_error(server, e))
+    }
+
+    /// Route a resource URI on `/mcp` to the one visible server that listed it.
+    fn route_uri(&self, caller: &Caller, uri: &str) -> Result<String, RpcError> {
+        let visible: Vec<String> = self.servers(caller);
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hits: Vec<String> = visible
+            .iter()
+            .filter(|s| {
+                routes.get(*s).is_some_and(|r| {
+                    r.uris.contains(uri)
+                        || r.template_prefixes
+                            .iter()
+                            .any(|p| uri.starts_with(p.as_str()))
+                })
+            })
+            .cloned()
+            .collect();
+        hits.dedup();
+        match hits.len() {
+            0 => Err(unknown_resource(uri)),
+            1 => Ok(hits.remove(0)),
+            _ => Err(RpcError::new(
+                -32602,
+                format!(
+                    "resource {uri} is offered by several servers; read it through one of: {}",
+                    hits.iter()
+                        .map(|s| format!("/mcp/{s}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+
+    async fn resource(
+        &self,
+        caller: &Caller,
+        method: &str,
+        mut params: Value,
+        progress: Option<Progress>,
+        ct: &CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let raw = params
+            .get("uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid_params("`uri` is required"))?
+            .to_string();
+        let canonical = crate::policy::uri::canonicalize(&raw)
+            .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
+        let server = match &caller.endpoint {
+            Endpoint::Server(s) => s.clone(),
+            Endpoint::All => {
+                if method != "resources/read" {
+                    return Err(RpcError::new(
+                        -32601,
+                        "subscriptions are offered on the per-server endpoints (/mcp/<server>)",
+                    ));
+                }
+                self.route_uri(caller, &canonical)?
+            }
+        };
+        let op = if method == "resources/read" {
+            Operation::ResourceRead
+        } else {
+            Operation::ResourceSubscribe
+        };
+        let req = Request::new(&server, op, &canonical, TargetKind::Resource)
+            .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
+        let d = self.decide(caller, &req);
+        if !d.is_allow() {
+            return Err(unknown_resource(&raw));
+        }
+        let group = self.engine.deciding_group(&d).map(str::to_string);
+        let up = self
+            .upstream(Some(&caller.subject), &server, group.as_deref())
+            .await?;
+        params["uri"] = Value::String(canonical);
+        self.forward(&up, &server, method, params, progress, ct)
+            .await
+    }
+
+    async fn complete(
+        &self,
+        caller: &Caller,
+        mut params: Value,
+        ct: &CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let r#ref = params
+            .get("ref")
+            .cloned()
+            .ok_or_else(|| invalid_params("`ref` is required"))?;
+        let kind = r#ref.get("type").and_then(Value::as_str).unwrap_or("");
+        let (server, target, tkind) = match kind {
+            "ref/prompt" => {
+                let given = r#ref
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid_params("`ref.name` is required"))?;
+                let (server, name) = self
+                    .split(caller, given)
+                    .ok_or_else(|| unknown_prompt(given))?;
+                params["ref"]["name"] = Value::String(name.to_string());
+                (server, name.to_string(), TargetKind::Prompt)
+            }
+            "ref/resource" => {
+                let uri = r#ref
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid_params("`ref.uri` is required"))?;
+                let server = match &caller.endpoint {
+                    Endpoint::Server(s) => s.clone(),
+                    Endpoint::All => self.route_uri(caller, uri)?,
+                };
+                (server, uri.to_string(), TargetKind::ResourceTemplate)
+            }
+            other => {
+                return Err(invalid_params(format!(
+                    "unknown completion reference type `{other}`"
+                )));
+            }
+        };
+        let req = Request::new(&server, Operation::CompletionComplete, &target, tkind)
+            .map_err(|e| invalid_params(e.to_string()))?;
+        let d = self.decide(caller, &req);
+        if !d.is_allow() {
+            return Err(match tkind {
+                TargetKind::Prompt => unknown_prompt(&target),
+                _ => unknown_resource(&target),
+            });
+        }
+        let group = self.engine.deciding_group(&d).map(str::to_string);
+        let up = self
+            .upstream(Some(&caller.subject), &server, group.as_deref())
+            .await?;
+        self.forward(&up, &server, "completion/complete", params, None, ct)
+            .await
+    }
+
+    /// Log levels are per session: upstream log lines on shared connections are never
+    /// delivered, so the level is accepted (if allowed) and not forwarded.
+    fn set_level(&self, caller: &Caller) -> Result<Value, RpcError> {
+        let allowed = self.servers(caller).iter().any(|s| {
+            self.decide(caller, &Request::server_op(s, Operation::LoggingSetLevel))
+                .is_allow()
+        });
+        if allowed {
+            Ok(json!({}))
+        } else {
+            Err(method_not_found("logging/setLevel"))
+        }
+    }
+
+    async fn custom(
+        &self,
+        caller: &Caller,
+        method: &str,
+        params: Value,
+        progress: Option<Progress>,
+        ct: &CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let Endpoint::Server(server) = &caller.endpoint else {
+            return Err(method_not_found(method));
+        };
+        let req = Request::server_op(server, Operation::Custom(method.into()));
+        let d = self.decide(caller, &req);
+        if !d.is_allow() {
+            return Err(method_not_found(method));
+        }
+        let group = self.engine.deciding_group(&d).map(str::to_string);
+        let up = self
+            .upstream(Some(&caller.subject), server, group.as_deref())
+            .await?;
+        self.forward(&up, server, method, params, progress, ct)
+            .await
+    }
+}
+
+/// Remove the client's progress token (the upstream gets ours when the client asked).
+fn strip_progress(mut params: Value) -> Value {
+    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        meta.remove("progressToken");
+        if meta.is_empty()
+            && let Some(o) = params.as_object_mut()
+        {
+            o.remove("_meta");
+        }
+    }
+    params
+}
+
+/// Fields the 2026-07-28 revision requires on results.
+fn modernize(mut v: Value, method: &str) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.entry("resultType").or_insert(json!("complete"));
+        if method.ends_with("/list") || method == "resources/read" {
+            o.entry("ttlMs").or_insert(json!(0));
+            // Filtered, per-identity results must never be shared between identities.
+            o.insert("cacheScope".into(), json!("private"));
+        }
+    }
+    v
+}

@@ -1,0 +1,648 @@
+//! The streamable-HTTP downstream: `/mcp` (aggregated) and `/mcp/<server>`, authentication
+//! on every POST, GET and DELETE, sessions bound to the subject that opened them, Host and
+//! Origin checks, `/healthz`; and the admin listener (`/readyz`, `/metrics`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rand::RngCore;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::handler::{Caller, Endpoint, Progress, Proxy, RpcError};
+use super::lifecycle::{SUPPORTED_VERSIONS, discover_result, initialize_result, is_modern};
+use super::upstream::Event;
+use crate::identity::{Identity, KeyVerifier, presented_key};
+use crate::policy::Subject;
+
+/// One downstream session (2025-03-26 to 2025-11-25 clients).
+struct Session {
+    user: String,
+    endpoint: Endpoint,
+    inflight: Mutex<HashMap<String, CancellationToken>>,
+    /// (server, canonical URI) this session subscribed to.
+    subscriptions: Mutex<HashSet<(String, String)>>,
+}
+
+/// Shared state of the HTTP front.
+pub struct App {
+    pub proxy: Arc<Proxy>,
+    pub verifier: KeyVerifier,
+    pub api_key_header: String,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Servers that must be connected for `/readyz`.
+    pub eager: Vec<String>,
+}
+
+impl App {
+    pub fn new(proxy: Arc<Proxy>, verifier: KeyVerifier, eager: Vec<String>) -> App {
+        let id = &proxy.config.identity;
+        App {
+            api_key_header: id.api_key_header.to_ascii_lowercase(),
+            allowed_hosts: id
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            allowed_origins: id.allowed_origins.clone(),
+            proxy,
+            verifier,
+            sessions: Mutex::new(HashMap::new()),
+            eager,
+        }
+    }
+}
+
+/// The authenticated caller, put into request extensions by the auth layer.
+#[derive(Clone)]
+struct Authed {
+    identity: Identity,
+    subject: Arc<Subject>,
+}
+
+fn rpc_error_body(id: Option<&Value>, e: &RpcError) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": e.to_json() })
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not Found").into_response()
+}
+
+fn is_loopback_host(h: &str) -> bool {
+    matches!(h, "localhost" | "127.0.0.1" | "::1" | "[::1]") || h.starts_with("127.")
+}
+
+fn host_of(authority: &str) -> String {
+    let a = authority.trim().to_ascii_lowercase();
+    if let Some(rest) = a.strip_prefix('[') {
+        return format!("[{}]", rest.split(']').next().unwrap_or(""));
+    }
+    a.rsplit_once(':')
+        .map(|(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h.to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .unwrap_or(a)
+}
+
+/// Host/Origin checks, authentication, and endpoint visibility, for every /mcp request.
+async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    // DNS rebinding: the Host must be ours, and a browser Origin must be allowed.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(host_of)
+        .unwrap_or_default();
+    if !is_loopback_host(&host) && !app.allowed_hosts.contains(&host) {
+        return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed").into_response();
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let o = origin.to_str().unwrap_or("");
+        let ohost = o.split("://").nth(1).map(host_of).unwrap_or_default();
+        if !app.allowed_origins.iter().any(|a| a == o) && !is_loopback_host(&ohost) {
+            return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
+        }
+    }
+    let identity = match presented_key(req.headers(), &app.api_key_header)
+        .ok()
+        .and_then(|k| app.verifier.verify(k))
+    {
+        Some(i) => i,
+        None => {
+            app.proxy.metrics.auth_failure();
+            let mut r = json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Unauthorized: a valid API key is required" } }),
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"fentaris\""),
+            );
+            return r;
+        }
+    };
+    let subject = Arc::new(app.proxy.engine.subject(&identity.user));
+    // `/mcp/<server>` for a server the subject cannot see answers like an unknown path.
+    let path = req.uri().path().to_string();
+    if let Some(name) = path.strip_prefix("/mcp/")
+        && !app.proxy.engine.visible_servers(&subject).contains(&name)
+    {
+        return not_found();
+    }
+    req.extensions_mut().insert(Authed { identity, subject });
+    next.run(req).await
+}
+
+fn endpoint_of(server: Option<String>) -> Endpoint {
+    match server {
+        Some(s) => Endpoint::Server(s),
+        None => Endpoint::All,
+    }
+}
+
+fn accepts_sse(h: &HeaderMap) -> bool {
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"))
+}
+
+fn session_of(
+    app: &App,
+    h: &HeaderMap,
+    authed: &Authed,
+    endpoint: &Endpoint,
+) -> Result<Option<Arc<Session>>, Box<Response>> {
+    let Some(sid) = h.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    match sessions.get(sid) {
+        // Another subject presenting this session id gets what an unknown id gets.
+        Some(s) if s.user == authed.identity.user && s.endpoint == *endpoint => Ok(Some(s.clone())),
+        _ => Err(Box::new(not_found())),
+    }
+}
+
+async fn post_all(State(app): State<Arc<App>>, req: Request) -> Response {
+    post(app, None, req).await
+}
+async fn post_one(
+    State(app): State<Arc<App>>,
+    Path(server): Path<String>,
+    req: Request,
+) -> Response {
+    post(app, Some(server), req).await
+}
+
+async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
+    let Some(authed) = req.extensions().get::<Authed>().cloned() else {
+        return not_found();
+    };
+    let endpoint = endpoint_of(server);
+    let (parts, body) = req.into_parts();
+    let max = 4 << 20;
+    let bytes: Bytes = match axum::body::to_bytes(body, max).await {
+        Ok(b) => b,
+        Err(_) => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                rpc_error_body(None, &RpcError::new(-32600, "request body too large")),
+            );
+        }
+    };
+    let msg: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                rpc_error_body(None, &RpcError::new(-32700, format!("parse error: {e}"))),
+            );
+        }
+    };
+    if msg.is_array() {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            rpc_error_body(
+                None,
+                &RpcError::new(-32600, "JSON-RPC batches are not supported"),
+            ),
+        );
+    }
+    if !msg.is_object() || msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            rpc_error_body(
+                msg.get("id"),
+                &RpcError::new(-32600, "not a JSON-RPC 2.0 message"),
+            ),
+        );
+    }
+    let header_version = parts
+        .headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(v) = &header_version
+        && !SUPPORTED_VERSIONS.contains(&v.as_str())
+    {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            rpc_error_body(
+                msg.get("id"),
+                &RpcError::new(
+                    -32600,
+                    format!(
+                        "unsupported MCP-Protocol-Version {v}; supported: {}",
+                        SUPPORTED_VERSIONS.join(", ")
+                    ),
+                ),
+            ),
+        );
+    }
+    let session = match session_of(&app, &parts.headers, &authed, &endpoint) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let id = msg.get("id").cloned();
+    let method = msg
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let params = msg.get("params").cloned().unwrap_or(json!({}));
+    let (method, id) = match (method, id) {
+        (Some(m), Some(id)) => (m, id),
+        (Some(m), None) => {
+            if m == "notifications/cancelled"
+                && let Some(s) = &session
+                && let Some(rid) = params.get("requestId")
+                && let Some(ct) = s
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&rid.to_string())
+            {
+                ct.cancel();
+            }
+            return StatusCode::ACCEPTED.into_response();
+        }
+        (None, _) => return StatusCode::ACCEPTED.into_response(),
+    };
+    let reply = {
+        let id = id.clone();
+        move |result: Result<Value, RpcError>| -> Value {
+            match result {
+                Ok(r) => json!({ "jsonrpc": "2.0", "id": id, "result": r }),
+                Err(e) => rpc_error_body(Some(&id), &e),
+            }
+        }
+    };
+    match method.as_str() {
+        "initialize" => {
+            let result = initialize_result(&app.proxy, &authed.subject, &endpoint, &params);
+            let sid = new_session_id();
+            app.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    sid.clone(),
+                    Arc::new(Session {
+                        user: authed.identity.user.clone(),
+                        endpoint: endpoint.clone(),
+                        inflight: Mutex::new(HashMap::new()),
+                        subscriptions: Mutex::new(HashSet::new()),
+                    }),
+                );
+            let mut r = json_response(StatusCode::OK, reply(Ok(result)));
+            if let Ok(v) = HeaderValue::from_str(&sid) {
+                r.headers_mut().insert("mcp-session-id", v);
+            }
+            return r;
+        }
+        "server/discover" => {
+            return json_response(
+                StatusCode::OK,
+                reply(Ok(discover_result(&app.proxy, &authed.subject, &endpoint))),
+            );
+        }
+        _ => {}
+    }
+    let modern = session.is_none() && is_modern(&params, header_version.as_deref());
+    if session.is_none() && !modern {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            rpc_error_body(
+                Some(&id),
+                &RpcError::new(
+                    -32000,
+                    "Bad Request: no valid session; send initialize first",
+                ),
+            ),
+        );
+    }
+    if modern
+        && let Some(h) = parts
+            .headers
+            .get("mcp-method")
+            .and_then(|v| v.to_str().ok())
+        && h != method
+    {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            rpc_error_body(
+                Some(&id),
+                &RpcError::new(-32020, "Mcp-Method header does not match the body"),
+            ),
+        );
+    }
+    if method == "ping" {
+        return json_response(
+            StatusCode::OK,
+            if modern {
+                reply(Err(RpcError::new(-32601, "Method not found: ping")))
+            } else {
+                reply(Ok(json!({})))
+            },
+        );
+    }
+    let caller = Caller {
+        subject: authed.subject.clone(),
+        endpoint: endpoint.clone(),
+        modern,
+    };
+    let ct = CancellationToken::new();
+    let key = id.to_string();
+    if let Some(s) = &session {
+        s.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), ct.clone());
+    }
+    let token = params
+        .get("_meta")
+        .and_then(|m| m.get("progressToken"))
+        .cloned();
+    let after = {
+        let session = session.clone();
+        let method = method.clone();
+        let params = params.clone();
+        move |ok: bool| {
+            if let Some(s) = &session {
+                s.inflight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                if ok
+                    && let (Endpoint::Server(srv), Some(uri)) =
+                        (&s.endpoint, params.get("uri").and_then(Value::as_str))
+                {
+                    let canon =
+                        crate::policy::uri::canonicalize(uri).unwrap_or_else(|_| uri.to_string());
+                    let mut subs = s.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+                    match method.as_str() {
+                        "resources/subscribe" => {
+                            subs.insert((srv.clone(), canon));
+                        }
+                        "resources/unsubscribe" => {
+                            subs.remove(&(srv.clone(), canon));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    };
+    match token {
+        Some(token) if accepts_sse(&parts.headers) => {
+            // Progress, then the response, on this request's own stream.
+            let (tx, rx) = mpsc::unbounded_channel::<Value>();
+            let proxy = app.proxy.clone();
+            let sink = tx.clone();
+            tokio::spawn(async move {
+                let result = proxy
+                    .handle(
+                        &caller,
+                        &method,
+                        params,
+                        Some(Progress { token, sink }),
+                        &ct,
+                    )
+                    .await;
+                after(result.is_ok());
+                let _ = tx.send(reply(result));
+            });
+            let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+            let stream = tokio_stream::StreamExt::map(stream, |v: Value| {
+                Ok::<_, std::convert::Infallible>(
+                    SseEvent::default().event("message").data(v.to_string()),
+                )
+            });
+            Sse::new(stream).into_response()
+        }
+        _ => {
+            let result = app.proxy.handle(&caller, &method, params, None, &ct).await;
+            after(result.is_ok());
+            json_response(StatusCode::OK, reply(result))
+        }
+    }
+}
+
+fn new_session_id() -> String {
+    let mut b = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn get_all(State(app): State<Arc<App>>, req: Request) -> Response {
+    listen(app, None, req)
+}
+async fn get_one(
+    State(app): State<Arc<App>>,
+    Path(server): Path<String>,
+    req: Request,
+) -> Response {
+    listen(app, Some(server), req)
+}
+
+/// The session's stream of unrelated notifications (list changes, resource updates).
+fn listen(app: Arc<App>, server: Option<String>, req: Request) -> Response {
+    let Some(authed) = req.extensions().get::<Authed>().cloned() else {
+        return not_found();
+    };
+    let endpoint = endpoint_of(server);
+    let session = match session_of(&app, req.headers(), &authed, &endpoint) {
+        Ok(Some(s)) => s,
+        Ok(None) => return (StatusCode::METHOD_NOT_ALLOWED, "GET needs a session").into_response(),
+        Err(r) => return *r,
+    };
+    let visible: HashSet<String> = app
+        .proxy
+        .engine
+        .visible_servers(&authed.subject)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let rx = app.proxy.events.subscribe();
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx);
+    let stream = tokio_stream::StreamExt::filter_map(stream, move |ev| {
+        let (srv, ev) = ev.ok()?;
+        if !visible.contains(&srv) || matches!(&session.endpoint, Endpoint::Server(s) if *s != srv)
+        {
+            return None;
+        }
+        let method = match &ev {
+            Event::ToolsChanged => "notifications/tools/list_changed",
+            Event::PromptsChanged => "notifications/prompts/list_changed",
+            Event::ResourcesChanged => "notifications/resources/list_changed",
+            Event::ResourceUpdated(uri) => {
+                let canon = crate::policy::uri::canonicalize(uri).unwrap_or_else(|_| uri.clone());
+                if !session
+                    .subscriptions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&(srv.clone(), canon))
+                {
+                    return None;
+                }
+                let msg = json!({ "jsonrpc": "2.0", "method": "notifications/resources/updated", "params": { "uri": uri } });
+                return Some(Ok::<_, std::convert::Infallible>(
+                    SseEvent::default().event("message").data(msg.to_string()),
+                ));
+            }
+            Event::Closed => return None,
+        };
+        let msg = json!({ "jsonrpc": "2.0", "method": method });
+        Some(Ok(SseEvent::default()
+            .event("message")
+            .data(msg.to_string())))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn delete_all(State(app): State<Arc<App>>, req: Request) -> Response {
+    end(app, None, req)
+}
+async fn delete_one(
+    State(app): State<Arc<App>>,
+    Path(server): Path<String>,
+    req: Request,
+) -> Response {
+    end(app, Some(server), req)
+}
+
+fn end(app: Arc<App>, server: Option<String>, req: Request) -> Response {
+    let Some(authed) = req.extensions().get::<Authed>().cloned() else {
+        return not_found();
+    };
+    let endpoint = endpoint_of(server);
+    match session_of(&app, req.headers(), &authed, &endpoint) {
+        Ok(Some(_)) => {
+            let sid = req
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let removed = app
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(sid);
+            if let Some(s) = removed {
+                for ct in s
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                {
+                    ct.cancel();
+                }
+            }
+            StatusCode::OK.into_response()
+        }
+        Ok(None) => (StatusCode::BAD_REQUEST, "DELETE needs a session").into_response(),
+        Err(r) => *r,
+    }
+}
+
+/// The main router.
+pub fn router(app: Arc<App>) -> Router {
+    let mcp = Router::new()
+        .route(
+            "/mcp",
+            axum::routing::post(post_all)
+                .get(get_all)
+                .delete(delete_all),
+        )
+        .route(
+            "/mcp/{server}",
+            axum::routing::post(post_one)
+                .get(get_one)
+                .delete(delete_one),
+        )
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(mcp)
+        .fallback(|| async { not_found() })
+        .with_state(app)
+}
+
+/// The admin router: `/readyz` and `/metrics`.
+pub fn admin_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/readyz",
+            get(|State(app): State<Arc<App>>| async move {
+                let caps = app.proxy.known_capabilities();
+                let missing: Vec<&String> = app
+                    .eager
+                    .iter()
+                    .filter(|s| !caps.contains_key(*s))
+                    .collect();
+                if missing.is_empty() {
+                    (StatusCode::OK, "ready\n".to_string())
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "not ready: waiting for {}\n",
+                            missing
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(app): State<Arc<App>>| async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    app.proxy.metrics.render(),
+                )
+            }),
+        )
+        .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("127.0.0.1:8765"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:8765"), "[::1]");
+        assert_eq!(host_of("Example.COM"), "example.com");
+        assert!(is_loopback_host("localhost"));
+        assert!(!is_loopback_host("evil.example"));
+    }
+}

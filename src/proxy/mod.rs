@@ -1,0 +1,105 @@
+//! `fentaris serve`: the proxy.
+//!
+//! - [`upstream`]: JSON-level upstream connections (stdio children, streamable HTTP).
+//! - [`pool`]: upstream specs (credentials, scrubbed environments) and the connection pool.
+//! - [`handler`]: one operation: decide, route, forward, filter ([`handler::Proxy::handle`]).
+//! - [`http`] and [`stdio`]: the downstream transports; [`lifecycle`]: initialize/discover.
+//! - [`metrics`]: Prometheus text.
+
+pub mod handler;
+pub mod http;
+pub mod lifecycle;
+pub mod metrics;
+pub mod pool;
+pub mod stdio;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use handler::{Caller, Endpoint, Proxy, RpcError};
+
+/// Top-level servers whose connection does not depend on the subject: started at once.
+pub fn eager_servers(config: &crate::config::Config) -> Vec<String> {
+    config
+        .servers
+        .iter()
+        .filter(|s| s.resolve_headers.is_empty())
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// Start the eager servers, so `/readyz` can report them and `initialize` can advertise
+/// their capabilities.
+pub async fn connect_eager(proxy: &Arc<Proxy>) {
+    let tasks: Vec<_> = eager_servers(&proxy.config)
+        .into_iter()
+        .map(|name| {
+            let p = proxy.clone();
+            tokio::spawn(async move {
+                if let Err(e) = p.upstream(None, &name, None).await {
+                    tracing::warn!(server = %name, "could not start: {}", e.message);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Serve HTTP on `listen` and the admin endpoints on `admin` until a signal arrives; then
+/// drain (bounded) and close every upstream.
+pub async fn serve_http(
+    app: Arc<http::App>,
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> Result<(), String> {
+    let main = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let admin_l = tokio::net::TcpListener::bind(admin)
+        .await
+        .map_err(|e| format!("cannot listen on {admin} (adminListen): {e}"))?;
+    tracing::info!("listening on http://{listen}/mcp (admin: http://{admin}/readyz, /metrics)");
+    eprintln!("fentaris: serving http://{listen}/mcp (admin http://{admin})");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s1 = stop.clone();
+    let s2 = stop.clone();
+    let main_srv = axum::serve(main, http::router(app.clone()))
+        .with_graceful_shutdown(async move { s1.cancelled().await });
+    let admin_srv = axum::serve(admin_l, http::admin_router(app.clone()))
+        .with_graceful_shutdown(async move { s2.cancelled().await });
+    let main_task = tokio::spawn(async move { main_srv.await });
+    let admin_task = tokio::spawn(async move { admin_srv.await });
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining requests");
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), main_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+    app.proxy.pool.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Upstream connections: how a server's spec is built for a subject (credentials from the
+//! group whose rule allowed the request, then the top level; a scrubbed child environment;
+//! headers only from config), and a pool keyed by everything the upstream sees.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use super::upstream::{Spec, Upstream};
+use crate::config::{Auth, Config, EnvValue, Server, Transport};
+use crate::policy::Subject;
+use crate::vault::{Vault, resolve_source};
+
+/// Variables a stdio child gets from Fentaris' environment without asking.
+pub const ENV_ALLOW_LIST: &[&str] = &[
+    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "USER", "LOGNAME",
+];
+
+/// Default upstream timeouts.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an upstream may take to start and answer `initialize` (npx may download).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The declaration of `name` as `subject` sees it (top level, or one of its groups' own).
+pub fn find_server<'c>(
+    config: &'c Config,
+    subject: Option<&Subject>,
+    name: &str,
+) -> Option<(&'c Server, Option<&'c str>)> {
+    if let Some(s) = config.servers.iter().find(|s| s.name == name) {
+        return Some((s, None));
+    }
+    let subject = subject?;
+    config
+        .groups
+        .iter()
+        .filter(|g| subject.groups.contains(&g.id))
+        .find_map(|g| {
+            g.servers
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| (s, Some(g.id.as_str())))
+        })
+}
+
+/// Everything needed to resolve credentials.
+pub struct Secrets<'a> {
+    pub config: &'a Config,
+    pub vault: Option<&'a Vault>,
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Send + Sync),
+}
+
+/// Build the spec of `server` for `subject`, with credentials from `group` (the group whose
+/// rule allowed the request) and then the top level.
+pub fn build_spec(
+    server: &Server,
+    config_dir: &Path,
+    group: Option<&str>,
+    subject: Option<&Subject>,
+    s: &Secrets,
+) -> Result<Spec, String> {
+    let resolve = |src| {
+        resolve_source(src, s.config, group, s.vault, s.env)
+            .map_err(|e| format!("server `{}`: {e}", server.name))
+    };
+    match &server.transport {
+        Transport::Stdio(st) => {
+            let mut env = BTreeMap::new();
+            for var in ENV_ALLOW_LIST {
+                if let Some(v) = (s.env)(var) {
+                    env.insert(var.to_string(), v);
+                }
+            }
+            for var in &st.inherit_env {
+                if var.starts_with("FENTARIS_") {
+                    continue;
+                }
+                if let Some(v) = (s.env)(var) {
+                    env.insert(var.clone(), v);
+                }
+            }
+            for (k, v) in &st.env {
+                let value = match v {
+                    EnvValue::Literal(l) => l.clone(),
+                    EnvValue::Source(src) => resolve(src)?.expose().to_string(),
+                };
+                env.insert(k.clone(), value);
+            }
+            let cwd = st.cwd.as_ref().map(|c| config_dir.join(c));
+            let command = if st.command.contains('/') && !Path::new(&st.command).is_absolute() {
+                config_dir.join(&st.command).display().to_string()
+            } else {
+                st.command.clone()
+            };
+            Ok(Spec::Stdio {
+                command,
+                args: st.args.clone(),
+                env,
+                cwd,
+            })
+        }
+        Transport::StreamableHttp(h) => {
+            let mut headers: Vec<(String, String)> = Vec::new();
+            for (k, v) in &server.headers {
+                headers.push((k.clone(), v.clone()));
+            }
+            for (k, var) in &server.env_header_map {
+                let v = (s.env)(var).ok_or_else(|| {
+                    format!(
+                        "server `{}`: environment variable `{var}` (for header {k}) is not set",
+                        server.name
+                    )
+                })?;
+                headers.push((k.clone(), v));
+            }
+            if let Some(sub) = subject {
+                for (k, template) in &server.resolve_headers {
+                    let v = template
+                        .replace("{subject.id}", &sub.id)
+                        .replace("{subject.tenantId}", sub.tenant.as_deref().unwrap_or(""))
+                        .replace("{subject.groups}", &sub.groups.join(","));
+                    headers.push((k.clone(), v));
+                }
+            } else if !server.resolve_headers.is_empty() {
+                return Err(format!(
+                    "server `{}` needs a subject to resolve its headers",
+                    server.name
+                ));
+            }
+            if let Some(Auth::Bearer(src)) = &server.auth {
+                let secret = resolve(src)?;
+                headers.push((
+                    "authorization".into(),
+                    format!("Bearer {}", secret.expose()),
+                ));
+            }
+            let connect_timeout = server
+                .timeouts
+                .connect
+                .map(|d| d.0)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+            Ok(Spec::Http {
+                url: h.url.clone(),
+                headers,
+                connect_timeout,
+            })
+        }
+    }
+}
+
+/// A key for a spec: the server name and a digest of everything the upstream sees.
+pub fn spec_key(server: &str, spec: &Spec) -> String {
+    let mut h = Sha256::new();
+    match spec {
+        Spec::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
+            h.update(b"stdio\0");
+            h.update(command.as_bytes());
+            for a in args {
+                h.update(b"\0");
+                h.update(a.as_bytes());
+            }
+            for (k, v) in env {
+                h.update(b"\x01");
+                h.update(k.as_bytes());
+                h.update(b"=");
+                h.update(v.as_bytes());
+            }
+            if let Some(c) = cwd {
+                h.update(c.display().to_string().as_bytes());
+            }
+        }
+        Spec::Http { url, headers, .. } => {
+            h.update(b"http\0");
+            h.update(url.as_bytes());
+            let mut hs = headers.clone();
+            hs.sort();
+            for (k, v) in hs {
+                h.update(b"\x01");
+                h.update(k.to_ascii_lowercase().as_bytes());
+                h.update(b":");
+                h.update(v.as_bytes());
+            }
+        }
+    }
+    let d = h.finalize();
+    format!(
+        "{server}#{}",
+        d.iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// Live connections by key. A closed connection is replaced on next use.
+#[derive(Default)]
+pub struct Pool {
+    conns: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Upstream>>>>>,
+}
+
+impl Pool {
+    /// The connection for `key`, connecting (once, even under concurrency) if needed.
+    pub async fn get(
+        &self,
+        server: &str,
+        key: &str,
+        spec: &Spec,
+    ) -> Result<(Arc<Upstream>, bool), String> {
+        let cell = {
+            let mut map = self.conns.lock().await;
+            let entry = map
+                .entry(key.to_string())
+                .or_insert_with(|| Arc::new(OnceCell::new()));
+            if entry.get().is_some_and(|u| u.is_closed()) {
+                *entry = Arc::new(OnceCell::new());
+            }
+            entry.clone()
+        };
+        let mut fresh = false;
+        let up = cell
+            .get_or_try_init(|| async {
+                fresh = true;
+                Upstream::connect(server, spec, INIT_TIMEOUT).await
+            })
+            .await?;
+        Ok((up.clone(), fresh))
+    }
+
+    /// Every live connection.
+    pub async fn all(&self) -> Vec<Arc<Upstream>> {
+        self.conns
+            .lock()
+            .await
+            .values()
+            .filter_map(|c| c.get().cloned())
+            .collect()
+    }
+
+    /// Close every connection and reap every child.
+    pub async fn shutdown(&self) {
+        let all = self.all().await;
+        let tasks: Vec<_> = all
+            .into_iter()
+            .map(|u| tokio::spawn(async move { u.shutdown().await }))
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

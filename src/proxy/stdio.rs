@@ -1,0 +1,146 @@
+//! The stdio downstream: `fentaris serve --stdio --user U`. Newline-delimited JSON-RPC on
+//! stdin/stdout; every log line goes to stderr.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::handler::{Caller, Endpoint, Progress, Proxy, RpcError};
+use super::lifecycle::{discover_result, initialize_result, is_modern};
+use super::upstream::Event;
+
+/// Serve one client on stdin/stdout until stdin closes.
+pub async fn serve(proxy: Arc<Proxy>, user: &str) {
+    let subject = Arc::new(proxy.engine.subject(user));
+    let endpoint = Endpoint::All;
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
+    let writer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(v) = out_rx.recv().await {
+            let mut line = v.to_string();
+            line.push('\n');
+            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    // List changes of visible servers.
+    {
+        let tx = out_tx.clone();
+        let visible: Vec<String> = proxy
+            .engine
+            .visible_servers(&subject)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let mut rx = proxy.events.subscribe();
+        tokio::spawn(async move {
+            while let Ok((srv, ev)) = rx.recv().await {
+                if !visible.contains(&srv) {
+                    continue;
+                }
+                let method = match ev {
+                    Event::ToolsChanged => "notifications/tools/list_changed",
+                    Event::PromptsChanged => "notifications/prompts/list_changed",
+                    Event::ResourcesChanged => "notifications/resources/list_changed",
+                    _ => continue,
+                };
+                if tx
+                    .send(json!({ "jsonrpc": "2.0", "method": method }))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+    let inflight: Arc<Mutex<HashMap<String, CancellationToken>>> = Arc::default();
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let msg: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = out_tx.send(json!({ "jsonrpc": "2.0", "id": null, "error": RpcError::new(-32700, format!("parse error: {e}")).to_json() }));
+                continue;
+            }
+        };
+        let id = msg.get("id").cloned();
+        let method = msg
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let params = msg.get("params").cloned().unwrap_or(json!({}));
+        let (Some(method), Some(id)) = (method, id) else {
+            if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled")
+                && let Some(rid) = params.get("requestId")
+                && let Some(ct) = inflight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&rid.to_string())
+            {
+                ct.cancel();
+            }
+            continue;
+        };
+        let reply = move |r: Result<Value, RpcError>| match r {
+            Ok(v) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
+            Err(e) => json!({ "jsonrpc": "2.0", "id": id, "error": e.to_json() }),
+        };
+        match method.as_str() {
+            "initialize" => {
+                let _ = out_tx.send(reply(Ok(initialize_result(
+                    &proxy, &subject, &endpoint, &params,
+                ))));
+                continue;
+            }
+            "server/discover" => {
+                let _ = out_tx.send(reply(Ok(discover_result(&proxy, &subject, &endpoint))));
+                continue;
+            }
+            "ping" => {
+                let _ = out_tx.send(reply(Ok(json!({}))));
+                continue;
+            }
+            _ => {}
+        }
+        let caller = Caller {
+            subject: subject.clone(),
+            endpoint: endpoint.clone(),
+            modern: is_modern(&params, None),
+        };
+        let ct = CancellationToken::new();
+        let key = msg.get("id").map(|i| i.to_string()).unwrap_or_default();
+        inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), ct.clone());
+        let progress = params
+            .get("_meta")
+            .and_then(|m| m.get("progressToken"))
+            .cloned()
+            .map(|token| Progress {
+                token,
+                sink: out_tx.clone(),
+            });
+        let proxy = proxy.clone();
+        let tx = out_tx.clone();
+        let inflight = inflight.clone();
+        tokio::spawn(async move {
+            let r = proxy.handle(&caller, &method, params, progress, &ct).await;
+            inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            let _ = tx.send(reply(r));
+        });
+    }
+    drop(out_tx);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+}

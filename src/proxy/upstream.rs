@@ -1,0 +1,903 @@
+//! Upstream MCP connections at the JSON level, so every field of every result reaches the
+//! client exactly as the upstream sent it (rmcp's typed model drops fields it does not know).
+//!
+//! One [`Upstream`] is one initialized connection: a stdio child in its own process group with
+//! a scrubbed environment, or a streamable-HTTP endpoint. Requests get our own ids; responses
+//! are matched by id; progress is routed, in wire order, to the request that asked for it;
+//! list-changed and resource-updated notifications are broadcast to the sessions that can see
+//! this server; anything else that cannot be tied to a request (log lines, server-to-client
+//! requests on a shared connection) is dropped or refused, and counted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// The protocol revision Fentaris speaks to upstreams (the newest with `initialize`).
+pub const UPSTREAM_PROTOCOL: &str = "2025-11-25";
+
+/// How to reach an upstream.
+#[derive(Debug, Clone)]
+pub enum Spec {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        /// The child's whole environment (already scrubbed and resolved).
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+    },
+    Http {
+        url: String,
+        /// Every header sent upstream (auth, literal, env-mapped, resolved); never client headers.
+        headers: Vec<(String, String)>,
+        connect_timeout: Duration,
+    },
+}
+
+/// What went wrong with an upstream request.
+#[derive(Debug, Clone)]
+pub enum UpstreamError {
+    /// The upstream answered with a JSON-RPC error (passed through unchanged).
+    Rpc(Value),
+    /// The connection is gone.
+    Closed(String),
+    Timeout(Duration),
+    Cancelled,
+    Transport(String),
+}
+
+/// Notifications that sessions may receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    ToolsChanged,
+    PromptsChanged,
+    ResourcesChanged,
+    ResourceUpdated(String),
+    Closed,
+}
+
+type Pending = oneshot::Sender<Result<Value, Value>>;
+
+/// Which kind of name list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Tool,
+    Prompt,
+}
+
+#[derive(Default)]
+struct Known {
+    tools: Option<std::collections::HashSet<String>>,
+    prompts: Option<std::collections::HashSet<String>>,
+}
+
+impl Known {
+    fn slot(&mut self, kind: NameKind) -> &mut Option<std::collections::HashSet<String>> {
+        match kind {
+            NameKind::Tool => &mut self.tools,
+            NameKind::Prompt => &mut self.prompts,
+        }
+    }
+}
+
+struct Shared {
+    name: String,
+    known: Mutex<Known>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    progress: Mutex<HashMap<String, mpsc::UnboundedSender<Value>>>,
+    next_id: AtomicU64,
+    events: broadcast::Sender<Event>,
+    closed: CancellationToken,
+    close_reason: Mutex<Option<String>>,
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn fail_all(&self, reason: &str) {
+        *self.close_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        self.closed.cancel();
+        let pending: Vec<Pending> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for p in pending {
+            let _ = p.send(Err(json!({ "code": -32603, "message": reason })));
+        }
+        let _ = self.events.send(Event::Closed);
+    }
+
+    /// Handle one message from the upstream. Returns a reply to send back, if any.
+    fn dispatch(&self, msg: Value) -> Option<Value> {
+        let id = msg.get("id").cloned();
+        let method = msg
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match (id, method) {
+            (Some(id), None) => {
+                let Some(n) = id.as_u64() else {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                };
+                let waiter = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&n);
+                match waiter {
+                    Some(w) => {
+                        let outcome = match (msg.get("result"), msg.get("error")) {
+                            (Some(r), _) => Ok(r.clone()),
+                            (None, Some(e)) => Err(e.clone()),
+                            (None, None) => Err(
+                                json!({ "code": -32603, "message": "upstream sent a response with neither result nor error" }),
+                            ),
+                        };
+                        let _ = w.send(outcome);
+                    }
+                    None => {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None
+            }
+            (Some(id), Some(method)) => {
+                // A server-to-client request (sampling, elicitation, roots, ping). On a shared
+                // connection it cannot be tied to the client request that caused it, so it is
+                // refused rather than delivered to a guess.
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                if method == "ping" {
+                    return Some(json!({ "jsonrpc": "2.0", "id": id, "result": {} }));
+                }
+                tracing::warn!(server = %self.name, %method, "refused a server-to-client request that cannot be tied to a client request");
+                Some(json!({
+                    "jsonrpc": "2.0", "id": id,
+                    "error": { "code": -32601, "message": format!("{method} is not available through Fentaris for this request") }
+                }))
+            }
+            (None, Some(method)) => {
+                let params = msg.get("params").cloned().unwrap_or(Value::Null);
+                match method.as_str() {
+                    "notifications/progress" => {
+                        let token = params.get("progressToken").map(token_key);
+                        let tx = token.and_then(|t| {
+                            self.progress
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get(&t)
+                                .cloned()
+                        });
+                        match tx {
+                            Some(tx) => {
+                                let _ = tx.send(params);
+                            }
+                            None => {
+                                self.dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    "notifications/tools/list_changed" => {
+                        self.known.lock().unwrap_or_else(|e| e.into_inner()).tools = None;
+                        let _ = self.events.send(Event::ToolsChanged);
+                    }
+                    "notifications/prompts/list_changed" => {
+                        self.known.lock().unwrap_or_else(|e| e.into_inner()).prompts = None;
+                        let _ = self.events.send(Event::PromptsChanged);
+                    }
+                    "notifications/resources/list_changed" => {
+                        let _ = self.events.send(Event::ResourcesChanged);
+                    }
+                    "notifications/resources/updated" => {
+                        if let Some(uri) = params.get("uri").and_then(Value::as_str) {
+                            let _ = self.events.send(Event::ResourceUpdated(uri.to_string()));
+                        }
+                    }
+                    _ => {
+                        // Log lines and anything else on a shared connection: not delivered.
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None
+            }
+            (None, None) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+fn token_key(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+enum Conn {
+    Stdio {
+        tx: mpsc::UnboundedSender<String>,
+        child: tokio::sync::Mutex<Option<Box<dyn process_wrap::tokio::ChildWrapper>>>,
+    },
+    Http(HttpConn),
+}
+
+struct HttpConn {
+    client: reqwest::Client,
+    url: String,
+    headers: reqwest::header::HeaderMap,
+    /// `Mcp-Session-Id` from the upstream's initialize response.
+    session: std::sync::Arc<Mutex<Option<String>>>,
+    protocol: Mutex<Option<String>>,
+}
+
+/// One initialized upstream connection.
+pub struct Upstream {
+    pub server: String,
+    conn: Conn,
+    shared: std::sync::Arc<Shared>,
+    /// The upstream's `initialize` result (capabilities, serverInfo, instructions).
+    pub init: Value,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// Start and initialize a connection.
+    pub async fn connect(
+        server: &str,
+        spec: &Spec,
+        init_timeout: Duration,
+    ) -> Result<std::sync::Arc<Upstream>, String> {
+        let (events, _) = broadcast::channel(64);
+        let shared = std::sync::Arc::new(Shared {
+            name: server.to_string(),
+            known: Mutex::new(Known::default()),
+            pending: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            events,
+            closed: CancellationToken::new(),
+            close_reason: Mutex::new(None),
+            dropped: AtomicU64::new(0),
+        });
+        let conn = match spec {
+            Spec::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => spawn_stdio(server, command, args, env, cwd.as_ref(), &shared)?,
+            Spec::Http {
+                url,
+                headers,
+                connect_timeout,
+            } => {
+                let mut map = reqwest::header::HeaderMap::new();
+                for (k, v) in headers {
+                    let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|_| format!("invalid header name `{k}`"))?;
+                    let mut value = reqwest::header::HeaderValue::from_str(v)
+                        .map_err(|_| format!("invalid value for header `{k}`"))?;
+                    value.set_sensitive(true);
+                    map.insert(name, value);
+                }
+                let origin = origin_of(url);
+                let client = reqwest::Client::builder()
+                    .connect_timeout(*connect_timeout)
+                    .pool_max_idle_per_host(0)
+                    .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                        // Never follow a redirect to another origin (credentials would follow it).
+                        if attempt.previous().len() < 5
+                            && origin_of(attempt.url().as_str()) == origin
+                        {
+                            attempt.follow()
+                        } else {
+                            attempt.stop()
+                        }
+                    }))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+                Conn::Http(HttpConn {
+                    client,
+                    url: url.clone(),
+                    headers: map,
+                    session: std::sync::Arc::new(Mutex::new(None)),
+                    protocol: Mutex::new(None),
+                })
+            }
+        };
+        let mut up = Upstream {
+            server: server.to_string(),
+            conn,
+            shared,
+            init: Value::Null,
+        };
+        let params = json!({
+            "protocolVersion": UPSTREAM_PROTOCOL,
+            "capabilities": {},
+            "clientInfo": { "name": "fentaris", "version": env!("CARGO_PKG_VERSION") }
+        });
+        let init = up
+            .call(
+                "initialize",
+                params,
+                None,
+                &CancellationToken::new(),
+                init_timeout,
+            )
+            .await
+            .map_err(|e| format!("initialize failed: {}", describe(&e)))?;
+        if let Conn::Http(h) = &up.conn {
+            let v = init
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or(UPSTREAM_PROTOCOL)
+                .to_string();
+            *h.protocol.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+        }
+        up.init = init;
+        up.notify("notifications/initialized", None).await;
+        Ok(std::sync::Arc::new(up))
+    }
+
+    /// Subscribe to list-changed and resource-updated notifications.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_cancelled()
+    }
+
+    /// Record names from a list result. `first_page` starts a new set.
+    pub fn record_names<'a>(
+        &self,
+        kind: NameKind,
+        names: impl Iterator<Item = &'a str>,
+        first_page: bool,
+    ) {
+        let mut k = self.shared.known.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = k.slot(kind);
+        if first_page || slot.is_none() {
+            *slot = Some(Default::default());
+        }
+        if let Some(set) = slot {
+            set.extend(names.map(str::to_string));
+        }
+    }
+
+    /// Whether `name` is, byte for byte, a name of the upstream's last list (`None`: no list
+    /// seen since the last change).
+    pub fn knows(&self, kind: NameKind, name: &str) -> Option<bool> {
+        let mut k = self.shared.known.lock().unwrap_or_else(|e| e.into_inner());
+        k.slot(kind).as_ref().map(|set| set.contains(name))
+    }
+
+    /// Messages dropped because they could not be tied to a request or session.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Send a notification (fire and forget).
+    pub async fn notify(&self, method: &str, params: Option<Value>) {
+        self.notify_now(method, params);
+    }
+
+    fn send(&self, msg: Value, id: Option<u64>) {
+        match &self.conn {
+            Conn::Stdio { tx, .. } => {
+                if tx.send(msg.to_string()).is_err()
+                    && let Some(id) = id
+                    && let Some(p) = self
+                        .shared
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id)
+                {
+                    let _ = p.send(Err(json!({ "code": -32603, "message": format!("upstream `{}` is not running", self.server) })));
+                }
+            }
+            Conn::Http(h) => {
+                let fut = http_post(
+                    HttpTarget {
+                        client: h.client.clone(),
+                        url: h.url.clone(),
+                        headers: h.headers.clone(),
+                        session: h.session.clone(),
+                        protocol: h.protocol.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                    },
+                    msg,
+                    id,
+                    self.shared.clone(),
+                );
+                tokio::spawn(fut);
+            }
+        }
+    }
+
+    /// Send a request and wait for its result. `on_progress` receives the upstream's progress
+    /// notifications for this request, in wire order and all before the result.
+    pub async fn call(
+        &self,
+        method: &str,
+        mut params: Value,
+        progress: Option<&mpsc::UnboundedSender<Value>>,
+        ct: &CancellationToken,
+        timeout: Duration,
+    ) -> Result<Value, UpstreamError> {
+        if self.shared.closed.is_cancelled() {
+            let reason = self
+                .shared
+                .close_reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            return Err(UpstreamError::Closed(reason.unwrap_or_else(|| {
+                format!("upstream `{}` is closed", self.server)
+            })));
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        let token = progress.map(|p| {
+            let t = format!("fnt-{id}");
+            self.shared
+                .progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(t.clone(), p.clone());
+            t
+        });
+        if let Some(t) = &token {
+            if !params.is_object() {
+                params = json!({});
+            }
+            let meta = params.as_object_mut().and_then(|o| {
+                o.entry("_meta").or_insert_with(|| json!({}));
+                o.get_mut("_meta").and_then(Value::as_object_mut)
+            });
+            if let Some(m) = meta {
+                m.insert("progressToken".into(), Value::String(t.clone()));
+            }
+        }
+        let mut msg = json!({ "jsonrpc": "2.0", "id": id, "method": method });
+        if !params.is_null() {
+            msg["params"] = params;
+        }
+        self.send(msg, Some(id));
+        let mut guard = CallGuard {
+            up: self,
+            id,
+            token: token.clone(),
+            armed: true,
+        };
+        let outcome = tokio::select! {
+            r = rx => match r {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(UpstreamError::Rpc(e)),
+                Err(_) => Err(UpstreamError::Closed(format!("upstream `{}` closed the connection", self.server))),
+            },
+            _ = ct.cancelled() => {
+                self.notify_now("notifications/cancelled", Some(json!({ "requestId": id, "reason": "cancelled by the client" })));
+                Err(UpstreamError::Cancelled)
+            }
+            _ = tokio::time::sleep(timeout) => {
+                self.notify_now("notifications/cancelled", Some(json!({ "requestId": id, "reason": "timed out in Fentaris" })));
+                Err(UpstreamError::Timeout(timeout))
+            }
+        };
+        guard.armed = false;
+        drop(guard);
+        self.forget(id, token.as_deref());
+        outcome
+    }
+
+    fn forget(&self, id: u64, token: Option<&str>) {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(t) = token {
+            self.shared
+                .progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(t);
+        }
+    }
+
+    /// Send a notification now (without waiting).
+    pub fn notify_now(&self, method: &str, params: Option<Value>) {
+        let mut msg = json!({ "jsonrpc": "2.0", "method": method });
+        if let Some(p) = params {
+            msg["params"] = p;
+        }
+        self.send(msg, None);
+    }
+
+    /// Close the connection: stdin EOF, then the process group is terminated and reaped.
+    pub async fn shutdown(&self) {
+        self.shared
+            .fail_all(&format!("upstream `{}` is shutting down", self.server));
+        if let Conn::Stdio { child, tx } = &self.conn {
+            let _ = tx; // dropping the writer closes stdin when the Upstream is dropped
+            if let Some(mut c) = child.lock().await.take() {
+                let exited = tokio::time::timeout(Duration::from_millis(500), c.wait())
+                    .await
+                    .is_ok();
+                if !exited {
+                    let _ = c.start_kill();
+                    let _ = tokio::time::timeout(Duration::from_secs(3), c.wait()).await;
+                }
+            }
+        }
+        if let Conn::Http(h) = &self.conn {
+            let session = h.session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(s) = session {
+                let _ = h
+                    .client
+                    .delete(&h.url)
+                    .headers(h.headers.clone())
+                    .header("mcp-session-id", s)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await;
+            }
+        }
+    }
+}
+
+/// If a caller stops waiting (the client went away), the upstream is told to cancel and the
+/// request's bookkeeping is removed.
+struct CallGuard<'a> {
+    up: &'a Upstream,
+    id: u64,
+    token: Option<String>,
+    armed: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.up.forget(self.id, self.token.as_deref());
+            self.up.notify_now(
+                "notifications/cancelled",
+                Some(json!({ "requestId": self.id, "reason": "the client went away" })),
+            );
+        }
+    }
+}
+
+/// A one-line description of an upstream error for logs and client messages.
+pub fn describe(e: &UpstreamError) -> String {
+    match e {
+        UpstreamError::Rpc(v) => v
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("error")
+            .to_string(),
+        UpstreamError::Closed(r) => r.clone(),
+        UpstreamError::Timeout(d) => format!("timed out after {}s", d.as_secs_f32()),
+        UpstreamError::Cancelled => "cancelled".into(),
+        UpstreamError::Transport(t) => t.clone(),
+    }
+}
+
+fn origin_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+fn spawn_stdio(
+    server: &str,
+    command: &str,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: Option<&PathBuf>,
+    shared: &std::sync::Arc<Shared>,
+) -> Result<Conn, String> {
+    let mut cmd = tokio::process::Command::new(command);
+    cmd.args(args)
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let mut wrap = process_wrap::tokio::CommandWrap::from(cmd);
+    #[cfg(unix)]
+    wrap.wrap(process_wrap::tokio::ProcessGroup::leader());
+    wrap.wrap(process_wrap::tokio::KillOnDrop);
+    let mut child = wrap
+        .spawn()
+        .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+    let stdin = child.stdin().take().ok_or("no stdin")?;
+    let stdout = child.stdout().take().ok_or("no stdout")?;
+    let stderr = child.stderr().take();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    // Writer.
+    tokio::spawn(async move {
+        let mut stdin = stdin;
+        while let Some(line) = rx.recv().await {
+            if stdin.write_all(line.as_bytes()).await.is_err()
+                || stdin.write_all(b"\n").await.is_err()
+                || stdin.flush().await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    // Reader: dispatch in wire order; replies go back through the writer.
+    let sh = shared.clone();
+    let reply_tx = tx.clone();
+    let name = server.to_string();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) => {
+                    if let Some(reply) = sh.dispatch(v) {
+                        let _ = reply_tx.send(reply.to_string());
+                    }
+                }
+                Err(_) => {
+                    sh.dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(server = %name, "upstream wrote a line that is not JSON-RPC to stdout");
+                }
+            }
+        }
+        sh.fail_all(&format!("upstream `{name}` exited or closed its output"));
+    });
+    // Stderr: into our log, with the server name, at a bounded rate.
+    if let Some(err) = stderr {
+        let name = server.to_string();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
+            let mut window = tokio::time::Instant::now();
+            let mut count = 0u32;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if window.elapsed() > Duration::from_secs(10) {
+                    window = tokio::time::Instant::now();
+                    count = 0;
+                }
+                count += 1;
+                if count <= 50 {
+                    let line: String = line.chars().take(500).collect();
+                    tracing::info!(server = %name, "upstream stderr: {}", crate::diagnostics::escape_control(&line));
+                } else if count == 51 {
+                    tracing::info!(server = %name, "upstream stderr: (more lines suppressed for 10s)");
+                }
+            }
+        });
+    }
+    Ok(Conn::Stdio {
+        tx,
+        child: tokio::sync::Mutex::new(Some(child)),
+    })
+}
+
+struct HttpTarget {
+    client: reqwest::Client,
+    url: String,
+    headers: reqwest::header::HeaderMap,
+    session: std::sync::Arc<Mutex<Option<String>>>,
+    protocol: Option<String>,
+}
+
+impl HttpTarget {
+    /// POST a reply (to a server-to-client request) back to the upstream.
+    async fn reply(&self, reply: Value) {
+        let session = self
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut req = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header("content-type", "application/json")
+            .body(reply.to_string());
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        let _ = req.send().await;
+    }
+}
+
+async fn http_post(
+    target: HttpTarget,
+    msg: Value,
+    id: Option<u64>,
+    shared: std::sync::Arc<Shared>,
+) {
+    let fail = |shared: &Shared, message: String| {
+        if let Some(id) = id
+            && let Some(p) = shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id)
+        {
+            let _ = p.send(Err(json!({ "code": -32603, "message": message })));
+        }
+    };
+    let session = target
+        .session
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut req = target
+        .client
+        .post(&target.url)
+        .headers(target.headers.clone())
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(msg.to_string());
+    if let Some(s) = &session {
+        req = req.header("mcp-session-id", s);
+    }
+    if let Some(p) = &target.protocol {
+        req = req.header("mcp-protocol-version", p);
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            fail(
+                &shared,
+                format!(
+                    "upstream `{}` is unreachable: {}",
+                    shared.name,
+                    e.without_url()
+                ),
+            );
+            return;
+        }
+    };
+    let status = resp.status();
+    if status == reqwest::StatusCode::ACCEPTED {
+        return;
+    }
+    if !status.is_success() {
+        let what = if status == reqwest::StatusCode::UNAUTHORIZED
+            || status == reqwest::StatusCode::FORBIDDEN
+        {
+            format!(
+                "upstream `{}` rejected Fentaris' credentials (HTTP {})",
+                shared.name,
+                status.as_u16()
+            )
+        } else {
+            format!(
+                "upstream `{}` answered HTTP {}",
+                shared.name,
+                status.as_u16()
+            )
+        };
+        fail(&shared, what);
+        return;
+    }
+    if msg.get("method").and_then(Value::as_str) == Some("initialize")
+        && let Some(s) = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        *target.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.to_string());
+    }
+    let is_sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/event-stream"));
+    if is_sse {
+        let mut resp = resp;
+        let mut buf = String::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(bytes)) => {
+                    buf.push_str(&String::from_utf8_lossy(&bytes));
+                    while let Some(end) = find_event_end(&buf) {
+                        let event: String = buf.drain(..end.1).collect();
+                        let data: Vec<&str> = event[..end.0]
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("data:"))
+                            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                            .collect();
+                        if data.is_empty() {
+                            continue;
+                        }
+                        if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n"))
+                            && let Some(reply) = shared.dispatch(v)
+                        {
+                            target.reply(reply).await;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    fail(
+                        &shared,
+                        format!(
+                            "upstream `{}` stream failed: {}",
+                            shared.name,
+                            e.without_url()
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+        fail(
+            &shared,
+            format!(
+                "upstream `{}` ended the stream without a response",
+                shared.name
+            ),
+        );
+    } else {
+        let parsed = match resp.bytes().await {
+            Ok(b) => serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()),
+            Err(e) => Err(e.without_url().to_string()),
+        };
+        match parsed {
+            Ok(v) => {
+                if let Some(reply) = shared.dispatch(v) {
+                    target.reply(reply).await;
+                }
+            }
+            Err(e) => fail(
+                &shared,
+                format!(
+                    "upstream `{}` sent an unreadable response: {e}",
+                    shared.name
+                ),
+            ),
+        }
+    }
+}
+
+/// The end of the first complete SSE event in `buf`: (end of its text, end including the
+/// blank line).
+fn find_event_end(buf: &str) -> Option<(usize, usize)> {
+    let a = buf.find("\n\n").map(|i| (i, i + 2));
+    let b = buf.find("\r\n\r\n").map(|i| (i, i + 4));
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if x.0 < y.0 { x } else { y }),
+        (x, y) => x.or(y),
+    }
+}
