@@ -536,6 +536,20 @@ impl Engine {
             })
     }
 
+    /// Whether the subject can use `server` at all: it can see it and some rule of its
+    /// policies allows something there. Endpoints of servers a subject cannot use answer like
+    /// servers that do not exist.
+    pub fn can_use(&self, subject: &Subject, server: &str) -> bool {
+        let Some(srv) = self.resolve_server(subject, server) else {
+            return false;
+        };
+        subject.scopes.iter().any(|&sc| {
+            self.rules_for(sc, srv)
+                .iter()
+                .any(|&r| self.rules[r as usize].effect == Effect::Allow)
+        })
+    }
+
     /// Names of the servers the subject can see, in config order.
     pub fn visible_servers(&self, subject: &Subject) -> Vec<&str> {
         self.servers

@@ -149,7 +149,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     // `/mcp/<server>` for a server the subject cannot see answers like an unknown path.
     let path = req.uri().path().to_string();
     if let Some(name) = path.strip_prefix("/mcp/")
-        && !app.proxy.engine.visible_servers(&subject).contains(&name)
+        && !app.proxy.engine.can_use(&subject, name)
     {
         return not_found();
     }

@@ -11,8 +11,10 @@ Steps: {"op": "list_tools" | "list_prompts" | "list_resources" | "list_templates
        {"op": "read_resource", "uri": U}
        {"op": "complete_prompt", "name": N, "arg": A, "value": V}
        {"op": "protocol"}
+Extra request headers (to test that none reach an upstream): EXTRA_HEADERS='{"name": "value"}'.
 """
 import json
+import os
 import sys
 
 import anyio
@@ -80,7 +82,9 @@ async def main():
         async with Client(params, mode="legacy") as client:
             results = await run_steps(client, steps)
     else:
-        async with httpx2.AsyncClient(headers={"x-fentaris-api-key": key}, timeout=httpx2.Timeout(30, read=120)) as http:
+        headers = {"x-fentaris-api-key": key}
+        headers.update(json.loads(os.environ.get("EXTRA_HEADERS", "{}")))
+        async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
             transport = streamable_http_client(url, http_client=http)
             async with Client(transport, mode=mode) as client:
                 results = await run_steps(client, steps)

@@ -1,0 +1,965 @@
+//! End to end: `fentaris serve` in front of real MCP servers (server-everything from npm, a
+//! small Python stdio server, an in-test HTTP upstream), driven by the official Python SDK
+//! client and by raw HTTP.
+//!
+//! Needs `node`, `npm ci --prefix tests/e2e` and `pip install mcp==2.3.0`; `.ci/run` installs
+//! them. Without them each test prints why it is skipped, unless E2E_REQUIRED is set (CI),
+//! in which case a missing prerequisite fails the test.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn everything_js() -> PathBuf {
+    repo().join("tests/e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+fn env_server() -> PathBuf {
+    repo().join("tests/e2e/env_server.py")
+}
+
+/// The real interpreter (a pyenv shim would add its own variables to the child).
+fn python() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Whether the end-to-end prerequisites are here; panics in CI when they are not.
+fn ready() -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let py = Command::new("python3")
+        .args(["-c", "import mcp, httpx2"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let npm = everything_js().is_file();
+    if node && py && npm {
+        return true;
+    }
+    let why = format!("node: {node}, python mcp: {py}, npm packages in tests/e2e: {npm}");
+    if std::env::var_os("E2E_REQUIRED").is_some() {
+        panic!(
+            "end-to-end prerequisites missing ({why}); run: npm ci --prefix tests/e2e && pip install mcp==2.3.0"
+        );
+    }
+    eprintln!("skipped: end-to-end prerequisites missing ({why})");
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Serve {
+    child: Child,
+    port: u16,
+    admin: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join(".fentaris/config.json")
+    }
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                return self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+fn project(config: &Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".fentaris")).unwrap();
+    std::fs::write(
+        dir.path().join(".fentaris/config.json"),
+        serde_json::to_string_pretty(config).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+fn fentaris_cmd(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fentaris"));
+    c.current_dir(dir)
+        .env_remove("FENTARIS_CONFIG")
+        .env_remove("FENTARIS_VAULT_KEY")
+        .env_remove("FENTARIS_VAULT_KEY_FILE")
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .env("CI", "true");
+    c
+}
+
+/// Start `fentaris serve` on free ports and wait until /readyz says ready.
+fn serve_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
+    let cfg_path = dir.path().join(".fentaris/config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    config["listen"] = json!(format!("127.0.0.1:{port}"));
+    config["adminListen"] = json!(format!("127.0.0.1:{admin}"));
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let mut cmd = fentaris_cmd(dir.path());
+    cmd.arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let mut s = Serve {
+        child,
+        port,
+        admin,
+        dir,
+    };
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(st)) = s.child.try_wait() {
+            panic!("fentaris serve exited early: {st}");
+        }
+        if let Ok((200, _, _)) = http(
+            "GET",
+            &format!("http://127.0.0.1:{}/readyz", s.admin),
+            &[],
+            None,
+        ) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "fentaris serve did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn serve(config: &Value, env: &[(&str, &str)]) -> Serve {
+    serve_in(project(config), env)
+}
+
+/// A raw HTTP request: (status, headers, body).
+fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<(u16, HashMap<String, String>, String), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .request(method.parse().unwrap(), url)
+            .timeout(Duration::from_secs(60));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let hs = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((status, hs, text))
+    })
+}
+
+/// Run the Python SDK client with `steps`; one result per step.
+fn py(
+    url: &str,
+    key: &str,
+    mode: &str,
+    steps: &Value,
+    extra_headers: Option<&Value>,
+) -> Vec<Value> {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/e2e/mcp_client.py"))
+        .args([url, key, mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(h) = extra_headers {
+        cmd.env("EXTRA_HEADERS", h.to_string());
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(steps.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad client output ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+const ALICE: &str = "alice-key-0123456789abcdef";
+const BOB: &str = "bob-key-0123456789abcdefgh";
+
+fn two_user_config() -> Value {
+    json!({
+        "servers": [
+            { "name": "everything", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } },
+            { "name": "env", "transport": { "stdio": { "command": python(), "args": [env_server()] } } }
+        ],
+        "policies": [
+            { "name": "reader", "rules": [
+                { "mcp": "everything", "allow": ["echo", "get-sum", "trigger-long-running-operation"] },
+                { "mcp": "everything", "allowCapability": { "operation": "prompt:get", "target": "simple-prompt" } },
+                { "mcp": "everything", "allowCapability": { "operation": "completion:complete", "target": "completable-prompt" } },
+                { "mcp": "everything", "allowCapability": { "operation": "resources:list", "targetKind": "resource" } },
+                { "mcp": "everything", "allowCapability": { "operation": "resource:read", "target": "demo://resource/static/document/*" } },
+                { "mcp": "everything", "denyCapability": { "operation": "resource:read", "target": "demo://resource/static/document/startup.md" } }
+            ] },
+            { "name": "env-only", "rules": [ { "mcp": "env", "allow": "*" } ] }
+        ],
+        "groups": [
+            { "id": "readers", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": "reader" },
+            { "id": "ops", "users": [{ "id": "bob", "apiKeys": [{ "env": "BOB_KEY" }] }], "policy": "env-only" }
+        ]
+    })
+}
+
+fn ok(r: &Value) -> &Value {
+    assert_eq!(r["ok"], true, "{r}");
+    &r["value"]
+}
+
+fn err(r: &Value) -> (i64, String) {
+    assert_eq!(r["ok"], false, "{r}");
+    (
+        r["code"].as_i64().unwrap_or(0),
+        r["message"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn names(v: &Value, key: &str, field: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn policy_is_enforced_per_user_in_both_protocol_eras() {
+    if !ready() {
+        return;
+    }
+    let s = serve(
+        &two_user_config(),
+        &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)],
+    );
+    let steps = json!([
+        {"op": "protocol"},
+        {"op": "list_tools"},
+        {"op": "call_tool", "name": "everything__echo", "args": {"message": "hi"}},
+        {"op": "call_tool", "name": "everything__get-env", "args": {}},
+        {"op": "call_tool", "name": "everything__no-such-tool", "args": {}},
+        {"op": "call_tool", "name": "env__env", "args": {}},
+        {"op": "call_tool", "name": "everything__trigger-long-running-operation", "args": {"duration": 1, "steps": 4}, "progress": true},
+        {"op": "get_prompt", "name": "everything__simple-prompt"},
+        {"op": "get_prompt", "name": "everything__args-prompt", "args": {"city": "x"}},
+        {"op": "complete_prompt", "name": "everything__completable-prompt", "arg": "department", "value": "E"},
+        {"op": "list_prompts"},
+        {"op": "list_resources"},
+        {"op": "read_resource", "uri": "demo://resource/static/document/architecture.md"},
+        {"op": "read_resource", "uri": "demo://resource/static/document/startup.md"},
+        {"op": "read_resource", "uri": "demo://resource/static/document/../document/startup.md"}
+    ]);
+    for (mode, version) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
+        let r = py(&s.url("/mcp"), ALICE, mode, &steps, None);
+        assert_eq!(r[0]["value"], version, "{mode}");
+        let tools = names(ok(&r[1]), "tools", "name");
+        assert_eq!(
+            tools,
+            [
+                "everything__echo",
+                "everything__get-sum",
+                "everything__trigger-long-running-operation"
+            ],
+            "{mode}: list shows exactly what may be called"
+        );
+        assert_eq!(ok(&r[2])["content"][0]["text"], "Echo: hi");
+        // Denied, unknown, and another group's server: the same error.
+        assert_eq!(
+            err(&r[3]),
+            (-32602, "Unknown tool: everything__get-env".into())
+        );
+        assert_eq!(
+            err(&r[4]),
+            (-32602, "Unknown tool: everything__no-such-tool".into())
+        );
+        assert_eq!(err(&r[5]), (-32602, "Unknown tool: env__env".into()));
+        // Progress arrives in order, before the result.
+        assert_eq!(ok(&r[6])["progress"], json!([1.0, 2.0, 3.0, 4.0]), "{mode}");
+        assert!(ok(&r[7])["messages"].is_array());
+        assert_eq!(err(&r[8]).0, -32602);
+        assert_eq!(ok(&r[9])["completion"]["values"], json!(["Engineering"]));
+        assert_eq!(
+            names(ok(&r[10]), "prompts", "name"),
+            ["everything__simple-prompt"]
+        );
+        let res = names(ok(&r[11]), "resources", "uri");
+        assert!(
+            res.contains(&"demo://resource/static/document/architecture.md".to_string()),
+            "{res:?}"
+        );
+        assert!(
+            !res.contains(&"demo://resource/static/document/startup.md".to_string()),
+            "denied read is not listed"
+        );
+        assert!(ok(&r[12])["contents"].is_array());
+        assert_eq!(err(&r[13]).0, -32002, "denied read");
+        assert_eq!(
+            err(&r[14]).0,
+            -32002,
+            "dot segments are resolved before policy: still denied"
+        );
+    }
+    // bob sees only his group's server.
+    let r = py(
+        &s.url("/mcp"),
+        BOB,
+        "legacy",
+        &json!([{"op": "list_tools"}, {"op": "call_tool", "name": "everything__echo", "args": {"message": "x"}}]),
+        None,
+    );
+    assert_eq!(
+        names(ok(&r[0]), "tools", "name"),
+        ["env__env", "env__sleep", "env__echo"]
+    );
+    assert_eq!(err(&r[1]).0, -32602);
+}
+
+#[test]
+fn per_server_endpoint_is_faithful_to_the_upstream() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "servers": [{ "name": "everything", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } }],
+        "groups": [{ "id": "all", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "everything", "allowCapability": { "operation": "*" } }] } }]
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE)]);
+    let steps = json!([{"op": "list_tools"}, {"op": "list_prompts"}, {"op": "list_resources"}, {"op": "list_templates"},
+        {"op": "call_tool", "name": "get-structured-content", "args": {"location": "New York"}},
+        {"op": "read_resource", "uri": "demo://resource/static/document/features.md"}]);
+    let direct = py(
+        &serde_json::to_string(&json!(["node", everything_js()])).unwrap(),
+        "",
+        "stdio",
+        &steps,
+        None,
+    );
+    let proxied = py(&s.url("/mcp/everything"), ALICE, "legacy", &steps, None);
+    for (i, (d, p)) in direct.iter().zip(&proxied).enumerate() {
+        let (mut d, mut p) = (ok(d).clone(), ok(p).clone());
+        for v in [&mut d, &mut p] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("resultType");
+            }
+        }
+        assert_eq!(
+            d, p,
+            "step {i}: proxied result differs from the upstream's own"
+        );
+    }
+    // Unknown fields the SDK's models do not keep are checked at the raw level below.
+    let (status, hs, _) = http("POST", &s.url("/mcp/everything"), &[("x-fentaris-api-key", ALICE)], Some(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))).unwrap();
+    assert_eq!(status, 200);
+    let sid = hs["mcp-session-id"].clone();
+    let (_, _, body) = http(
+        "POST",
+        &s.url("/mcp/everything"),
+        &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid)],
+        Some(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})),
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let tool = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "simulate-research-query")
+        .cloned()
+        .unwrap();
+    assert!(
+        tool.get("execution").is_some(),
+        "tool `execution` must pass through: {tool}"
+    );
+}
+
+#[test]
+fn authentication_sessions_hosts_and_visibility() {
+    if !ready() {
+        return;
+    }
+    let s = serve(
+        &two_user_config(),
+        &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)],
+    );
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let url = s.url("/mcp");
+    // No key, a wrong key, and two different keys: 401 with a plain challenge.
+    for headers in [
+        vec![],
+        vec![("x-fentaris-api-key", "wrong-key-0123456789abcdef")],
+        vec![
+            ("x-fentaris-api-key", ALICE),
+            ("authorization", "Bearer bob-key-0123456789abcdefgh"),
+        ],
+    ] {
+        let (status, hs, _) = http("POST", &url, &headers, Some(&init)).unwrap();
+        assert_eq!(status, 401, "{headers:?}");
+        assert_eq!(hs["www-authenticate"], "Bearer realm=\"fentaris\"");
+        assert!(!hs["www-authenticate"].contains("resource_metadata"));
+    }
+    for method in ["GET", "DELETE"] {
+        assert_eq!(http(method, &url, &[], None).unwrap().0, 401, "{method}");
+    }
+    // Bearer alone works.
+    let (status, hs, _) = http(
+        "POST",
+        &url,
+        &[("authorization", &format!("Bearer {ALICE}"))],
+        Some(&init),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let sid = hs["mcp-session-id"].clone();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert_eq!(
+        http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid)],
+            Some(&list)
+        )
+        .unwrap()
+        .0,
+        200
+    );
+    // Another subject presenting alice's session id: 404, like an unknown session.
+    let hijack = http(
+        "POST",
+        &url,
+        &[("x-fentaris-api-key", BOB), ("mcp-session-id", &sid)],
+        Some(&list),
+    )
+    .unwrap();
+    let unknown = http(
+        "POST",
+        &url,
+        &[
+            ("x-fentaris-api-key", BOB),
+            ("mcp-session-id", "no-such-session"),
+        ],
+        Some(&list),
+    )
+    .unwrap();
+    assert_eq!((hijack.0, &hijack.2), (404, &unknown.2));
+    // A server the subject cannot see answers exactly like one that does not exist.
+    let hidden = http(
+        "POST",
+        &s.url("/mcp/env"),
+        &[("x-fentaris-api-key", ALICE)],
+        Some(&init),
+    )
+    .unwrap();
+    let missing = http(
+        "POST",
+        &s.url("/mcp/nonexistent"),
+        &[("x-fentaris-api-key", ALICE)],
+        Some(&init),
+    )
+    .unwrap();
+    assert_eq!((hidden.0, hidden.2.clone()), (404, missing.2.clone()));
+    assert_eq!(missing.0, 404);
+    // DNS rebinding: foreign Host or Origin is refused.
+    assert_eq!(
+        http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", ALICE), ("host", "evil.example")],
+            Some(&init)
+        )
+        .unwrap()
+        .0,
+        403
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &url,
+            &[
+                ("x-fentaris-api-key", ALICE),
+                ("origin", "http://evil.example")
+            ],
+            Some(&init)
+        )
+        .unwrap()
+        .0,
+        403
+    );
+    // Health needs no key and says nothing; readiness and metrics are on the admin port.
+    assert_eq!(
+        http("GET", &s.url("/healthz"), &[], None).unwrap(),
+        (
+            200,
+            http("GET", &s.url("/healthz"), &[], None).unwrap().1,
+            "ok".into()
+        )
+    );
+    assert_eq!(http("GET", &s.url("/metrics"), &[], None).unwrap().0, 404);
+    let (st, _, metrics) = http(
+        "GET",
+        &format!("http://127.0.0.1:{}/metrics", s.admin),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    assert!(
+        metrics.contains("fentaris_auth_failures_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("fentaris_requests_total{server=\"*\",method=\"tools/list\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    // Batches and junk.
+    assert_eq!(
+        http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid)],
+            Some(&json!([list]))
+        )
+        .unwrap()
+        .0,
+        400
+    );
+    let (st, _, body) = http(
+        "POST",
+        &url,
+        &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid)],
+        Some(&json!({"id": 3})),
+    )
+    .unwrap();
+    assert_eq!(st, 400, "{body}");
+    // DELETE ends the session.
+    assert_eq!(
+        http(
+            "DELETE",
+            &url,
+            &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid)],
+            None
+        )
+        .unwrap()
+        .0,
+        200
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid)],
+            Some(&list)
+        )
+        .unwrap()
+        .0,
+        404
+    );
+}
+
+#[test]
+fn vault_keys_revoked_and_expired_are_refused() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "servers": [{ "name": "env", "transport": { "stdio": { "command": python(), "args": [env_server()] } } }],
+        "groups": [{ "id": "g", "users": ["carol"], "policy": { "rules": [{ "mcp": "env", "allow": "echo" }] } }]
+    });
+    let dir = project(&config);
+    let add = |extra: &[&str], key: &str| {
+        let mut c = fentaris_cmd(dir.path());
+        c.args(["auth", "api-key", "add", "carol", "--value-stdin"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(key.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    add(&[], "carol-good-key-0123456789");
+    add(&[], "carol-revoked-key-0123456789");
+    add(&["--expires-in", "1s"], "carol-expiring-key-0123456789");
+    let list = fentaris_cmd(dir.path())
+        .args(["auth", "api-key", "list", "--format", "json"])
+        .output()
+        .unwrap();
+    let keys: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let revoked_id = keys[1]["keyId"].as_str().unwrap().to_string();
+    assert!(
+        fentaris_cmd(dir.path())
+            .args(["auth", "api-key", "revoke", "carol", &revoked_id])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let s = serve_in(dir, &[]);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let url = s.url("/mcp");
+    assert_eq!(
+        http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", "carol-good-key-0123456789")],
+            Some(&init)
+        )
+        .unwrap()
+        .0,
+        200
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", "carol-revoked-key-0123456789")],
+            Some(&init)
+        )
+        .unwrap()
+        .0,
+        401
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", "carol-expiring-key-0123456789")],
+            Some(&init)
+        )
+        .unwrap()
+        .0,
+        401
+    );
+}
+
+#[test]
+fn stdio_upstream_gets_a_scrubbed_environment_and_children_are_reaped() {
+    if !ready() {
+        return;
+    }
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let marker = record.path().display().to_string();
+    let config = json!({
+        "servers": [{ "name": "env", "transport": { "stdio": { "command": python(), "args": [env_server(), marker],
+            "env": { "DECLARED": "yes" }, "inheritEnv": ["INHERITED_OK"] } } }],
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "env", "allow": "*" }] } }]
+    });
+    let mut s = serve(
+        &config,
+        &[
+            ("ALICE_KEY", ALICE),
+            ("SECRET_CANARY", "canary-outer-env-123"),
+            ("INHERITED_OK", "passed"),
+            ("FENTARIS_PASSPHRASE", "canary-passphrase-456"),
+        ],
+    );
+    let r = py(
+        &s.url("/mcp"),
+        ALICE,
+        "legacy",
+        &json!([{"op": "call_tool", "name": "env__env", "args": {}}]),
+        None,
+    );
+    let env: HashMap<String, String> =
+        serde_json::from_str(ok(&r[0])["content"][0]["text"].as_str().unwrap()).unwrap();
+    let allowed = [
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TMPDIR",
+        "TZ",
+        "USER",
+        "LOGNAME",
+        "DECLARED",
+        "INHERITED_OK",
+    ];
+    for k in env.keys() {
+        assert!(
+            allowed.contains(&k.as_str()),
+            "unexpected variable {k} in the child's environment"
+        );
+    }
+    assert_eq!(env["DECLARED"], "yes");
+    assert_eq!(env["INHERITED_OK"], "passed");
+    for v in env.values() {
+        assert!(!v.contains("canary"), "a canary reached the child");
+    }
+    assert!(!env.values().any(|v| v == ALICE));
+    // Shutdown reaps the child.
+    let st = s.stop();
+    assert!(st.success(), "{st}");
+    std::thread::sleep(Duration::from_millis(300));
+    let alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+            .unwrap_or(false)
+    });
+    assert!(!alive, "the upstream child outlived fentaris");
+}
+
+#[test]
+fn cancellation_reaches_the_upstream() {
+    if !ready() {
+        return;
+    }
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let config = json!({
+        "servers": [{ "name": "env", "transport": { "stdio": { "command": python(), "args": [env_server(), record.path()] } } }],
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "env", "allow": "*" }] } }]
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE)]);
+    let url = s.url("/mcp/env");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (_, hs, _) = http("POST", &url, &[("x-fentaris-api-key", ALICE)], Some(&init)).unwrap();
+    let sid = hs["mcp-session-id"].clone();
+    let (u2, sid2) = (url.clone(), sid.clone());
+    let call = std::thread::spawn(move || {
+        http(
+            "POST",
+            &u2,
+            &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid2)],
+            Some(
+                &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "sleep", "arguments": {"seconds": 20}}}),
+            ),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7, "reason": "test"}});
+    assert_eq!(
+        http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid)],
+            Some(&cancel)
+        )
+        .unwrap()
+        .0,
+        202
+    );
+    let (status, _, body) = call.join().unwrap().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("-32800"),
+        "the client's request ends as cancelled: {body}"
+    );
+    let start = Instant::now();
+    loop {
+        let seen = std::fs::read_to_string(record.path()).unwrap();
+        if seen.lines().any(|l| l.contains("notifications/cancelled")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the upstream never saw the cancellation: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn http_upstream_receives_configured_credentials_and_no_client_header() {
+    if !ready() {
+        return;
+    }
+    let seen: Arc<Mutex<Vec<HashMap<String, String>>>> = Arc::default();
+    let port = free_port();
+    let seen2 = seen.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.spawn(async move {
+        use axum::routing::post;
+        let app = axum::Router::new().route(
+            "/mcp",
+            post(move |headers: axum::http::HeaderMap, body: String| {
+                let seen = seen2.clone();
+                async move {
+                    let msg: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    let hs: HashMap<String, String> = headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+                    seen.lock().unwrap().push(hs);
+                    let id = msg.get("id").cloned();
+                    let result = match msg["method"].as_str() {
+                        Some("initialize") => json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "rec", "version": "1"}}),
+                        Some("tools/list") => json!({"tools": [{"name": "whoami", "inputSchema": {"type": "object"}}]}),
+                        Some("tools/call") => json!({"content": [{"type": "text", "text": "ok"}]}),
+                        _ => return (axum::http::StatusCode::ACCEPTED, [("mcp-session-id", "up-1")], String::new()),
+                    };
+                    (axum::http::StatusCode::OK, [("mcp-session-id", "up-1")], json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        axum::serve(l, app).await.unwrap();
+    });
+    let config = json!({
+        "servers": [{ "name": "rec", "transport": { "streamableHttp": { "url": format!("http://127.0.0.1:{port}/mcp") } },
+            "auth": { "bearer": { "credential": "rec.token" } },
+            "headers": { "x-static": "static-value" },
+            "envHeaderMap": { "x-from-env": "REC_HEADER" },
+            "resolveHeaders": { "x-user": "{subject.id}", "x-tenant": "{subject.tenantId}" } }],
+        "credentials": { "rec.token": { "env": "REC_TOKEN" } },
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "tenantId": "acme", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "rec", "allow": "whoami" }] } }]
+    });
+    let s = serve(
+        &config,
+        &[
+            ("ALICE_KEY", ALICE),
+            ("REC_TOKEN", "rec-token-value"),
+            ("REC_HEADER", "from-env-value"),
+        ],
+    );
+    let extra = json!({"x-client-secret": "client-canary-789", "authorization-extra": "nope"});
+    let r = py(
+        &s.url("/mcp"),
+        ALICE,
+        "legacy",
+        &json!([{"op": "call_tool", "name": "rec__whoami", "args": {}}]),
+        Some(&extra),
+    );
+    assert_eq!(ok(&r[0])["content"][0]["text"], "ok");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.len() >= 3,
+        "initialize, initialized, tools/list, tools/call"
+    );
+    for hs in &seen {
+        assert_eq!(
+            hs.get("authorization").map(String::as_str),
+            Some("Bearer rec-token-value")
+        );
+        assert_eq!(hs.get("x-static").map(String::as_str), Some("static-value"));
+        assert_eq!(
+            hs.get("x-from-env").map(String::as_str),
+            Some("from-env-value")
+        );
+        assert_eq!(hs.get("x-user").map(String::as_str), Some("alice"));
+        assert_eq!(hs.get("x-tenant").map(String::as_str), Some("acme"));
+        assert!(
+            !hs.contains_key("x-client-secret")
+                && !hs.contains_key("x-fentaris-api-key")
+                && !hs.contains_key("authorization-extra"),
+            "a client header reached the upstream: {hs:?}"
+        );
+        assert!(
+            !hs.values()
+                .any(|v| v.contains(ALICE) || v.contains("client-canary"))
+        );
+    }
+    drop(s);
+    rt.shutdown_background();
+}
+
+#[test]
+fn stdio_downstream_mode() {
+    if !ready() {
+        return;
+    }
+    let dir = project(&two_user_config());
+    let cfg = dir.path().join(".fentaris/config.json");
+    let argv = json!([
+        env!("CARGO_BIN_EXE_fentaris"),
+        "serve",
+        "--stdio",
+        "--user",
+        "alice",
+        "--config",
+        cfg
+    ]);
+    let steps = json!([{"op": "call_tool", "name": "everything__echo", "args": {"message": "via stdio"}}, {"op": "call_tool", "name": "everything__get-env", "args": {}}, {"op": "list_tools"}]);
+    let r = py(&argv.to_string(), "", "stdio", &steps, None);
+    assert_eq!(ok(&r[0])["content"][0]["text"], "Echo: via stdio");
+    assert_eq!(
+        err(&r[1]),
+        (-32602, "Unknown tool: everything__get-env".into())
+    );
+    assert_eq!(names(ok(&r[2]), "tools", "name").len(), 3);
+}
