@@ -72,15 +72,13 @@ struct Serve {
     child: Child,
     port: u16,
     admin: u16,
-    dir: tempfile::TempDir,
+    /// Kept so the project folder lives as long as the server.
+    _dir: tempfile::TempDir,
 }
 
 impl Serve {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
-    }
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join(".fentaris/config.json")
     }
     fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
