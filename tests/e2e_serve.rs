@@ -150,7 +150,7 @@ fn serve_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
         child,
         port,
         admin,
-        dir,
+        _dir: dir,
     };
     let start = Instant::now();
     loop {
