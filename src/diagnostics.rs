@@ -252,7 +252,8 @@ pub fn render_human(report: &Report, color: bool) -> String {
             out,
             "{}: {}",
             paint(style_for(d.severity), &head),
-            paint(bold, &d.message)
+            // Messages can quote config text: never let it drive the terminal.
+            paint(bold, &escape_control(&d.message))
         );
         match d.span {
             Some(span) => {
@@ -294,7 +295,7 @@ pub fn render_human(report: &Report, color: bool) -> String {
                         out,
                         "{pad} {} {}",
                         paint(blue, "="),
-                        format_args!("help: {h}")
+                        format_args!("help: {}", escape_control(h))
                     );
                 }
             }
@@ -311,7 +312,7 @@ pub fn render_human(report: &Report, color: bool) -> String {
                     }
                 );
                 if let Some(h) = &d.help {
-                    let _ = writeln!(out, "  {} help: {h}", paint(blue, "="));
+                    let _ = writeln!(out, "  {} help: {}", paint(blue, "="), escape_control(h));
                 }
             }
         }

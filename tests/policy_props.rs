@@ -675,18 +675,18 @@ fn is_deny(rule: &Rule) -> bool {
 /// Whether a rule target matches a request target. Request resource URIs are canonical, and
 /// so is a literal resource URI in a rule ("targets are canonical before they are matched").
 fn target_matches(pattern: &str, req: &Request) -> bool {
-    if req.kind == TargetKind::Resource && !is_glob(pattern) {
+    if req.kind() == TargetKind::Resource && !is_glob(pattern) {
         return canonicalize(pattern).is_ok_and(|c| c == req.target());
     }
     glob(pattern, req.target())
 }
 
 fn rule_matches(rule: &Rule, req: &Request) -> bool {
-    if !rule_covers_op(rule, &req.operation) {
+    if !rule_covers_op(rule, req.operation()) {
         return false;
     }
     if let Some(list) = rule.allow.as_ref().or(rule.deny.as_ref()) {
-        return req.kind == TargetKind::Tool
+        return req.kind() == TargetKind::Tool
             && list.as_slice().iter().any(|p| glob(p, req.target()));
     }
     let cap = rule
@@ -696,7 +696,7 @@ fn rule_matches(rule: &Rule, req: &Request) -> bool {
         .expect("one body");
     cap.target_kind
         .as_deref()
-        .is_none_or(|k| k == req.kind.name())
+        .is_none_or(|k| k == req.kind().name())
         && cap.target.as_deref().is_none_or(|t| target_matches(t, req))
 }
 

@@ -918,14 +918,19 @@ fn trust_without_yes_and_without_a_terminal_refuses_and_changes_nothing() {
     r.refused(2, &["--yes"]);
     assert_same_tree(&before, &snapshot(&p.root), &r);
     p.run(&["credentials", "list"]).refused(3, &["rolled back"]);
-    // And the same for a changed data key (a rekey done with the key from the environment
-    // so the pin is not updated).
+    // And the same for a changed data key: a rekey done on another machine (the key from
+    // the environment, another config folder), so this machine's pin is not updated.
     let p = populated();
     let secret = p.secret_key();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let elsewhere = elsewhere.path().display().to_string();
     p.run_with(
         &["vault", "rekey"],
         None,
-        &[("FENTARIS_VAULT_KEY", &secret)],
+        &[
+            ("FENTARIS_VAULT_KEY", &secret),
+            ("XDG_CONFIG_HOME", &elsewhere),
+        ],
     )
     .success();
     let before = snapshot(&p.root);

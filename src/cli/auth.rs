@@ -54,8 +54,20 @@ pub enum ListFormat {
     Json,
 }
 
+/// A key lifetime: more than zero, at most 100 years.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 90d, 12h, 30m)"))
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 90d, 12h, 30m)"))?;
+    if d.is_zero() {
+        return Err(
+            "a key that expires at once is useless; give a positive duration such as 90d".into(),
+        );
+    }
+    if d > std::time::Duration::from_secs(100 * 365 * 24 * 3600) {
+        return Err(
+            "at most 100 years; leave --expires-in out for a key that does not expire".into(),
+        );
+    }
+    Ok(d)
 }
 
 pub fn run(ctx: &Context, cmd: AuthCommand) -> CliResult {
@@ -111,7 +123,7 @@ fn add(
         let (id, key) = generate_api_key();
         (Some(id), key, true)
     };
-    let expires = expires_in.map(|d| SystemTime::now() + d);
+    let expires = expires_in.and_then(|d| SystemTime::now().checked_add(d));
     let (id, _) = Vault::modify(&path, &key_lookup(), LOCK_TIMEOUT, |d| {
         d.add_api_key(user, &key, key_id, label, expires)
     })

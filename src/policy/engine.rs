@@ -150,10 +150,10 @@ pub struct Subject {
 /// One request to decide. Resource targets are canonical by construction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
-    pub server: &'a str,
-    pub operation: Operation,
+    pub(crate) server: &'a str,
+    pub(crate) operation: Operation,
     target: Cow<'a, str>,
-    pub kind: TargetKind,
+    pub(crate) kind: TargetKind,
 }
 
 impl<'a> Request<'a> {
@@ -198,13 +198,20 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Any request. A `resource` target is canonicalised (and refused if it cannot be).
+    /// Any request. The kind must fit the operation; a `resource` target is canonicalised
+    /// (and refused if it cannot be).
     pub fn new(
         server: &'a str,
         operation: Operation,
         target: &'a str,
         kind: TargetKind,
     ) -> Result<Self, UriError> {
+        if !operation.kinds().contains(&kind) {
+            return Err(UriError::KindMismatch {
+                operation: operation.name().into_owned(),
+                kind: kind.name(),
+            });
+        }
         let target = if kind == TargetKind::Resource {
             let c = canonicalize(target)?;
             if c == target {
@@ -226,6 +233,18 @@ impl<'a> Request<'a> {
     /// The (canonical) target that policy saw and that is forwarded upstream.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    pub fn server(&self) -> &str {
+        self.server
+    }
+
+    pub fn operation(&self) -> &Operation {
+        &self.operation
+    }
+
+    pub fn kind(&self) -> TargetKind {
+        self.kind
     }
 }
 
@@ -889,7 +908,7 @@ fn compile_capability(
     let text = cap.operation.as_str();
     let is_glob = text.chars().any(|c| matches!(c, '*' | '?' | '[' | '{'));
     let mut ops = if is_glob {
-        if text.starts_with("custom:") {
+        if text.contains("custom:") {
             diags.push(
                 Diagnostic::new(
                     codes::CUSTOM_GLOB,
@@ -1023,9 +1042,11 @@ fn compile_capability(
                 false,
                 diags,
             )?;
-            // Literal resource URIs are matched in canonical form, like requests. A rule that
-            // may also match other kinds (prompt names for completion, `*` operations) keeps
-            // its literal too: the canonical form is added, never substituted.
+            // Resource URIs are matched in canonical form, like requests: a target that may
+            // match resources also matches the canonical spelling of its literal part
+            // (`FILE:///secret*` matches `file:///secret.env`). A rule that only applies to
+            // resources must be a usable URI; one that may also match other kinds (prompt
+            // names for completion, `*` operations) keeps its text as written too.
             let matched_ops = || KNOWN_OPERATIONS.iter().filter(|o| ops.known & o.bit() != 0);
             let may_match_resources = ops.known != 0
                 && kind.is_none_or(|k| k == TargetKind::Resource)
@@ -1034,15 +1055,21 @@ fn compile_capability(
                 && ops.custom.is_none()
                 && (kind == Some(TargetKind::Resource)
                     || matched_ops().all(|o| o.kinds() == [TargetKind::Resource]));
-            if may_match_resources && set.0.len() == 1 && set.0[0].is_literal() {
-                match canonicalize(t) {
-                    Ok(c) if only_resources => set = PatternSet(vec![Pattern::Exact(c.into())]),
-                    Ok(c) if c != *t => set.0.push(Pattern::Exact(c.into())),
-                    Ok(_) => {}
+            if may_match_resources {
+                match canonical_pattern(t) {
+                    Ok(Some(c)) if only_resources && set.0[0].is_literal() => {
+                        set = PatternSet(vec![Pattern::Exact(c.into())])
+                    }
+                    Ok(Some(c)) => {
+                        if let Ok(p) = Pattern::new(&c) {
+                            set.0.push(p);
+                        }
+                    }
+                    Ok(None) => {}
                     Err(e) if only_resources => {
                         diags.push(
                             Diagnostic::new(codes::BAD_VALUE, format!("{pointer}/target"), format!("target `{t}` is not a usable resource URI: {e}"))
-                                .help("write the URI as the upstream lists it, e.g. file:///srv/data/report.csv"),
+                                .help("write the URI as the upstream lists it, e.g. file:///srv/data/report.csv, or a glob such as file:///srv/data/*"),
                         );
                         return None;
                     }
@@ -1053,6 +1080,29 @@ fn compile_capability(
         }
     };
     Some((ops, targets, kind))
+}
+
+/// The canonical spelling of a URI pattern's literal part, if it differs: `Ok(None)` when the
+/// pattern is already canonical (or `*`), `Err` when its literal part is not a usable URI.
+/// A literal part that ends inside a dot segment is left alone (its meaning would change).
+fn canonical_pattern(text: &str) -> Result<Option<String>, UriError> {
+    let cut = text.find(['*', '?', '[', '{', '\\']).unwrap_or(text.len());
+    let (literal, rest) = text.split_at(cut);
+    if literal.is_empty() {
+        return Ok(None);
+    }
+    if !rest.is_empty()
+        && (literal.ends_with("/.") || literal.ends_with("/..") || !literal.contains(':'))
+    {
+        return Ok(None);
+    }
+    let c = match canonicalize(literal) {
+        Ok(c) => c,
+        Err(e) if rest.is_empty() => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let c = format!("{c}{rest}");
+    Ok((c != text).then_some(c))
 }
 
 fn known_names() -> String {

@@ -92,8 +92,12 @@ impl Operation {
     pub fn from_method(method: &str) -> Option<Operation> {
         use Operation::*;
         Some(match method {
-            "initialize" | "server/discover" | "ping" => return None,
-            m if m.starts_with("notifications/") => return None,
+            "initialize"
+            | "server/discover"
+            | "ping"
+            | "notifications/initialized"
+            | "notifications/cancelled"
+            | "notifications/progress" => return None,
             "tools/list" => ToolsList,
             "tools/call" => ToolCall,
             "resources/list" => ResourcesList,
@@ -240,6 +244,11 @@ mod tests {
         );
         assert_eq!(Operation::from_method("initialize"), None);
         assert_eq!(Operation::from_method("notifications/cancelled"), None);
+        // Other notifications are custom methods: denied unless named by a rule.
+        assert_eq!(
+            Operation::from_method("notifications/roots/list_changed"),
+            Some(Operation::Custom("notifications/roots/list_changed".into()))
+        );
         assert_eq!(
             Operation::from_method("tasks/get"),
             Some(Operation::Custom("tasks/get".into()))

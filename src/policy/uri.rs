@@ -15,6 +15,11 @@ pub enum UriError {
     DotSegments,
     #[error("the URI holds an encoded `/` or `\\` (%2F or %5C)")]
     EncodedSeparator,
+    #[error("target kind `{kind}` does not fit operation `{operation}`")]
+    KindMismatch {
+        operation: String,
+        kind: &'static str,
+    },
 }
 
 /// The canonical form of a resource URI, or why it is refused.

@@ -335,7 +335,7 @@ impl Proxy {
     fn decide(&self, caller: &Caller, req: &Request) -> Decision {
         let d = self.engine.decide(&caller.subject, req);
         self.metrics
-            .decision(req.server, &req.operation.name(), d.is_allow());
+            .decision(req.server(), &req.operation().name(), d.is_allow());
         d
     }
 

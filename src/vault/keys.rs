@@ -148,7 +148,13 @@ pub fn find_key(lookup: &KeyLookup, vault_id: &str) -> Result<FoundKey, VaultErr
     }
     tried.push("FENTARIS_VAULT_KEY (not set)".to_string());
     if let Some(p) = &lookup.env_key_file {
-        let identity = read_key_file(p, lookup)?;
+        let identity = read_key_file(p, lookup).map_err(|e| match e {
+            VaultError::Io { source, .. } => VaultError::BadKey {
+                place: format!("FENTARIS_VAULT_KEY_FILE={}", p.display()),
+                why: format!("{source}; fix the path or unset the variable to use the key file under your config folder"),
+            },
+            other => other,
+        })?;
         return Ok(FoundKey {
             identity,
             source: KeySource::EnvFile(p.clone()),

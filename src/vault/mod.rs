@@ -46,7 +46,7 @@ pub enum VaultError {
     KeyPermissions { path: PathBuf, mode: u32 },
     #[error("key file {} is protected by a passphrase\nhelp: set FENTARIS_PASSPHRASE, or run the command in a terminal to be asked", .path.display())]
     KeyLocked { path: PathBuf },
-    #[error("wrong passphrase for key file {}", .path.display())]
+    #[error("wrong passphrase for key file {}\nhelp: check FENTARIS_PASSPHRASE (or what you typed); the key file itself is unchanged", .path.display())]
     WrongPassphrase { path: PathBuf },
     #[error("the key from {source_desc} is not one of this vault's recipients ({})\nhelp: use the key of one of those recipients, or ask a recipient to run `fentaris vault recipients add`", .recipients.join(", "))]
     WrongKey {
@@ -136,15 +136,33 @@ pub fn read_envelope(path: &Path) -> Result<Envelope, VaultError> {
 }
 
 fn parse_envelope(path: &Path, bytes: &[u8]) -> Result<Envelope, VaultError> {
-    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| VaultError::Malformed {
+    let malformed = |why: String| VaultError::Malformed {
         path: path.to_path_buf(),
-        why: e.to_string(),
-    })?;
+        why,
+    };
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
     if !format::valid_vault_id(&env.vault_id) {
         return Err(VaultError::BadVaultId {
             path: path.to_path_buf(),
-            id: env.vault_id,
+            id: crate::diagnostics::escape_control(&env.vault_id),
         });
+    }
+    // The MAC covers the parsed object: a key repeated in the text (which JSON parsers
+    // resolve differently) would go unnoticed, so it is refused.
+    let text = String::from_utf8_lossy(bytes);
+    let dups = crate::config::SpanIndex::new(&text).duplicate_keys;
+    if let Some(d) = dups.first() {
+        return Err(malformed(format!("the key at {d} appears twice")));
+    }
+    let mut labels = std::collections::HashSet::new();
+    let mut keys_seen = std::collections::HashSet::new();
+    for r in &env.recipients {
+        if !labels.insert(r.label.as_str()) || !keys_seen.insert(r.public_key.as_str()) {
+            return Err(malformed(format!(
+                "recipient `{}` is listed twice",
+                crate::diagnostics::escape_control(&r.label)
+            )));
+        }
     }
     if env.format != format::FORMAT || env.version != format::VERSION {
         return Err(VaultError::Malformed {
@@ -218,13 +236,24 @@ fn verify(path: &Path, env: &Envelope, dek: SecretKey) -> Result<Opened, VaultEr
 impl Vault {
     /// Open and verify a vault: the key, the data key, the MAC, every entry, and the pin.
     pub fn open(path: &Path, lookup: &KeyLookup, opts: OpenOptions) -> Result<Vault, VaultError> {
-        let env = read_envelope(path)?;
-        let key = keys::find_key(lookup, &env.vault_id)?;
-        let v = Self::open_with(path, env, key)?;
-        if !opts.ignore_pin {
-            v.check_pin(lookup)?;
+        let open_once = || -> Result<Vault, VaultError> {
+            let env = read_envelope(path)?;
+            let key = keys::find_key(lookup, &env.vault_id)?;
+            let v = Self::open_with(path, env, key)?;
+            if !opts.ignore_pin {
+                v.check_pin(lookup)?;
+            }
+            Ok(v)
+        };
+        match open_once() {
+            // A writer may have replaced the file (and raised the pin) between our read and
+            // our pin check: read again before calling it a rollback.
+            Err(VaultError::Rollback { .. }) => {
+                std::thread::sleep(Duration::from_millis(50));
+                open_once()
+            }
+            other => other,
         }
-        Ok(v)
     }
 
     fn open_with(path: &Path, env: Envelope, key: FoundKey) -> Result<Vault, VaultError> {
@@ -235,7 +264,12 @@ impl Vault {
         let dek = crypto::unwrap_key(&key.identity, &wrapped).map_err(|e| match e {
             crypto::UnwrapError::NoMatchingKey => VaultError::WrongKey {
                 source_desc: key.source.describe(),
-                recipients: env.recipients.iter().map(|r| r.label.clone()).collect(),
+                // Labels are not verified yet (no key, no MAC): never print them raw.
+                recipients: env
+                    .recipients
+                    .iter()
+                    .map(|r| crate::diagnostics::escape_control(&r.label))
+                    .collect(),
             },
             crypto::UnwrapError::Damaged(why) => VaultError::Tampered {
                 path: path.to_path_buf(),
@@ -280,8 +314,21 @@ impl Vault {
                 found: self.envelope.generation,
             }),
             Some(pin) if pin.generation == self.envelope.generation => Ok(()),
-            _ => self.write_pin(lookup),
+            _ => self.raise_pin(lookup),
         }
+    }
+
+    /// Write the pin unless it already records this generation or a later one (a concurrent
+    /// writer may have moved it on; a pin never goes back).
+    fn raise_pin(&self, lookup: &KeyLookup) -> Result<(), VaultError> {
+        if let Some(p) = lookup.pin_file(&self.envelope.vault_id)
+            && let Some(pin) = keys::read_pin(&p)?
+            && pin.fingerprint == self.fingerprint()
+            && pin.generation >= self.envelope.generation
+        {
+            return Ok(());
+        }
+        self.write_pin(lookup)
     }
 
     /// Record the current fingerprint and generation as trusted.
@@ -368,7 +415,12 @@ impl Vault {
             ))
         })?;
         write_atomic(path, &bytes)?;
-        if vault.key_source.pinned() {
+        // We wrote this file, so it is trusted here, whatever the key source (a rekey with a
+        // key from the environment must not leave a stale pin behind).
+        let pin_exists = lookup
+            .pin_file(&vault.envelope.vault_id)
+            .is_some_and(|p| p.exists());
+        if vault.key_source.pinned() || pin_exists {
             vault.write_pin(lookup)?;
         }
         Ok((out, vault))
@@ -569,7 +621,7 @@ impl Draft {
 
     pub fn add_recipient(&mut self, label: &str, public_key: &str) -> Result<(), VaultError> {
         let pk: age::x25519::Recipient = public_key.parse().map_err(|_| {
-            VaultError::Invalid(format!("`{public_key}` is not an age public key (age1…)"))
+            VaultError::Invalid("that is not an age public key (it starts with age1…; never paste a secret key here)".into())
         })?;
         if label.trim().is_empty() {
             return Err(VaultError::Invalid("a recipient needs a label".into()));

@@ -66,7 +66,7 @@ fn vault_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
             let mut d = check_vault_entries(config, Some(&names));
             match Vault::open(&path, &key_lookup(), OpenOptions::default()) {
                 Ok(_) => {}
-                Err(VaultError::NoKey { .. }) => d.push(
+                Err(VaultError::NoKey { .. } | VaultError::KeyLocked { .. }) => d.push(
                     Diagnostic::new(codes::VAULT_UNVERIFIED, "", format!("{shown}: entry names checked; integrity not verified (no vault key here)"))
                         .help("set FENTARIS_VAULT_KEY to verify the vault's MAC too"),
                 ),
