@@ -551,3 +551,48 @@ fn every_code_has_a_test() {
         );
     }
 }
+
+#[test]
+fn fnt004_credential_bound_for_only_some_groups() {
+    let text = r#"{
+  "servers": [{ "name": "gh", "transport": { "streamableHttp": { "url": "https://gh.example/mcp" } },
+    "auth": { "bearer": { "credential": "gh.token" } } }],
+  "groups": [
+    { "id": "a", "users": ["x"], "policy": { "rules": [{ "mcp": "gh", "allow": "t" }] }, "credentials": { "gh.token": { "env": "A" } } },
+    { "id": "b", "users": ["y"], "policy": { "rules": [{ "mcp": "gh", "allow": "t" }] } }
+  ]
+}"#;
+    let d = assert_at(
+        text,
+        codes::UNBOUND_CREDENTIAL.id,
+        "/servers/0/auth/bearer/credential",
+        3,
+    );
+    assert!(d.message.contains("group `b`"), "{d:?}");
+    // Bound at top level: fine for everyone.
+    let ok = text.replace(
+        r#""groups": ["#,
+        r#""credentials": { "gh.token": { "env": "T" } }, "groups": ["#,
+    );
+    assert!(
+        check_source(&ok)
+            .diagnostics
+            .iter()
+            .all(|d| d.code != codes::UNBOUND_CREDENTIAL.id)
+    );
+}
+
+#[test]
+fn fnt018_operation_glob_with_a_custom_alternative() {
+    let text = with_servers(
+        r#"  "policies": [{ "name": "p", "rules": [
+    { "mcp": "fs", "denyCapability": { "operation": "{custom:tasks/get,tool:call}" } } ] }],
+  "groups": [{ "id": "g", "users": ["a"], "policy": "p" }]"#,
+    );
+    assert_at(
+        &text,
+        codes::CUSTOM_GLOB.id,
+        "/policies/0/rules/0/denyCapability/operation",
+        4,
+    );
+}

@@ -700,8 +700,8 @@ fn rule_matches(rule: &Rule, req: &Request) -> bool {
         && cap.target.as_deref().is_none_or(|t| target_matches(t, req))
 }
 
-/// The rules of a subject's policies that apply to one server: each policy through the group
-/// that holds it, and only for servers that group can see.
+/// The rules of a subject's policies that apply to one server: each group policy only for
+/// servers that group can see; the top-level policy for every server the subject can see.
 struct Applicable<'c> {
     /// Whether the subject sees the server at all.
     visible: bool,
@@ -739,7 +739,8 @@ fn applicable<'c>(cfg: &'c Config, user: &str, server: &str) -> Applicable<'c> {
         }
     }
     if let Some(p) = &cfg.policy {
-        scopes.push((top_has, resolve(p)));
+        // The top-level policy applies to every server the subject can see.
+        scopes.push((visible, resolve(p)));
     }
     let rules = scopes
         .into_iter()

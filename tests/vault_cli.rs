@@ -203,18 +203,20 @@ fn api_key_add_validates_input_and_warns_on_unknown_users() {
         .write_stdin("zed-key-0123456789abcdefghij")
         .assert()
         .code(2);
-    p.cmd()
-        .args([
-            "auth",
-            "api-key",
-            "add",
-            "alice",
-            "--generate",
-            "--expires-in",
-            "soon",
-        ])
-        .assert()
-        .code(2);
+    for bad in ["soon", "0s", "10000y", "500000000000y"] {
+        p.cmd()
+            .args([
+                "auth",
+                "api-key",
+                "add",
+                "alice",
+                "--generate",
+                "--expires-in",
+                bad,
+            ])
+            .assert()
+            .code(2);
+    }
 }
 
 #[test]

@@ -258,13 +258,20 @@ fn trust(ctx: &Context, yes: bool) -> CliResult {
             v.envelope.vault_id, now.0, now.1
         )),
     }
+    let esc = crate::diagnostics::escape_control;
     output::print(&format!(
-        "Entries: {}\nAPI keys: {}\n",
-        v.names().collect::<Vec<_>>().join(", "),
+        "Recipients (who can open it): {}\nEntries: {}\nAPI keys: {}\n",
+        v.envelope
+            .recipients
+            .iter()
+            .map(|r| format!("{} ({})", esc(&r.label), r.public_key))
+            .collect::<Vec<_>>()
+            .join(", "),
+        v.names().map(esc).collect::<Vec<_>>().join(", "),
         v.envelope
             .api_keys
             .iter()
-            .map(|k| format!("{}:{}", k.user, k.key_id))
+            .map(|k| format!("{}:{}", esc(&k.user), esc(&k.key_id)))
             .collect::<Vec<_>>()
             .join(", ")
     ));

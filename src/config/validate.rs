@@ -24,15 +24,15 @@ const PLACEHOLDERS: &[&str] = &["subject.id", "subject.tenantId", "subject.group
 
 /// Validate a parsed config.
 pub fn validate(config: &Config) -> Vec<Diagnostic> {
-    let mut v = run(config);
-    let (_, rule_diags) = Engine::compile(config);
+    let (engine, rule_diags) = Engine::compile(config);
+    let mut v = run(config, Some(&engine));
     v.diags.extend(rule_diags);
     v.diags
 }
 
 /// Every `{"vault": name}` source in the config, with its JSON pointer.
 pub fn vault_references(config: &Config) -> Vec<(String, String)> {
-    run(config).vault_refs
+    run(config, None).vault_refs
 }
 
 /// FNT005: vault sources naming entries the vault does not hold. `names` is `None` when
@@ -66,10 +66,12 @@ pub fn check_vault_entries(
         .collect()
 }
 
-fn run(config: &Config) -> Validator {
+fn run<'e>(config: &Config, engine: Option<&'e Engine>) -> Validator<'e> {
     let mut v = Validator {
         diags: Vec::new(),
         refs: Vec::new(),
+        engine,
+        current_server: None,
         vault_refs: Vec::new(),
     };
     v.listeners(config);
@@ -95,11 +97,15 @@ struct CredRef {
     /// `Some(g)`: a group-private server or a group user; bindings of that group count.
     /// `None`: any group's bindings may serve it (decided per request), or the top level.
     group: Option<usize>,
+    /// The top-level server whose connection uses it, if any.
+    server: Option<String>,
 }
 
-struct Validator {
+struct Validator<'e> {
     diags: Vec<Diagnostic>,
     refs: Vec<CredRef>,
+    engine: Option<&'e Engine>,
+    current_server: Option<String>,
     vault_refs: Vec<(String, String)>,
 }
 
@@ -174,7 +180,7 @@ fn token_looks_like_secret(v: &str) -> Option<&'static str> {
     None
 }
 
-impl Validator {
+impl Validator<'_> {
     fn push(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
@@ -225,7 +231,9 @@ impl Validator {
             }
             CredentialSource::Vault(name) => self.vault_ref(&pointer, name),
             CredentialSource::Credential(name) => {
+                let server = self.current_server.clone();
                 self.refs.push(CredRef {
+                    server,
                     name: name.clone(),
                     pointer: format!("{pointer}/credential"),
                     group,
@@ -368,6 +376,12 @@ impl Validator {
     }
 
     fn server(&mut self, s: &Server, p: &str, group: Option<usize>) {
+        self.current_server = group.is_none().then(|| s.name.clone());
+        self.server_checks(s, p, group);
+        self.current_server = None;
+    }
+
+    fn server_checks(&mut self, s: &Server, p: &str, group: Option<usize>) {
         if !valid_server_name(&s.name) {
             self.push(
                 Diagnostic::new(codes::BAD_SERVER_NAME, format!("{p}/name"), format!("server name `{}` is not allowed", s.name))
@@ -767,6 +781,38 @@ impl Validator {
                     Some(g) => c.groups[g].credentials.contains_key(&r.name),
                     None => c.groups.iter().any(|g| g.credentials.contains_key(&r.name)),
                 };
+            // A top-level server's credential bound only in some groups: every group whose
+            // rules can allow requests to that server (and the top-level policy) needs it.
+            if bound
+                && !c.credentials.contains_key(&r.name)
+                && let (Some(server), Some(engine)) = (&r.server, self.engine)
+            {
+                let missing: Vec<String> = engine
+                    .scopes_allowing(server)
+                    .into_iter()
+                    .filter(|g| match g {
+                        Some(g) => !c
+                            .groups
+                            .iter()
+                            .any(|x| x.id == *g && x.credentials.contains_key(&r.name)),
+                        None => true,
+                    })
+                    .map(|g| {
+                        g.map(|g| format!("group `{g}`"))
+                            .unwrap_or_else(|| "the top-level policy".into())
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    self.push(
+                        Diagnostic::new(
+                            codes::UNBOUND_CREDENTIAL,
+                            r.pointer.clone(),
+                            format!("credential `{}` of server `{server}` is not bound for {}, whose rules allow requests to it", r.name, missing.join(", ")),
+                        )
+                        .help(format!("bind `{}` under top-level `credentials`, or in each of those groups' `credentials`", r.name)),
+                    );
+                }
+            }
             if !bound {
                 let mut names: Vec<&str> = c.credentials.keys().map(|k| k.as_str()).collect();
                 match r.group {
@@ -790,7 +836,9 @@ impl Validator {
                 );
             }
         }
-        let unused = |map: &BTreeMap<String, CredentialSource>, base: &str, v: &mut Validator| {
+        let unused = |map: &BTreeMap<String, CredentialSource>,
+                      base: &str,
+                      v: &mut Validator<'_>| {
             for name in map.keys() {
                 if !referenced.contains(name.as_str()) {
                     v.push(

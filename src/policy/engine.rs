@@ -569,6 +569,29 @@ impl Engine {
         })
     }
 
+    /// The scopes (group ids; `None` for the top-level policy) with a rule that allows
+    /// something on a server of this name.
+    pub fn scopes_allowing(&self, server: &str) -> Vec<Option<String>> {
+        let Some(ids) = self.server_ix.get(server) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (si, scope) in self.scopes.iter().enumerate() {
+            let allows = ids.iter().any(|&srv| {
+                self.rules_for(si as u32, srv)
+                    .iter()
+                    .any(|&r| self.rules[r as usize].effect == Effect::Allow)
+            });
+            if allows {
+                let g = scope.group.map(|g| self.groups[g as usize].clone());
+                if !out.contains(&g) {
+                    out.push(g);
+                }
+            }
+        }
+        out
+    }
+
     /// Names of the servers the subject can see, in config order.
     pub fn visible_servers(&self, subject: &Subject) -> Vec<&str> {
         self.servers
@@ -763,11 +786,14 @@ impl ListView<'_> {
     }
 }
 
+/// Whether a scope's rules apply to a server: a group's rules to top-level servers and its
+/// own; the top-level policy's to every server (a subject still reaches only the private
+/// servers of its own groups, so a top-level `deny` holds everywhere it can go).
 pub(crate) fn visible(srv: &ServerEntry, group: Option<u32>) -> bool {
     match (srv.owner, group) {
         (None, _) => true,
         (Some(o), Some(g)) => o == g,
-        (Some(_), None) => false,
+        (Some(_), None) => true,
     }
 }
 
@@ -1111,4 +1137,98 @@ fn known_names() -> String {
         .map(|o| o.name().into_owned())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::check_source;
+
+    fn engine(text: &str) -> Engine {
+        let out = check_source(text);
+        let errors: Vec<_> = out
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == crate::diagnostics::Severity::Error)
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        Engine::compile(&out.config.unwrap()).0
+    }
+
+    #[test]
+    fn uri_patterns_match_their_canonical_spelling() {
+        assert_eq!(
+            canonical_pattern("FILE:///secret*").unwrap().as_deref(),
+            Some("file:///secret*")
+        );
+        assert_eq!(
+            canonical_pattern("http://Internal.example:80/*")
+                .unwrap()
+                .as_deref(),
+            Some("http://internal.example/*")
+        );
+        assert_eq!(
+            canonical_pattern("file:///a/../b.env").unwrap().as_deref(),
+            Some("file:///b.env")
+        );
+        assert_eq!(canonical_pattern("file:///public/*").unwrap(), None);
+        assert_eq!(canonical_pattern("read_*").unwrap(), None);
+        assert_eq!(canonical_pattern("*").unwrap(), None);
+        assert!(canonical_pattern("file:///../x").is_err());
+        let e = engine(
+            r#"{ "servers": [{ "name": "fs", "transport": { "stdio": { "command": "x" } } }],
+                 "policy": { "rules": [
+                   { "mcp": "fs", "allowCapability": { "operation": "resource:read" } },
+                   { "mcp": "fs", "denyCapability": { "operation": "*", "target": "FILE:///secret*" } } ] } }"#,
+        );
+        let s = e.subject("anyone");
+        let read = |u: &str| {
+            e.decide(
+                &s,
+                &Request::new("fs", Operation::ResourceRead, u, TargetKind::Resource).unwrap(),
+            )
+        };
+        assert_eq!(read("file:///secret.env").effect, Effect::Deny);
+        assert_eq!(read("FILE:///secret.env").effect, Effect::Deny);
+        assert_eq!(read("file:///public.txt").effect, Effect::Allow);
+    }
+
+    #[test]
+    fn requests_must_fit_their_kind() {
+        assert!(matches!(
+            Request::new(
+                "fs",
+                Operation::ResourceRead,
+                "file:///a/../b",
+                TargetKind::Tool
+            ),
+            Err(UriError::KindMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_top_level_deny_holds_on_private_servers() {
+        let e = engine(
+            r#"{ "groups": [{ "id": "a", "users": ["alice"],
+                   "servers": [{ "name": "priv", "transport": { "stdio": { "command": "x" } } }],
+                   "policy": { "rules": [{ "mcp": "priv", "allow": "*" }] } }],
+                 "policy": { "rules": [{ "mcp": "*", "deny": "delete_*" }] } }"#,
+        );
+        let alice = e.subject("alice");
+        assert_eq!(
+            e.decide(&alice, &Request::tool_call("priv", "read")).effect,
+            Effect::Allow
+        );
+        assert_eq!(
+            e.decide(&alice, &Request::tool_call("priv", "delete_all"))
+                .effect,
+            Effect::Deny
+        );
+        // Others still cannot reach the private server at all.
+        let bob = e.subject("bob");
+        assert_eq!(
+            e.decide(&bob, &Request::tool_call("priv", "read")).reason,
+            Reason::UnknownServer
+        );
+    }
 }
