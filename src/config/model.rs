@@ -25,6 +25,9 @@ fn default_listen() -> String {
 fn default_admin_listen() -> String {
     DEFAULT_ADMIN_LISTEN.to_string()
 }
+fn default_separator() -> String {
+    "__".to_string()
+}
 fn default_api_key_header() -> String {
     DEFAULT_API_KEY_HEADER.to_string()
 }
@@ -51,6 +54,9 @@ pub struct Config {
     /// Write an audit record for every decision and outcome.
     #[serde(default)]
     pub auto_log: bool,
+    /// Joins server and tool/prompt names on the aggregated endpoint: `<server>__<name>`.
+    #[serde(default = "default_separator")]
+    pub name_separator: String,
     /// How clients authenticate.
     #[serde(default)]
     pub identity: Identity,
@@ -85,6 +91,7 @@ impl Default for Config {
             listen: default_listen(),
             admin_listen: default_admin_listen(),
             auto_log: false,
+            name_separator: default_separator(),
             identity: Identity::default(),
             servers: Vec::new(),
             policies: Vec::new(),

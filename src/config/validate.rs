@@ -75,6 +75,13 @@ fn run<'e>(config: &Config, engine: Option<&'e Engine>) -> Validator<'e> {
         vault_refs: Vec::new(),
     };
     v.listeners(config);
+    let sep = &config.name_separator;
+    if sep.is_empty() || !sep.contains('_') || !sep.chars().all(|c| c == '_' || c == '-') {
+        v.push(
+            Diagnostic::new(codes::BAD_VALUE, "/nameSeparator", format!("`{sep}` cannot separate server and tool names"))
+                .help("use `_` and `-` only, with at least one `_` (server names cannot contain `_`, so the split is never ambiguous); the default is \"__\""),
+        );
+    }
     v.identity(config);
     v.servers(config);
     v.policies_and_groups(config);

@@ -17,9 +17,6 @@ use crate::config::Config;
 use crate::policy::{Decision, Engine, Operation, Request, Subject, TargetKind};
 use crate::vault::Vault;
 
-/// The separator of aggregated names: `<server>__<name>`. Server names cannot contain `_`.
-pub const SEPARATOR: &str = "__";
-
 /// Which servers an endpoint serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -175,15 +172,30 @@ impl Proxy {
             )
         })?;
         let key = spec_key(server, &spec);
-        let (up, fresh) = self.pool.get(server, &key, &spec).await.map_err(|e| {
-            tracing::warn!(server, "upstream failed to start: {e}");
-            self.metrics.upstream_failure(server);
-            RpcError::new(-32603, format!("upstream `{server}` is not available: {e}"))
-        })?;
+        let (up, fresh) = self
+            .pool
+            .get(server, &key, &spec, self.metrics.1.clone())
+            .await
+            .map_err(|e| {
+                tracing::warn!(server, "upstream failed to start: {e}");
+                self.metrics.upstream_failure(server);
+                RpcError::new(-32603, format!("upstream `{server}` is not available: {e}"))
+            })?;
         if fresh {
             self.on_connected(server, &up);
         }
         Ok(up)
+    }
+
+    /// The request timeout of a server (`timeouts.request`, default 60 s).
+    fn timeout(&self, server: &str) -> std::time::Duration {
+        let c = &self.config;
+        c.servers
+            .iter()
+            .chain(c.groups.iter().flat_map(|g| g.servers.iter()))
+            .find(|s| s.name == server)
+            .and_then(|s| s.timeouts.request.map(|d| d.0))
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 
     fn on_connected(&self, server: &str, up: &Arc<Upstream>) {
@@ -212,6 +224,47 @@ impl Proxy {
                 }
             }
         });
+    }
+
+    /// Report (at start) tool and prompt names that cannot be represented on `/mcp` as
+    /// `<server><separator><name>` within `^[a-zA-Z0-9_-]{1,64}$`, which strict clients require.
+    pub async fn report_unrepresentable_names(&self, server: &str) -> Vec<String> {
+        let Ok(up) = self.upstream(None, server, None).await else {
+            return Vec::new();
+        };
+        let ct = CancellationToken::new();
+        let mut bad = Vec::new();
+        for (method, key) in [("tools/list", "tools"), ("prompts/list", "prompts")] {
+            let Ok(r) = up
+                .call(method, json!({}), None, &ct, DEFAULT_REQUEST_TIMEOUT)
+                .await
+            else {
+                continue;
+            };
+            for n in r
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.get("name").and_then(Value::as_str))
+            {
+                let full = format!("{server}{}{n}", self.config.name_separator);
+                if full.len() > 64
+                    || !full
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    tracing::warn!(
+                        server,
+                        "`{}` cannot be represented on /mcp as `{}` (over 64 characters or outside [a-zA-Z0-9_-]); use /mcp/{server}",
+                        crate::diagnostics::escape_control(n),
+                        crate::diagnostics::escape_control(&full)
+                    );
+                    bad.push(full);
+                }
+            }
+        }
+        bad
     }
 
     /// Whether every server that needs no subject-specific credentials is connected.
@@ -356,7 +409,9 @@ impl Proxy {
     fn split<'n>(&self, caller: &Caller, name: &'n str) -> Option<(String, &'n str)> {
         match &caller.endpoint {
             Endpoint::Server(s) => Some((s.clone(), name)),
-            Endpoint::All => name.split_once(SEPARATOR).map(|(s, n)| (s.to_string(), n)),
+            Endpoint::All => name
+                .split_once(self.config.name_separator.as_str())
+                .map(|(s, n)| (s.to_string(), n)),
         }
     }
 
@@ -427,7 +482,7 @@ impl Proxy {
                 if let Some(c) = &cursor {
                     p["cursor"] = c.clone();
                 }
-                let mut result = match up.call(method, p, None, ct, DEFAULT_REQUEST_TIMEOUT).await {
+                let mut result = match up.call(method, p, None, ct, self.timeout(&server)).await {
                     Ok(r) => r,
                     Err(e) if caller.endpoint == Endpoint::All => {
                         tracing::warn!(server, "left out of the aggregated list: {}", describe(&e));
@@ -462,7 +517,8 @@ impl Proxy {
                             && matches!(op, Operation::ToolsList | Operation::PromptsList)
                             && let Some(n) = i.get("name").and_then(Value::as_str)
                         {
-                            i["name"] = Value::String(format!("{server}{SEPARATOR}{n}"));
+                            i["name"] =
+                                Value::String(format!("{server}{}{n}", self.config.name_separator));
                         }
                         i
                     })
@@ -610,9 +666,10 @@ impl Proxy {
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
         let params = strip_progress(params);
+        let timeout = self.timeout(server);
         let Some(progress) = progress else {
             return up
-                .call(method, params, None, ct, DEFAULT_REQUEST_TIMEOUT)
+                .call(method, params, None, ct, timeout)
                 .await
                 .map_err(|e| upstream_error(server, e));
         };
@@ -623,7 +680,7 @@ impl Proxy {
                 .sink
                 .send(json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": p }));
         };
-        let call = up.call(method, params, Some(&tx), ct, DEFAULT_REQUEST_TIMEOUT);
+        let call = up.call(method, params, Some(&tx), ct, timeout);
         tokio::pin!(call);
         let result = loop {
             tokio::select! {

@@ -37,7 +37,7 @@ pub fn initialize_result(
         "protocolVersion": version,
         "capabilities": proxy.capabilities(subject, endpoint),
         "serverInfo": server_info(),
-        "instructions": instructions(endpoint),
+        "instructions": instructions(proxy, endpoint),
     })
 }
 
@@ -46,18 +46,18 @@ pub fn discover_result(proxy: &Proxy, subject: &Subject, endpoint: &Endpoint) ->
         "resultType": "complete",
         "supportedVersions": SUPPORTED_VERSIONS,
         "capabilities": proxy.capabilities(subject, endpoint),
-        "instructions": instructions(endpoint),
+        "instructions": instructions(proxy, endpoint),
         "ttlMs": 0,
         "cacheScope": "private",
         "_meta": { "io.modelcontextprotocol/serverInfo": server_info() },
     })
 }
 
-fn instructions(endpoint: &Endpoint) -> String {
+fn instructions(proxy: &Proxy, endpoint: &Endpoint) -> String {
     match endpoint {
         Endpoint::All => format!(
             "Fentaris: tools and prompts of several servers, named <server>{}<name>. Calls are checked against policy.",
-            super::handler::SEPARATOR
+            proxy.config.name_separator
         ),
         Endpoint::Server(s) => {
             format!("Fentaris: the `{s}` server. Calls are checked against policy.")

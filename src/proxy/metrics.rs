@@ -22,7 +22,10 @@ struct Inner {
 
 /// Counters, behind one lock (cheap next to an upstream round trip).
 #[derive(Default)]
-pub struct Metrics(Mutex<Inner>);
+pub struct Metrics(
+    Mutex<Inner>,
+    pub std::sync::Arc<std::sync::atomic::AtomicU64>,
+);
 
 impl Metrics {
     fn with(&self, f: impl FnOnce(&mut Inner)) {

@@ -38,8 +38,11 @@ pub async fn connect_eager(proxy: &Arc<Proxy>) {
         .map(|name| {
             let p = proxy.clone();
             tokio::spawn(async move {
-                if let Err(e) = p.upstream(None, &name, None).await {
-                    tracing::warn!(server = %name, "could not start: {}", e.message);
+                match p.upstream(None, &name, None).await {
+                    Err(e) => tracing::warn!(server = %name, "could not start: {}", e.message),
+                    Ok(_) => {
+                        p.report_unrepresentable_names(&name).await;
+                    }
                 }
             })
         })

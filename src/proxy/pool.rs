@@ -215,6 +215,7 @@ impl Pool {
         server: &str,
         key: &str,
         spec: &Spec,
+        dropped: Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<(Arc<Upstream>, bool), String> {
         let cell = {
             let mut map = self.conns.lock().await;
@@ -230,7 +231,7 @@ impl Pool {
         let up = cell
             .get_or_try_init(|| async {
                 fresh = true;
-                Upstream::connect(server, spec, INIT_TIMEOUT).await
+                Upstream::connect(server, spec, INIT_TIMEOUT, dropped).await
             })
             .await?;
         Ok((up.clone(), fresh))

@@ -95,7 +95,8 @@ struct Shared {
     events: broadcast::Sender<Event>,
     closed: CancellationToken,
     close_reason: Mutex<Option<String>>,
-    dropped: AtomicU64,
+    /// Shared with the metrics: messages that could not be tied to a request or session.
+    dropped: std::sync::Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -263,6 +264,7 @@ impl Upstream {
         server: &str,
         spec: &Spec,
         init_timeout: Duration,
+        dropped: std::sync::Arc<AtomicU64>,
     ) -> Result<std::sync::Arc<Upstream>, String> {
         let (events, _) = broadcast::channel(64);
         let shared = std::sync::Arc::new(Shared {
@@ -274,7 +276,7 @@ impl Upstream {
             events,
             closed: CancellationToken::new(),
             close_reason: Mutex::new(None),
-            dropped: AtomicU64::new(0),
+            dropped,
         });
         let conn = match spec {
             Spec::Stdio {
