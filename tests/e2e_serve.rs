@@ -1075,3 +1075,59 @@ fn conformance_suite_through_fentaris_matches_the_upstream() {
     // Fentaris' own listener rejects DNS rebinding, which the upstream does not.
     assert_eq!(proxied.get("dns-rebinding-protection"), Some(&true));
 }
+
+/// Initialize a legacy session over raw HTTP; returns the session id.
+fn raw_session(url: &str, key: &str) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, hs, body) =
+        http("POST", url, &[("x-fentaris-api-key", key)], Some(&init)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    hs["mcp-session-id"].clone()
+}
+
+fn raw_call(url: &str, key: &str, sid: &str, method: &str, params: Value) -> Value {
+    let msg = json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params});
+    let (status, _, body) = http(
+        "POST",
+        url,
+        &[("x-fentaris-api-key", key), ("mcp-session-id", sid)],
+        Some(&msg),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn aggregated_lists_page_with_tamper_checked_cursors() {
+    if !ready() {
+        return;
+    }
+    let mut config = two_user_config();
+    config["groups"][0]["policy"] = json!({ "rules": [
+        { "mcp": "everything", "allow": "echo" },
+        { "mcp": "env", "allow": ["echo", "env"] } ] });
+    config["groups"][1]["policy"] = json!({ "rules": [{ "mcp": "*", "allow": "*" }] });
+    let s = serve(&config, &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)]);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, ALICE);
+    let page1 = raw_call(&url, ALICE, &sid, "tools/list", json!({}));
+    let names = |v: &Value| names(&v["result"], "tools", "name");
+    assert_eq!(names(&page1), ["everything__echo"]);
+    let cursor = page1["result"]["nextCursor"].as_str().unwrap().to_string();
+    let page2 = raw_call(&url, ALICE, &sid, "tools/list", json!({"cursor": cursor}));
+    assert_eq!(names(&page2), ["env__env", "env__echo"]);
+    assert!(page2["result"].get("nextCursor").is_none());
+    // A cursor is opaque, tamper-checked and bound to the subject it was given to.
+    let mut tampered = cursor.clone();
+    tampered.insert(0, 'x');
+    assert_eq!(
+        raw_call(&url, ALICE, &sid, "tools/list", json!({"cursor": tampered}))["error"]["code"],
+        -32602
+    );
+    let bob_sid = raw_session(&url, BOB);
+    assert_eq!(
+        raw_call(&url, BOB, &bob_sid, "tools/list", json!({"cursor": cursor}))["error"]["code"],
+        -32602
+    );
+}

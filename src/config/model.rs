@@ -54,6 +54,10 @@ pub struct Config {
     /// Write an audit record for every decision and outcome.
     #[serde(default)]
     pub auto_log: bool,
+    /// Key of Fentaris' own list cursors on `/mcp`; give every replica the same one.
+    /// Default: a random key per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor_key: Option<CredentialSource>,
     /// Joins server and tool/prompt names on the aggregated endpoint: `<server>__<name>`.
     #[serde(default = "default_separator")]
     pub name_separator: String,
@@ -91,6 +95,7 @@ impl Default for Config {
             listen: default_listen(),
             admin_listen: default_admin_listen(),
             auto_log: false,
+            cursor_key: None,
             name_separator: default_separator(),
             identity: Identity::default(),
             servers: Vec::new(),

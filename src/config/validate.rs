@@ -75,6 +75,9 @@ fn run<'e>(config: &Config, engine: Option<&'e Engine>) -> Validator<'e> {
         vault_refs: Vec::new(),
     };
     v.listeners(config);
+    if let Some(src) = &config.cursor_key {
+        v.source("/cursorKey".into(), src, None);
+    }
     let sep = &config.name_separator;
     if sep.is_empty() || !sep.contains('_') || !sep.chars().all(|c| c == '_' || c == '-') {
         v.push(

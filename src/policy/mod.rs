@@ -15,7 +15,7 @@ pub mod uri;
 
 use std::fmt;
 
-pub use engine::{Decision, Effect, Engine, Reason, Request, RuleInfo, Subject};
+pub use engine::{Decision, Effect, Engine, ListView, Reason, Request, RuleInfo, Subject};
 pub use explain::{Explanation, RuleStatus, RuleTrace};
 pub use pattern::Pattern;
 

@@ -120,6 +120,8 @@ pub struct Proxy {
     routes: Mutex<HashMap<String, Routes>>,
     /// (server, event) from every upstream connection.
     pub events: broadcast::Sender<(String, Event)>,
+    /// Key of Fentaris' own list cursors (from `cursorKey`, else random per process).
+    cursor_key: crate::secret::SecretKey,
 }
 
 #[derive(Default)]
@@ -132,6 +134,19 @@ impl Proxy {
     pub fn new(config: Config, config_dir: PathBuf, vault: Option<Vault>, env: EnvLookup) -> Proxy {
         let (engine, _) = Engine::compile(&config);
         let (events, _) = broadcast::channel(256);
+        let cursor_key = config
+            .cursor_key
+            .as_ref()
+            .and_then(|src| {
+                crate::vault::resolve_source(src, &config, None, vault.as_ref(), &*env).ok()
+            })
+            .map(|secret| {
+                use sha2::Digest;
+                crate::secret::SecretKey::from_bytes(
+                    sha2::Sha256::digest(secret.expose().as_bytes()).into(),
+                )
+            })
+            .unwrap_or_else(crate::secret::SecretKey::random);
         Proxy {
             config,
             config_dir,
@@ -143,6 +158,7 @@ impl Proxy {
             caps: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             events,
+            cursor_key,
         }
     }
 
@@ -434,115 +450,201 @@ impl Proxy {
         params: Value,
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
-        let (key, item_key) = match op {
-            Operation::ToolsList => ("tools", "name"),
-            Operation::PromptsList => ("prompts", "name"),
-            Operation::ResourcesList => ("resources", "uri"),
-            _ => ("resourceTemplates", "uriTemplate"),
+        let (key, item_key, method) = match op {
+            Operation::ToolsList => ("tools", "name", "tools/list"),
+            Operation::PromptsList => ("prompts", "name", "prompts/list"),
+            Operation::ResourcesList => ("resources", "uri", "resources/list"),
+            _ => (
+                "resourceTemplates",
+                "uriTemplate",
+                "resources/templates/list",
+            ),
         };
-        let method = match op {
-            Operation::ToolsList => "tools/list",
-            Operation::PromptsList => "prompts/list",
-            Operation::ResourcesList => "resources/list",
-            _ => "resources/templates/list",
+        let empty = || json!({ key: [] });
+        if let Endpoint::Server(server) = &caller.endpoint {
+            // One server: one upstream page, its cursor passed through unchanged.
+            let Some(view) = self.engine.list_view(&caller.subject, server, &op) else {
+                self.metrics.decision(server, &op.name(), false);
+                return Ok(empty());
+            };
+            self.metrics.decision(server, &op.name(), true);
+            let group = self.list_group(caller, server, &op);
+            let up = self
+                .upstream(Some(&caller.subject), server, group.as_deref())
+                .await?;
+            let first = params.get("cursor").is_none_or(Value::is_null);
+            let mut result = up
+                .call(
+                    method,
+                    strip_progress(params),
+                    None,
+                    ct,
+                    self.timeout(server),
+                )
+                .await
+                .map_err(|e| upstream_error(server, e))?;
+            let kept = self.keep(
+                caller,
+                &up,
+                server,
+                &op,
+                &view,
+                &mut result,
+                key,
+                item_key,
+                first,
+            );
+            result[key] = Value::Array(kept);
+            return Ok(result);
+        }
+        // Every usable server, one upstream page per response, behind Fentaris' own cursor.
+        let servers = self.servers(caller);
+        let (start, mut upstream_cursor) = match params.get("cursor").filter(|c| !c.is_null()) {
+            None => (0, None),
+            Some(c) => {
+                let (server, uc) = self
+                    .open_cursor(&caller.subject, c)
+                    .ok_or_else(|| invalid_params("invalid cursor"))?;
+                let i = servers
+                    .iter()
+                    .position(|s| *s == server)
+                    .ok_or_else(|| invalid_params("invalid cursor"))?;
+                (i, uc)
+            }
         };
-        let mut merged: Vec<Value> = Vec::new();
-        let mut single_result: Option<Value> = None;
-        for server in self.servers(caller) {
-            let Some(view) = self.engine.list_view(&caller.subject, &server, &op) else {
-                self.metrics.decision(&server, &op.name(), false);
+        for i in start..servers.len() {
+            let server = &servers[i];
+            let cursor = upstream_cursor.take();
+            let Some(view) = self.engine.list_view(&caller.subject, server, &op) else {
                 continue;
             };
-            self.metrics.decision(&server, &op.name(), true);
-            let group = self.list_group(caller, &server, &op);
+            let group = self.list_group(caller, server, &op);
             let up = match self
-                .upstream(Some(&caller.subject), &server, group.as_deref())
+                .upstream(Some(&caller.subject), server, group.as_deref())
                 .await
             {
                 Ok(u) => u,
-                Err(e) if caller.endpoint == Endpoint::All => {
+                Err(e) => {
                     tracing::warn!(server, "left out of the aggregated list: {}", e.message);
                     continue;
                 }
-                Err(e) => return Err(e),
             };
-            // Per-server: one upstream page, the cursor passed through. Aggregated: every page.
-            let mut cursor: Option<Value> = if caller.endpoint == Endpoint::All {
-                None
-            } else {
-                params.get("cursor").cloned()
-            };
-            let mut first = cursor.is_none();
-            loop {
-                let mut p = if caller.endpoint == Endpoint::All {
-                    json!({})
-                } else {
-                    strip_progress(params.clone())
-                };
-                if let Some(c) = &cursor {
-                    p["cursor"] = c.clone();
-                }
-                let mut result = match up.call(method, p, None, ct, self.timeout(&server)).await {
-                    Ok(r) => r,
-                    Err(e) if caller.endpoint == Endpoint::All => {
-                        tracing::warn!(server, "left out of the aggregated list: {}", describe(&e));
-                        break;
-                    }
-                    Err(e) => return Err(upstream_error(&server, e)),
-                };
-                let items = result
-                    .get_mut(key)
-                    .and_then(Value::as_array_mut)
-                    .map(std::mem::take)
-                    .unwrap_or_default();
-                // Names and routes are recorded from the full upstream list, before filtering.
-                let names = items
-                    .iter()
-                    .filter_map(|i| i.get(item_key).and_then(Value::as_str));
-                match op {
-                    Operation::ToolsList => up.record_names(NameKind::Tool, names, first),
-                    Operation::PromptsList => up.record_names(NameKind::Prompt, names, first),
-                    _ => self.record_routes(&server, &op, &items, first),
-                }
-                first = false;
-                let kept: Vec<Value> = items
-                    .into_iter()
-                    .filter(|i| {
-                        i.get(item_key)
-                            .and_then(Value::as_str)
-                            .is_some_and(|n| view.visible(n))
-                    })
-                    .map(|mut i| {
-                        if caller.endpoint == Endpoint::All
-                            && matches!(op, Operation::ToolsList | Operation::PromptsList)
-                            && let Some(n) = i.get("name").and_then(Value::as_str)
-                        {
-                            i["name"] =
-                                Value::String(format!("{server}{}{n}", self.config.name_separator));
-                        }
-                        i
-                    })
-                    .collect();
-                if caller.endpoint != Endpoint::All {
-                    result[key] = Value::Array(kept);
-                    single_result = Some(result);
-                    break;
-                }
-                merged.extend(kept);
-                match result.get("nextCursor").filter(|c| !c.is_null()) {
-                    Some(c) if merged.len() < 100_000 => cursor = Some(c.clone()),
-                    _ => break,
-                }
+            let mut p = json!({});
+            if let Some(c) = &cursor {
+                p["cursor"] = c.clone();
             }
+            let mut page = match up.call(method, p, None, ct, self.timeout(server)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(server, "left out of the aggregated list: {}", describe(&e));
+                    continue;
+                }
+            };
+            let kept = self.keep(
+                caller,
+                &up,
+                server,
+                &op,
+                &view,
+                &mut page,
+                key,
+                item_key,
+                cursor.is_none(),
+            );
+            let mut out = Map::new();
+            out.insert(key.to_string(), Value::Array(kept));
+            let next = match page.get("nextCursor").filter(|c| !c.is_null()) {
+                Some(c) => Some(self.seal_cursor(&caller.subject, server, Some(c))),
+                None => servers
+                    .get(i + 1)
+                    .map(|n| self.seal_cursor(&caller.subject, n, None)),
+            };
+            if let Some(n) = next {
+                out.insert("nextCursor".into(), Value::String(n));
+            }
+            return Ok(Value::Object(out));
         }
-        Ok(match single_result {
-            Some(r) => r,
-            None => {
-                let mut m = Map::new();
-                m.insert(key.to_string(), Value::Array(merged));
-                Value::Object(m)
-            }
-        })
+        Ok(empty())
+    }
+
+    /// Filter one page of a list (and rename for `/mcp`), recording names and routes first.
+    #[allow(clippy::too_many_arguments)]
+    fn keep(
+        &self,
+        caller: &Caller,
+        up: &Upstream,
+        server: &str,
+        op: &Operation,
+        view: &crate::policy::ListView,
+        page: &mut Value,
+        key: &str,
+        item_key: &str,
+        first_page: bool,
+    ) -> Vec<Value> {
+        let items = page
+            .get_mut(key)
+            .and_then(Value::as_array_mut)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        let names = items
+            .iter()
+            .filter_map(|i| i.get(item_key).and_then(Value::as_str));
+        match op {
+            Operation::ToolsList => up.record_names(NameKind::Tool, names, first_page),
+            Operation::PromptsList => up.record_names(NameKind::Prompt, names, first_page),
+            _ => self.record_routes(server, op, &items, first_page),
+        }
+        let rename = caller.endpoint == Endpoint::All
+            && matches!(op, Operation::ToolsList | Operation::PromptsList);
+        items
+            .into_iter()
+            .filter(|i| {
+                i.get(item_key)
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| view.visible(n))
+            })
+            .map(|mut i| {
+                if rename && let Some(n) = i.get("name").and_then(Value::as_str) {
+                    i["name"] = Value::String(format!("{server}{}{n}", self.config.name_separator));
+                }
+                i
+            })
+            .collect()
+    }
+
+    /// An opaque cursor: (server, upstream cursor), bound to the subject and MAC'd.
+    fn seal_cursor(&self, subject: &Subject, server: &str, upstream: Option<&Value>) -> String {
+        let payload = json!({ "s": server, "c": upstream }).to_string();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = base64::Engine::encode(&b64, payload.as_bytes());
+        let tag = self.cursor_tag(subject, &body);
+        format!("{body}.{}", base64::Engine::encode(&b64, tag))
+    }
+
+    fn cursor_tag(&self, subject: &Subject, body: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.cursor_key.bytes()[..])
+            .expect("HMAC takes any key length");
+        m.update(subject.id.as_bytes());
+        m.update(b"\0");
+        m.update(body.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
+    /// Check and open a cursor this subject got from Fentaris.
+    fn open_cursor(&self, subject: &Subject, cursor: &Value) -> Option<(String, Option<Value>)> {
+        use subtle::ConstantTimeEq;
+        let (body, tag) = cursor.as_str()?.split_once('.')?;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let given = base64::Engine::decode(&b64, tag).ok()?;
+        let want = self.cursor_tag(subject, body);
+        if given.len() != want.len() || !bool::from(want.ct_eq(&given)) {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&base64::Engine::decode(&b64, body).ok()?).ok()?;
+        let server = v.get("s")?.as_str()?.to_string();
+        let c = v.get("c").filter(|c| !c.is_null()).cloned();
+        Some((server, c))
     }
 
     fn record_routes(&self, server: &str, op: &Operation, items: &[Value], first: bool) {
