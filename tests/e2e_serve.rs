@@ -1131,3 +1131,75 @@ fn aggregated_lists_page_with_tamper_checked_cursors() {
         -32602
     );
 }
+
+#[test]
+fn trusted_identity_headers_need_a_listed_proxy_the_secret_and_a_declared_user() {
+    if !ready() {
+        return;
+    }
+    let mut config = two_user_config();
+    config["identity"] = json!({ "trustedHeaders": { "userHeader": "x-user", "secretHeader": "x-proxy-secret",
+        "secret": { "env": "PROXY_SECRET" }, "proxies": ["127.0.0.1/32"] } });
+    let s = serve(
+        &config,
+        &[
+            ("ALICE_KEY", ALICE),
+            ("BOB_KEY", BOB),
+            ("PROXY_SECRET", "proxy-secret-0123456789"),
+        ],
+    );
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let url = s.url("/mcp");
+    let post = |h: &[(&str, &str)]| http("POST", &url, h, Some(&init)).unwrap().0;
+    assert_eq!(
+        post(&[
+            ("x-user", "alice"),
+            ("x-proxy-secret", "proxy-secret-0123456789")
+        ]),
+        200
+    );
+    assert_eq!(
+        post(&[("x-user", "alice"), ("x-proxy-secret", "wrong")]),
+        401
+    );
+    assert_eq!(post(&[("x-user", "alice")]), 401);
+    assert_eq!(
+        post(&[
+            ("x-user", "mallory"),
+            ("x-proxy-secret", "proxy-secret-0123456789")
+        ]),
+        401,
+        "only declared users"
+    );
+    // Asserting an identity never falls back to, or combines with, an API key.
+    assert_eq!(
+        post(&[("x-user", "bob"), ("x-fentaris-api-key", ALICE)]),
+        401
+    );
+    assert_eq!(post(&[("x-fentaris-api-key", ALICE)]), 200);
+    drop(s);
+    // From an address that is not a listed proxy, the headers are refused.
+    config["identity"]["trustedHeaders"]["proxies"] = json!(["10.0.0.0/8"]);
+    let s = serve(
+        &config,
+        &[
+            ("ALICE_KEY", ALICE),
+            ("BOB_KEY", BOB),
+            ("PROXY_SECRET", "proxy-secret-0123456789"),
+        ],
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &s.url("/mcp"),
+            &[
+                ("x-user", "alice"),
+                ("x-proxy-secret", "proxy-secret-0123456789")
+            ],
+            Some(&init)
+        )
+        .unwrap()
+        .0,
+        401
+    );
+}

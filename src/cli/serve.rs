@@ -65,6 +65,30 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
     for w in warnings {
         tracing::warn!("{w}");
     }
+    // Trusted identity headers: the shared secret must resolve, or we do not start.
+    let trusted = match &config.identity.trusted_headers {
+        None => None,
+        Some(t) => {
+            let secret =
+                crate::vault::resolve_source(&t.secret, &config, None, vault.as_ref(), &env)
+                    .map_err(|e| CliError::fatal(format!("identity.trustedHeaders.secret: {e}")))?;
+            let proxies = t
+                .proxies
+                .iter()
+                .map(|p| {
+                    p.parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CliError::fatal(format!("identity.trustedHeaders.proxies: {e}")))?;
+            Some(http::Trusted {
+                user_header: t.user_header.to_ascii_lowercase(),
+                secret_header: t.secret_header.to_ascii_lowercase(),
+                secret,
+                proxies,
+            })
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -99,7 +123,9 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         let eager = eager_servers(&proxy.config);
         let p = proxy.clone();
         tokio::spawn(async move { connect_eager(&p).await });
-        let app = Arc::new(http::App::new(proxy.clone(), verifier, eager));
+        let mut app = http::App::new(proxy.clone(), verifier, eager);
+        app.trusted = trusted;
+        let app = Arc::new(app);
         serve_http(app, listen, admin).await
     })
     .map_err(CliError::fatal)

@@ -33,8 +33,17 @@ struct Session {
     subscriptions: Mutex<HashSet<(String, String)>>,
 }
 
+/// Identity asserted by a trusted reverse proxy (`identity.trustedHeaders`), resolved.
+pub struct Trusted {
+    pub user_header: String,
+    pub secret_header: String,
+    pub secret: crate::secret::Secret,
+    pub proxies: Vec<ipnet::IpNet>,
+}
+
 /// Shared state of the HTTP front.
 pub struct App {
+    pub trusted: Option<Trusted>,
     pub proxy: Arc<Proxy>,
     pub verifier: KeyVerifier,
     pub api_key_header: String,
@@ -49,6 +58,7 @@ impl App {
     pub fn new(proxy: Arc<Proxy>, verifier: KeyVerifier, eager: Vec<String>) -> App {
         let id = &proxy.config.identity;
         App {
+            trusted: None,
             api_key_header: id.api_key_header.to_ascii_lowercase(),
             allowed_hosts: id
                 .allowed_hosts
@@ -127,10 +137,14 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
         }
     }
-    let identity = match presented_key(req.headers(), &app.api_key_header)
-        .ok()
-        .and_then(|k| app.verifier.verify(k))
-    {
+    let identity = match trusted_identity(&app, &req) {
+        Some(Ok(i)) => Some(i),
+        Some(Err(())) => None,
+        None => presented_key(req.headers(), &app.api_key_header)
+            .ok()
+            .and_then(|k| app.verifier.verify(k)),
+    };
+    let identity = match identity {
         Some(i) => i,
         None => {
             app.proxy.metrics.auth_failure();
@@ -155,6 +169,38 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     }
     req.extensions_mut().insert(Authed { identity, subject });
     next.run(req).await
+}
+
+/// `None`: the request asserts no identity by header. `Some(Err)`: it does, but not from a
+/// listed proxy address, without the right shared secret, or naming an undeclared user: the
+/// request is refused (never silently downgraded to another identity).
+fn trusted_identity(app: &App, req: &Request) -> Option<Result<Identity, ()>> {
+    let t = app.trusted.as_ref()?;
+    let user = req.headers().get(t.user_header.as_str())?;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let from_proxy = peer.is_some_and(|ip| t.proxies.iter().any(|n| n.contains(&ip)));
+    let secret_ok = req
+        .headers()
+        .get(t.secret_header.as_str())
+        .is_some_and(|v| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                v.as_bytes(),
+                t.secret.expose().as_bytes(),
+            ))
+        });
+    let user = user.to_str().ok().map(str::trim).filter(|u| !u.is_empty());
+    match user {
+        Some(u) if from_proxy && secret_ok && app.proxy.engine.is_declared_user(u) => {
+            Some(Ok(Identity {
+                user: u.to_string(),
+                key_id: "trusted-header".into(),
+            }))
+        }
+        _ => Some(Err(())),
+    }
 }
 
 fn endpoint_of(server: Option<String>) -> Endpoint {

@@ -92,8 +92,11 @@ pub async fn serve_http(
     let stop = tokio_util::sync::CancellationToken::new();
     let s1 = stop.clone();
     let s2 = stop.clone();
-    let main_srv = axum::serve(main, http::router(app.clone()))
-        .with_graceful_shutdown(async move { s1.cancelled().await });
+    let main_srv = axum::serve(
+        main,
+        http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { s1.cancelled().await });
     let admin_srv = axum::serve(admin_l, http::admin_router(app.clone()))
         .with_graceful_shutdown(async move { s2.cancelled().await });
     let main_task = tokio::spawn(async move { main_srv.await });
