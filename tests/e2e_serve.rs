@@ -387,7 +387,7 @@ fn policy_is_enforced_per_user_in_both_protocol_eras() {
     );
     assert_eq!(
         names(ok(&r[0]), "tools", "name"),
-        ["env__env", "env__sleep", "env__echo"]
+        ["env__env", "env__sleep", "env__pid", "env__echo"]
     );
     assert_eq!(err(&r[1]).0, -32602);
 }
@@ -1202,4 +1202,69 @@ fn trusted_identity_headers_need_a_listed_proxy_the_secret_and_a_declared_user()
         .0,
         401
     );
+}
+
+#[test]
+fn session_isolation_gives_each_session_its_own_upstream() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "servers": [
+            { "name": "iso", "isolation": "session", "transport": { "stdio": { "command": python(), "args": [env_server()] } } },
+            { "name": "shared", "transport": { "stdio": { "command": python(), "args": [env_server()] } } }
+        ],
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "*", "allow": "pid" }] } }]
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE)]);
+    let url = s.url("/mcp");
+    let pid = |sid: &str, tool: &str| -> u32 {
+        let r = raw_call(
+            &url,
+            ALICE,
+            sid,
+            "tools/call",
+            json!({"name": tool, "arguments": {}}),
+        );
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .parse()
+            .unwrap()
+    };
+    let (a, b) = (raw_session(&url, ALICE), raw_session(&url, ALICE));
+    let (a1, a2, b1) = (
+        pid(&a, "iso__pid"),
+        pid(&a, "iso__pid"),
+        pid(&b, "iso__pid"),
+    );
+    assert_eq!(a1, a2, "one connection per session");
+    assert_ne!(a1, b1, "sessions do not share an isolated upstream");
+    assert_eq!(
+        pid(&a, "shared__pid"),
+        pid(&b, "shared__pid"),
+        "shared servers are shared"
+    );
+    // Ending the session ends its isolated upstream.
+    assert_eq!(
+        http(
+            "DELETE",
+            &url,
+            &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &a)],
+            None
+        )
+        .unwrap()
+        .0,
+        200
+    );
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{a1}")).exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the isolated upstream outlived its session"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(Path::new(&format!("/proc/{b1}")).exists());
 }

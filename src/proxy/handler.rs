@@ -33,6 +33,8 @@ pub struct Caller {
     pub endpoint: Endpoint,
     /// 2026-07-28 or later: results carry `resultType` and cache hints.
     pub modern: bool,
+    /// The downstream session (servers with `"isolation": "session"` get one connection each).
+    pub session: Option<String>,
 }
 
 /// A JSON-RPC error for the client.
@@ -162,13 +164,14 @@ impl Proxy {
         }
     }
 
-    /// The connection to `server` for `subject`, using the credentials of `group`.
+    /// The connection to `server` for `caller`, using the credentials of `group`.
     pub async fn upstream(
         &self,
-        subject: Option<&Subject>,
+        caller: Option<&Caller>,
         server: &str,
         group: Option<&str>,
     ) -> Result<Arc<Upstream>, RpcError> {
+        let subject = caller.map(|c| &*c.subject);
         let (decl, owner) = find_server(&self.config, subject, server)
             .ok_or_else(|| RpcError::new(-32602, format!("Unknown server: {server}")))?;
         // A private server's credentials come from its own group first.
@@ -187,7 +190,22 @@ impl Proxy {
                 ),
             )
         })?;
-        let key = spec_key(server, &spec);
+        let mut key = spec_key(server, &spec);
+        if decl.isolation == crate::config::Isolation::Session {
+            // One connection per downstream session (per subject for stateless clients).
+            match caller {
+                Some(Caller {
+                    session: Some(sid), ..
+                }) => key.push_str(&format!("#s:{sid}")),
+                Some(c) => key.push_str(&format!("#u:{}", c.subject.id)),
+                None => {
+                    return Err(RpcError::new(
+                        -32603,
+                        format!("upstream `{server}` is isolated per session"),
+                    ));
+                }
+            }
+        }
         let (up, fresh) = self
             .pool
             .get(server, &key, &spec, self.metrics.1.clone())
@@ -470,7 +488,7 @@ impl Proxy {
             self.metrics.decision(server, &op.name(), true);
             let group = self.list_group(caller, server, &op);
             let up = self
-                .upstream(Some(&caller.subject), server, group.as_deref())
+                .upstream(Some(caller), server, group.as_deref())
                 .await?;
             let first = params.get("cursor").is_none_or(Value::is_null);
             let mut result = up
@@ -519,10 +537,7 @@ impl Proxy {
                 continue;
             };
             let group = self.list_group(caller, server, &op);
-            let up = match self
-                .upstream(Some(&caller.subject), server, group.as_deref())
-                .await
-            {
+            let up = match self.upstream(Some(caller), server, group.as_deref()).await {
                 Ok(u) => u,
                 Err(e) => {
                     tracing::warn!(server, "left out of the aggregated list: {}", e.message);
@@ -748,7 +763,7 @@ impl Proxy {
         }
         let group = self.engine.deciding_group(&d).map(str::to_string);
         let up = self
-            .upstream(Some(&caller.subject), &server, group.as_deref())
+            .upstream(Some(caller), &server, group.as_deref())
             .await?;
         if !self.ensure_known(&up, kind, &name, ct).await {
             return Err(hidden(&given));
@@ -873,7 +888,7 @@ impl Proxy {
         }
         let group = self.engine.deciding_group(&d).map(str::to_string);
         let up = self
-            .upstream(Some(&caller.subject), &server, group.as_deref())
+            .upstream(Some(caller), &server, group.as_deref())
             .await?;
         params["uri"] = Value::String(canonical);
         self.forward(&up, &server, method, params, progress, ct)
@@ -931,7 +946,7 @@ impl Proxy {
         }
         let group = self.engine.deciding_group(&d).map(str::to_string);
         let up = self
-            .upstream(Some(&caller.subject), &server, group.as_deref())
+            .upstream(Some(caller), &server, group.as_deref())
             .await?;
         self.forward(&up, &server, "completion/complete", params, None, ct)
             .await
@@ -969,7 +984,7 @@ impl Proxy {
         }
         let group = self.engine.deciding_group(&d).map(str::to_string);
         let up = self
-            .upstream(Some(&caller.subject), server, group.as_deref())
+            .upstream(Some(caller), server, group.as_deref())
             .await?;
         self.forward(&up, server, method, params, progress, ct)
             .await

@@ -414,7 +414,14 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             },
         );
     }
+    let session_id = parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| session.is_some())
+        .map(str::to_string);
     let caller = Caller {
+        session: session_id,
         subject: authed.subject.clone(),
         endpoint: endpoint.clone(),
         modern,
@@ -607,6 +614,10 @@ fn end(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 {
                     ct.cancel();
                 }
+                // Connections isolated to this session end with it.
+                let proxy = app.proxy.clone();
+                let suffix = format!("#s:{sid}");
+                tokio::spawn(async move { proxy.pool.close_matching(&suffix).await });
             }
             StatusCode::OK.into_response()
         }

@@ -20,12 +20,13 @@ use std::time::Duration;
 
 pub use handler::{Caller, Endpoint, Proxy, RpcError};
 
-/// Top-level servers whose connection does not depend on the subject: started at once.
+/// Top-level servers whose connection depends neither on the subject nor on the session:
+/// started at once, and required by `/readyz`.
 pub fn eager_servers(config: &crate::config::Config) -> Vec<String> {
     config
         .servers
         .iter()
-        .filter(|s| s.resolve_headers.is_empty())
+        .filter(|s| s.resolve_headers.is_empty() && s.isolation == crate::config::Isolation::Shared)
         .map(|s| s.name.clone())
         .collect()
 }

@@ -237,6 +237,25 @@ impl Pool {
         Ok((up.clone(), fresh))
     }
 
+    /// Close the connections whose key ends with `suffix` (a session's isolated ones).
+    pub async fn close_matching(&self, suffix: &str) {
+        let closing: Vec<Arc<Upstream>> = {
+            let mut map = self.conns.lock().await;
+            let keys: Vec<String> = map
+                .keys()
+                .filter(|k| k.ends_with(suffix))
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| map.remove(&k))
+                .filter_map(|c| c.get().cloned())
+                .collect()
+        };
+        for up in closing {
+            up.shutdown().await;
+        }
+    }
+
     /// Every live connection.
     pub async fn all(&self) -> Vec<Arc<Upstream>> {
         self.conns

@@ -111,6 +111,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             _ => {}
         }
         let caller = Caller {
+            session: Some("stdio".into()),
             subject: subject.clone(),
             endpoint: endpoint.clone(),
             modern: is_modern(&params, None),

@@ -2,7 +2,7 @@
 records every message it receives (to the file named by RECORD_FILE, if set).
 
 Tools: `env` (returns the environment as JSON text), `sleep` (waits `seconds`, honouring
-notifications/cancelled), `echo`.
+notifications/cancelled), `pid` (its process id), `echo`.
 """
 import json
 import os
@@ -30,6 +30,7 @@ def send(msg):
 TOOLS = [
     {"name": "env", "description": "Report the environment", "inputSchema": {"type": "object"}},
     {"name": "sleep", "description": "Wait", "inputSchema": {"type": "object", "properties": {"seconds": {"type": "number"}}}},
+    {"name": "pid", "description": "Report the process id", "inputSchema": {"type": "object"}},
     {"name": "echo", "description": "Echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}},
      "x-unknown-field": {"kept": True}},
 ]
@@ -53,6 +54,8 @@ def handle(msg):
             if mid in cancelled:
                 return
             text = "slept"
+        elif name == "pid":
+            text = str(os.getpid())
         elif name == "echo":
             text = str(args.get("message", ""))
         else:
