@@ -222,6 +222,18 @@ fn py(
     steps: &Value,
     extra_headers: Option<&Value>,
 ) -> Vec<Value> {
+    py_with(url, key, mode, steps, extra_headers, false)
+}
+
+/// Like [`py`]; with `callbacks` the client offers sampling, elicitation and roots.
+fn py_with(
+    url: &str,
+    key: &str,
+    mode: &str,
+    steps: &Value,
+    extra_headers: Option<&Value>,
+    callbacks: bool,
+) -> Vec<Value> {
     let mut cmd = Command::new("python3");
     cmd.arg(repo().join("tests/e2e/mcp_client.py"))
         .args([url, key, mode])
@@ -230,6 +242,9 @@ fn py(
         .stderr(Stdio::piped());
     if let Some(h) = extra_headers {
         cmd.env("EXTRA_HEADERS", h.to_string());
+    }
+    if callbacks {
+        cmd.env("CALLBACKS", "1");
     }
     let mut child = cmd.spawn().unwrap();
     child
@@ -400,19 +415,19 @@ fn per_server_endpoint_is_faithful_to_the_upstream() {
     let config = json!({
         "servers": [{ "name": "everything", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } }],
         "groups": [{ "id": "all", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
-            "policy": { "rules": [{ "mcp": "everything", "allowCapability": { "operation": "*" } }] } }]
+            "policy": { "rules": [{ "mcp": "everything", "allowCapability": { "operation": "*", "targetKind": "tool" } },
+                { "mcp": "everything", "allowCapability": { "operation": "*", "targetKind": "prompt" } },
+                { "mcp": "everything", "allowCapability": { "operation": "*", "targetKind": "resource" } },
+                { "mcp": "everything", "allowCapability": { "operation": "*", "targetKind": "resourceTemplate" } }] } }]
     });
     let s = serve(&config, &[("ALICE_KEY", ALICE)]);
     let steps = json!([{"op": "list_tools"}, {"op": "list_prompts"}, {"op": "list_resources"}, {"op": "list_templates"},
         {"op": "call_tool", "name": "get-structured-content", "args": {"location": "New York"}},
         {"op": "read_resource", "uri": "demo://resource/static/document/features.md"}]);
-    let direct = py(
-        &serde_json::to_string(&json!(["node", everything_js()])).unwrap(),
-        "",
-        "stdio",
-        &steps,
-        None,
-    );
+    // Neither client offers sampling, elicitation or roots (the policy allows none, so
+    // Fentaris does not offer them upstream), so the upstream registers the same tools.
+    let argv = serde_json::to_string(&json!(["node", everything_js()])).unwrap();
+    let direct = py(&argv, "", "stdio", &steps, None);
     let proxied = py(&s.url("/mcp/everything"), ALICE, "legacy", &steps, None);
     for (i, (d, p)) in direct.iter().zip(&proxied).enumerate() {
         let (mut d, mut p) = (ok(d).clone(), ok(p).clone());
@@ -1085,6 +1100,20 @@ fn raw_session(url: &str, key: &str) -> String {
     hs["mcp-session-id"].clone()
 }
 
+/// The JSON-RPC message of a response body: plain JSON, or the last `data:` of an SSE stream.
+fn rpc_body(body: &str) -> Value {
+    match body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .last()
+    {
+        Some(data) if !body.trim_start().starts_with('{') => serde_json::from_str(data).unwrap(),
+        _ => serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    }
+}
+
 fn raw_call(url: &str, key: &str, sid: &str, method: &str, params: Value) -> Value {
     let msg = json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params});
     let (status, _, body) = http(
@@ -1095,7 +1124,7 @@ fn raw_call(url: &str, key: &str, sid: &str, method: &str, params: Value) -> Val
     )
     .unwrap();
     assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
+    rpc_body(&body)
 }
 
 #[test]
@@ -1267,4 +1296,42 @@ fn session_isolation_gives_each_session_its_own_upstream() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(Path::new(&format!("/proc/{b1}")).exists());
+}
+
+#[test]
+fn sampling_reaches_the_client_whose_request_caused_it_only_when_allowed() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "servers": [{ "name": "everything", "isolation": "session", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } }],
+        "groups": [
+            { "id": "samplers", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": { "rules": [
+                { "mcp": "everything", "allow": "trigger-sampling-request" },
+                { "mcp": "everything", "allowCapability": { "operation": "sampling:createMessage" } } ] } },
+            { "id": "others", "users": [{ "id": "bob", "apiKeys": [{ "env": "BOB_KEY" }] }], "policy": { "rules": [
+                { "mcp": "everything", "allow": "trigger-sampling-request" } ] } }
+        ]
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)]);
+    let steps = json!([{"op": "call_tool", "name": "trigger-sampling-request", "args": {"prompt": "hello", "maxTokens": 10}}]);
+    let alice = py_with(
+        &s.url("/mcp/everything"),
+        ALICE,
+        "legacy",
+        &steps,
+        None,
+        true,
+    );
+    let text = ok(&alice[0]).to_string();
+    assert!(
+        text.contains("sampled by the client"),
+        "alice's client answered the sampling request: {text}"
+    );
+    let bob = py_with(&s.url("/mcp/everything"), BOB, "legacy", &steps, None, true);
+    let text = bob[0].to_string();
+    assert!(
+        !text.contains("sampled by the client"),
+        "bob may not be asked to sample: {text}"
+    );
 }

@@ -569,6 +569,22 @@ impl Engine {
         })
     }
 
+    /// Whether any policy allows `op` on a server of this name for anyone (used to decide
+    /// which client capabilities, such as sampling, Fentaris offers that upstream).
+    pub fn anyone_may(&self, server: &str, op: &Operation) -> bool {
+        let Some(ids) = self.server_ix.get(server) else {
+            return false;
+        };
+        (0..self.scopes.len()).any(|si| {
+            ids.iter().any(|&srv| {
+                self.rules_for(si as u32, srv).iter().any(|&r| {
+                    let rule = &self.rules[r as usize];
+                    rule.effect == Effect::Allow && rule.ops.matches(op)
+                })
+            })
+        })
+    }
+
     /// The scopes (group ids; `None` for the top-level policy) with a rule that allows
     /// something on a server of this name.
     pub fn scopes_allowing(&self, server: &str) -> Vec<Option<String>> {

@@ -97,12 +97,19 @@ fn upstream_error(server: &str, e: UpstreamError) -> RpcError {
     }
 }
 
-/// Where a request's progress notifications go: the client's token and a sink of
-/// `notifications/progress` messages.
+/// Answers the client owes Fentaris, by the id Fentaris gave its request to the client.
+pub type Replies = Arc<Mutex<HashMap<String, tokio::sync::oneshot::Sender<Result<Value, Value>>>>>;
+
+/// The way back to the client while one of its requests runs: a sink of messages on that
+/// request's own stream (progress notifications, and requests from the upstream such as
+/// sampling), the client's progress token if it gave one, and where its answers arrive.
 pub struct Progress {
-    pub token: Value,
+    pub token: Option<Value>,
     pub sink: mpsc::UnboundedSender<Value>,
+    pub replies: Replies,
 }
+
+static NEXT_CLIENT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Reads the process environment (injectable for tests).
 pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -208,7 +215,13 @@ impl Proxy {
         }
         let (up, fresh) = self
             .pool
-            .get(server, &key, &spec, self.metrics.1.clone())
+            .get(
+                server,
+                &key,
+                &spec,
+                self.metrics.1.clone(),
+                self.client_capabilities(server),
+            )
             .await
             .map_err(|e| {
                 tracing::warn!(server, "upstream failed to start: {e}");
@@ -219,6 +232,22 @@ impl Proxy {
             self.on_connected(server, &up);
         }
         Ok(up)
+    }
+
+    /// The client capabilities Fentaris offers an upstream: sampling, elicitation and roots
+    /// only where some policy may allow them (deny by default: nothing offered).
+    fn client_capabilities(&self, server: &str) -> Value {
+        let mut caps = Map::new();
+        for (op, key) in [
+            (Operation::SamplingCreateMessage, "sampling"),
+            (Operation::ElicitationCreate, "elicitation"),
+            (Operation::RootsList, "roots"),
+        ] {
+            if self.engine.anyone_may(server, &op) {
+                caps.insert(key.into(), json!({}));
+            }
+        }
+        Value::Object(caps)
     }
 
     /// The request timeout of a server (`timeouts.request`, default 60 s).
@@ -270,7 +299,7 @@ impl Proxy {
         let mut bad = Vec::new();
         for (method, key) in [("tools/list", "tools"), ("prompts/list", "prompts")] {
             let Ok(r) = up
-                .call(method, json!({}), None, &ct, DEFAULT_REQUEST_TIMEOUT)
+                .call(method, json!({}), None, None, &ct, DEFAULT_REQUEST_TIMEOUT)
                 .await
             else {
                 continue;
@@ -496,6 +525,7 @@ impl Proxy {
                     method,
                     strip_progress(params),
                     None,
+                    None,
                     ct,
                     self.timeout(server),
                 )
@@ -548,7 +578,10 @@ impl Proxy {
             if let Some(c) = &cursor {
                 p["cursor"] = c.clone();
             }
-            let mut page = match up.call(method, p, None, ct, self.timeout(server)).await {
+            let mut page = match up
+                .call(method, p, None, None, ct, self.timeout(server))
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(server, "left out of the aggregated list: {}", describe(&e));
@@ -714,7 +747,10 @@ impl Proxy {
             if let Some(c) = &cursor {
                 p["cursor"] = c.clone();
             }
-            let Ok(r) = up.call(method, p, None, ct, DEFAULT_REQUEST_TIMEOUT).await else {
+            let Ok(r) = up
+                .call(method, p, None, None, ct, DEFAULT_REQUEST_TIMEOUT)
+                .await
+            else {
                 return false;
             };
             let names = r
@@ -769,7 +805,7 @@ impl Proxy {
             return Err(hidden(&given));
         }
         params["name"] = Value::String(name);
-        self.forward(&up, &server, method, params, progress, ct)
+        self.forward(&up, &server, method, params, progress, caller, ct)
             .await
     }
 
@@ -779,33 +815,45 @@ impl Proxy {
         server: &str,
         method: &str,
         params: Value,
-        progress: Option<Progress>,
+        channel: Option<Progress>,
+        caller: &Caller,
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
         let params = strip_progress(params);
         let timeout = self.timeout(server);
-        let Some(progress) = progress else {
+        let Some(channel) = channel else {
             return up
-                .call(method, params, None, ct, timeout)
+                .call(method, params, None, None, ct, timeout)
                 .await
                 .map_err(|e| upstream_error(server, e));
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+        let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
+        let (btx, mut brx) = mpsc::unbounded_channel::<super::upstream::ServerRequest>();
         let relay = |mut p: Value| {
-            p["progressToken"] = progress.token.clone();
-            let _ = progress
-                .sink
-                .send(json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": p }));
+            if let Some(t) = &channel.token {
+                p["progressToken"] = t.clone();
+                let _ = channel.sink.send(
+                    json!({ "jsonrpc": "2.0", "method": "notifications/progress", "params": p }),
+                );
+            }
         };
-        let call = up.call(method, params, Some(&tx), ct, timeout);
+        let call = up.call(
+            method,
+            params,
+            channel.token.is_some().then_some(&ptx),
+            Some(&btx),
+            ct,
+            timeout,
+        );
         tokio::pin!(call);
         let result = loop {
             tokio::select! {
                 biased;
-                Some(p) = rx.recv() => relay(p),
+                Some(p) = prx.recv() => relay(p),
+                Some(req) = brx.recv() => self.to_client(caller, server, req, &channel),
                 r = &mut call => {
                     // Progress the upstream sent before its response is already queued.
-                    while let Ok(p) = rx.try_recv() {
+                    while let Ok(p) = prx.try_recv() {
                         relay(p);
                     }
                     break r;
@@ -813,6 +861,74 @@ impl Proxy {
             }
         };
         result.map_err(|e| upstream_error(server, e))
+    }
+
+    /// A request from the upstream to the client that caused it: decided by policy
+    /// (`sampling:createMessage`, `elicitation:create`, `roots:list`, `custom:<method>`), then
+    /// sent on the client request's own stream; the client's answer goes back upstream.
+    fn to_client(
+        &self,
+        caller: &Caller,
+        server: &str,
+        req: super::upstream::ServerRequest,
+        channel: &Progress,
+    ) {
+        let refuse = |req: super::upstream::ServerRequest, why: String| {
+            let _ = req
+                .reply
+                .send(Err(json!({ "code": -32601, "message": why })));
+        };
+        let op = match req.method.as_str() {
+            "sampling/createMessage" => Operation::SamplingCreateMessage,
+            "elicitation/create" => Operation::ElicitationCreate,
+            "roots/list" => Operation::RootsList,
+            other => Operation::Custom(other.into()),
+        };
+        if !self
+            .decide(caller, &Request::server_op(server, op))
+            .is_allow()
+        {
+            let why = format!("{} is not allowed for this client", req.method);
+            return refuse(req, why);
+        }
+        if caller.modern {
+            let why = format!(
+                "{} cannot reach a 2026-07-28 client through Fentaris",
+                req.method
+            );
+            return refuse(req, why);
+        }
+        let id = format!(
+            "fnt-{}",
+            NEXT_CLIENT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        channel
+            .replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), tx);
+        let msg = json!({ "jsonrpc": "2.0", "id": id, "method": req.method, "params": req.params });
+        if channel.sink.send(msg).is_err() {
+            channel
+                .replies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            return refuse(req, "the client is gone".into());
+        }
+        let replies = channel.replies.clone();
+        tokio::spawn(async move {
+            let answer = match tokio::time::timeout(std::time::Duration::from_secs(600), rx).await {
+                Ok(Ok(a)) => a,
+                _ => Err(json!({ "code": -32603, "message": "the client did not answer" })),
+            };
+            replies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            let _ = req.reply.send(answer);
+        });
     }
 
     /// Route a resource URI on `/mcp` to the one visible server that listed it.
@@ -891,7 +1007,7 @@ impl Proxy {
             .upstream(Some(caller), &server, group.as_deref())
             .await?;
         params["uri"] = Value::String(canonical);
-        self.forward(&up, &server, method, params, progress, ct)
+        self.forward(&up, &server, method, params, progress, caller, ct)
             .await
     }
 
@@ -948,8 +1064,16 @@ impl Proxy {
         let up = self
             .upstream(Some(caller), &server, group.as_deref())
             .await?;
-        self.forward(&up, &server, "completion/complete", params, None, ct)
-            .await
+        self.forward(
+            &up,
+            &server,
+            "completion/complete",
+            params,
+            None,
+            caller,
+            ct,
+        )
+        .await
     }
 
     /// Log levels are per session: upstream log lines on shared connections are never
@@ -986,7 +1110,7 @@ impl Proxy {
         let up = self
             .upstream(Some(caller), server, group.as_deref())
             .await?;
-        self.forward(&up, server, method, params, progress, ct)
+        self.forward(&up, server, method, params, progress, caller, ct)
             .await
     }
 }

@@ -31,6 +31,8 @@ struct Session {
     inflight: Mutex<HashMap<String, CancellationToken>>,
     /// (server, canonical URI) this session subscribed to.
     subscriptions: Mutex<HashSet<(String, String)>>,
+    /// Answers this client owes to requests Fentaris relayed from an upstream.
+    replies: super::handler::Replies,
 }
 
 /// Identity asserted by a trusted reverse proxy (`identity.trustedHeaders`), resolved.
@@ -335,7 +337,32 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             }
             return StatusCode::ACCEPTED.into_response();
         }
-        (None, _) => return StatusCode::ACCEPTED.into_response(),
+        (None, Some(id)) => {
+            // The client's answer to a request Fentaris relayed (sampling, elicitation, roots).
+            if let Some(s) = &session {
+                let key = id
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| id.to_string());
+                let waiter = s
+                    .replies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                if let Some(w) = waiter {
+                    let answer = match (msg.get("result"), msg.get("error")) {
+                        (Some(r), _) => Ok(r.clone()),
+                        (_, Some(e)) => Err(e.clone()),
+                        _ => Err(
+                            json!({ "code": -32603, "message": "the client answered with neither result nor error" }),
+                        ),
+                    };
+                    let _ = w.send(answer);
+                }
+            }
+            return StatusCode::ACCEPTED.into_response();
+        }
+        (None, None) => return StatusCode::ACCEPTED.into_response(),
     };
     let reply = {
         let id = id.clone();
@@ -360,6 +387,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                         endpoint: endpoint.clone(),
                         inflight: Mutex::new(HashMap::new()),
                         subscriptions: Mutex::new(HashSet::new()),
+                        replies: Default::default(),
                     }),
                 );
             let mut r = json_response(StatusCode::OK, reply(Ok(result)));
@@ -468,19 +496,35 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             }
         }
     };
-    match token {
-        Some(token) if accepts_sse(&parts.headers) => {
-            // Progress, then the response, on this request's own stream.
+    // Requests that may report progress or cause requests to the client (sampling,
+    // elicitation, roots) get their own SSE stream when the client takes one.
+    let may_call_back = matches!(
+        method.as_str(),
+        "tools/call" | "prompts/get" | "resources/read"
+    );
+    let stream_it =
+        accepts_sse(&parts.headers) && (token.is_some() || (may_call_back && session.is_some()));
+    match stream_it {
+        true => {
+            // Progress, requests to the client, then the response, on this request's stream.
             let (tx, rx) = mpsc::unbounded_channel::<Value>();
             let proxy = app.proxy.clone();
             let sink = tx.clone();
+            let replies = session
+                .as_ref()
+                .map(|s| s.replies.clone())
+                .unwrap_or_default();
             tokio::spawn(async move {
                 let result = proxy
                     .handle(
                         &caller,
                         &method,
                         params,
-                        Some(Progress { token, sink }),
+                        Some(Progress {
+                            token,
+                            sink,
+                            replies,
+                        }),
                         &ct,
                     )
                     .await;
@@ -495,7 +539,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             });
             Sse::new(stream).into_response()
         }
-        _ => {
+        false => {
             let result = app.proxy.handle(&caller, &method, params, None, &ct).await;
             after(result.is_ok());
             json_response(StatusCode::OK, reply(result))

@@ -216,6 +216,7 @@ impl Pool {
         key: &str,
         spec: &Spec,
         dropped: Arc<std::sync::atomic::AtomicU64>,
+        client_capabilities: serde_json::Value,
     ) -> Result<(Arc<Upstream>, bool), String> {
         let cell = {
             let mut map = self.conns.lock().await;
@@ -231,7 +232,15 @@ impl Pool {
         let up = cell
             .get_or_try_init(|| async {
                 fresh = true;
-                Upstream::connect(server, spec, INIT_TIMEOUT, dropped).await
+                Upstream::connect(
+                    server,
+                    spec,
+                    INIT_TIMEOUT,
+                    dropped,
+                    key.contains("#s:") || key.contains("#u:"),
+                    client_capabilities,
+                )
+                .await
             })
             .await?;
         Ok((up.clone(), fresh))

@@ -59,6 +59,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
         });
     }
     let inflight: Arc<Mutex<HashMap<String, CancellationToken>>> = Arc::default();
+    let replies: super::handler::Replies = Arc::default();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if line.trim().is_empty() {
@@ -77,6 +78,28 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             .and_then(Value::as_str)
             .map(str::to_string);
         let params = msg.get("params").cloned().unwrap_or(json!({}));
+        if let (None, Some(id)) = (&method, &id) {
+            // The client's answer to a request Fentaris relayed from an upstream.
+            let key = id
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| id.to_string());
+            let waiter = replies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            if let Some(w) = waiter {
+                let answer = match (msg.get("result"), msg.get("error")) {
+                    (Some(r), _) => Ok(r.clone()),
+                    (_, Some(e)) => Err(e.clone()),
+                    _ => Err(
+                        json!({ "code": -32603, "message": "the client answered with neither result nor error" }),
+                    ),
+                };
+                let _ = w.send(answer);
+            }
+            continue;
+        }
         let (Some(method), Some(id)) = (method, id) else {
             if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled")
                 && let Some(rid) = params.get("requestId")
@@ -122,14 +145,15 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), ct.clone());
-        let progress = params
-            .get("_meta")
-            .and_then(|m| m.get("progressToken"))
-            .cloned()
-            .map(|token| Progress {
-                token,
-                sink: out_tx.clone(),
-            });
+        // stdout is every request's stream: progress and relayed requests always have a way.
+        let progress = Some(Progress {
+            token: params
+                .get("_meta")
+                .and_then(|m| m.get("progressToken"))
+                .cloned(),
+            sink: out_tx.clone(),
+            replies: replies.clone(),
+        });
         let proxy = proxy.clone();
         let tx = out_tx.clone();
         let inflight = inflight.clone();

@@ -64,6 +64,18 @@ pub enum Event {
 
 type Pending = oneshot::Sender<Result<Value, Value>>;
 
+/// A request from the upstream to the client (sampling, elicitation, roots), handed to the
+/// downstream request that caused it.
+pub struct ServerRequest {
+    pub method: String,
+    pub params: Value,
+    /// The client's answer (result or JSON-RPC error object).
+    pub reply: oneshot::Sender<Result<Value, Value>>,
+}
+
+/// Sends a message back to the upstream (a reply to one of its requests).
+type Replier = std::sync::Arc<dyn Fn(Value) + Send + Sync>;
+
 /// Which kind of name list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
@@ -88,6 +100,11 @@ impl Known {
 
 struct Shared {
     name: String,
+    /// Our request id -> where server-to-client requests caused by it go.
+    bridges: Mutex<HashMap<u64, mpsc::UnboundedSender<ServerRequest>>>,
+    /// The connection belongs to one downstream session (`"isolation": "session"`).
+    isolated: bool,
+    replier: Mutex<Option<Replier>>,
     known: Mutex<Known>,
     pending: Mutex<HashMap<u64, Pending>>,
     progress: Mutex<HashMap<String, mpsc::UnboundedSender<Value>>>,
@@ -116,8 +133,9 @@ impl Shared {
         let _ = self.events.send(Event::Closed);
     }
 
-    /// Handle one message from the upstream. Returns a reply to send back, if any.
-    fn dispatch(&self, msg: Value) -> Option<Value> {
+    /// Handle one message from the upstream. `origin` is our request whose response stream
+    /// carried it, if known. Returns a reply to send back at once, if any.
+    fn dispatch(&self, msg: Value, origin: Option<u64>) -> Option<Value> {
         let id = msg.get("id").cloned();
         let method = msg
             .get("method")
@@ -152,13 +170,55 @@ impl Shared {
                 None
             }
             (Some(id), Some(method)) => {
-                // A server-to-client request (sampling, elicitation, roots, ping). On a shared
-                // connection it cannot be tied to the client request that caused it, so it is
-                // refused rather than delivered to a guess.
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                // A server-to-client request (sampling, elicitation, roots, ping). It goes to
+                // the client request that caused it: the one whose response stream carried it,
+                // or, on a connection isolated to one session, that session's. Otherwise it
+                // cannot be tied to a client and is refused rather than delivered to a guess.
                 if method == "ping" {
                     return Some(json!({ "jsonrpc": "2.0", "id": id, "result": {} }));
                 }
+                let bridge = {
+                    let b = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+                    origin.and_then(|o| b.get(&o).cloned()).or_else(|| {
+                        if self.isolated {
+                            b.values().next().cloned()
+                        } else {
+                            None
+                        }
+                    })
+                };
+                let replier = self
+                    .replier
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let (Some(tx), Some(replier)) = (bridge, replier) {
+                    let (rtx, rrx) = oneshot::channel();
+                    let params = msg.get("params").cloned().unwrap_or(json!({}));
+                    if tx
+                        .send(ServerRequest {
+                            method: method.clone(),
+                            params,
+                            reply: rtx,
+                        })
+                        .is_ok()
+                    {
+                        tokio::spawn(async move {
+                            let answer = match tokio::time::timeout(Duration::from_secs(600), rrx)
+                                .await
+                            {
+                                Ok(Ok(Ok(v))) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
+                                Ok(Ok(Err(e))) => json!({ "jsonrpc": "2.0", "id": id, "error": e }),
+                                _ => {
+                                    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32603, "message": "the client did not answer" } })
+                                }
+                            };
+                            replier(answer);
+                        });
+                        return None;
+                    }
+                }
+                self.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(server = %self.name, %method, "refused a server-to-client request that cannot be tied to a client request");
                 Some(json!({
                     "jsonrpc": "2.0", "id": id,
@@ -265,11 +325,16 @@ impl Upstream {
         spec: &Spec,
         init_timeout: Duration,
         dropped: std::sync::Arc<AtomicU64>,
+        isolated: bool,
+        client_capabilities: Value,
     ) -> Result<std::sync::Arc<Upstream>, String> {
         let (events, _) = broadcast::channel(64);
         let shared = std::sync::Arc::new(Shared {
             name: server.to_string(),
             known: Mutex::new(Known::default()),
+            bridges: Mutex::new(HashMap::new()),
+            isolated,
+            replier: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -324,6 +389,20 @@ impl Upstream {
                 })
             }
         };
+        if let Conn::Http(h) = &conn {
+            let target = HttpTarget {
+                client: h.client.clone(),
+                url: h.url.clone(),
+                headers: h.headers.clone(),
+                session: h.session.clone(),
+                protocol: None,
+            };
+            let replier: Replier = std::sync::Arc::new(move |v: Value| {
+                let t = target.clone();
+                tokio::spawn(async move { t.reply(v).await });
+            });
+            *shared.replier.lock().unwrap_or_else(|e| e.into_inner()) = Some(replier);
+        }
         let mut up = Upstream {
             server: server.to_string(),
             conn,
@@ -332,13 +411,14 @@ impl Upstream {
         };
         let params = json!({
             "protocolVersion": UPSTREAM_PROTOCOL,
-            "capabilities": {},
+            "capabilities": client_capabilities,
             "clientInfo": { "name": "fentaris", "version": env!("CARGO_PKG_VERSION") }
         });
         let init = up
             .call(
                 "initialize",
                 params,
+                None,
                 None,
                 &CancellationToken::new(),
                 init_timeout,
@@ -441,6 +521,7 @@ impl Upstream {
         method: &str,
         mut params: Value,
         progress: Option<&mpsc::UnboundedSender<Value>>,
+        bridge: Option<&mpsc::UnboundedSender<ServerRequest>>,
         ct: &CancellationToken,
         timeout: Duration,
     ) -> Result<Value, UpstreamError> {
@@ -462,6 +543,13 @@ impl Upstream {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
+        if let Some(b) = bridge {
+            self.shared
+                .bridges
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, b.clone());
+        }
         let token = progress.map(|p| {
             let t = format!("fnt-{id}");
             self.shared
@@ -516,6 +604,11 @@ impl Upstream {
     }
 
     fn forget(&self, id: u64, token: Option<&str>) {
+        self.shared
+            .bridges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         self.shared
             .pending
             .lock()
@@ -648,6 +741,11 @@ fn spawn_stdio(
     let stdout = child.stdout().take().ok_or("no stdout")?;
     let stderr = child.stderr().take();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let reply_line = tx.clone();
+    let replier: Replier = std::sync::Arc::new(move |v: Value| {
+        let _ = reply_line.send(v.to_string());
+    });
+    *shared.replier.lock().unwrap_or_else(|e| e.into_inner()) = Some(replier);
     // Writer.
     tokio::spawn(async move {
         let mut stdin = stdin;
@@ -672,7 +770,7 @@ fn spawn_stdio(
             }
             match serde_json::from_str::<Value>(&line) {
                 Ok(v) => {
-                    if let Some(reply) = sh.dispatch(v) {
+                    if let Some(reply) = sh.dispatch(v, None) {
                         let _ = reply_tx.send(reply.to_string());
                     }
                 }
@@ -712,6 +810,7 @@ fn spawn_stdio(
     })
 }
 
+#[derive(Clone)]
 struct HttpTarget {
     client: reqwest::Client,
     url: String,
@@ -844,7 +943,7 @@ async fn http_post(
                             continue;
                         }
                         if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n"))
-                            && let Some(reply) = shared.dispatch(v)
+                            && let Some(reply) = shared.dispatch(v, id)
                         {
                             target.reply(reply).await;
                         }
@@ -878,7 +977,7 @@ async fn http_post(
         };
         match parsed {
             Ok(v) => {
-                if let Some(reply) = shared.dispatch(v) {
+                if let Some(reply) = shared.dispatch(v, id) {
                     target.reply(reply).await;
                 }
             }

@@ -12,6 +12,8 @@ Steps: {"op": "list_tools" | "list_prompts" | "list_resources" | "list_templates
        {"op": "complete_prompt", "name": N, "arg": A, "value": V}
        {"op": "protocol"}
 Extra request headers (to test that none reach an upstream): EXTRA_HEADERS='{"name": "value"}'.
+CALLBACKS=1: the client offers sampling (answering "sampled by the client"), elicitation
+(declining) and roots (none).
 """
 import json
 import os
@@ -21,7 +23,7 @@ import anyio
 import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import PromptReference
+from mcp_types import CreateMessageResult, ElicitResult, ListRootsResult, PromptReference, TextContent
 
 
 def dump(v):
@@ -73,20 +75,39 @@ async def run_steps(client, steps):
     return out
 
 
+async def on_sampling(context, params):
+    return CreateMessageResult(role="assistant", content=TextContent(type="text", text="sampled by the client"), model="test-model")
+
+
+async def on_elicitation(context, params):
+    return ElicitResult(action="decline")
+
+
+async def on_roots(context):
+    return ListRootsResult(roots=[])
+
+
+def callbacks():
+    """With CALLBACKS=1 the client offers sampling, elicitation and roots."""
+    if os.environ.get("CALLBACKS") != "1":
+        return {}
+    return {"sampling_callback": on_sampling, "elicitation_callback": on_elicitation, "list_roots_callback": on_roots}
+
+
 async def main():
     url, key, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     steps = json.load(sys.stdin)
     if mode == "stdio":
         argv = json.loads(url)
         params = StdioServerParameters(command=argv[0], args=argv[1:])
-        async with Client(params, mode="legacy") as client:
+        async with Client(params, mode="legacy", **callbacks()) as client:
             results = await run_steps(client, steps)
     else:
         headers = {"x-fentaris-api-key": key}
         headers.update(json.loads(os.environ.get("EXTRA_HEADERS", "{}")))
         async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120)) as http:
             transport = streamable_http_client(url, http_client=http)
-            async with Client(transport, mode=mode) as client:
+            async with Client(transport, mode=mode, **callbacks()) as client:
                 results = await run_steps(client, steps)
     json.dump(results, sys.stdout)
 
