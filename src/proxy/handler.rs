@@ -805,20 +805,20 @@ impl Proxy {
             return Err(hidden(&given));
         }
         params["name"] = Value::String(name);
-        self.forward(&up, &server, method, params, progress, caller, ct)
+        self.forward(&up, method, params, progress, caller, ct)
             .await
     }
 
     async fn forward(
         &self,
         up: &Upstream,
-        server: &str,
         method: &str,
         params: Value,
         channel: Option<Progress>,
         caller: &Caller,
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
+        let server = up.server.as_str();
         let params = strip_progress(params);
         let timeout = self.timeout(server);
         let Some(channel) = channel else {
@@ -1007,7 +1007,7 @@ impl Proxy {
             .upstream(Some(caller), &server, group.as_deref())
             .await?;
         params["uri"] = Value::String(canonical);
-        self.forward(&up, &server, method, params, progress, caller, ct)
+        self.forward(&up, method, params, progress, caller, ct)
             .await
     }
 
@@ -1110,7 +1110,7 @@ impl Proxy {
         let up = self
             .upstream(Some(caller), server, group.as_deref())
             .await?;
-        self.forward(&up, server, method, params, progress, caller, ct)
+        self.forward(&up, method, params, progress, caller, ct)
             .await
     }
 }
