@@ -1064,16 +1064,8 @@ impl Proxy {
         let up = self
             .upstream(Some(caller), &server, group.as_deref())
             .await?;
-        self.forward(
-            &up,
-            &server,
-            "completion/complete",
-            params,
-            None,
-            caller,
-            ct,
-        )
-        .await
+        self.forward(&up, "completion/complete", params, None, caller, ct)
+            .await
     }
 
     /// Log levels are per session: upstream log lines on shared connections are never
