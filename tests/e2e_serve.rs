@@ -1106,8 +1106,7 @@ fn rpc_body(body: &str) -> Value {
         .lines()
         .filter_map(|l| l.strip_prefix("data:"))
         .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .last()
+        .rfind(|d| !d.is_empty())
     {
         Some(data) if !body.trim_start().starts_with('{') => serde_json::from_str(data).unwrap(),
         _ => serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
