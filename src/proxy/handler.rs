@@ -109,6 +109,29 @@ pub struct Progress {
     pub replies: Replies,
 }
 
+/// Deliver the client's answer (a JSON-RPC response) to the relayed request waiting for it.
+pub fn deliver_reply(replies: &Replies, msg: &Value) {
+    let Some(id) = msg.get("id") else { return };
+    let key = id
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| id.to_string());
+    let waiter = replies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&key);
+    if let Some(w) = waiter {
+        let answer = match (msg.get("result"), msg.get("error")) {
+            (Some(r), _) => Ok(r.clone()),
+            (_, Some(e)) => Err(e.clone()),
+            _ => Err(
+                json!({ "code": -32603, "message": "the client answered with neither result nor error" }),
+            ),
+        };
+        let _ = w.send(answer);
+    }
+}
+
 static NEXT_CLIENT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Reads the process environment (injectable for tests).

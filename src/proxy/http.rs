@@ -337,28 +337,10 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             }
             return StatusCode::ACCEPTED.into_response();
         }
-        (None, Some(id)) => {
+        (None, Some(_)) => {
             // The client's answer to a request Fentaris relayed (sampling, elicitation, roots).
             if let Some(s) = &session {
-                let key = id
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| id.to_string());
-                let waiter = s
-                    .replies
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&key);
-                if let Some(w) = waiter {
-                    let answer = match (msg.get("result"), msg.get("error")) {
-                        (Some(r), _) => Ok(r.clone()),
-                        (_, Some(e)) => Err(e.clone()),
-                        _ => Err(
-                            json!({ "code": -32603, "message": "the client answered with neither result nor error" }),
-                        ),
-                    };
-                    let _ = w.send(answer);
-                }
+                super::handler::deliver_reply(&s.replies, &msg);
             }
             return StatusCode::ACCEPTED.into_response();
         }

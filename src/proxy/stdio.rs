@@ -78,26 +78,9 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             .and_then(Value::as_str)
             .map(str::to_string);
         let params = msg.get("params").cloned().unwrap_or(json!({}));
-        if let (None, Some(id)) = (&method, &id) {
+        if method.is_none() && id.is_some() {
             // The client's answer to a request Fentaris relayed from an upstream.
-            let key = id
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| id.to_string());
-            let waiter = replies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-            if let Some(w) = waiter {
-                let answer = match (msg.get("result"), msg.get("error")) {
-                    (Some(r), _) => Ok(r.clone()),
-                    (_, Some(e)) => Err(e.clone()),
-                    _ => Err(
-                        json!({ "code": -32603, "message": "the client answered with neither result nor error" }),
-                    ),
-                };
-                let _ = w.send(answer);
-            }
+            super::handler::deliver_reply(&replies, &msg);
             continue;
         }
         let (Some(method), Some(id)) = (method, id) else {

@@ -365,7 +365,21 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| VaultError::io(dir, e))?;
+    write_atomic(path, bytes, ".fentaris-")
+}
+
+/// Write a 0600 file atomically: a temp file (named `<prefix>…tmp`) in the same folder,
+/// fsync, rename, fsync the folder. A crash leaves the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8], prefix: &str) -> Result<(), VaultError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| VaultError::io(dir, e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

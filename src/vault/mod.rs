@@ -414,7 +414,7 @@ impl Vault {
                 "refusing to write a vault this key could not open: {e}"
             ))
         })?;
-        write_atomic(path, &bytes)?;
+        keys::write_atomic(path, &bytes, ".credentials.")?;
         // We wrote this file, so it is trusted here, whatever the key source (a rekey with a
         // key from the environment must not leave a stale pin behind).
         let pin_exists = lookup
@@ -724,37 +724,6 @@ impl Draft {
         out.push(b'\n');
         Ok(out)
     }
-}
-
-/// Write a file atomically: temp file in the same folder, fsync, rename, fsync the folder.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".credentials.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| VaultError::io(dir, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = tmp
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600));
-    }
-    tmp.write_all(bytes).map_err(|e| VaultError::io(path, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| VaultError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| VaultError::io(path, e.error))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// Temp files of writers that died before their rename (only ciphertext; safe to remove
