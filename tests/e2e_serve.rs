@@ -1334,3 +1334,91 @@ fn sampling_reaches_the_client_whose_request_caused_it_only_when_allowed() {
         "bob may not be asked to sample: {text}"
     );
 }
+
+/// Read `GET` SSE notifications of a session for `wait`; returns the JSON messages.
+fn listen_for(url: &str, key: &str, sid: &str, wait: Duration) -> Vec<Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(url)
+            .header("x-fentaris-api-key", key)
+            .header("mcp-session-id", sid)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut resp = resp;
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, resp.chunk()).await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .collect()
+    })
+}
+
+#[test]
+fn resource_updates_reach_only_subscribed_sessions() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "servers": [{ "name": "everything", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } }],
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": { "rules": [
+            { "mcp": "everything", "allow": "toggle-subscriber-updates" },
+            { "mcp": "everything", "allowCapability": { "operation": "resource:subscribe", "target": "demo://resource/static/document/*" } } ] } }]
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE)]);
+    let url = s.url("/mcp/everything");
+    let (a, b) = (raw_session(&url, ALICE), raw_session(&url, ALICE));
+    let uri = "demo://resource/static/document/features.md";
+    let r = raw_call(&url, ALICE, &a, "resources/subscribe", json!({"uri": uri}));
+    assert!(r.get("result").is_some(), "{r}");
+    // A resource outside the rule cannot be subscribed to.
+    let r = raw_call(
+        &url,
+        ALICE,
+        &a,
+        "resources/subscribe",
+        json!({"uri": "demo://resource/dynamic/text/1"}),
+    );
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    let r = raw_call(
+        &url,
+        ALICE,
+        &a,
+        "tools/call",
+        json!({"name": "toggle-subscriber-updates", "arguments": {}}),
+    );
+    assert!(r.get("result").is_some(), "{r}");
+    let (u2, k2, b2) = (url.clone(), ALICE.to_string(), b.clone());
+    let other = std::thread::spawn(move || listen_for(&u2, &k2, &b2, Duration::from_secs(8)));
+    let mine = listen_for(&url, ALICE, &a, Duration::from_secs(8));
+    let other = other.join().unwrap();
+    let updated = |msgs: &[Value]| {
+        msgs.iter()
+            .filter(|m| m["method"] == "notifications/resources/updated")
+            .count()
+    };
+    assert!(
+        updated(&mine) > 0,
+        "the subscribed session got no update: {mine:?}"
+    );
+    assert!(
+        mine.iter()
+            .all(|m| m["method"] != "notifications/resources/updated" || m["params"]["uri"] == uri),
+        "{mine:?}"
+    );
+    assert_eq!(
+        updated(&other),
+        0,
+        "a session that did not subscribe got updates: {other:?}"
+    );
+}

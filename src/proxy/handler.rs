@@ -367,6 +367,7 @@ impl Proxy {
                 .engine
                 .visible_servers(subject)
                 .into_iter()
+                .filter(|s| self.engine.can_use(subject, s))
                 .map(str::to_string)
                 .collect(),
             Endpoint::Server(s) => vec![s.clone()],
