@@ -402,7 +402,13 @@ fn policy_is_enforced_per_user_in_both_protocol_eras() {
     );
     assert_eq!(
         names(ok(&r[0]), "tools", "name"),
-        ["env__env", "env__sleep", "env__pid", "env__echo"]
+        [
+            "env__env",
+            "env__sleep",
+            "env__pid",
+            "env__withdraw",
+            "env__echo"
+        ]
     );
     assert_eq!(err(&r[1]).0, -32602);
 }
@@ -1420,5 +1426,51 @@ fn resource_updates_reach_only_subscribed_sessions() {
         updated(&other),
         0,
         "a session that did not subscribe got updates: {other:?}"
+    );
+}
+
+#[test]
+fn an_upstream_withdrawing_its_request_cancels_it_at_the_client() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "servers": [{ "name": "env", "isolation": "session", "transport": { "stdio": { "command": python(), "args": [env_server()] } } }],
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": { "rules": [
+            { "mcp": "env", "allow": "withdraw" },
+            { "mcp": "env", "allowCapability": { "operation": "sampling:createMessage" } } ] } }]
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE)]);
+    let url = s.url("/mcp/env");
+    let sid = raw_session(&url, ALICE);
+    let msg = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "withdraw", "arguments": {}}});
+    let (status, _, body) = http(
+        "POST",
+        &url,
+        &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid)],
+        Some(&msg),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect();
+    let request = events
+        .iter()
+        .find(|e| e["method"] == "sampling/createMessage")
+        .unwrap_or_else(|| panic!("{body}"));
+    let cancel = events
+        .iter()
+        .find(|e| e["method"] == "notifications/cancelled")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(
+        cancel["params"]["requestId"], request["id"],
+        "the client is told which request was withdrawn"
+    );
+    assert_eq!(
+        events.last().unwrap()["result"]["content"][0]["text"],
+        "withdrawn"
     );
 }

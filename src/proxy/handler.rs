@@ -942,16 +942,26 @@ impl Proxy {
             return refuse(req, "the client is gone".into());
         }
         let replies = channel.replies.clone();
+        let sink = channel.sink.clone();
         tokio::spawn(async move {
-            let answer = match tokio::time::timeout(std::time::Duration::from_secs(600), rx).await {
-                Ok(Ok(a)) => a,
-                _ => Err(json!({ "code": -32603, "message": "the client did not answer" })),
+            let answer = tokio::select! {
+                r = tokio::time::timeout(std::time::Duration::from_secs(600), rx) => match r {
+                    Ok(Ok(a)) => Some(a),
+                    _ => Some(Err(json!({ "code": -32603, "message": "the client did not answer" }))),
+                },
+                _ = req.withdrawn.cancelled() => {
+                    // The upstream withdrew it: cancellation goes on to the client.
+                    let _ = sink.send(json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": id, "reason": "withdrawn by the server" } }));
+                    None
+                }
             };
             replies
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
-            let _ = req.reply.send(answer);
+            if let Some(a) = answer {
+                let _ = req.reply.send(a);
+            }
         });
     }
 

@@ -71,6 +71,8 @@ pub struct ServerRequest {
     pub params: Value,
     /// The client's answer (result or JSON-RPC error object).
     pub reply: oneshot::Sender<Result<Value, Value>>,
+    /// Cancelled when the upstream withdraws the request (`notifications/cancelled`).
+    pub withdrawn: CancellationToken,
 }
 
 /// Sends a message back to the upstream (a reply to one of its requests).
@@ -105,6 +107,8 @@ struct Shared {
     /// The connection belongs to one downstream session (`"isolation": "session"`).
     isolated: bool,
     replier: Mutex<Option<Replier>>,
+    /// Requests from the upstream being relayed to a client, by their id.
+    inbound: std::sync::Arc<Mutex<HashMap<String, CancellationToken>>>,
     known: Mutex<Known>,
     pending: Mutex<HashMap<u64, Pending>>,
     progress: Mutex<HashMap<String, mpsc::UnboundedSender<Value>>>,
@@ -195,25 +199,37 @@ impl Shared {
                 if let (Some(tx), Some(replier)) = (bridge, replier) {
                     let (rtx, rrx) = oneshot::channel();
                     let params = msg.get("params").cloned().unwrap_or(json!({}));
-                    if tx
-                        .send(ServerRequest {
-                            method: method.clone(),
-                            params,
-                            reply: rtx,
-                        })
-                        .is_ok()
-                    {
+                    let withdrawn = CancellationToken::new();
+                    let key = token_key(&id);
+                    let request = ServerRequest {
+                        method: method.clone(),
+                        params,
+                        reply: rtx,
+                        withdrawn: withdrawn.clone(),
+                    };
+                    if tx.send(request).is_ok() {
+                        self.inbound
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(key.clone(), withdrawn.clone());
+                        let inbound = self.inbound.clone();
                         tokio::spawn(async move {
-                            let answer = match tokio::time::timeout(Duration::from_secs(600), rrx)
-                                .await
-                            {
-                                Ok(Ok(Ok(v))) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
-                                Ok(Ok(Err(e))) => json!({ "jsonrpc": "2.0", "id": id, "error": e }),
-                                _ => {
-                                    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32603, "message": "the client did not answer" } })
-                                }
+                            let answer = tokio::select! {
+                                r = tokio::time::timeout(Duration::from_secs(600), rrx) => match r {
+                                    Ok(Ok(Ok(v))) => Some(json!({ "jsonrpc": "2.0", "id": id, "result": v })),
+                                    Ok(Ok(Err(e))) => Some(json!({ "jsonrpc": "2.0", "id": id, "error": e })),
+                                    _ => Some(json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32603, "message": "the client did not answer" } })),
+                                },
+                                // Withdrawn by the upstream: no answer is owed.
+                                _ = withdrawn.cancelled() => None,
                             };
-                            replier(answer);
+                            inbound
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&key);
+                            if let Some(a) = answer {
+                                replier(a);
+                            }
                         });
                         return None;
                     }
@@ -241,6 +257,22 @@ impl Shared {
                             Some(tx) => {
                                 let _ = tx.send(params);
                             }
+                            None => {
+                                self.dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    "notifications/cancelled" => {
+                        // The upstream withdraws a request it sent us: tell the client.
+                        let key = params.get("requestId").map(token_key);
+                        let token = key.and_then(|k| {
+                            self.inbound
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&k)
+                        });
+                        match token {
+                            Some(t) => t.cancel(),
                             None => {
                                 self.dropped.fetch_add(1, Ordering::Relaxed);
                             }
@@ -335,6 +367,7 @@ impl Upstream {
             bridges: Mutex::new(HashMap::new()),
             isolated,
             replier: Mutex::new(None),
+            inbound: Default::default(),
             pending: Mutex::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),

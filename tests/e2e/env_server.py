@@ -2,7 +2,8 @@
 records every message it receives (to the file named by RECORD_FILE, if set).
 
 Tools: `env` (returns the environment as JSON text), `sleep` (waits `seconds`, honouring
-notifications/cancelled), `pid` (its process id), `echo`.
+notifications/cancelled), `pid` (its process id), `withdraw` (asks the client for sampling,
+then cancels that request), `echo`.
 """
 import json
 import os
@@ -31,6 +32,7 @@ TOOLS = [
     {"name": "env", "description": "Report the environment", "inputSchema": {"type": "object"}},
     {"name": "sleep", "description": "Wait", "inputSchema": {"type": "object", "properties": {"seconds": {"type": "number"}}}},
     {"name": "pid", "description": "Report the process id", "inputSchema": {"type": "object"}},
+    {"name": "withdraw", "description": "Ask for sampling, then withdraw", "inputSchema": {"type": "object"}},
     {"name": "echo", "description": "Echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}},
      "x-unknown-field": {"kept": True}},
 ]
@@ -54,6 +56,13 @@ def handle(msg):
             if mid in cancelled:
                 return
             text = "slept"
+        elif name == "withdraw":
+            # Ask the client for sampling, then withdraw the request.
+            rid = f"w-{mid}"
+            send({"jsonrpc": "2.0", "id": rid, "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 1}})
+            time.sleep(0.3)
+            send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": rid, "reason": "changed my mind"}})
+            text = "withdrawn"
         elif name == "pid":
             text = str(os.getpid())
         elif name == "echo":
