@@ -15,6 +15,8 @@ pub mod stdio;
 pub mod upstream;
 
 use std::net::SocketAddr;
+
+use axum::serve::ListenerExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,7 +86,12 @@ pub async fn serve_http(
 ) -> Result<(), String> {
     let main = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?
+        // Responses end with a small last write: without TCP_NODELAY, Nagle's algorithm
+        // and the client's delayed ACK add ~40 ms to every request.
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     let admin_l = tokio::net::TcpListener::bind(admin)
         .await
         .map_err(|e| format!("cannot listen on {admin} (adminListen): {e}"))?;

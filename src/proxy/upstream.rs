@@ -400,7 +400,7 @@ impl Upstream {
                 let origin = origin_of(url);
                 let client = reqwest::Client::builder()
                     .connect_timeout(*connect_timeout)
-                    .pool_max_idle_per_host(0)
+                    .tcp_nodelay(true)
                     .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                         // Never follow a redirect to another origin (credentials would follow it).
                         if attempt.previous().len() < 5
