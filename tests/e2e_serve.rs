@@ -1474,3 +1474,57 @@ fn an_upstream_withdrawing_its_request_cancels_it_at_the_client() {
         "withdrawn"
     );
 }
+
+#[test]
+fn list_changes_reach_every_session_that_can_see_the_server() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "servers": [
+            { "name": "env", "transport": { "stdio": { "command": python(), "args": [env_server()] } } },
+            { "name": "other", "transport": { "stdio": { "command": python(), "args": [env_server()] } } }
+        ],
+        "groups": [
+            { "id": "a", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": { "rules": [{ "mcp": "env", "allow": "change" }] } },
+            { "id": "b", "users": [{ "id": "bob", "apiKeys": [{ "env": "BOB_KEY" }] }], "policy": { "rules": [{ "mcp": "other", "allow": "*" }] } }
+        ]
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)]);
+    let url = s.url("/mcp");
+    let (a1, a2, b) = (
+        raw_session(&url, ALICE),
+        raw_session(&url, ALICE),
+        raw_session(&url, BOB),
+    );
+    let listeners: Vec<_> = [(ALICE, a2.clone()), (BOB, b.clone())]
+        .into_iter()
+        .map(|(k, sid)| {
+            let u = url.clone();
+            std::thread::spawn(move || listen_for(&u, k, &sid, Duration::from_secs(4)))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let r = raw_call(
+        &url,
+        ALICE,
+        &a1,
+        "tools/call",
+        json!({"name": "env__change", "arguments": {}}),
+    );
+    assert_eq!(r["result"]["content"][0]["text"], "changed", "{r}");
+    let mut got = listeners.into_iter().map(|h| h.join().unwrap());
+    let (alice_other_session, bob) = (got.next().unwrap(), got.next().unwrap());
+    let changed = |msgs: &[Value]| {
+        msgs.iter()
+            .any(|m| m["method"] == "notifications/tools/list_changed")
+    };
+    assert!(
+        changed(&alice_other_session),
+        "another session of a user who can see `env` is told: {alice_other_session:?}"
+    );
+    assert!(
+        !changed(&bob),
+        "a user who cannot use `env` is not told: {bob:?}"
+    );
+}

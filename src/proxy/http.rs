@@ -557,11 +557,13 @@ fn listen(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         Ok(None) => return (StatusCode::METHOD_NOT_ALLOWED, "GET needs a session").into_response(),
         Err(r) => return *r,
     };
+    // Notifications only about servers this subject can use (seeing one is not enough).
     let visible: HashSet<String> = app
         .proxy
         .engine
         .visible_servers(&authed.subject)
         .into_iter()
+        .filter(|s| app.proxy.engine.can_use(&authed.subject, s))
         .map(str::to_string)
         .collect();
     let rx = app.proxy.events.subscribe();

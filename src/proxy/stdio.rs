@@ -35,6 +35,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             .engine
             .visible_servers(&subject)
             .into_iter()
+            .filter(|s| proxy.engine.can_use(&subject, s))
             .map(str::to_string)
             .collect();
         let mut rx = proxy.events.subscribe();

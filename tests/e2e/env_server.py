@@ -3,7 +3,7 @@ records every message it receives (to the file named by RECORD_FILE, if set).
 
 Tools: `env` (returns the environment as JSON text), `sleep` (waits `seconds`, honouring
 notifications/cancelled), `pid` (its process id), `withdraw` (asks the client for sampling,
-then cancels that request), `echo`.
+then cancels that request), `change` (sends tools/list_changed), `echo`.
 """
 import json
 import os
@@ -33,6 +33,7 @@ TOOLS = [
     {"name": "sleep", "description": "Wait", "inputSchema": {"type": "object", "properties": {"seconds": {"type": "number"}}}},
     {"name": "pid", "description": "Report the process id", "inputSchema": {"type": "object"}},
     {"name": "withdraw", "description": "Ask for sampling, then withdraw", "inputSchema": {"type": "object"}},
+    {"name": "change", "description": "Announce that the tool list changed", "inputSchema": {"type": "object"}},
     {"name": "echo", "description": "Echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}},
      "x-unknown-field": {"kept": True}},
 ]
@@ -63,6 +64,9 @@ def handle(msg):
             time.sleep(0.3)
             send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": rid, "reason": "changed my mind"}})
             text = "withdrawn"
+        elif name == "change":
+            send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+            text = "changed"
         elif name == "pid":
             text = str(os.getpid())
         elif name == "echo":
