@@ -9,7 +9,35 @@ pub enum Pattern {
     Any,
     Exact(Box<str>),
     Prefix(Box<str>),
+    /// Only `*` wildcards: the literal pieces between them, matched in order.
+    Wildcard(Box<str>, Box<[Box<str>]>),
     Glob(Box<str>, GlobMatcher),
+}
+
+/// Compiled globs by text: configs repeat patterns across policies, and compiling one
+/// (a regex) costs far more than matching it.
+static GLOB_CACHE: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<Box<str>, GlobMatcher>>,
+> = std::sync::LazyLock::new(Default::default);
+
+fn wildcard_matches(pieces: &[Box<str>], s: &str) -> bool {
+    let (Some(first), Some(last)) = (pieces.first(), pieces.last()) else {
+        return true;
+    };
+    if pieces.len() == 1 {
+        return **first == *s;
+    }
+    if !s.starts_with(&**first) || s.len() < first.len() + last.len() || !s.ends_with(&**last) {
+        return false;
+    }
+    let mut rest = &s[first.len()..s.len() - last.len()];
+    for piece in &pieces[1..pieces.len() - 1] {
+        match rest.find(&**piece) {
+            Some(i) => rest = &rest[i + piece.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 fn is_meta(c: char) -> bool {
@@ -33,12 +61,28 @@ impl Pattern {
         {
             return Ok(Pattern::Prefix(prefix.into()));
         }
+        if !text.chars().any(|c| is_meta(c) && c != '*') {
+            let pieces: Box<[Box<str>]> = text.split('*').map(Box::from).collect();
+            return Ok(Pattern::Wildcard(text.into(), pieces));
+        }
+        if let Some(g) = GLOB_CACHE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(text)
+        {
+            return Ok(Pattern::Glob(text.into(), g.clone()));
+        }
         let glob = GlobBuilder::new(text)
             .literal_separator(false)
             .backslash_escape(true)
             .build()
-            .map_err(|e| e.kind().to_string())?;
-        Ok(Pattern::Glob(text.into(), glob.compile_matcher()))
+            .map_err(|e| e.kind().to_string())?
+            .compile_matcher();
+        let mut cache = GLOB_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() < 100_000 {
+            cache.insert(text.into(), glob.clone());
+        }
+        Ok(Pattern::Glob(text.into(), glob))
     }
 
     #[inline]
@@ -47,6 +91,7 @@ impl Pattern {
             Pattern::Any => true,
             Pattern::Exact(e) => **e == *s,
             Pattern::Prefix(p) => s.starts_with(&**p),
+            Pattern::Wildcard(_, pieces) => wildcard_matches(pieces, s),
             Pattern::Glob(_, g) => g.is_match(s),
         }
     }
@@ -54,7 +99,7 @@ impl Pattern {
     pub fn as_str(&self) -> &str {
         match self {
             Pattern::Any => "*",
-            Pattern::Exact(s) | Pattern::Glob(s, _) => s,
+            Pattern::Exact(s) | Pattern::Wildcard(s, _) | Pattern::Glob(s, _) => s,
             Pattern::Prefix(p) => p, // shown with its star by `display`
         }
     }
@@ -77,7 +122,8 @@ impl Pattern {
             (Pattern::Any, _) => true,
             (_, Pattern::Exact(s)) => self.matches(s),
             (Pattern::Prefix(a), Pattern::Prefix(b)) => b.starts_with(&**a),
-            (Pattern::Glob(a, _), Pattern::Glob(b, _)) => a == b,
+            (Pattern::Glob(a, _), Pattern::Glob(b, _))
+            | (Pattern::Wildcard(a, _), Pattern::Wildcard(b, _)) => a == b,
             _ => false,
         }
     }
@@ -133,6 +179,10 @@ mod tests {
         ));
         assert!(matches!(
             Pattern::new("*_issue").unwrap(),
+            Pattern::Wildcard(..)
+        ));
+        assert!(matches!(
+            Pattern::new("file:///{a,b}/*").unwrap(),
             Pattern::Glob(..)
         ));
         assert!(Pattern::new("").is_err());
@@ -146,6 +196,44 @@ mod tests {
         assert!(!p.matches("file:///private/a"));
         let g = Pattern::new("file:///*/notes.md").unwrap();
         assert!(g.matches("file:///a/b/notes.md"));
+    }
+
+    #[test]
+    fn wildcards_without_regex() {
+        let p = Pattern::new("*_comment").unwrap();
+        assert!(matches!(p, Pattern::Wildcard(..)));
+        assert!(p.matches("add_comment") && p.matches("_comment") && !p.matches("comment"));
+        let p = Pattern::new("a*b*c").unwrap();
+        assert!(
+            p.matches("abc")
+                && p.matches("a-b-c")
+                && p.matches("aXbYbc")
+                && !p.matches("acb")
+                && !p.matches("ab")
+        );
+        let p = Pattern::new("file:///*/notes.md").unwrap();
+        assert!(p.matches("file:///a/b/notes.md") && !p.matches("file:///notes.md"));
+        let p = Pattern::new("*mid*").unwrap();
+        assert!(p.matches("mid") && p.matches("amidb") && !p.matches("mi"));
+        // Agrees with globset on every case above.
+        for (pat, s) in [
+            ("*_comment", "x_comment"),
+            ("a*b*c", "aXbYbc"),
+            ("a*b*c", "acb"),
+            ("*mid*", "mi"),
+            ("a*a", "a"),
+        ] {
+            let g = globset::GlobBuilder::new(pat)
+                .literal_separator(false)
+                .build()
+                .unwrap()
+                .compile_matcher();
+            assert_eq!(
+                Pattern::new(pat).unwrap().matches(s),
+                g.is_match(s),
+                "{pat} {s}"
+            );
+        }
     }
 
     #[test]
