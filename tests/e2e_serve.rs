@@ -407,6 +407,7 @@ fn policy_is_enforced_per_user_in_both_protocol_eras() {
             "env__sleep",
             "env__pid",
             "env__withdraw",
+            "env__change",
             "env__echo"
         ]
     );
