@@ -1529,3 +1529,56 @@ fn list_changes_reach_every_session_that_can_see_the_server() {
         "a user who cannot use `env` is not told: {bob:?}"
     );
 }
+
+#[test]
+fn notifications_from_an_isolated_connection_reach_only_its_session() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "servers": [{ "name": "everything", "isolation": "session", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } }],
+        "groups": [{ "id": "g", "users": [
+                { "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }, { "id": "bob", "apiKeys": [{ "env": "BOB_KEY" }] } ],
+            "policy": { "rules": [
+                { "mcp": "everything", "allow": "toggle-subscriber-updates" },
+                { "mcp": "everything", "allowCapability": { "operation": "resource:subscribe" } } ] } }]
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)]);
+    let url = s.url("/mcp/everything");
+    let (a, b) = (raw_session(&url, ALICE), raw_session(&url, BOB));
+    let uri = "demo://resource/static/document/architecture.md";
+    for (key, sid) in [(ALICE, &a), (BOB, &b)] {
+        assert!(
+            raw_call(&url, key, sid, "resources/subscribe", json!({"uri": uri}))
+                .get("result")
+                .is_some()
+        );
+    }
+    // Only alice's own upstream process starts sending updates.
+    assert!(
+        raw_call(
+            &url,
+            ALICE,
+            &a,
+            "tools/call",
+            json!({"name": "toggle-subscriber-updates", "arguments": {}})
+        )
+        .get("result")
+        .is_some()
+    );
+    let (u2, b2) = (url.clone(), b.clone());
+    let bobs = std::thread::spawn(move || listen_for(&u2, BOB, &b2, Duration::from_secs(8)));
+    let alices = listen_for(&url, ALICE, &a, Duration::from_secs(8));
+    let bobs = bobs.join().unwrap();
+    let updated = |msgs: &[Value]| {
+        msgs.iter()
+            .filter(|m| m["method"] == "notifications/resources/updated")
+            .count()
+    };
+    assert!(updated(&alices) > 0, "{alices:?}");
+    assert_eq!(
+        updated(&bobs),
+        0,
+        "bob received updates caused by alice's connection: {bobs:?}"
+    );
+}

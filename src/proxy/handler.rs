@@ -134,6 +134,26 @@ pub fn deliver_reply(replies: &Replies, msg: &Value) {
 
 static NEXT_CLIENT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// An upstream notification for sessions: the server, the key of the connection that sent it
+/// (a connection isolated to one session ends in `#s:<session id>`), and the event.
+#[derive(Debug, Clone)]
+pub struct ServerEvent {
+    pub server: String,
+    pub connection: String,
+    pub event: Event,
+}
+
+impl ServerEvent {
+    /// Whether a session (`None`: a stateless caller) may receive it: events of a connection
+    /// isolated to one session reach only that session.
+    pub fn for_session(&self, session: Option<&str>) -> bool {
+        match self.connection.rsplit_once("#s:") {
+            Some((_, owner)) => session == Some(owner),
+            None => !self.connection.contains("#u:"),
+        }
+    }
+}
+
 /// Reads the process environment (injectable for tests).
 pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -151,7 +171,7 @@ pub struct Proxy {
     /// Resource URIs and template prefixes each server listed (for routing on `/mcp`).
     routes: Mutex<HashMap<String, Routes>>,
     /// (server, event) from every upstream connection.
-    pub events: broadcast::Sender<(String, Event)>,
+    pub events: broadcast::Sender<ServerEvent>,
     /// Key of Fentaris' own list cursors (from `cursorKey`, else random per process).
     cursor_key: crate::secret::SecretKey,
 }
@@ -252,7 +272,7 @@ impl Proxy {
                 RpcError::new(-32603, format!("upstream `{server}` is not available: {e}"))
             })?;
         if fresh {
-            self.on_connected(server, &up);
+            self.on_connected(server, &up, &key);
         }
         Ok(up)
     }
@@ -284,7 +304,7 @@ impl Proxy {
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 
-    fn on_connected(&self, server: &str, up: &Arc<Upstream>) {
+    fn on_connected(&self, server: &str, up: &Arc<Upstream>, key: &str) {
         let caps = up.init.get("capabilities").cloned().unwrap_or(json!({}));
         self.caps
             .lock()
@@ -295,15 +315,21 @@ impl Proxy {
         let mut rx = up.events();
         let tx = self.events.clone();
         let name = server.to_string();
+        let key = key.to_string();
         tokio::spawn(async move {
+            let event = |event| ServerEvent {
+                server: name.clone(),
+                connection: key.clone(),
+                event,
+            };
             loop {
                 match rx.recv().await {
                     Ok(Event::Closed) => {
-                        let _ = tx.send((name.clone(), Event::Closed));
+                        let _ = tx.send(event(Event::Closed));
                         break;
                     }
                     Ok(ev) => {
-                        let _ = tx.send((name.clone(), ev));
+                        let _ = tx.send(event(ev));
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => break,
@@ -486,6 +512,7 @@ impl Proxy {
                 .engine
                 .visible_servers(&caller.subject)
                 .into_iter()
+                .filter(|s| self.engine.can_use(&caller.subject, s))
                 .map(str::to_string)
                 .collect(),
             Endpoint::Server(s) => vec![s.clone()],
@@ -852,6 +879,9 @@ impl Proxy {
                 .map_err(|e| upstream_error(server, e));
         };
         let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
+        // Relayed requests still open when this call ends are withdrawn from the client.
+        let done = CancellationToken::new();
+        let _done_guard = done.clone().drop_guard();
         let (btx, mut brx) = mpsc::unbounded_channel::<super::upstream::ServerRequest>();
         let relay = |mut p: Value| {
             if let Some(t) = &channel.token {
@@ -874,7 +904,7 @@ impl Proxy {
             tokio::select! {
                 biased;
                 Some(p) = prx.recv() => relay(p),
-                Some(req) = brx.recv() => self.to_client(caller, server, req, &channel),
+                Some(req) = brx.recv() => self.to_client(caller, server, req, &channel, &done),
                 r = &mut call => {
                     // Progress the upstream sent before its response is already queued.
                     while let Ok(p) = prx.try_recv() {
@@ -896,6 +926,7 @@ impl Proxy {
         server: &str,
         req: super::upstream::ServerRequest,
         channel: &Progress,
+        done: &CancellationToken,
     ) {
         let refuse = |req: super::upstream::ServerRequest, why: String| {
             let _ = req
@@ -943,6 +974,7 @@ impl Proxy {
         }
         let replies = channel.replies.clone();
         let sink = channel.sink.clone();
+        let done = done.clone();
         tokio::spawn(async move {
             let answer = tokio::select! {
                 r = tokio::time::timeout(std::time::Duration::from_secs(600), rx) => match r {
@@ -953,6 +985,11 @@ impl Proxy {
                     // The upstream withdrew it: cancellation goes on to the client.
                     let _ = sink.send(json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": id, "reason": "withdrawn by the server" } }));
                     None
+                }
+                _ = done.cancelled() => {
+                    // The client request that caused it is over: withdraw it, free the stream.
+                    let _ = sink.send(json!({ "jsonrpc": "2.0", "method": "notifications/cancelled", "params": { "requestId": id, "reason": "the request that caused it has ended" } }));
+                    Some(Err(json!({ "code": -32800, "message": "the request that caused it has ended" })))
                 }
             };
             replies
@@ -1098,6 +1135,12 @@ impl Proxy {
         let up = self
             .upstream(Some(caller), &server, group.as_deref())
             .await?;
+        // A prompt name reaches the upstream only as it listed it, byte for byte.
+        if tkind == TargetKind::Prompt
+            && !self.ensure_known(&up, NameKind::Prompt, &target, ct).await
+        {
+            return Err(unknown_prompt(&target));
+        }
         self.forward(&up, "completion/complete", params, None, caller, ct)
             .await
     }

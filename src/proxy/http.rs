@@ -33,7 +33,11 @@ struct Session {
     subscriptions: Mutex<HashSet<(String, String)>>,
     /// Answers this client owes to requests Fentaris relayed from an upstream.
     replies: super::handler::Replies,
+    last_seen: Mutex<std::time::Instant>,
 }
+
+/// Sessions idle this long are ended (with their isolated upstream connections).
+pub const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Identity asserted by a trusted reverse proxy (`identity.trustedHeaders`), resolved.
 pub struct Trusted {
@@ -76,6 +80,58 @@ impl App {
     }
 }
 
+impl App {
+    /// End sessions idle longer than `max_idle`: cancel their requests and close the upstream
+    /// connections isolated to them. Returns how many ended.
+    pub async fn reap_idle_sessions(&self, max_idle: std::time::Duration) -> usize {
+        let ended: Vec<(String, Arc<Session>)> = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let idle: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| {
+                    s.last_seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .elapsed()
+                        > max_idle
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            idle.into_iter()
+                .filter_map(|k| sessions.remove(&k).map(|s| (k, s)))
+                .collect()
+        };
+        for (sid, s) in &ended {
+            for ct in s
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+            {
+                ct.cancel();
+            }
+            self.proxy.pool.close_matching(&format!("#s:{sid}")).await;
+        }
+        ended.len()
+    }
+}
+
+struct InflightGuard {
+    session: Option<Arc<Session>>,
+    key: String,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if let Some(s) = &self.session {
+            s.inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.key);
+        }
+    }
+}
+
 /// The authenticated caller, put into request extensions by the auth layer.
 #[derive(Clone)]
 struct Authed {
@@ -101,7 +157,11 @@ fn not_found() -> Response {
 }
 
 fn is_loopback_host(h: &str) -> bool {
-    matches!(h, "localhost" | "127.0.0.1" | "::1" | "[::1]") || h.starts_with("127.")
+    h == "localhost"
+        || h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn host_of(authority: &str) -> String {
@@ -134,8 +194,10 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let o = origin.to_str().unwrap_or("");
-        let ohost = o.split("://").nth(1).map(host_of).unwrap_or_default();
-        if !app.allowed_origins.iter().any(|a| a == o) && !is_loopback_host(&ohost) {
+        let (scheme, rest) = o.split_once("://").unwrap_or(("", ""));
+        let ohost = host_of(rest.split('/').next().unwrap_or(""));
+        let loopback_origin = matches!(scheme, "http" | "https") && is_loopback_host(&ohost);
+        if !app.allowed_origins.iter().any(|a| a == o) && !loopback_origin {
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
         }
     }
@@ -230,7 +292,10 @@ fn session_of(
     let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
     match sessions.get(sid) {
         // Another subject presenting this session id gets what an unknown id gets.
-        Some(s) if s.user == authed.identity.user && s.endpoint == *endpoint => Ok(Some(s.clone())),
+        Some(s) if s.user == authed.identity.user && s.endpoint == *endpoint => {
+            *s.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+            Ok(Some(s.clone()))
+        }
         _ => Err(Box::new(not_found())),
     }
 }
@@ -370,6 +435,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                         inflight: Mutex::new(HashMap::new()),
                         subscriptions: Mutex::new(HashSet::new()),
                         replies: Default::default(),
+                        last_seen: Mutex::new(std::time::Instant::now()),
                     }),
                 );
             let mut r = json_response(StatusCode::OK, reply(Ok(result)));
@@ -385,6 +451,11 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             );
         }
         _ => {}
+    }
+    if let Some(v) = super::lifecycle::unsupported_meta_version(&params) {
+        let mut e = RpcError::new(-32022, format!("unsupported protocol version {v}"));
+        e.data = Some(json!({ "supported": SUPPORTED_VERSIONS }));
+        return json_response(StatusCode::BAD_REQUEST, rpc_error_body(Some(&id), &e));
     }
     let modern = session.is_none() && is_modern(&params, header_version.as_deref());
     if session.is_none() && !modern {
@@ -444,6 +515,11 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), ct.clone());
     }
+    // Removes the in-flight entry even when the client goes away mid-request.
+    let inflight_guard = InflightGuard {
+        session: session.clone(),
+        key: key.clone(),
+    };
     let token = params
         .get("_meta")
         .and_then(|m| m.get("progressToken"))
@@ -497,6 +573,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 .map(|s| s.replies.clone())
                 .unwrap_or_default();
             tokio::spawn(async move {
+                let _inflight = inflight_guard;
                 let result = proxy
                     .handle(
                         &caller,
@@ -522,6 +599,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             Sse::new(stream).into_response()
         }
         false => {
+            let _inflight = inflight_guard;
             let result = app.proxy.handle(&caller, &method, params, None, &ct).await;
             after(result.is_ok());
             json_response(StatusCode::OK, reply(result))
@@ -557,6 +635,12 @@ fn listen(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         Ok(None) => return (StatusCode::METHOD_NOT_ALLOWED, "GET needs a session").into_response(),
         Err(r) => return *r,
     };
+    let sid = req
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     // Notifications only about servers this subject can use (seeing one is not enough).
     let visible: HashSet<String> = app
         .proxy
@@ -569,11 +653,15 @@ fn listen(app: Arc<App>, server: Option<String>, req: Request) -> Response {
     let rx = app.proxy.events.subscribe();
     let stream = tokio_stream::wrappers::BroadcastStream::new(rx);
     let stream = tokio_stream::StreamExt::filter_map(stream, move |ev| {
-        let (srv, ev) = ev.ok()?;
-        if !visible.contains(&srv) || matches!(&session.endpoint, Endpoint::Server(s) if *s != srv)
+        let ev = ev.ok()?;
+        let srv = ev.server.clone();
+        if !visible.contains(&srv)
+            || matches!(&session.endpoint, Endpoint::Server(s) if *s != srv)
+            || !ev.for_session(Some(&sid))
         {
             return None;
         }
+        let ev = ev.event;
         let method = match &ev {
             Event::ToolsChanged => "notifications/tools/list_changed",
             Event::PromptsChanged => "notifications/prompts/list_changed",
@@ -728,6 +816,13 @@ mod tests {
         assert_eq!(host_of("[::1]:8765"), "[::1]");
         assert_eq!(host_of("Example.COM"), "example.com");
         assert!(is_loopback_host("localhost"));
+        assert!(
+            is_loopback_host("127.0.0.1")
+                && is_loopback_host("[::1]")
+                && is_loopback_host("127.1.2.3")
+        );
         assert!(!is_loopback_host("evil.example"));
+        assert!(!is_loopback_host("127.evil.example"));
+        assert!(!is_loopback_host("127.0.0.1.evil.example"));
     }
 }

@@ -74,6 +74,17 @@ pub fn is_modern(params: &Value, header: Option<&str>) -> bool {
     meta.or(header).is_some_and(|v| v >= MODERN_VERSION)
 }
 
+/// The revision a stateless request declares in `_meta`, if it is not one Fentaris speaks.
+pub fn unsupported_meta_version(params: &Value) -> Option<String> {
+    let v = params
+        .get("_meta")?
+        .get("io.modelcontextprotocol/protocolVersion")?;
+    match v.as_str() {
+        Some(s) if SUPPORTED_VERSIONS.contains(&s) => None,
+        _ => Some(v.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,12 +108,27 @@ pub async fn serve_http(
     let admin_srv = axum::serve(admin_l, http::admin_router(app.clone()))
         .with_graceful_shutdown(async move { s2.cancelled().await });
     let main_task = tokio::spawn(async move { main_srv.await });
+    // End idle sessions, and stateless callers' isolated connections, now and then.
+    let reaper = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                app.reap_idle_sessions(http::SESSION_IDLE).await;
+                app.proxy
+                    .pool
+                    .reap_idle("#u:", Duration::from_secs(600))
+                    .await;
+            }
+        })
+    };
     let admin_task = tokio::spawn(async move { admin_srv.await });
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests");
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), main_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+    reaper.abort();
     app.proxy.pool.shutdown().await;
     Ok(())
 }

@@ -206,6 +206,7 @@ pub fn spec_key(server: &str, spec: &Spec) -> String {
 #[derive(Default)]
 pub struct Pool {
     conns: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Upstream>>>>>,
+    last_used: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Pool {
@@ -218,6 +219,10 @@ impl Pool {
         dropped: Arc<std::sync::atomic::AtomicU64>,
         client_capabilities: serde_json::Value,
     ) -> Result<(Arc<Upstream>, bool), String> {
+        self.last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), std::time::Instant::now());
         let cell = {
             let mut map = self.conns.lock().await;
             let entry = map
@@ -262,6 +267,25 @@ impl Pool {
         };
         for up in closing {
             up.shutdown().await;
+        }
+    }
+
+    /// Close connections whose key contains `marker` and that were not used for `max_idle`.
+    pub async fn reap_idle(&self, marker: &str, max_idle: std::time::Duration) {
+        let idle: Vec<String> = {
+            let mut used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            let keys: Vec<String> = used
+                .iter()
+                .filter(|(k, t)| k.contains(marker) && t.elapsed() > max_idle)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &keys {
+                used.remove(k);
+            }
+            keys
+        };
+        for k in idle {
+            self.close_matching(&k).await;
         }
     }
 

@@ -40,10 +40,11 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             .collect();
         let mut rx = proxy.events.subscribe();
         tokio::spawn(async move {
-            while let Ok((srv, ev)) = rx.recv().await {
-                if !visible.contains(&srv) {
+            while let Ok(e) = rx.recv().await {
+                if !visible.contains(&e.server) || !e.for_session(Some("stdio")) {
                     continue;
                 }
+                let ev = e.event;
                 let method = match ev {
                     Event::ToolsChanged => "notifications/tools/list_changed",
                     Event::PromptsChanged => "notifications/prompts/list_changed",

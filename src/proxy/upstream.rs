@@ -960,14 +960,26 @@ async fn http_post(
         .is_some_and(|c| c.starts_with("text/event-stream"));
     if is_sse {
         let mut resp = resp;
-        let mut buf = String::new();
+        // Bytes, not text, until an event is complete: a character may span two chunks.
+        let mut buf: Vec<u8> = Vec::new();
         loop {
             match resp.chunk().await {
                 Ok(Some(bytes)) => {
-                    buf.push_str(&String::from_utf8_lossy(&bytes));
+                    buf.extend_from_slice(&bytes);
+                    if buf.len() > MAX_SSE_EVENT {
+                        fail(
+                            &shared,
+                            format!(
+                                "upstream `{}` sent an SSE event over {MAX_SSE_EVENT} bytes",
+                                shared.name
+                            ),
+                        );
+                        return;
+                    }
                     while let Some(end) = find_event_end(&buf) {
-                        let event: String = buf.drain(..end.1).collect();
-                        let data: Vec<&str> = event[..end.0]
+                        let raw: Vec<u8> = buf.drain(..end.1).collect();
+                        let event = String::from_utf8_lossy(&raw[..end.0]).into_owned();
+                        let data: Vec<&str> = event
                             .lines()
                             .filter_map(|l| l.strip_prefix("data:"))
                             .map(|d| d.strip_prefix(' ').unwrap_or(d))
@@ -1027,9 +1039,13 @@ async fn http_post(
 
 /// The end of the first complete SSE event in `buf`: (end of its text, end including the
 /// blank line).
-fn find_event_end(buf: &str) -> Option<(usize, usize)> {
-    let a = buf.find("\n\n").map(|i| (i, i + 2));
-    let b = buf.find("\r\n\r\n").map(|i| (i, i + 4));
+/// The largest SSE event accepted from an upstream.
+const MAX_SSE_EVENT: usize = 16 << 20;
+
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let find = |needle: &[u8]| buf.windows(needle.len()).position(|w| w == needle);
+    let a = find(b"\n\n").map(|i| (i, i + 2));
+    let b = find(b"\r\n\r\n").map(|i| (i, i + 4));
     match (a, b) {
         (Some(x), Some(y)) => Some(if x.0 < y.0 { x } else { y }),
         (x, y) => x.or(y),
