@@ -900,11 +900,12 @@ impl Proxy {
             timeout,
         );
         tokio::pin!(call);
+        let mut relayed: Vec<tokio::task::JoinHandle<()>> = Vec::new();
         let result = loop {
             tokio::select! {
                 biased;
                 Some(p) = prx.recv() => relay(p),
-                Some(req) = brx.recv() => self.to_client(caller, server, req, &channel, &done),
+                Some(req) = brx.recv() => relayed.extend(self.to_client(caller, server, req, &channel, &done)),
                 r = &mut call => {
                     // Progress the upstream sent before its response is already queued.
                     while let Ok(p) = prx.try_recv() {
@@ -914,6 +915,12 @@ impl Proxy {
                 }
             }
         };
+        // Relayed requests still open are withdrawn now, so every message about them reaches
+        // the client before the response.
+        done.cancel();
+        for h in relayed {
+            let _ = h.await;
+        }
         result.map_err(|e| upstream_error(server, e))
     }
 
@@ -927,7 +934,7 @@ impl Proxy {
         req: super::upstream::ServerRequest,
         channel: &Progress,
         done: &CancellationToken,
-    ) {
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let refuse = |req: super::upstream::ServerRequest, why: String| {
             let _ = req
                 .reply
@@ -944,14 +951,16 @@ impl Proxy {
             .is_allow()
         {
             let why = format!("{} is not allowed for this client", req.method);
-            return refuse(req, why);
+            refuse(req, why);
+            return None;
         }
         if caller.modern {
             let why = format!(
                 "{} cannot reach a 2026-07-28 client through Fentaris",
                 req.method
             );
-            return refuse(req, why);
+            refuse(req, why);
+            return None;
         }
         let id = format!(
             "fnt-{}",
@@ -970,12 +979,13 @@ impl Proxy {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
-            return refuse(req, "the client is gone".into());
+            refuse(req, "the client is gone".into());
+            return None;
         }
         let replies = channel.replies.clone();
         let sink = channel.sink.clone();
         let done = done.clone();
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let answer = tokio::select! {
                 r = tokio::time::timeout(std::time::Duration::from_secs(600), rx) => match r {
                     Ok(Ok(a)) => Some(a),
@@ -999,7 +1009,7 @@ impl Proxy {
             if let Some(a) = answer {
                 let _ = req.reply.send(a);
             }
-        });
+        }))
     }
 
     /// Route a resource URI on `/mcp` to the one visible server that listed it.
