@@ -277,6 +277,17 @@ impl Proxy {
         Ok(up)
     }
 
+    /// The connection for an allowed request: credentials from the group whose rule allowed it.
+    async fn upstream_for(
+        &self,
+        caller: &Caller,
+        server: &str,
+        allowed: &Decision,
+    ) -> Result<Arc<Upstream>, RpcError> {
+        let group = self.engine.deciding_group(allowed).map(str::to_string);
+        self.upstream(Some(caller), server, group.as_deref()).await
+    }
+
     /// The client capabilities Fentaris offers an upstream: sampling, elicitation and roots
     /// only where some policy may allow them (deny by default: nothing offered).
     fn client_capabilities(&self, server: &str) -> Value {
@@ -848,10 +859,7 @@ impl Proxy {
         if !d.is_allow() {
             return Err(hidden(&given));
         }
-        let group = self.engine.deciding_group(&d).map(str::to_string);
-        let up = self
-            .upstream(Some(caller), &server, group.as_deref())
-            .await?;
+        let up = self.upstream_for(caller, &server, &d).await?;
         if !self.ensure_known(&up, kind, &name, ct).await {
             return Err(hidden(&given));
         }
@@ -1083,10 +1091,7 @@ impl Proxy {
         if !d.is_allow() {
             return Err(unknown_resource(&raw));
         }
-        let group = self.engine.deciding_group(&d).map(str::to_string);
-        let up = self
-            .upstream(Some(caller), &server, group.as_deref())
-            .await?;
+        let up = self.upstream_for(caller, &server, &d).await?;
         params["uri"] = Value::String(canonical);
         self.forward(&up, method, params, progress, caller, ct)
             .await
@@ -1141,10 +1146,7 @@ impl Proxy {
                 _ => unknown_resource(&target),
             });
         }
-        let group = self.engine.deciding_group(&d).map(str::to_string);
-        let up = self
-            .upstream(Some(caller), &server, group.as_deref())
-            .await?;
+        let up = self.upstream_for(caller, &server, &d).await?;
         // A prompt name reaches the upstream only as it listed it, byte for byte.
         if tkind == TargetKind::Prompt
             && !self.ensure_known(&up, NameKind::Prompt, &target, ct).await
@@ -1185,10 +1187,7 @@ impl Proxy {
         if !d.is_allow() {
             return Err(method_not_found(method));
         }
-        let group = self.engine.deciding_group(&d).map(str::to_string);
-        let up = self
-            .upstream(Some(caller), server, group.as_deref())
-            .await?;
+        let up = self.upstream_for(caller, server, &d).await?;
         self.forward(&up, method, params, progress, caller, ct)
             .await
     }
