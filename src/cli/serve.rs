@@ -93,12 +93,69 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         .enable_all()
         .build()
         .map_err(|e| CliError::fatal(format!("cannot start the runtime: {e}")))?;
-    let proxy = Arc::new(Proxy::new(
+    if args.stdio && config.auto_log && config.audit.sink != crate::config::AuditSink::File {
+        return Err(CliError::usage(
+            "audit.sink writes to stdout, which `serve --stdio` uses for MCP messages\nhelp: set \"audit\": { \"sink\": \"file\" } for stdio clients",
+        ));
+    }
+    let audit = start_audit(&config, &loaded.dir, vault.as_ref());
+    let mut proxy = Proxy::new(
         config,
         loaded.dir.clone(),
         vault,
         Box::new(|k: &str| std::env::var(k).ok()),
-    ));
+    );
+    proxy.audit = Arc::new(audit);
+    let proxy = Arc::new(proxy);
+    proxy.audit.write(
+        crate::audit::Record::new("serve.start").detail(serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "config": loaded.path.display().to_string(),
+            "transport": if args.stdio { "stdio" } else { "http" },
+        })),
+    );
+    let result = serve(&rt, &proxy, args, verifier, trusted, listen, admin);
+    proxy
+        .audit
+        .write(crate::audit::Record::new("serve.stop"));
+    proxy.audit.close(std::time::Duration::from_secs(5));
+    result
+}
+
+/// The audit log of `autoLog`: chained under the vault's audit key, or a plain hash chain
+/// when there is no vault (which `policy check` notes).
+fn start_audit(
+    config: &crate::config::Config,
+    dir: &std::path::Path,
+    vault: Option<&Vault>,
+) -> crate::audit::AuditLog {
+    if !config.auto_log {
+        return crate::audit::AuditLog::off();
+    }
+    let key = match vault {
+        Some(v) => crate::audit::ChainKey::Hmac(v.audit_key()),
+        None => crate::audit::ChainKey::Sha256,
+    };
+    let opts = crate::audit::writer::Options::from_config(&config.audit, dir, key);
+    let log = crate::audit::AuditLog::start(opts);
+    if !log.healthy() {
+        tracing::error!(
+            "the audit log cannot be written: requests will be refused until it can (see the error above)"
+        );
+    }
+    log
+}
+
+fn serve(
+    rt: &tokio::runtime::Runtime,
+    proxy: &Arc<Proxy>,
+    args: ServeArgs,
+    verifier: KeyVerifier,
+    trusted: Option<http::Trusted>,
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> CliResult {
     if args.stdio {
         let user = args.user.unwrap_or_default();
         if !proxy.engine.is_declared_user(&user) {

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::Metrics;
 use super::pool::{DEFAULT_REQUEST_TIMEOUT, Pool, Secrets, build_spec, find_server, spec_key};
 use super::upstream::{Event, NameKind, Upstream, UpstreamError, describe};
+use crate::audit::record::{ClientRef, Record, SubjectRef};
+use crate::audit::{AuditLog, args_shape, redact_uri};
 use crate::config::Config;
 use crate::policy::{Decision, Engine, Operation, Request, Subject, TargetKind};
 use crate::vault::Vault;
@@ -35,6 +37,42 @@ pub struct Caller {
     pub modern: bool,
     /// The downstream session (servers with `"isolation": "session"` get one connection each).
     pub session: Option<String>,
+    /// The key and client behind the caller, for the audit trail.
+    pub info: Arc<CallerInfo>,
+}
+
+/// Who is behind a caller, for the audit trail: never the key itself.
+#[derive(Debug, Clone, Default)]
+pub struct CallerInfo {
+    /// The API key id, `config:<source>` or `trusted-header`.
+    pub key_id: Option<String>,
+    /// What the client said it is (from `initialize`) and where it connected from.
+    pub client: ClientRef,
+}
+
+impl CallerInfo {
+    pub fn new(key_id: &str, address: Option<String>) -> CallerInfo {
+        CallerInfo {
+            key_id: Some(key_id.to_string()),
+            client: ClientRef {
+                address,
+                ..ClientRef::default()
+            },
+        }
+    }
+
+    /// With the client name and version from `initialize` params.
+    pub fn with_client_info(mut self, params: &Value) -> CallerInfo {
+        let s = |k: &str| {
+            params
+                .pointer(&format!("/clientInfo/{k}"))
+                .and_then(Value::as_str)
+                .map(|v| v.chars().take(128).collect::<String>())
+        };
+        self.client.name = s("name");
+        self.client.version = s("version");
+        self
+    }
 }
 
 /// A JSON-RPC error for the client.
@@ -93,7 +131,15 @@ fn upstream_error(server: &str, e: UpstreamError) -> RpcError {
             data: v.get("data").cloned(),
         },
         UpstreamError::Cancelled => RpcError::new(-32800, "request cancelled"),
-        other => RpcError::new(-32603, format!("upstream `{server}`: {}", describe(&other))),
+        other => {
+            crate::audit::record::note(|s| {
+                s.outcome = Some(match other {
+                    UpstreamError::Timeout(_) => "timeout",
+                    _ => "unavailable",
+                })
+            });
+            RpcError::new(-32603, format!("upstream `{server}`: {}", describe(&other)))
+        }
     }
 }
 
@@ -166,6 +212,8 @@ pub struct Proxy {
     pub pool: Pool,
     pub metrics: Metrics,
     pub env: EnvLookup,
+    /// The audit trail (off unless `autoLog`).
+    pub audit: Arc<AuditLog>,
     /// Upstream capabilities by server, from the first successful initialize.
     caps: Mutex<HashMap<String, Value>>,
     /// Resource URIs and template prefixes each server listed (for routing on `/mcp`).
@@ -207,6 +255,7 @@ impl Proxy {
             pool: Pool::default(),
             metrics: Metrics::default(),
             env,
+            audit: Arc::new(AuditLog::off()),
             caps: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             events,
@@ -323,10 +372,16 @@ impl Proxy {
             .entry(server.to_string())
             .or_insert(caps);
         self.metrics.upstream_started(server);
+        self.audit.write(
+            Record::new("upstream.start")
+                .server(server)
+                .detail(json!({ "connection": connection_label(key) })),
+        );
         let mut rx = up.events();
         let tx = self.events.clone();
         let name = server.to_string();
         let key = key.to_string();
+        let audit = self.audit.clone();
         tokio::spawn(async move {
             let event = |event| ServerEvent {
                 server: name.clone(),
@@ -336,6 +391,11 @@ impl Proxy {
             loop {
                 match rx.recv().await {
                     Ok(Event::Closed) => {
+                        audit.write(
+                            Record::new("upstream.exit")
+                                .server(&name)
+                                .detail(json!({ "connection": connection_label(&key) })),
+                        );
                         let _ = tx.send(event(Event::Closed));
                         break;
                     }
@@ -450,14 +510,57 @@ impl Proxy {
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
         let started = Instant::now();
-        let (server_label, result) = self.dispatch(caller, method, params, progress, ct).await;
-        let outcome = match &result {
+        if !self.audit.enabled() {
+            let (server_label, result) =
+                self.dispatch(caller, method, params, progress, ct).await;
+            self.metrics.request(
+                &server_label,
+                method,
+                metric_outcome(&result),
+                started.elapsed(),
+            );
+            return self.finish(caller, method, result);
+        }
+        // Fail closed: nothing is forwarded unless its record can be written.
+        self.audit
+            .admit()
+            .await
+            .map_err(|e| RpcError::new(-32603, e.to_string()))?;
+        let mut record = self.request_record(caller, method, &params);
+        let ((server_label, result), slot) = crate::audit::record::with_slot(
+            record.request_id.clone(),
+            self.dispatch(caller, method, params, progress, ct),
+        )
+        .await;
+        let took = started.elapsed();
+        self.metrics
+            .request(&server_label, method, metric_outcome(&result), took);
+        record.server = Some(server_label);
+        record.outcome = Some(match &result {
+            Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => "tool_error",
             Ok(_) => "ok",
             Err(e) if e.code == -32800 => "cancelled",
+            Err(_) if slot.decision == Some("deny") => "denied",
+            Err(e) if slot.decision.is_none() && matches!(e.code, -32600 | -32601 | -32602) => {
+                "invalid"
+            }
             Err(_) => "error",
-        };
-        self.metrics
-            .request(&server_label, method, outcome, started.elapsed());
+        });
+        if let Err(e) = &result {
+            record.error_code = Some(e.code);
+        }
+        slot.apply(&mut record);
+        crate::audit::record::set_latency(&mut record, took);
+        self.audit.write(record);
+        self.finish(caller, method, result)
+    }
+
+    fn finish(
+        &self,
+        caller: &Caller,
+        method: &str,
+        result: Result<Value, RpcError>,
+    ) -> Result<Value, RpcError> {
         result.map(|v| {
             if caller.modern {
                 modernize(v, method)
@@ -465,6 +568,26 @@ impl Proxy {
                 v
             }
         })
+    }
+
+    /// The request record before dispatch: who, what, and the shape of the arguments.
+    fn request_record(&self, caller: &Caller, method: &str, params: &Value) -> Record {
+        let mut r = Record::new("request");
+        r.request_id = Some(format!("{:016x}", rand::random::<u64>()));
+        r.session = caller.session.clone();
+        r.subject = Some(subject_ref(caller));
+        r.client = caller.info.client.clone();
+        r.method = Some(method.to_string());
+        let args = match method {
+            "tools/call" | "prompts/get" => params.get("arguments"),
+            "completion/complete" => params.get("argument"),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => None,
+            _ => Some(params),
+        };
+        r.args = args
+            .filter(|a| a.as_object().is_some_and(|o| !o.is_empty()))
+            .map(args_shape);
+        r
     }
 
     async fn dispatch(
@@ -513,7 +636,50 @@ impl Proxy {
         let d = self.engine.decide(&caller.subject, req);
         self.metrics
             .decision(req.server(), &req.operation().name(), d.is_allow());
+        if self.audit.enabled() {
+            self.note_decision(req, &d);
+        }
         d
+    }
+
+    /// Put a decision into the running request's audit slot. An allow already there wins
+    /// (a relayed request or a later server does not overwrite what let the request through).
+    fn note_decision(&self, req: &Request, d: &Decision) {
+        use crate::policy::Reason;
+        let (rule, reason) = match d.reason {
+            Reason::Rule(r) => match self.engine.rule_info(r) {
+                Some(i) => (
+                    Some(crate::audit::RuleRef {
+                        policy: i.policy.clone(),
+                        index: i.index,
+                        pointer: i.pointer.clone(),
+                    }),
+                    i.summary.clone(),
+                ),
+                None => (None, "a rule decided".to_string()),
+            },
+            Reason::NoMatchingRule => (None, "no rule allows this (deny by default)".to_string()),
+            Reason::UnknownServer => (
+                None,
+                "unknown server, or not visible to this subject".to_string(),
+            ),
+        };
+        let target = match req.kind() {
+            TargetKind::Resource | TargetKind::ResourceTemplate => redact_uri(req.target()),
+            _ => req.target().to_string(),
+        };
+        let decision = d.effect.as_str();
+        crate::audit::record::note(|s| {
+            if s.decision == Some("allow") {
+                return;
+            }
+            s.server = Some(req.server().to_string());
+            s.operation = Some(req.operation().name().to_string());
+            s.target = (!target.is_empty()).then_some(target);
+            s.decision = Some(decision);
+            s.rule = rule;
+            s.reason = Some(reason);
+        });
     }
 
     /// The servers this endpoint reaches for the subject.
@@ -574,9 +740,11 @@ impl Proxy {
             // One server: one upstream page, its cursor passed through unchanged.
             let Some(view) = self.engine.list_view(&caller.subject, server, &op) else {
                 self.metrics.decision(server, &op.name(), false);
+                note_list(server, &op, false);
                 return Ok(empty());
             };
             self.metrics.decision(server, &op.name(), true);
+            note_list(server, &op, true);
             let group = self.list_group(caller, server, &op);
             let up = self
                 .upstream(Some(caller), server, group.as_deref())
@@ -609,6 +777,7 @@ impl Proxy {
         }
         // Every usable server, one upstream page per response, behind Fentaris' own cursor.
         let servers = self.servers(caller);
+        note_list("*", &op, true);
         let (start, mut upstream_cursor) = match params.get("cursor").filter(|c| !c.is_null()) {
             None => (0, None),
             Some(c) => {
@@ -880,6 +1049,8 @@ impl Proxy {
         let server = up.server.as_str();
         let params = strip_progress(params);
         let timeout = self.timeout(server);
+        let sent = Instant::now();
+        let _timing = UpstreamTiming(sent);
         let Some(channel) = channel else {
             return up
                 .call(method, params, None, None, ct, timeout)
@@ -954,10 +1125,20 @@ impl Proxy {
             "roots/list" => Operation::RootsList,
             other => Operation::Custom(other.into()),
         };
-        if !self
+        let allowed = self
             .decide(caller, &Request::server_op(server, op))
-            .is_allow()
-        {
+            .is_allow();
+        if self.audit.enabled() {
+            let mut r = Record::new("relay");
+            r.request_id = crate::audit::record::current_request_id();
+            r.session = caller.session.clone();
+            r.subject = Some(subject_ref(caller));
+            r.server = Some(server.to_string());
+            r.method = Some(req.method.clone());
+            r.decision = Some(if allowed { "allow" } else { "deny" });
+            self.audit.write(r);
+        }
+        if !allowed {
             let why = format!("{} is not allowed for this client", req.method);
             refuse(req, why);
             return None;
@@ -1190,6 +1371,56 @@ impl Proxy {
         let up = self.upstream_for(caller, server, &d).await?;
         self.forward(&up, method, params, progress, caller, ct)
             .await
+    }
+}
+
+/// A list is always answered: filtered to what policy lets the subject see (an empty list
+/// when nothing).
+fn note_list(server: &str, op: &Operation, any: bool) {
+    crate::audit::record::note(|s| {
+        s.server = Some(server.to_string());
+        s.operation = Some(op.name().to_string());
+        s.decision = Some(if any { "allow" } else { "deny" });
+        s.reason = Some(if any {
+            "the list is filtered by policy".to_string()
+        } else {
+            "nothing on this server is visible to the subject".to_string()
+        });
+    });
+}
+
+/// Records the upstream time of a request when the forward ends (also on error).
+struct UpstreamTiming(Instant);
+impl Drop for UpstreamTiming {
+    fn drop(&mut self) {
+        let took = self.0.elapsed();
+        crate::audit::record::note(|s| s.upstream = Some(took));
+    }
+}
+
+/// The subject of a caller, for audit records.
+pub fn subject_ref(caller: &Caller) -> SubjectRef {
+    SubjectRef::of(&caller.subject, caller.info.key_id.clone())
+}
+
+/// The outcome label of a request in `/metrics`.
+fn metric_outcome(result: &Result<Value, RpcError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) if e.code == -32800 => "cancelled",
+        Err(_) => "error",
+    }
+}
+
+/// Which connection of a server an audit record is about, without the key's digest
+/// (it hashes the resolved credentials).
+fn connection_label(key: &str) -> String {
+    if let Some((_, sid)) = key.rsplit_once("#s:") {
+        format!("session:{sid}")
+    } else if let Some((_, user)) = key.rsplit_once("#u:") {
+        format!("user:{user}")
+    } else {
+        "shared".to_string()
     }
 }
 

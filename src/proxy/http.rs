@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::handler::{Caller, Endpoint, Progress, Proxy, RpcError};
+use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
+use crate::audit::record::{ClientRef, Record, SubjectRef};
 use super::lifecycle::{SUPPORTED_VERSIONS, discover_result, initialize_result, is_modern};
 use super::upstream::Event;
 use crate::identity::{Identity, KeyVerifier, presented_key};
@@ -34,6 +35,22 @@ struct Session {
     /// Answers this client owes to requests Fentaris relayed from an upstream.
     replies: super::handler::Replies,
     last_seen: Mutex<std::time::Instant>,
+    /// Key id and client (from `initialize`), for the audit trail.
+    info: Arc<CallerInfo>,
+    subject: Arc<Subject>,
+}
+
+/// A `session.open` or `session.close` record.
+fn session_record(event: &'static str, sid: &str, s: &Session, reason: &str) -> Record {
+    let mut r = Record::new(event);
+    r.session = Some(sid.to_string());
+    r.subject = Some(SubjectRef::of(&s.subject, s.info.key_id.clone()));
+    r.client = s.info.client.clone();
+    if let Endpoint::Server(srv) = &s.endpoint {
+        r.server = Some(srv.clone());
+    }
+    r.reason = Some(reason.to_string());
+    r
 }
 
 /// Sessions idle this long are ended (with their isolated upstream connections).
@@ -102,6 +119,12 @@ impl App {
                 .collect()
         };
         for (sid, s) in &ended {
+            self.proxy.audit.write(session_record(
+                "session.close",
+                sid,
+                s,
+                "idle for longer than the session timeout",
+            ));
             for ct in s
                 .inflight
                 .lock()
@@ -137,6 +160,37 @@ impl Drop for InflightGuard {
 struct Authed {
     identity: Identity,
     subject: Arc<Subject>,
+    /// The client's address (the forwarded one when a trusted proxy sent the request).
+    address: Option<String>,
+}
+
+/// The client's address: the TCP peer, or, when the peer is a configured trusted proxy, the
+/// nearest address in `X-Forwarded-For` that is not one.
+pub fn client_address(app: &App, req: &Request) -> Option<std::net::IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    let proxies = app.trusted.as_ref().map(|t| t.proxies.as_slice()).unwrap_or(&[]);
+    let trusted = |ip: &std::net::IpAddr| proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .collect::<Vec<_>>();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer),
+    )
 }
 
 fn rpc_error_body(id: Option<&Value>, e: &RpcError) -> Value {
@@ -201,17 +255,36 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
         }
     }
+    let address = client_address(&app, &req).map(|a| a.to_string());
     let identity = match trusted_identity(&app, &req) {
-        Some(Ok(i)) => Some(i),
-        Some(Err(())) => None,
-        None => presented_key(req.headers(), &app.api_key_header)
-            .ok()
-            .and_then(|k| app.verifier.verify(k)),
+        Some(Ok(i)) => Ok(i),
+        Some(Err(())) => Err("trusted identity headers refused (not from a listed proxy, wrong secret, or undeclared user)"),
+        None => match presented_key(req.headers(), &app.api_key_header) {
+            Ok(k) => app
+                .verifier
+                .verify(k)
+                .ok_or("unknown, revoked or expired API key"),
+            Err(crate::identity::KeyProblem::Missing) => Err("no API key"),
+            Err(crate::identity::KeyProblem::Conflicting) => {
+                Err("two different API keys (header and Authorization)")
+            }
+            Err(crate::identity::KeyProblem::Invalid) => Err("malformed credentials"),
+        },
     };
     let identity = match identity {
-        Some(i) => i,
-        None => {
+        Ok(i) => i,
+        Err(why) => {
             app.proxy.metrics.auth_failure();
+            // Never the presented key: only why it failed, from where, and for what.
+            let mut r = Record::new("auth.failed");
+            r.reason = Some(why.to_string());
+            r.method = Some(req.method().to_string());
+            r.target = Some(req.uri().path().chars().take(256).collect());
+            r.client = ClientRef {
+                address: address.clone(),
+                ..ClientRef::default()
+            };
+            app.proxy.audit.write(r);
             let mut r = json_response(
                 StatusCode::UNAUTHORIZED,
                 json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Unauthorized: a valid API key is required" } }),
@@ -231,7 +304,11 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     {
         return not_found();
     }
-    req.extensions_mut().insert(Authed { identity, subject });
+    req.extensions_mut().insert(Authed {
+        identity,
+        subject,
+        address,
+    });
     next.run(req).await
 }
 
@@ -424,20 +501,26 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         "initialize" => {
             let result = initialize_result(&app.proxy, &authed.subject, &endpoint, &params);
             let sid = new_session_id();
+            let session = Arc::new(Session {
+                user: authed.identity.user.clone(),
+                endpoint: endpoint.clone(),
+                inflight: Mutex::new(HashMap::new()),
+                subscriptions: Mutex::new(HashSet::new()),
+                replies: Default::default(),
+                last_seen: Mutex::new(std::time::Instant::now()),
+                info: Arc::new(
+                    CallerInfo::new(&authed.identity.key_id, authed.address.clone())
+                        .with_client_info(&params),
+                ),
+                subject: authed.subject.clone(),
+            });
+            app.proxy
+                .audit
+                .write(session_record("session.open", &sid, &session, "initialize"));
             app.sessions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(
-                    sid.clone(),
-                    Arc::new(Session {
-                        user: authed.identity.user.clone(),
-                        endpoint: endpoint.clone(),
-                        inflight: Mutex::new(HashMap::new()),
-                        subscriptions: Mutex::new(HashSet::new()),
-                        replies: Default::default(),
-                        last_seen: Mutex::new(std::time::Instant::now()),
-                    }),
-                );
+                .insert(sid.clone(), session);
             let mut r = json_response(StatusCode::OK, reply(Ok(result)));
             if let Ok(v) = HeaderValue::from_str(&sid) {
                 r.headers_mut().insert("mcp-session-id", v);
@@ -501,11 +584,19 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|_| session.is_some())
         .map(str::to_string);
+    let info = match &session {
+        Some(s) => s.info.clone(),
+        None => Arc::new(
+            CallerInfo::new(&authed.identity.key_id, authed.address.clone())
+                .with_client_info(params.get("_meta").unwrap_or(&Value::Null)),
+        ),
+    };
     let caller = Caller {
         session: session_id,
         subject: authed.subject.clone(),
         endpoint: endpoint.clone(),
         modern,
+        info,
     };
     let ct = CancellationToken::new();
     let key = id.to_string();
@@ -722,6 +813,12 @@ fn end(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(sid);
             if let Some(s) = removed {
+                app.proxy.audit.write(session_record(
+                    "session.close",
+                    sid,
+                    &s,
+                    "closed by the client (DELETE)",
+                ));
                 for ct in s
                     .inflight
                     .lock()
@@ -777,7 +874,12 @@ pub fn admin_router(app: Arc<App>) -> Router {
                     .iter()
                     .filter(|s| !caps.contains_key(*s))
                     .collect();
-                if missing.is_empty() {
+                if !app.proxy.audit.healthy() {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: the audit log cannot be written\n".to_string(),
+                    )
+                } else if missing.is_empty() {
                     (StatusCode::OK, "ready\n".to_string())
                 } else {
                     (
@@ -797,10 +899,18 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route(
             "/metrics",
             get(|State(app): State<Arc<App>>| async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    app.proxy.metrics.render(),
-                )
+                let mut text = app.proxy.metrics.render();
+                if let Some((written, dropped, failures, queued)) = app.proxy.audit.counters() {
+                    use std::fmt::Write as _;
+                    let _ = write!(
+                        text,
+                        "# HELP fentaris_audit_records_written_total Audit records handed to the sink.\n# TYPE fentaris_audit_records_written_total counter\nfentaris_audit_records_written_total {written}\n\
+                         # HELP fentaris_audit_records_dropped_total Audit records lost (only with audit.onFailure allow).\n# TYPE fentaris_audit_records_dropped_total counter\nfentaris_audit_records_dropped_total {dropped}\n\
+                         # HELP fentaris_audit_sink_failures_total Failed attempts to write the audit sink.\n# TYPE fentaris_audit_sink_failures_total counter\nfentaris_audit_sink_failures_total {failures}\n\
+                         # HELP fentaris_audit_queue Audit records waiting for the sink.\n# TYPE fentaris_audit_queue gauge\nfentaris_audit_queue {queued}\n"
+                    );
+                }
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
             }),
         )
         .with_state(app)

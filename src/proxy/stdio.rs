@@ -9,7 +9,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::handler::{Caller, Endpoint, Progress, Proxy, RpcError};
+use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
+use crate::audit::record::{Record, SubjectRef};
 use super::lifecycle::{discover_result, initialize_result, is_modern};
 use super::upstream::Event;
 
@@ -62,6 +63,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     }
     let inflight: Arc<Mutex<HashMap<String, CancellationToken>>> = Arc::default();
     let replies: super::handler::Replies = Arc::default();
+    let mut info = Arc::new(CallerInfo::new("stdio", Some("stdio".into())));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if line.trim().is_empty() {
@@ -103,6 +105,14 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
         };
         match method.as_str() {
             "initialize" => {
+                info = Arc::new(
+                    CallerInfo::new("stdio", Some("stdio".into())).with_client_info(&params),
+                );
+                let mut r = Record::new("session.open");
+                r.session = Some("stdio".into());
+                r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
+                r.client = info.client.clone();
+                proxy.audit.write(r);
                 let _ = out_tx.send(reply(Ok(initialize_result(
                     &proxy, &subject, &endpoint, &params,
                 ))));
@@ -123,6 +133,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             subject: subject.clone(),
             endpoint: endpoint.clone(),
             modern: is_modern(&params, None),
+            info: info.clone(),
         };
         let ct = CancellationToken::new();
         let key = msg.get("id").map(|i| i.to_string()).unwrap_or_default();
@@ -151,6 +162,11 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             let _ = tx.send(reply(r));
         });
     }
+    let mut r = Record::new("session.close");
+    r.session = Some("stdio".into());
+    r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
+    r.reason = Some("the client closed stdin".into());
+    proxy.audit.write(r);
     drop(out_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
 }

@@ -131,6 +131,12 @@ pub fn fingerprint(dek: &SecretKey) -> String {
 
 /// The key of API-key digests, derived from the pepper (which survives `rekey`, so digests
 /// stay valid).
+/// The key of the audit chain: stable across `vault rekey` (the pepper is re-sealed, not
+/// changed), so old audit files stay verifiable.
+pub fn audit_subkey(pepper: &SecretKey) -> SecretKey {
+    SecretKey(subkey(pepper, "fentaris/v1/audit"))
+}
+
 pub fn api_key_subkey(pepper: &SecretKey) -> SecretKey {
     SecretKey(subkey(pepper, "fentaris/v1/apikey"))
 }

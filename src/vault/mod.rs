@@ -363,6 +363,11 @@ impl Vault {
         self.values.keys().map(|k| k.as_str())
     }
 
+    /// The key that chains audit lines (HMAC), derived from the vault's pepper.
+    pub fn audit_key(&self) -> SecretKey {
+        crypto::audit_subkey(&self.pepper)
+    }
+
     /// The index used to verify presented API keys (build once, share).
     pub fn api_key_index(&self) -> ApiKeyIndex {
         ApiKeyIndex::new(&self.pepper, &self.envelope.api_keys)

@@ -1,0 +1,313 @@
+//! Shared by the end-to-end tests: prerequisites, a project folder, `fentaris serve` on free
+//! ports, raw HTTP, and the Python SDK client driver.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn everything_js() -> PathBuf {
+    repo().join("tests/e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+pub fn env_server() -> PathBuf {
+    repo().join("tests/e2e/env_server.py")
+}
+
+/// The real interpreter (a pyenv shim would add its own variables to the child).
+pub fn python() -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Whether the end-to-end prerequisites are here; panics in CI when they are not.
+pub fn ready() -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let py = Command::new("python3")
+        .args(["-c", "import mcp, httpx2"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let npm = everything_js().is_file();
+    if node && py && npm {
+        return true;
+    }
+    let why = format!("node: {node}, python mcp: {py}, npm packages in tests/e2e: {npm}");
+    if std::env::var_os("E2E_REQUIRED").is_some() {
+        panic!(
+            "end-to-end prerequisites missing ({why}); run: npm ci --prefix tests/e2e && pip install mcp==2.3.0"
+        );
+    }
+    eprintln!("skipped: end-to-end prerequisites missing ({why})");
+    false
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Serve {
+    pub child: Child,
+    pub port: u16,
+    pub admin: u16,
+    /// Kept so the project folder lives as long as the server.
+    pub _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                return self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+pub fn project(config: &Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".fentaris")).unwrap();
+    std::fs::write(
+        dir.path().join(".fentaris/config.json"),
+        serde_json::to_string_pretty(config).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+pub fn fentaris_cmd(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fentaris"));
+    c.current_dir(dir)
+        .env_remove("FENTARIS_CONFIG")
+        .env_remove("FENTARIS_VAULT_KEY")
+        .env_remove("FENTARIS_VAULT_KEY_FILE")
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .env("CI", "true");
+    c
+}
+
+/// Start `fentaris serve` on free ports and wait until /readyz says ready.
+pub fn serve_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
+    let cfg_path = dir.path().join(".fentaris/config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    config["listen"] = json!(format!("127.0.0.1:{port}"));
+    config["adminListen"] = json!(format!("127.0.0.1:{admin}"));
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let mut cmd = fentaris_cmd(dir.path());
+    cmd.arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let mut s = Serve {
+        child,
+        port,
+        admin,
+        _dir: dir,
+    };
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(st)) = s.child.try_wait() {
+            panic!("fentaris serve exited early: {st}");
+        }
+        if let Ok((200, _, _)) = http(
+            "GET",
+            &format!("http://127.0.0.1:{}/readyz", s.admin),
+            &[],
+            None,
+        ) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "fentaris serve did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn serve(config: &Value, env: &[(&str, &str)]) -> Serve {
+    serve_in(project(config), env)
+}
+
+/// A raw HTTP request: (status, headers, body).
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<(u16, HashMap<String, String>, String), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .request(method.parse().unwrap(), url)
+            .timeout(Duration::from_secs(60));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let hs = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((status, hs, text))
+    })
+}
+
+/// Run the Python SDK client with `steps`; one result per step.
+pub fn py(
+    url: &str,
+    key: &str,
+    mode: &str,
+    steps: &Value,
+    extra_headers: Option<&Value>,
+) -> Vec<Value> {
+    py_with(url, key, mode, steps, extra_headers, false)
+}
+
+/// Like [`py`]; with `callbacks` the client offers sampling, elicitation and roots.
+pub fn py_with(
+    url: &str,
+    key: &str,
+    mode: &str,
+    steps: &Value,
+    extra_headers: Option<&Value>,
+    callbacks: bool,
+) -> Vec<Value> {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/e2e/mcp_client.py"))
+        .args([url, key, mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(h) = extra_headers {
+        cmd.env("EXTRA_HEADERS", h.to_string());
+    }
+    if callbacks {
+        cmd.env("CALLBACKS", "1");
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(steps.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad client output ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+pub const ALICE: &str = "alice-key-0123456789abcdef";
+pub const BOB: &str = "bob-key-0123456789abcdefgh";
+
+pub fn two_user_config() -> Value {
+    json!({
+        "servers": [
+            { "name": "everything", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } },
+            { "name": "env", "transport": { "stdio": { "command": python(), "args": [env_server()] } } }
+        ],
+        "policies": [
+            { "name": "reader", "rules": [
+                { "mcp": "everything", "allow": ["echo", "get-sum", "trigger-long-running-operation"] },
+                { "mcp": "everything", "allowCapability": { "operation": "prompt:get", "target": "simple-prompt" } },
+                { "mcp": "everything", "allowCapability": { "operation": "completion:complete", "target": "completable-prompt" } },
+                { "mcp": "everything", "allowCapability": { "operation": "resources:list", "targetKind": "resource" } },
+                { "mcp": "everything", "allowCapability": { "operation": "resource:read", "target": "demo://resource/static/document/*" } },
+                { "mcp": "everything", "denyCapability": { "operation": "resource:read", "target": "demo://resource/static/document/startup.md" } }
+            ] },
+            { "name": "env-only", "rules": [ { "mcp": "env", "allow": "*" } ] }
+        ],
+        "groups": [
+            { "id": "readers", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": "reader" },
+            { "id": "ops", "users": [{ "id": "bob", "apiKeys": [{ "env": "BOB_KEY" }] }], "policy": "env-only" }
+        ]
+    })
+}
+
+pub fn ok(r: &Value) -> &Value {
+    assert_eq!(r["ok"], true, "{r}");
+    &r["value"]
+}
+
+pub fn err(r: &Value) -> (i64, String) {
+    assert_eq!(r["ok"], false, "{r}");
+    (
+        r["code"].as_i64().unwrap_or(0),
+        r["message"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+pub fn names(v: &Value, key: &str, field: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t[field].as_str().unwrap().to_string())
+        .collect()
+}
+
