@@ -800,41 +800,6 @@ fn conformance_suite_through_fentaris_matches_the_upstream() {
     assert_eq!(proxied.get("dns-rebinding-protection"), Some(&true));
 }
 
-/// Initialize a legacy session over raw HTTP; returns the session id.
-fn raw_session(url: &str, key: &str) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let (status, hs, body) =
-        http("POST", url, &[("x-fentaris-api-key", key)], Some(&init)).unwrap();
-    assert_eq!(status, 200, "{body}");
-    hs["mcp-session-id"].clone()
-}
-
-/// The JSON-RPC message of a response body: plain JSON, or the last `data:` of an SSE stream.
-fn rpc_body(body: &str) -> Value {
-    match body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-        .rfind(|d| !d.is_empty())
-    {
-        Some(data) if !body.trim_start().starts_with('{') => serde_json::from_str(data).unwrap(),
-        _ => serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
-    }
-}
-
-fn raw_call(url: &str, key: &str, sid: &str, method: &str, params: Value) -> Value {
-    let msg = json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params});
-    let (status, _, body) = http(
-        "POST",
-        url,
-        &[("x-fentaris-api-key", key), ("mcp-session-id", sid)],
-        Some(&msg),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    rpc_body(&body)
-}
-
 #[test]
 fn aggregated_lists_page_with_tamper_checked_cursors() {
     if !ready() {

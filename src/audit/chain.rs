@@ -111,7 +111,8 @@ pub fn split_line(line: &str) -> Option<(&str, &str)> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let at = line.rfind(MARKER)?;
     let value = line[at + MARKER.len()..].strip_suffix("\"}")?;
-    (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())).then_some((&line[..at], value))
+    (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some((&line[..at], value))
 }
 
 /// Why a chain does not verify.
@@ -147,7 +148,10 @@ pub fn verify(files: &[Vec<String>], key: &ChainKey) -> Result<Verified, Break> 
             message,
         };
         if lines.is_empty() {
-            return Err(brk(0, "the file is empty (its file.start record is missing)".into()));
+            return Err(brk(
+                0,
+                "the file is empty (its file.start record is missing)".into(),
+            ));
         }
         let parsed: Vec<Option<(Value, &str, &str)>> = lines
             .iter()
@@ -160,7 +164,10 @@ pub fn verify(files: &[Vec<String>], key: &ChainKey) -> Result<Verified, Break> 
         for (i, p) in parsed.iter().enumerate() {
             let n = i + 1;
             let Some((rec, body, value)) = p else {
-                return Err(brk(n, "not an audit record (no chain value, or not JSON)".into()));
+                return Err(brk(
+                    n,
+                    "not an audit record (no chain value, or not JSON)".into(),
+                ));
             };
             let seq = rec.get("seq").and_then(Value::as_u64);
             if i == 0 {
@@ -243,11 +250,7 @@ pub fn verify(files: &[Vec<String>], key: &ChainKey) -> Result<Verified, Break> 
 }
 
 /// Name the likely cause of a chain mismatch at line `i`.
-fn explain(
-    parsed: &[Option<(Value, &str, &str)>],
-    expected: u64,
-    seq: Option<u64>,
-) -> String {
+fn explain(parsed: &[Option<(Value, &str, &str)>], expected: u64, seq: Option<u64>) -> String {
     let seq_of = |p: &Option<(Value, &str, &str)>| {
         p.as_ref()
             .and_then(|(v, _, _)| v.get("seq").and_then(Value::as_u64))
@@ -292,7 +295,10 @@ mod tests {
             ),
         )];
         for i in 0..n {
-            out.push(start.seal(key, format!(r#"{{"seq":{},"event":"x","n":{i}}}"#, start.seq)));
+            out.push(start.seal(
+                key,
+                format!(r#"{{"seq":{},"event":"x","n":{i}}}"#, start.seq),
+            ));
         }
         out
     }

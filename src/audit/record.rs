@@ -204,7 +204,12 @@ pub fn note(f: impl FnOnce(&mut Slot)) {
 /// The id of the request running on this task, if any.
 pub fn current_request_id() -> Option<String> {
     CURRENT
-        .try_with(|s| s.lock().unwrap_or_else(|e| e.into_inner()).request_id.clone())
+        .try_with(|s| {
+            s.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .request_id
+                .clone()
+        })
         .ok()
         .flatten()
 }
@@ -263,7 +268,10 @@ mod tests {
         assert!(!s.contains("canary"), "{s}");
         assert!(!s.contains("42"), "{s}");
         assert!(s.contains("\"token\""), "{s}");
-        assert_eq!(args_shape(&json!("x")), json!({ "type": "string", "len": 1 }));
+        assert_eq!(
+            args_shape(&json!("x")),
+            json!({ "type": "string", "len": 1 })
+        );
     }
 
     #[test]

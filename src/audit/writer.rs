@@ -49,9 +49,7 @@ impl Options {
             stdout: audit.sink != AuditSink::File,
             max_file_bytes: audit.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
             keep_files: audit.keep_files.unwrap_or(DEFAULT_KEEP_FILES).max(1),
-            fsync_interval: audit
-                .fsync_interval
-                .map_or(DEFAULT_FSYNC_INTERVAL, |d| d.0),
+            fsync_interval: audit.fsync_interval.map_or(DEFAULT_FSYNC_INTERVAL, |d| d.0),
             key,
             tags: audit.tags.clone(),
             fail_open: audit.on_failure == crate::config::OnFailure::Allow,
@@ -156,7 +154,9 @@ impl Writer {
         if let Some(n) = note {
             detail["note"] = json!(n);
         }
-        Record::new("file.start").detail(detail)
+        let mut r = Record::new("file.start").detail(detail);
+        r.tags = self.opts.tags.clone();
+        r
     }
 
     /// Seal a record into the write buffer.

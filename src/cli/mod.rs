@@ -8,6 +8,7 @@ mod completions;
 mod config;
 mod credentials;
 mod init;
+mod logs;
 mod output;
 mod policy;
 mod serve;
@@ -55,6 +56,9 @@ pub enum Command {
     /// The vault: status, rekey, trust, recipients
     #[command(subcommand)]
     Vault(vault::VaultCommand),
+    /// Read the audit trail: tail, summary, verify
+    #[command(subcommand)]
+    Logs(logs::LogsCommand),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
 }
@@ -139,6 +143,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Auth(c) => auth::run(&ctx, c),
         Command::Credentials(c) => credentials::run(&ctx, c),
         Command::Vault(c) => vault::run(&ctx, c),
+        Command::Logs(c) => logs::run(&ctx, c),
         Command::Completions(a) => completions::run(a),
     }
 }

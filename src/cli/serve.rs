@@ -29,6 +29,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(super::output::stderr_color())
         .with_target(false)
         .try_init();
 }
@@ -116,9 +117,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         })),
     );
     let result = serve(&rt, &proxy, args, verifier, trusted, listen, admin);
-    proxy
-        .audit
-        .write(crate::audit::Record::new("serve.stop"));
+    proxy.audit.write(crate::audit::Record::new("serve.stop"));
     proxy.audit.close(std::time::Duration::from_secs(5));
     result
 }

@@ -511,8 +511,7 @@ impl Proxy {
     ) -> Result<Value, RpcError> {
         let started = Instant::now();
         if !self.audit.enabled() {
-            let (server_label, result) =
-                self.dispatch(caller, method, params, progress, ct).await;
+            let (server_label, result) = self.dispatch(caller, method, params, progress, ct).await;
             self.metrics.request(
                 &server_label,
                 method,

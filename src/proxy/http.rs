@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
-use crate::audit::record::{ClientRef, Record, SubjectRef};
 use super::lifecycle::{SUPPORTED_VERSIONS, discover_result, initialize_result, is_modern};
 use super::upstream::Event;
+use crate::audit::record::{ClientRef, Record, SubjectRef};
 use crate::identity::{Identity, KeyVerifier, presented_key};
 use crate::policy::Subject;
 
@@ -171,7 +171,11 @@ pub fn client_address(app: &App, req: &Request) -> Option<std::net::IpAddr> {
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip())?;
-    let proxies = app.trusted.as_ref().map(|t| t.proxies.as_slice()).unwrap_or(&[]);
+    let proxies = app
+        .trusted
+        .as_ref()
+        .map(|t| t.proxies.as_slice())
+        .unwrap_or(&[]);
     let trusted = |ip: &std::net::IpAddr| proxies.iter().any(|n| n.contains(ip));
     if !trusted(&peer) {
         return Some(peer);
@@ -258,7 +262,9 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     let address = client_address(&app, &req).map(|a| a.to_string());
     let identity = match trusted_identity(&app, &req) {
         Some(Ok(i)) => Ok(i),
-        Some(Err(())) => Err("trusted identity headers refused (not from a listed proxy, wrong secret, or undeclared user)"),
+        Some(Err(())) => Err(
+            "trusted identity headers refused (not from a listed proxy, wrong secret, or undeclared user)",
+        ),
         None => match presented_key(req.headers(), &app.api_key_header) {
             Ok(k) => app
                 .verifier

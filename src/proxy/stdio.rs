@@ -10,9 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
-use crate::audit::record::{Record, SubjectRef};
 use super::lifecycle::{discover_result, initialize_result, is_modern};
 use super::upstream::Event;
+use crate::audit::record::{Record, SubjectRef};
 
 /// Serve one client on stdin/stdout until stdin closes.
 pub async fn serve(proxy: Arc<Proxy>, user: &str) {

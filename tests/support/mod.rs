@@ -69,6 +69,8 @@ pub struct Serve {
     pub admin: u16,
     /// Kept so the project folder lives as long as the server.
     pub _dir: tempfile::TempDir,
+    /// Where the server's stderr (its own log) goes; printed when a test fails.
+    pub stderr: PathBuf,
 }
 
 impl Serve {
@@ -93,10 +95,24 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// The project folder.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+    /// What the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             self.stop();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- fentaris serve stderr ---\n{}", self.log());
         }
     }
 }
@@ -125,6 +141,33 @@ pub fn fentaris_cmd(dir: &Path) -> Command {
 
 /// Start `fentaris serve` on free ports and wait until /readyz says ready.
 pub fn serve_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
+    let mut s = spawn_serve(dir, env);
+    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
+    wait_for(&mut s, &readyz);
+    s
+}
+
+/// Wait until `url` answers 200 (panics if the server exits or takes over 90 s).
+pub fn wait_for(s: &mut Serve, url: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(st)) = s.child.try_wait() {
+            panic!("fentaris serve exited early: {st}\n{}", s.log());
+        }
+        if let Ok((200, _, _)) = http("GET", url, &[], None) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "fentaris serve did not become ready: {url}\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Start `fentaris serve` on free ports (stderr to a file in the project), without waiting.
+pub fn spawn_serve(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
     let cfg_path = dir.path().join(".fentaris/config.json");
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
@@ -132,39 +175,22 @@ pub fn serve_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
     config["listen"] = json!(format!("127.0.0.1:{port}"));
     config["adminListen"] = json!(format!("127.0.0.1:{admin}"));
     std::fs::write(&cfg_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let stderr = dir.path().join("serve.stderr");
     let mut cmd = fentaris_cmd(dir.path());
     cmd.arg("serve")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .stderr(std::fs::File::create(&stderr).unwrap());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let child = cmd.spawn().unwrap();
-    let mut s = Serve {
+    Serve {
         child,
         port,
         admin,
         _dir: dir,
-    };
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(st)) = s.child.try_wait() {
-            panic!("fentaris serve exited early: {st}");
-        }
-        if let Ok((200, _, _)) = http(
-            "GET",
-            &format!("http://127.0.0.1:{}/readyz", s.admin),
-            &[],
-            None,
-        ) {
-            return s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "fentaris serve did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+        stderr,
     }
 }
 
@@ -311,3 +337,37 @@ pub fn names(v: &Value, key: &str, field: &str) -> Vec<String> {
         .collect()
 }
 
+/// Initialize a legacy session over raw HTTP; returns the session id.
+pub fn raw_session(url: &str, key: &str) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, hs, body) =
+        http("POST", url, &[("x-fentaris-api-key", key)], Some(&init)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    hs["mcp-session-id"].clone()
+}
+
+/// The JSON-RPC message of a response body: plain JSON, or the last `data:` of an SSE stream.
+pub fn rpc_body(body: &str) -> Value {
+    match body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .rfind(|d| !d.is_empty())
+    {
+        Some(data) if !body.trim_start().starts_with('{') => serde_json::from_str(data).unwrap(),
+        _ => serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    }
+}
+
+pub fn raw_call(url: &str, key: &str, sid: &str, method: &str, params: Value) -> Value {
+    let msg = json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params});
+    let (status, _, body) = http(
+        "POST",
+        url,
+        &[("x-fentaris-api-key", key), ("mcp-session-id", sid)],
+        Some(&msg),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    rpc_body(&body)
+}
