@@ -33,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'Client API keys')
             [CompletionResult]::new('credentials', 'credentials', [CompletionResultType]::ParameterValue, 'Upstream secrets in the vault')
             [CompletionResult]::new('vault', 'vault', [CompletionResultType]::ParameterValue, 'The vault: status, rekey, trust, recipients')
+            [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Read the audit trail: tail, summary, verify')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -460,6 +461,82 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         'fentaris;vault;help;help' {
             break
         }
+        'fentaris;logs' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Show audit records (oldest first); -f follows new ones, across rotation')
+            [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'Count requests and denials by subject, server and target over a window')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;logs;tail' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only records at or after this time: a duration ago (`1h`, `30m`) or RFC 3339')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only records of this user')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Only records about this server')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Only records of this tenant')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'The audit file (default: `audit.path` of the config, with its rotated files)')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'How many records to show (the last N that match)')
+            [CompletionResult]::new('--lines', '--lines', [CompletionResultType]::ParameterName, 'How many records to show (the last N that match)')
+            [CompletionResult]::new('--decision', '--decision', [CompletionResultType]::ParameterName, 'Only requests with this decision')
+            [CompletionResult]::new('--tool', '--tool', [CompletionResultType]::ParameterName, 'Only tool calls whose tool matches this glob (`create_*`)')
+            [CompletionResult]::new('--tag', '--tag', [CompletionResultType]::ParameterName, 'Only records with this tag (repeatable)')
+            [CompletionResult]::new('--event', '--event', [CompletionResultType]::ParameterName, 'Only records of this event (`request`, `auth.failed`, `session.open`, ...)')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, '`table` for people, `json` (one object per line), `raw` (the lines as stored)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep printing new records as they are written')
+            [CompletionResult]::new('--follow', '--follow', [CompletionResultType]::ParameterName, 'Keep printing new records as they are written')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;logs;summary' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only records at or after this time: a duration ago (`1h`, `30m`) or RFC 3339')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only records of this user')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Only records about this server')
+            [CompletionResult]::new('--tenant', '--tenant', [CompletionResultType]::ParameterName, 'Only records of this tenant')
+            [CompletionResult]::new('--file', '--file', [CompletionResultType]::ParameterName, 'The audit file (default: `audit.path` of the config, with its rotated files)')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, '`table` for people, `json` for scripts (the window is --since, default 24h)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;logs;verify' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, '`table` (human) or `json`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;logs;help' {
+            [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Show audit records (oldest first); -f follows new ones, across rotation')
+            [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'Count requests and denials by subject, server and target over a window')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;logs;help;tail' {
+            break
+        }
+        'fentaris;logs;help;summary' {
+            break
+        }
+        'fentaris;logs;help;verify' {
+            break
+        }
+        'fentaris;logs;help;help' {
+            break
+        }
         'fentaris;completions' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -476,6 +553,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'Client API keys')
             [CompletionResult]::new('credentials', 'credentials', [CompletionResultType]::ParameterValue, 'Upstream secrets in the vault')
             [CompletionResult]::new('vault', 'vault', [CompletionResultType]::ParameterValue, 'The vault: status, rekey, trust, recipients')
+            [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Read the audit trail: tail, summary, verify')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -579,6 +657,21 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             break
         }
         'fentaris;help;vault;recipients;remove' {
+            break
+        }
+        'fentaris;help;logs' {
+            [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Show audit records (oldest first); -f follows new ones, across rotation')
+            [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'Count requests and denials by subject, server and target over a window')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later')
+            break
+        }
+        'fentaris;help;logs;tail' {
+            break
+        }
+        'fentaris;help;logs;summary' {
+            break
+        }
+        'fentaris;help;logs;verify' {
             break
         }
         'fentaris;help;completions' {

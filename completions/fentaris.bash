@@ -34,6 +34,9 @@ _fentaris() {
             fentaris,init)
                 cmd="fentaris__subcmd__init"
                 ;;
+            fentaris,logs)
+                cmd="fentaris__subcmd__logs"
+                ;;
             fentaris,policy)
                 cmd="fentaris__subcmd__policy"
                 ;;
@@ -148,6 +151,9 @@ _fentaris() {
             fentaris__subcmd__help,init)
                 cmd="fentaris__subcmd__help__subcmd__init"
                 ;;
+            fentaris__subcmd__help,logs)
+                cmd="fentaris__subcmd__help__subcmd__logs"
+                ;;
             fentaris__subcmd__help,policy)
                 cmd="fentaris__subcmd__help__subcmd__policy"
                 ;;
@@ -184,6 +190,15 @@ _fentaris() {
             fentaris__subcmd__help__subcmd__credentials,set)
                 cmd="fentaris__subcmd__help__subcmd__credentials__subcmd__set"
                 ;;
+            fentaris__subcmd__help__subcmd__logs,summary)
+                cmd="fentaris__subcmd__help__subcmd__logs__subcmd__summary"
+                ;;
+            fentaris__subcmd__help__subcmd__logs,tail)
+                cmd="fentaris__subcmd__help__subcmd__logs__subcmd__tail"
+                ;;
+            fentaris__subcmd__help__subcmd__logs,verify)
+                cmd="fentaris__subcmd__help__subcmd__logs__subcmd__verify"
+                ;;
             fentaris__subcmd__help__subcmd__policy,check)
                 cmd="fentaris__subcmd__help__subcmd__policy__subcmd__check"
                 ;;
@@ -216,6 +231,30 @@ _fentaris() {
                 ;;
             fentaris__subcmd__help__subcmd__vault__subcmd__recipients,remove)
                 cmd="fentaris__subcmd__help__subcmd__vault__subcmd__recipients__subcmd__remove"
+                ;;
+            fentaris__subcmd__logs,help)
+                cmd="fentaris__subcmd__logs__subcmd__help"
+                ;;
+            fentaris__subcmd__logs,summary)
+                cmd="fentaris__subcmd__logs__subcmd__summary"
+                ;;
+            fentaris__subcmd__logs,tail)
+                cmd="fentaris__subcmd__logs__subcmd__tail"
+                ;;
+            fentaris__subcmd__logs,verify)
+                cmd="fentaris__subcmd__logs__subcmd__verify"
+                ;;
+            fentaris__subcmd__logs__subcmd__help,help)
+                cmd="fentaris__subcmd__logs__subcmd__help__subcmd__help"
+                ;;
+            fentaris__subcmd__logs__subcmd__help,summary)
+                cmd="fentaris__subcmd__logs__subcmd__help__subcmd__summary"
+                ;;
+            fentaris__subcmd__logs__subcmd__help,tail)
+                cmd="fentaris__subcmd__logs__subcmd__help__subcmd__tail"
+                ;;
+            fentaris__subcmd__logs__subcmd__help,verify)
+                cmd="fentaris__subcmd__logs__subcmd__help__subcmd__verify"
                 ;;
             fentaris__subcmd__policy,check)
                 cmd="fentaris__subcmd__policy__subcmd__check"
@@ -317,7 +356,7 @@ _fentaris() {
 
     case "${cmd}" in
         fentaris)
-            opts="-h -V --config --help --version init config policy serve auth credentials vault completions help"
+            opts="-h -V --config --help --version init config policy serve auth credentials vault logs completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -865,7 +904,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__help)
-            opts="init config policy serve auth credentials vault completions help"
+            opts="init config policy serve auth credentials vault logs completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1088,6 +1127,62 @@ _fentaris() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fentaris__subcmd__help__subcmd__logs)
+            opts="tail summary verify"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__logs__subcmd__summary)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__logs__subcmd__tail)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__logs__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fentaris__subcmd__help__subcmd__policy)
             opts="check explain test"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1293,6 +1388,224 @@ _fentaris() {
             case "${prev}" in
                 --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__logs)
+            opts="-h -V --config --help --version tail summary verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__logs__subcmd__help)
+            opts="tail summary verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__logs__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__logs__subcmd__help__subcmd__summary)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__logs__subcmd__help__subcmd__tail)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__logs__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__logs__subcmd__summary)
+            opts="-h -V --since --user --server --tenant --file --format --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__logs__subcmd__tail)
+            opts="-n -f -h -V --since --user --server --tenant --file --lines --follow --decision --tool --tag --event --format --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tenant)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lines)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --decision)
+                    COMPREPLY=($(compgen -W "allow deny" -- "${cur}"))
+                    return 0
+                    ;;
+                --tool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --event)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json raw" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__logs__subcmd__verify)
+            opts="-h -V --format --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --config)

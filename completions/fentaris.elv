@@ -30,6 +30,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand auth 'Client API keys'
             cand credentials 'Upstream secrets in the vault'
             cand vault 'The vault: status, rekey, trust, recipients'
+            cand logs 'Read the audit trail: tail, summary, verify'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -389,6 +390,73 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         }
         &'fentaris;vault;help;help'= {
         }
+        &'fentaris;logs'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand tail 'Show audit records (oldest first); -f follows new ones, across rotation'
+            cand summary 'Count requests and denials by subject, server and target over a window'
+            cand verify 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;logs;tail'= {
+            cand --since 'Only records at or after this time: a duration ago (`1h`, `30m`) or RFC 3339'
+            cand --user 'Only records of this user'
+            cand --server 'Only records about this server'
+            cand --tenant 'Only records of this tenant'
+            cand --file 'The audit file (default: `audit.path` of the config, with its rotated files)'
+            cand -n 'How many records to show (the last N that match)'
+            cand --lines 'How many records to show (the last N that match)'
+            cand --decision 'Only requests with this decision'
+            cand --tool 'Only tool calls whose tool matches this glob (`create_*`)'
+            cand --tag 'Only records with this tag (repeatable)'
+            cand --event 'Only records of this event (`request`, `auth.failed`, `session.open`, ...)'
+            cand --format '`table` for people, `json` (one object per line), `raw` (the lines as stored)'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -f 'Keep printing new records as they are written'
+            cand --follow 'Keep printing new records as they are written'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;logs;summary'= {
+            cand --since 'Only records at or after this time: a duration ago (`1h`, `30m`) or RFC 3339'
+            cand --user 'Only records of this user'
+            cand --server 'Only records about this server'
+            cand --tenant 'Only records of this tenant'
+            cand --file 'The audit file (default: `audit.path` of the config, with its rotated files)'
+            cand --format '`table` for people, `json` for scripts (the window is --since, default 24h)'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;logs;verify'= {
+            cand --format '`table` (human) or `json`'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;logs;help'= {
+            cand tail 'Show audit records (oldest first); -f follows new ones, across rotation'
+            cand summary 'Count requests and denials by subject, server and target over a window'
+            cand verify 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;logs;help;tail'= {
+        }
+        &'fentaris;logs;help;summary'= {
+        }
+        &'fentaris;logs;help;verify'= {
+        }
+        &'fentaris;logs;help;help'= {
+        }
         &'fentaris;completions'= {
             cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
             cand -h 'Print help'
@@ -404,6 +472,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand auth 'Client API keys'
             cand credentials 'Upstream secrets in the vault'
             cand vault 'The vault: status, rekey, trust, recipients'
+            cand logs 'Read the audit trail: tail, summary, verify'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -480,6 +549,17 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;help;vault;recipients;add'= {
         }
         &'fentaris;help;vault;recipients;remove'= {
+        }
+        &'fentaris;help;logs'= {
+            cand tail 'Show audit records (oldest first); -f follows new ones, across rotation'
+            cand summary 'Count requests and denials by subject, server and target over a window'
+            cand verify 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
+        }
+        &'fentaris;help;logs;tail'= {
+        }
+        &'fentaris;help;logs;summary'= {
+        }
+        &'fentaris;help;logs;verify'= {
         }
         &'fentaris;help;completions'= {
         }

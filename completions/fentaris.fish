@@ -34,6 +34,7 @@ complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "serve" -d 'Run th
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "auth" -d 'Client API keys'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "credentials" -d 'Upstream secrets in the vault'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "vault" -d 'The vault: status, rekey, trust, recipients'
+complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "logs" -d 'Read the audit trail: tail, summary, verify'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand init" -l dir -d 'Folder in which to create .fentaris/ (default: the working directory)' -r -F
@@ -173,18 +174,63 @@ complete -c fentaris -n "__fish_fentaris_using_subcommand vault; and __fish_seen
 complete -c fentaris -n "__fish_fentaris_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "protect" -d 'Protect the key file with a passphrase (argon2id; from FENTARIS_PASSPHRASE or a prompt)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "recipients" -d 'List, add or remove recipients (age public keys that can open the vault)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand vault; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and not __fish_seen_subcommand_from tail summary verify help" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and not __fish_seen_subcommand_from tail summary verify help" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and not __fish_seen_subcommand_from tail summary verify help" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and not __fish_seen_subcommand_from tail summary verify help" -f -a "tail" -d 'Show audit records (oldest first); -f follows new ones, across rotation'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and not __fish_seen_subcommand_from tail summary verify help" -f -a "summary" -d 'Count requests and denials by subject, server and target over a window'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and not __fish_seen_subcommand_from tail summary verify help" -f -a "verify" -d 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and not __fish_seen_subcommand_from tail summary verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l since -d 'Only records at or after this time: a duration ago (`1h`, `30m`) or RFC 3339' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l user -d 'Only records of this user' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l server -d 'Only records about this server' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l tenant -d 'Only records of this tenant' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l file -d 'The audit file (default: `audit.path` of the config, with its rotated files)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -s n -l lines -d 'How many records to show (the last N that match)' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l decision -d 'Only requests with this decision' -r -f -a "allow\t''
+deny\t''"
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l tool -d 'Only tool calls whose tool matches this glob (`create_*`)' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l tag -d 'Only records with this tag (repeatable)' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l event -d 'Only records of this event (`request`, `auth.failed`, `session.open`, ...)' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l format -d '`table` for people, `json` (one object per line), `raw` (the lines as stored)' -r -f -a "table\t''
+json\t''
+raw\t''"
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -s f -l follow -d 'Keep printing new records as they are written'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from tail" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from summary" -l since -d 'Only records at or after this time: a duration ago (`1h`, `30m`) or RFC 3339' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from summary" -l user -d 'Only records of this user' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from summary" -l server -d 'Only records about this server' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from summary" -l tenant -d 'Only records of this tenant' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from summary" -l file -d 'The audit file (default: `audit.path` of the config, with its rotated files)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from summary" -l format -d '`table` for people, `json` for scripts (the window is --since, default 24h)' -r -f -a "table\t''
+json\t''"
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from summary" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from summary" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from summary" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from verify" -l format -d '`table` (human) or `json`' -r -f -a "table\t''
+json\t''"
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from verify" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from help" -f -a "tail" -d 'Show audit records (oldest first); -f follows new ones, across rotation'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from help" -f -a "summary" -d 'Count requests and denials by subject, server and target over a window'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
+complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand completions" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
 complete -c fentaris -n "__fish_fentaris_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c fentaris -n "__fish_fentaris_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault completions help" -f -a "init" -d 'Create .fentaris/ with a deny-by-default starter config'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault completions help" -f -a "config" -d 'Print the config\'s JSON Schema, or the resolved config'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault completions help" -f -a "policy" -d 'Check, explain and test policy'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault completions help" -f -a "serve" -d 'Run the proxy (streamable HTTP, or --stdio for one client)'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault completions help" -f -a "auth" -d 'Client API keys'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault completions help" -f -a "credentials" -d 'Upstream secrets in the vault'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault completions help" -f -a "vault" -d 'The vault: status, rekey, trust, recipients'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "init" -d 'Create .fentaris/ with a deny-by-default starter config'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "config" -d 'Print the config\'s JSON Schema, or the resolved config'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "policy" -d 'Check, explain and test policy'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "serve" -d 'Run the proxy (streamable HTTP, or --stdio for one client)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "auth" -d 'Client API keys'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "credentials" -d 'Upstream secrets in the vault'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "vault" -d 'The vault: status, rekey, trust, recipients'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "logs" -d 'Read the audit trail: tail, summary, verify'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "schema" -d 'Print the JSON Schema of config.json (generated from the types)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the resolved config, defaults filled in (credential sources shown as references)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate the config: every finding with a code, a location and help'
@@ -199,3 +245,6 @@ complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from vault" -f -a "trust" -d 'Accept a vault whose data key changed or whose generation went back'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from vault" -f -a "protect" -d 'Protect the key file with a passphrase (argon2id; from FENTARIS_PASSPHRASE or a prompt)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from vault" -f -a "recipients" -d 'List, add or remove recipients (age public keys that can open the vault)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from logs" -f -a "tail" -d 'Show audit records (oldest first); -f follows new ones, across rotation'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from logs" -f -a "summary" -d 'Count requests and denials by subject, server and target over a window'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from logs" -f -a "verify" -d 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'

@@ -620,3 +620,28 @@ fn resolve_sources_through_bindings() {
     );
     assert!(!format!("{v:?}").contains("from-vault"));
 }
+
+#[test]
+fn policy_check_notes_an_unkeyed_audit_chain_only_without_a_vault() {
+    let p = Project::new(r#"{ "autoLog": true }"#);
+    let out = p
+        .cmd()
+        .args(["policy", "check", "--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let f = &v["findings"][0];
+    assert_eq!(f["code"], "FNT092");
+    assert_eq!(f["severity"], "info");
+    assert_eq!(f["location"]["pointer"], "/autoLog");
+    // With a vault, lines are chained under its key: nothing to note.
+    p.set("anything", "x");
+    p.cmd()
+        .args(["policy", "check"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("FNT092").not());
+}

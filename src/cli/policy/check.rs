@@ -74,7 +74,16 @@ fn vault_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
             }
             d
         }
-        Err(VaultError::Missing { .. }) => check_vault_entries(config, None),
+        Err(VaultError::Missing { .. }) => {
+            let mut d = check_vault_entries(config, None);
+            if config.auto_log {
+                d.push(
+                    Diagnostic::new(codes::AUDIT_HASH_CHAIN, "/autoLog", "the audit log is chained with plain SHA-256: there is no vault to key an HMAC chain")
+                        .help("create the vault (`fentaris init`, or `fentaris credentials set`/`auth api-key add`) so audit lines are chained under its key"),
+                );
+            }
+            d
+        }
         Err(e) => vec![Diagnostic::new(codes::VAULT_INVALID, "", e.to_string())],
     };
     for d in &mut out {
