@@ -22,7 +22,8 @@ fn check(files: Vec<(String, Vec<u8>)>, dir: &str) {
     if let Ok(entries) = std::fs::read_dir(&root) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if !files.iter().any(|(n, _)| *n == name) && dir != ".fentaris.example" {
+            if !files.iter().any(|(n, _)| *n == name) && dir != ".fentaris.example" && dir != "docs"
+            {
                 if update {
                     std::fs::remove_file(e.path()).unwrap();
                 } else {
