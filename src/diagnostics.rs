@@ -72,6 +72,7 @@ catalogue! {
     CUSTOM_GLOB = "FNT018", Error, "CustomOperationGlob", "Custom methods must be named one by one, not matched by a glob.";
     BAD_RULE_SHAPE = "FNT019", Error, "InvalidRule", "A rule must have exactly one of allow, deny, allowCapability, denyCapability.";
     BAD_VALUE = "FNT020", Error, "InvalidValue", "A value is malformed (address, URL, header name, placeholder, binding).";
+    BAD_ARGUMENT_SCHEMA = "FNT021", Error, "InvalidArgumentSchema", "An argument rule's schema is not a valid JSON Schema.";
     SECRET_LITERAL = "FNT100", SecurityWarning, "SecretLiteral", "A literal value looks like a secret; use a credential source.";
     WILDCARD_ALLOW = "FNT101", SecurityWarning, "WildcardAllow", "`allow *` on `mcp *` grants every tool of every server.";
     PLAINTEXT_CREDENTIALS = "FNT102", SecurityWarning, "CredentialsOverPlainHttp", "Credentials are sent to a non-loopback upstream over http://.";

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnostics;
 pub mod identity;
+pub mod middleware;
 pub mod policy;
 pub mod proxy;
 pub mod secret;

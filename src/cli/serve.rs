@@ -107,7 +107,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         Box::new(|k: &str| std::env::var(k).ok()),
     );
     proxy.audit = Arc::new(audit);
-    let proxy = Arc::new(proxy);
+    let proxy = proxy.shared();
     proxy.audit.write(
         crate::audit::Record::new("serve.start").detail(serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),

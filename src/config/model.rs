@@ -510,6 +510,15 @@ pub struct ArgumentSchema {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalAuthorizer {
+    /// Servers it is asked for (glob; default every server).
+    #[serde(default = "star")]
+    pub mcp: String,
+    /// Operations it is asked for (glob over operation names; default `tool:call`).
+    #[serde(default = "tool_call")]
+    pub operation: String,
+    /// Targets it is asked for (glob over tool/prompt names and URIs; default all).
+    #[serde(default = "star")]
+    pub target: String,
     pub url: String,
     /// Default 1s; minutes are allowed for approval flows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -566,6 +575,14 @@ pub struct Audit {
     /// Number of rotated files kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_files: Option<u32>,
+}
+
+fn star() -> String {
+    "*".to_string()
+}
+
+fn tool_call() -> String {
+    "tool:call".to_string()
 }
 
 fn default_audit_path() -> String {

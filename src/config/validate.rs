@@ -884,10 +884,28 @@ impl Validator<'_> {
                             format!("{p}/schema"),
                             "a JSON Schema must be an object or a boolean",
                         ));
+                    } else if let Err(e) = crate::middleware::schema::compile_schema(&a.schema) {
+                        self.push(
+                            Diagnostic::new(
+                                codes::BAD_ARGUMENT_SCHEMA,
+                                format!("{p}/schema"),
+                                format!("the argument schema is not a valid JSON Schema: {e}"),
+                            )
+                            .help("fix the schema; https://json-schema.org/understanding-json-schema describes the keywords"),
+                        );
                     }
                 }
                 Middleware::ExternalAuthorizer(x) => {
                     let p = format!("/middleware/{i}/externalAuthorizer");
+                    for (field, pat) in [("mcp", &x.mcp), ("operation", &x.operation), ("target", &x.target)] {
+                        if let Err(e) = crate::policy::Pattern::new(pat) {
+                            self.push(Diagnostic::new(
+                                codes::BAD_GLOB,
+                                format!("{p}/{field}"),
+                                format!("invalid pattern `{pat}`: {e}"),
+                            ));
+                        }
+                    }
                     match fluent_uri::Uri::parse(x.url.as_str()) {
                         Ok(u) if matches!(u.scheme().as_str(), "http" | "https") => {
                             let host = u

@@ -16,6 +16,9 @@ use super::upstream::{Event, NameKind, Upstream, UpstreamError, describe};
 use crate::audit::record::{ClientRef, Record, SubjectRef};
 use crate::audit::{AuditLog, args_shape, redact_uri};
 use crate::config::Config;
+use crate::middleware::authorizer::Authorizers;
+use crate::middleware::schema::ArgumentRules;
+use crate::middleware::{Ctx, Next, Registry, TargetKind as MwKind};
 use crate::policy::{Decision, Engine, Operation, Request, Subject, TargetKind};
 use crate::vault::Vault;
 
@@ -214,6 +217,12 @@ pub struct Proxy {
     pub env: EnvLookup,
     /// The audit trail (off unless `autoLog`).
     pub audit: Arc<AuditLog>,
+    /// Runtime middleware (library API).
+    pub middleware: Registry,
+    argument_rules: ArgumentRules,
+    authorizers: Authorizers,
+    /// This proxy, once shared (the middleware chain's last step needs an owned handle).
+    me: std::sync::OnceLock<std::sync::Weak<Proxy>>,
     /// Upstream capabilities by server, from the first successful initialize.
     caps: Mutex<HashMap<String, Value>>,
     /// Resource URIs and template prefixes each server listed (for routing on `/mcp`).
@@ -233,6 +242,11 @@ struct Routes {
 impl Proxy {
     pub fn new(config: Config, config_dir: PathBuf, vault: Option<Vault>, env: EnvLookup) -> Proxy {
         let (engine, _) = Engine::compile(&config);
+        let argument_rules = ArgumentRules::compile(&config);
+        let authorizers = Authorizers::build(&config, &|src| {
+            crate::vault::resolve_source(src, &config, None, vault.as_ref(), &*env)
+                .map_err(|e| e.to_string())
+        });
         let (events, _) = broadcast::channel(256);
         let cursor_key = config
             .cursor_key
@@ -256,11 +270,22 @@ impl Proxy {
             metrics: Metrics::default(),
             env,
             audit: Arc::new(AuditLog::off()),
+            middleware: Registry::default(),
+            argument_rules,
+            authorizers,
+            me: std::sync::OnceLock::new(),
             caps: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             events,
             cursor_key,
         }
+    }
+
+    /// Share the proxy (the transports and the middleware chain need an `Arc`).
+    pub fn shared(self) -> Arc<Proxy> {
+        let me = Arc::new(self);
+        let _ = me.me.set(Arc::downgrade(&me));
+        me
     }
 
     /// The connection to `server` for `caller`, using the credentials of `group`.
@@ -1031,9 +1056,80 @@ impl Proxy {
         if !self.ensure_known(&up, kind, &name, ct).await {
             return Err(hidden(&given));
         }
-        params["name"] = Value::String(name);
-        self.forward(&up, method, params, progress, caller, ct)
+        params["name"] = Value::String(name.clone());
+        let (op, mw) = match kind {
+            NameKind::Tool => (Operation::ToolCall, MwKind::Tool),
+            NameKind::Prompt => (Operation::PromptGet, MwKind::Prompt),
+        };
+        let args = params.get("arguments").cloned().unwrap_or(json!({}));
+        let step = Step { server: &server, op, target: &name, kind: Some(mw), args };
+        self.guarded(caller, up, step, method, params, progress, ct)
             .await
+    }
+
+    /// After policy allowed a request: argument schemas, the external authorizer, then the
+    /// middleware chain (global, then per target), ending in the upstream.
+    #[allow(clippy::too_many_arguments)]
+    async fn guarded(
+        &self,
+        caller: &Caller,
+        up: Arc<Upstream>,
+        step: Step<'_>,
+        method: &str,
+        params: Value,
+        progress: Option<Progress>,
+        ct: &CancellationToken,
+    ) -> Result<Value, RpcError> {
+        let op_name = step.op.name();
+        if step.op == Operation::ToolCall {
+            self.argument_rules.check(step.server, step.target, &step.args)?;
+        }
+        if !self.authorizers.is_empty() {
+            let waiting = |n: u64| {
+                if let Some(p) = &progress
+                    && let Some(t) = &p.token
+                {
+                    let _ = p.sink.send(json!({ "jsonrpc": "2.0", "method": "notifications/progress",
+                        "params": { "progressToken": t, "progress": n, "message": "waiting for the external authorizer" } }));
+                }
+            };
+            let request_id = crate::audit::record::current_request_id();
+            let q = crate::middleware::authorizer::Question {
+                subject: &caller.subject,
+                server: step.server,
+                operation: &op_name,
+                target: step.target,
+                request_id: request_id.as_deref(),
+                args: &step.args,
+            };
+            self.authorizers.check(&q, &waiting).await?;
+        }
+        let chain = self.middleware.chain_for(step.server, step.kind, step.target);
+        if chain.is_empty() {
+            return self.forward(&up, method, params, progress, caller, ct).await;
+        }
+        let me = self
+            .me
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or_else(|| RpcError::new(-32603, "middleware needs a shared proxy (Proxy::shared)"))?;
+        let ctx = Ctx::new(
+            caller.subject.clone(),
+            step.server,
+            &op_name,
+            step.target,
+            step.args,
+            self.audit.clone(),
+        );
+        let (caller, ct, method) = (caller.clone(), ct.clone(), method.to_string());
+        Next::new(chain, move |_ctx| {
+            Box::pin(async move {
+                me.forward(&up, &method, params, progress, &caller, &ct)
+                    .await
+            })
+        })
+        .run(ctx)
+        .await
     }
 
     async fn forward(
@@ -1265,15 +1361,16 @@ impl Proxy {
         } else {
             Operation::ResourceSubscribe
         };
-        let req = Request::new(&server, op, &canonical, TargetKind::Resource)
+        let req = Request::new(&server, op.clone(), &canonical, TargetKind::Resource)
             .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
         let d = self.decide(caller, &req);
         if !d.is_allow() {
             return Err(unknown_resource(&raw));
         }
         let up = self.upstream_for(caller, &server, &d).await?;
-        params["uri"] = Value::String(canonical);
-        self.forward(&up, method, params, progress, caller, ct)
+        params["uri"] = Value::String(canonical.clone());
+        let step = Step { server: &server, op, target: &canonical, kind: Some(MwKind::Resource), args: json!({}) };
+        self.guarded(caller, up, step, method, params, progress, ct)
             .await
     }
 
@@ -1333,7 +1430,13 @@ impl Proxy {
         {
             return Err(unknown_prompt(&target));
         }
-        self.forward(&up, "completion/complete", params, None, caller, ct)
+        let mw = match tkind {
+            TargetKind::Prompt => MwKind::Prompt,
+            _ => MwKind::Resource,
+        };
+        let args = params.get("argument").cloned().unwrap_or(json!({}));
+        let step = Step { server: &server, op: Operation::CompletionComplete, target: &target, kind: Some(mw), args };
+        self.guarded(caller, up, step, "completion/complete", params, None, ct)
             .await
     }
 
@@ -1368,7 +1471,8 @@ impl Proxy {
             return Err(method_not_found(method));
         }
         let up = self.upstream_for(caller, server, &d).await?;
-        self.forward(&up, method, params, progress, caller, ct)
+        let step = Step { server, op: Operation::Custom(method.into()), target: "", kind: None, args: json!({}) };
+        self.guarded(caller, up, step, method, params, progress, ct)
             .await
     }
 }
@@ -1400,6 +1504,15 @@ impl Drop for UpstreamTiming {
 /// The subject of a caller, for audit records.
 pub fn subject_ref(caller: &Caller) -> SubjectRef {
     SubjectRef::of(&caller.subject, caller.info.key_id.clone())
+}
+
+/// What the middleware steps see of an allowed request.
+struct Step<'a> {
+    server: &'a str,
+    op: Operation,
+    target: &'a str,
+    kind: Option<MwKind>,
+    args: Value,
 }
 
 /// The outcome label of a request in `/metrics`.
