@@ -5,6 +5,7 @@
 //! - [`diagnostics`]: findings with stable codes and their renderers.
 //! - [`cli`]: the `fentaris` command line.
 
+pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -897,7 +897,11 @@ impl Validator<'_> {
                 }
                 Middleware::ExternalAuthorizer(x) => {
                     let p = format!("/middleware/{i}/externalAuthorizer");
-                    for (field, pat) in [("mcp", &x.mcp), ("operation", &x.operation), ("target", &x.target)] {
+                    for (field, pat) in [
+                        ("mcp", &x.mcp),
+                        ("operation", &x.operation),
+                        ("target", &x.target),
+                    ] {
                         if let Err(e) = crate::policy::Pattern::new(pat) {
                             self.push(Diagnostic::new(
                                 codes::BAD_GLOB,

@@ -104,9 +104,16 @@ impl Authorizers {
 
     /// Ask every authorizer that applies; the first denial wins. `waiting` is called about
     /// once a second while an answer is outstanding (for progress notifications).
-    pub async fn check(&self, q: &Question<'_>, waiting: &(dyn Fn(u64) + Sync)) -> Result<(), RpcError> {
+    pub async fn check(
+        &self,
+        q: &Question<'_>,
+        waiting: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), RpcError> {
         for a in &self.list {
-            if !(a.server.matches(q.server) && a.operation.matches(q.operation) && a.target.matches(q.target)) {
+            if !(a.server.matches(q.server)
+                && a.operation.matches(q.operation)
+                && a.target.matches(q.target))
+            {
                 continue;
             }
             let key = a.cache_for.map(|_| cache_key(q));
@@ -176,14 +183,20 @@ async fn ask(client: &reqwest::Client, a: &Authorizer, q: &Question<'_>) -> Resu
     }
     let resp = req.send().await.map_err(|e| {
         if e.is_timeout() {
-            format!("the external authorizer did not answer within {} (fail closed)", humantime::format_duration(a.timeout))
+            format!(
+                "the external authorizer did not answer within {} (fail closed)",
+                humantime::format_duration(a.timeout)
+            )
         } else {
             "the external authorizer cannot be reached (fail closed)".to_string()
         }
     })?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(format!("the external authorizer answered HTTP {} (fail closed)", status.as_u16()));
+        return Err(format!(
+            "the external authorizer answered HTTP {} (fail closed)",
+            status.as_u16()
+        ));
     }
     let bytes = resp.bytes().await.map_err(|_| {
         "the external authorizer's answer could not be read (fail closed)".to_string()
@@ -196,7 +209,12 @@ async fn ask(client: &reqwest::Client, a: &Authorizer, q: &Question<'_>) -> Resu
         .map(|r| r.chars().take(500).collect::<String>());
     match v.get("decision").and_then(Value::as_str) {
         Some("allow") => Ok(()),
-        Some("deny") => Err(reason.unwrap_or_else(|| "the external authorizer denied this request".into())),
-        _ => Err("the external authorizer's answer has no decision \"allow\" or \"deny\" (fail closed)".into()),
+        Some("deny") => {
+            Err(reason.unwrap_or_else(|| "the external authorizer denied this request".into()))
+        }
+        _ => Err(
+            "the external authorizer's answer has no decision \"allow\" or \"deny\" (fail closed)"
+                .into(),
+        ),
     }
 }

@@ -302,13 +302,18 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut r = Registry::default();
         let o = order.clone();
-        r.add_scoped("github", TargetKind::Tool, "create_*", move |c: Ctx, n: Next| {
-            let o = o.clone();
-            async move {
-                o.lock().unwrap().push("tool");
-                n.run(c).await
-            }
-        })
+        r.add_scoped(
+            "github",
+            TargetKind::Tool,
+            "create_*",
+            move |c: Ctx, n: Next| {
+                let o = o.clone();
+                async move {
+                    o.lock().unwrap().push("tool");
+                    n.run(c).await
+                }
+            },
+        )
         .unwrap();
         let o = order.clone();
         r.add_global(move |c: Ctx, n: Next| {
@@ -333,9 +338,21 @@ mod tests {
         assert_eq!(out, json!({ "ok": true }));
         assert_eq!(*order.lock().unwrap(), ["global", "tool", "upstream"]);
         // Other servers, kinds and names do not get the per-tool step.
-        assert_eq!(r.chain_for("other", Some(TargetKind::Tool), "create_issue").len(), 1);
-        assert_eq!(r.chain_for("github", Some(TargetKind::Prompt), "create_issue").len(), 1);
-        assert_eq!(r.chain_for("github", Some(TargetKind::Tool), "delete").len(), 1);
+        assert_eq!(
+            r.chain_for("other", Some(TargetKind::Tool), "create_issue")
+                .len(),
+            1
+        );
+        assert_eq!(
+            r.chain_for("github", Some(TargetKind::Prompt), "create_issue")
+                .len(),
+            1
+        );
+        assert_eq!(
+            r.chain_for("github", Some(TargetKind::Tool), "delete")
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]

@@ -38,7 +38,10 @@ impl ArgumentRules {
                     tool: Pattern::new(&a.tool).ok()?,
                     validator: compile_schema(&a.schema).ok()?,
                     message: a.message.clone().unwrap_or_else(|| {
-                        format!("the arguments of `{}` do not satisfy the configured schema", a.tool)
+                        format!(
+                            "the arguments of `{}` do not satisfy the configured schema",
+                            a.tool
+                        )
                     }),
                 }),
                 Middleware::ExternalAuthorizer(_) => None,
@@ -85,8 +88,13 @@ mod tests {
         }))
         .unwrap();
         let r = ArgumentRules::compile(&config);
-        assert!(r.check("fs", "read_file", &json!({ "path": "/srv/data/a" })).is_ok());
-        let e = r.check("fs", "read_file", &json!({ "path": "/etc/passwd" })).unwrap_err();
+        assert!(
+            r.check("fs", "read_file", &json!({ "path": "/srv/data/a" }))
+                .is_ok()
+        );
+        let e = r
+            .check("fs", "read_file", &json!({ "path": "/etc/passwd" }))
+            .unwrap_err();
         assert!(e.message.contains("paths must be under /srv/data"), "{e:?}");
         assert_eq!(e.data.unwrap()["at"], "/path");
         assert!(r.check("fs", "read_file", &json!({})).is_err());

@@ -1062,7 +1062,13 @@ impl Proxy {
             NameKind::Prompt => (Operation::PromptGet, MwKind::Prompt),
         };
         let args = params.get("arguments").cloned().unwrap_or(json!({}));
-        let step = Step { server: &server, op, target: &name, kind: Some(mw), args };
+        let step = Step {
+            server: &server,
+            op,
+            target: &name,
+            kind: Some(mw),
+            args,
+        };
         self.guarded(caller, up, step, method, params, progress, ct)
             .await
     }
@@ -1082,7 +1088,8 @@ impl Proxy {
     ) -> Result<Value, RpcError> {
         let op_name = step.op.name();
         if step.op == Operation::ToolCall {
-            self.argument_rules.check(step.server, step.target, &step.args)?;
+            self.argument_rules
+                .check(step.server, step.target, &step.args)?;
         }
         if !self.authorizers.is_empty() {
             let waiting = |n: u64| {
@@ -1104,15 +1111,21 @@ impl Proxy {
             };
             self.authorizers.check(&q, &waiting).await?;
         }
-        let chain = self.middleware.chain_for(step.server, step.kind, step.target);
+        let chain = self
+            .middleware
+            .chain_for(step.server, step.kind, step.target);
         if chain.is_empty() {
-            return self.forward(&up, method, params, progress, caller, ct).await;
+            return self
+                .forward(&up, method, params, progress, caller, ct)
+                .await;
         }
         let me = self
             .me
             .get()
             .and_then(std::sync::Weak::upgrade)
-            .ok_or_else(|| RpcError::new(-32603, "middleware needs a shared proxy (Proxy::shared)"))?;
+            .ok_or_else(|| {
+                RpcError::new(-32603, "middleware needs a shared proxy (Proxy::shared)")
+            })?;
         let ctx = Ctx::new(
             caller.subject.clone(),
             step.server,
@@ -1369,7 +1382,13 @@ impl Proxy {
         }
         let up = self.upstream_for(caller, &server, &d).await?;
         params["uri"] = Value::String(canonical.clone());
-        let step = Step { server: &server, op, target: &canonical, kind: Some(MwKind::Resource), args: json!({}) };
+        let step = Step {
+            server: &server,
+            op,
+            target: &canonical,
+            kind: Some(MwKind::Resource),
+            args: json!({}),
+        };
         self.guarded(caller, up, step, method, params, progress, ct)
             .await
     }
@@ -1435,7 +1454,13 @@ impl Proxy {
             _ => MwKind::Resource,
         };
         let args = params.get("argument").cloned().unwrap_or(json!({}));
-        let step = Step { server: &server, op: Operation::CompletionComplete, target: &target, kind: Some(mw), args };
+        let step = Step {
+            server: &server,
+            op: Operation::CompletionComplete,
+            target: &target,
+            kind: Some(mw),
+            args,
+        };
         self.guarded(caller, up, step, "completion/complete", params, None, ct)
             .await
     }
@@ -1471,7 +1496,13 @@ impl Proxy {
             return Err(method_not_found(method));
         }
         let up = self.upstream_for(caller, server, &d).await?;
-        let step = Step { server, op: Operation::Custom(method.into()), target: "", kind: None, args: json!({}) };
+        let step = Step {
+            server,
+            op: Operation::Custom(method.into()),
+            target: "",
+            kind: None,
+            args: json!({}),
+        };
         self.guarded(caller, up, step, method, params, progress, ct)
             .await
     }

@@ -55,6 +55,26 @@ pub async fn connect_eager(proxy: &Arc<Proxy>) {
     }
 }
 
+/// Serve the MCP endpoints on `listener` until `stop` (the library's [`crate::app`] uses
+/// this; `fentaris serve` adds the admin listener and signal handling in [`serve_http`]).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Arc<http::App>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let srv = axum::serve(
+        listener,
+        http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await });
+    if let Err(e) = srv.await {
+        tracing::error!("the MCP listener failed: {e}");
+    }
+}
+
 /// Resolves when SIGINT or SIGTERM arrives.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
