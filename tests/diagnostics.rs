@@ -538,8 +538,8 @@ fn every_code_has_a_test() {
     let tested = [
         "FNT001", "FNT002", "FNT003", "FNT004", "FNT006", "FNT007", "FNT008", "FNT009", "FNT010",
         "FNT011", "FNT012", "FNT013", "FNT014", "FNT015", "FNT016", "FNT017", "FNT018", "FNT019",
-        "FNT020", "FNT100", "FNT101", "FNT102", "FNT103", "FNT200", "FNT201", "FNT202", "FNT203",
-        "FNT300",
+        "FNT020", "FNT021", "FNT100", "FNT101", "FNT102", "FNT103", "FNT200", "FNT201", "FNT202",
+        "FNT203", "FNT300",
     ];
     // The vault codes need a vault: tests/vault_cli.rs covers them.
     let vault_codes = ["FNT005", "FNT090", "FNT091", "FNT092"];
@@ -595,4 +595,21 @@ fn fnt018_operation_glob_with_a_custom_alternative() {
         "/policies/0/rules/0/denyCapability/operation",
         4,
     );
+}
+
+#[test]
+fn fnt021_invalid_argument_schema() {
+    let text = r#"{
+  "middleware": [
+    { "argumentSchema": { "mcp": "fs", "tool": "read_file",
+      "schema": { "type": "nonsense" } } }
+  ]
+}"#;
+    let d = assert_at(
+        text,
+        codes::BAD_ARGUMENT_SCHEMA.id,
+        "/middleware/0/argumentSchema/schema",
+        4,
+    );
+    assert_eq!(d.severity, Severity::Error);
 }

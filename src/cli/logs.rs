@@ -230,7 +230,10 @@ fn tail(ctx: &Context, a: TailArgs) -> CliResult {
             }
         }
     }
-    while a.follow {
+    if !a.follow {
+        return Ok(());
+    }
+    loop {
         let new = follower.next_lines().map_err(|e| read_error(&path, e))?;
         if new.is_empty() {
             std::thread::sleep(Duration::from_millis(100));
@@ -243,7 +246,6 @@ fn tail(ctx: &Context, a: TailArgs) -> CliResult {
             }
         }
     }
-    Ok(())
 }
 
 fn read_error(path: &Path, e: std::io::Error) -> CliError {

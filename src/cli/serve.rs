@@ -163,7 +163,7 @@ fn serve(
             );
         }
         rt.block_on(async {
-            connect_eager(&proxy).await;
+            connect_eager(proxy).await;
             stdio::serve(proxy.clone(), &user).await;
             proxy.pool.shutdown().await;
         });

@@ -565,7 +565,7 @@ impl Proxy {
             Ok(_) => "ok",
             Err(e) if e.code == -32800 => "cancelled",
             Err(_) if slot.decision == Some("deny") => "denied",
-            Err(e) if slot.decision.is_none() && matches!(e.code, -32600 | -32601 | -32602) => {
+            Err(e) if slot.decision.is_none() && matches!(e.code, -32602..=-32600) => {
                 "invalid"
             }
             Err(_) => "error",
