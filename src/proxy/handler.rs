@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
-use super::pool::{DEFAULT_REQUEST_TIMEOUT, Pool, Secrets, build_spec, find_server, spec_key};
+use super::pool::{DEFAULT_REQUEST_TIMEOUT, Pool, Secrets, build_spec, find_server};
 use super::upstream::{Event, NameKind, Upstream, UpstreamError, describe};
 use crate::audit::record::{ClientRef, Record, SubjectRef};
 use crate::audit::{AuditLog, args_shape, redact_uri};
@@ -305,7 +305,12 @@ impl Proxy {
             vault: self.vault.as_ref(),
             env: &*self.env,
         };
-        let spec = build_spec(decl, &self.config_dir, group, subject, &secrets).map_err(|e| {
+        // Built once per (server, group, subject where it matters), not per request.
+        let depends_on_subject = subject.filter(|_| !decl.resolve_headers.is_empty());
+        let built = self.pool.spec(server, group, depends_on_subject.map(|s| s.id.as_str()), || {
+            build_spec(decl, &self.config_dir, group, subject, &secrets)
+        });
+        let (spec, mut key) = built.map_err(|e| {
             tracing::warn!(server, "cannot build the upstream connection: {e}");
             RpcError::new(
                 -32603,
@@ -314,7 +319,6 @@ impl Proxy {
                 ),
             )
         })?;
-        let mut key = spec_key(server, &spec);
         if decl.isolation == crate::config::Isolation::Session {
             // One connection per downstream session (per subject for stateless clients).
             match caller {
@@ -337,7 +341,7 @@ impl Proxy {
                 &key,
                 &spec,
                 self.metrics.1.clone(),
-                self.client_capabilities(server),
+                || self.client_capabilities(server),
             )
             .await
             .map_err(|e| {

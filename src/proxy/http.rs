@@ -687,7 +687,24 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 after(result.is_ok());
                 let _ = tx.send(reply(result));
             });
-            let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+            // A result that comes before any progress or request to the client is answered as
+            // plain JSON: one write instead of SSE headers, an event and the chunked end (the
+            // stream is opened only when something must precede the result).
+            let mut rx = rx;
+            let first = match rx.recv().await {
+                Some(v) if v.get("method").is_none() => return json_response(StatusCode::OK, v),
+                Some(v) => v,
+                None => {
+                    return json_response(
+                        StatusCode::OK,
+                        rpc_error_body(Some(&id), &RpcError::new(-32603, "internal error")),
+                    );
+                }
+            };
+            let stream = tokio_stream::StreamExt::chain(
+                tokio_stream::once(first),
+                tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            );
             let stream = tokio_stream::StreamExt::map(stream, |v: Value| {
                 Ok::<_, std::convert::Infallible>(
                     SseEvent::default().event("message").data(v.to_string()),

@@ -207,9 +207,56 @@ pub fn spec_key(server: &str, spec: &Spec) -> String {
 pub struct Pool {
     conns: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Upstream>>>>>,
     last_used: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Built specs and their keys by (server, credential group, subject when the spec depends
+    /// on it): building one resolves credentials, reads the environment and hashes it all, so
+    /// it is done once rather than on every request. Must be cleared when the config changes.
+    specs: std::sync::Mutex<HashMap<String, (Arc<Spec>, Arc<str>)>>,
 }
 
 impl Pool {
+    /// The spec and key of `server` for (`group`, `subject`), built by `build` on first use.
+    /// Pass `subject` only when the spec depends on it (`resolveHeaders`). Failures are not
+    /// remembered.
+    pub fn spec(
+        &self,
+        server: &str,
+        group: Option<&str>,
+        subject: Option<&str>,
+        build: impl FnOnce() -> Result<Spec, String>,
+    ) -> Result<(Arc<Spec>, String), String> {
+        let mut id = String::with_capacity(server.len() + 32);
+        for part in [Some(server), group, subject] {
+            // Length-prefixed, so no choice of names can make two tuples collide.
+            let part = part.unwrap_or("\u{0}");
+            id.push_str(&part.len().to_string());
+            id.push(':');
+            id.push_str(part);
+        }
+        if let Some((spec, key)) = self
+            .specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return Ok((spec.clone(), key.to_string()));
+        }
+        let spec = Arc::new(build()?);
+        let key = spec_key(server, &spec);
+        self.specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, (spec.clone(), Arc::from(key.as_str())));
+        Ok((spec, key))
+    }
+
+    /// Forget every built spec (after a config change).
+    pub fn clear_specs(&self) {
+        self.specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// The connection for `key`, connecting (once, even under concurrency) if needed.
     pub async fn get(
         &self,
@@ -217,7 +264,7 @@ impl Pool {
         key: &str,
         spec: &Spec,
         dropped: Arc<std::sync::atomic::AtomicU64>,
-        client_capabilities: serde_json::Value,
+        client_capabilities: impl FnOnce() -> serde_json::Value,
     ) -> Result<(Arc<Upstream>, bool), String> {
         self.last_used
             .lock()
@@ -243,7 +290,7 @@ impl Pool {
                     INIT_TIMEOUT,
                     dropped,
                     key.contains("#s:") || key.contains("#u:"),
-                    client_capabilities,
+                    client_capabilities(),
                 )
                 .await
             })

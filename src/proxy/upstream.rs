@@ -158,9 +158,14 @@ impl Shared {
                     .remove(&n);
                 match waiter {
                     Some(w) => {
-                        let outcome = match (msg.get("result"), msg.get("error")) {
-                            (Some(r), _) => Ok(r.clone()),
-                            (None, Some(e)) => Err(e.clone()),
+                        // Moved out, not cloned: a result may be large.
+                        let mut obj = match msg {
+                            Value::Object(o) => o,
+                            _ => serde_json::Map::new(),
+                        };
+                        let outcome = match (obj.remove("result"), obj.remove("error")) {
+                            (Some(r), _) => Ok(r),
+                            (None, Some(e)) => Err(e),
                             (None, None) => Err(
                                 json!({ "code": -32603, "message": "upstream sent a response with neither result nor error" }),
                             ),
@@ -779,15 +784,26 @@ fn spawn_stdio(
         let _ = reply_line.send(v.to_string());
     });
     *shared.replier.lock().unwrap_or_else(|e| e.into_inner()) = Some(replier);
-    // Writer.
+    // Writer: every message queued so far in one write (one syscall per burst, not two per
+    // message).
     tokio::spawn(async move {
         let mut stdin = stdin;
+        let mut buf: Vec<u8> = Vec::with_capacity(8 << 10);
         while let Some(line) = rx.recv().await {
-            if stdin.write_all(line.as_bytes()).await.is_err()
-                || stdin.write_all(b"\n").await.is_err()
-                || stdin.flush().await.is_err()
+            buf.clear();
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            while buf.len() < (256 << 10)
+                && let Ok(more) = rx.try_recv()
             {
+                buf.extend_from_slice(more.as_bytes());
+                buf.push(b'\n');
+            }
+            if stdin.write_all(&buf).await.is_err() || stdin.flush().await.is_err() {
                 break;
+            }
+            if buf.capacity() > (1 << 20) {
+                buf = Vec::with_capacity(8 << 10);
             }
         }
     });

@@ -1,0 +1,357 @@
+#!/usr/bin/env bash
+# Compare Fentaris with the test upstream directly and with peer bridges, on this machine.
+#
+# usage: bench/compare.sh [--quick] [--duration SECS] [--warmup SECS] [--concurrency "1 16 64"]
+#                         [--sessions N] [--no-build] [--no-peers] [--out DIR]
+#
+#   (a) direct          the test upstream over streamable HTTP (examples/test_upstream.rs)
+#   (b) fentaris-stdio  Fentaris (release, HTTP downstream, /mcp) -> test upstream over stdio
+#   (c) fentaris-http   Fentaris -> the same HTTP test upstream as (a)
+#       each with autoLog off and on ("+log")
+#   (d) supergateway    supergateway (npm, stateful streamableHttp) -> test upstream over stdio
+#       mcp-proxy       mcp-proxy (PyPI, streamable HTTP at /mcp) -> test upstream over stdio
+# Then Fentaris' idle RSS with 3 upstreams and its RSS growth per idle session.
+#
+# Load: examples/loadgen.rs, one MCP session per connection, sequential tools/call `echo`.
+# Durations default to 5 s per cell (1 s warm-up); --quick: 1 s (0.3 s warm-up), for CI.
+# Peers are installed (pinned) into bench/.peers (override: BENCH_PEERS_DIR); when that fails
+# (no network), the script says so and goes on without them. Nothing here asserts timings.
+# Output: a markdown table on stdout; raw data in --out DIR (default bench/out).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+PEERS=${BENCH_PEERS_DIR:-$ROOT/bench/.peers}
+SUPERGATEWAY_VERSION=4.0.0
+MCP_PROXY_VERSION=0.13.0
+
+DURATION=5
+WARMUP=1
+CONCURRENCY="1 16 64"
+SESSIONS=1000
+BUILD=1
+USE_PEERS=1
+OUT=$ROOT/bench/out
+LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) DURATION=1; WARMUP=0.3 ;;
+        --duration) DURATION=$2; shift ;;
+        --warmup) WARMUP=$2; shift ;;
+        --concurrency) CONCURRENCY=$2; shift ;;
+        --sessions) SESSIONS=$2; shift ;;
+        --no-build) BUILD=0 ;;
+        --no-peers) USE_PEERS=0 ;;
+        --out) OUT=$2; shift ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "compare.sh: $*" >&2; }
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fentaris-bench.XXXXXX")
+CELLS=$OUT/cells.tsv
+MEM=$OUT/memory.tsv
+: > "$CELLS"
+: > "$MEM"
+
+# --- processes we start: each in its own process group, stopped by its id --------------------
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+    done
+    sleep 0.3
+    for p in "${PIDS[@]}"; do
+        kill -KILL -- "-$p" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start() { # start NAME CMD... ; sets STARTED_PID
+    local name=$1; shift
+    setsid "$@" > "$OUT/$name.log" 2>&1 < /dev/null &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+}
+
+stop() { # stop PID: TERM the group, wait up to 5 s, then KILL
+    local p=$1 i
+    kill -TERM -- "-$p" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # wait_http URL EXPECTED_STATUS PID [SECS]
+    local url=$1 want=$2 pid=$3 secs=${4:-60} i code
+    for i in $(seq $((secs * 10))); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "process $pid exited while starting; see its log in $OUT"
+            return 1
+        fi
+        code=$(curl -s -o /dev/null -w '%{http_code}' -m 2 "$url" 2>/dev/null || true)
+        [ "$code" = "$want" ] && return 0
+        sleep 0.1
+    done
+    log "$url did not answer $want within ${secs}s"
+    return 1
+}
+
+wait_port() { # wait_port PORT PID [SECS]
+    local port=$1 pid=$2 secs=${3:-60} i
+    for i in $(seq $((secs * 10))); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "process $pid exited while starting; see its log in $OUT"
+            return 1
+        fi
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "port $port did not open within ${secs}s"
+    return 1
+}
+
+cpu_ticks() { # utime + stime of PID (clock ticks)
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+status_kb() { # status_kb PID FIELD (VmRSS, VmHWM)
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+reset_peak() { echo 5 > "/proc/$1/clear_refs" 2>/dev/null || true; }
+
+# --- build -----------------------------------------------------------------------------------
+if [ "$BUILD" = 1 ]; then
+    log "building (release): fentaris, examples test_upstream and loadgen"
+    (cd "$ROOT" && cargo build --release --quiet --bin fentaris --example test_upstream --example loadgen)
+fi
+FENTARIS=$TARGET/release/fentaris
+UPSTREAM=$TARGET/release/examples/test_upstream
+LOADGEN=$TARGET/release/examples/loadgen
+for b in "$FENTARIS" "$UPSTREAM" "$LOADGEN"; do
+    [ -x "$b" ] || { log "missing $b (run without --no-build)"; exit 1; }
+done
+
+# --- peers -----------------------------------------------------------------------------------
+SUPERGATEWAY=""
+MCP_PROXY=""
+if [ "$USE_PEERS" = 1 ]; then
+    mkdir -p "$PEERS"
+    sg_js=$PEERS/npm/node_modules/supergateway/dist/index.js
+    sg_have=$(node -p "require('$PEERS/npm/node_modules/supergateway/package.json').version" 2>/dev/null || true)
+    if [ "$sg_have" != "$SUPERGATEWAY_VERSION" ]; then
+        log "installing supergateway@$SUPERGATEWAY_VERSION into $PEERS/npm"
+        if ! npm install --prefix "$PEERS/npm" --no-audit --no-fund --silent \
+                "supergateway@$SUPERGATEWAY_VERSION" > "$OUT/npm-install.log" 2>&1; then
+            log "could not install supergateway (no network?); see $OUT/npm-install.log; going on without it"
+        fi
+    fi
+    if [ -f "$sg_js" ] && command -v node > /dev/null; then
+        SUPERGATEWAY=$sg_js
+    fi
+    mp=$PEERS/venv/bin/mcp-proxy
+    mp_have=$("$PEERS/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp-proxy"))' 2>/dev/null || true)
+    if [ "$mp_have" != "$MCP_PROXY_VERSION" ]; then
+        log "installing mcp-proxy==$MCP_PROXY_VERSION into $PEERS/venv"
+        if ! { [ -x "$PEERS/venv/bin/pip" ] || python3 -m venv "$PEERS/venv"; } > "$OUT/pip-install.log" 2>&1 \
+            || ! "$PEERS/venv/bin/pip" install --quiet "mcp-proxy==$MCP_PROXY_VERSION" >> "$OUT/pip-install.log" 2>&1; then
+            log "could not install mcp-proxy (no network?); see $OUT/pip-install.log; going on without it"
+        fi
+    fi
+    [ -x "$mp" ] && MCP_PROXY=$mp
+fi
+
+# --- one measurement cell --------------------------------------------------------------------
+# cell PATH_LABEL URL TOOL STATS_PID CONCURRENCY [HEADER...]
+cell() {
+    local label=$1 url=$2 tool=$3 pid=$4 c=$5; shift 5
+    local hargs=() h
+    for h in "$@"; do hargs+=(--header "$h"); done
+    local t0 t1 hwm json
+    [ "$pid" != 0 ] && reset_peak "$pid"
+    t0=$( [ "$pid" != 0 ] && cpu_ticks "$pid" || echo 0)
+    json=$("$LOADGEN" --url "$url" "${hargs[@]}" --concurrency "$c" --duration "${DURATION}s" \
+        --warmup "${WARMUP}s" --tool "$tool" --threads "$LOADGEN_THREADS" --timeout 30s) || {
+        log "loadgen failed for $label c=$c"; json='{"calls":0,"errors":-1}'; }
+    t1=$( [ "$pid" != 0 ] && cpu_ticks "$pid" || echo 0)
+    hwm=$( [ "$pid" != 0 ] && status_kb "$pid" VmHWM || echo 0)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$c" "$((t1 - t0))" "$hwm" "$json" >> "$CELLS"
+    log "$label c=$c: $(echo "$json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("calls_per_s"), "calls/s, p50", d.get("p50_ms"), "ms, errors", d.get("errors"))')"
+}
+
+KEY=bench-key-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+AUTH="x-fentaris-api-key: $KEY"
+
+# fentaris_project DIR AUTOLOG SERVERS_JSON -> writes DIR/.fentaris/config.json; sets F_PORT F_ADMIN
+fentaris_project() {
+    local dir=$1 autolog=$2 servers=$3
+    F_PORT=$(free_port); F_ADMIN=$(free_port)
+    mkdir -p "$dir/.fentaris" "$dir/xdg"
+    cat > "$dir/.fentaris/config.json" <<EOF
+{
+  "listen": "127.0.0.1:$F_PORT",
+  "adminListen": "127.0.0.1:$F_ADMIN",
+  "autoLog": $autolog,
+  "servers": $servers,
+  "policies": [ { "name": "bench", "rules": [ { "mcp": "*", "allow": "*" } ] } ],
+  "groups": [ { "id": "bench", "users": [ { "id": "bench", "apiKeys": [ { "env": "BENCH_API_KEY" } ] } ], "policy": "bench" } ]
+}
+EOF
+}
+
+start_fentaris() { # start_fentaris NAME DIR ; sets F_PID
+    local name=$1 dir=$2
+    start "$name" env -u FENTARIS_CONFIG -u FENTARIS_VAULT_KEY -u FENTARIS_VAULT_KEY_FILE \
+        XDG_CONFIG_HOME="$dir/xdg" BENCH_API_KEY="$KEY" RUST_LOG="${RUST_LOG:-warn}" \
+        "$FENTARIS" serve --config "$dir/.fentaris/config.json"
+    F_PID=$STARTED_PID
+    wait_http "http://127.0.0.1:$F_ADMIN/readyz" 200 "$F_PID" 120
+}
+
+STDIO_SERVER='[ { "name": "up", "transport": { "stdio": { "command": "'"$UPSTREAM"'", "args": ["--stdio"] } } } ]'
+
+# --- (a) direct, and the HTTP upstream shared with (c) ---------------------------------------
+UP_PORT=$(free_port)
+# One runtime thread: on 2 cores a work-stealing runtime loses ~half its throughput here.
+start upstream-http "$UPSTREAM" --http "127.0.0.1:$UP_PORT" --threads "${UPSTREAM_THREADS:-1}"
+UP_PID=$STARTED_PID
+wait_port "$UP_PORT" "$UP_PID"
+UP_URL=http://127.0.0.1:$UP_PORT/mcp
+HTTP_SERVER='[ { "name": "up", "transport": { "streamableHttp": { "url": "'"$UP_URL"'" } } } ]'
+
+for c in $CONCURRENCY; do cell direct "$UP_URL" echo "$UP_PID" "$c"; done
+
+# --- (b), (c) Fentaris, autoLog off and on ---------------------------------------------------
+for autolog in false true; do
+    suffix=""; [ "$autolog" = true ] && suffix="+log"
+    for kind in stdio http; do
+        dir=$WORK/fentaris-$kind-$autolog
+        if [ "$kind" = stdio ]; then servers=$STDIO_SERVER; else servers=$HTTP_SERVER; fi
+        fentaris_project "$dir" "$autolog" "$servers"
+        start_fentaris "fentaris-$kind$suffix" "$dir" || { log "fentaris ($kind) did not start"; continue; }
+        for c in $CONCURRENCY; do
+            cell "fentaris-$kind$suffix" "http://127.0.0.1:$F_PORT/mcp" up__echo "$F_PID" "$c" "$AUTH"
+        done
+        stop "$F_PID"
+    done
+done
+stop "$UP_PID"
+
+# --- (d) peers -------------------------------------------------------------------------------
+if [ -n "$SUPERGATEWAY" ]; then
+    port=$(free_port)
+    start supergateway node "$SUPERGATEWAY" --stdio "$UPSTREAM --stdio" \
+        --outputTransport streamableHttp --stateful --port "$port" --logLevel none
+    pid=$STARTED_PID
+    if wait_port "$port" "$pid"; then
+        for c in $CONCURRENCY; do cell supergateway "http://127.0.0.1:$port/mcp" echo "$pid" "$c"; done
+    fi
+    stop "$pid"
+else
+    log "supergateway not available: skipped"
+fi
+if [ -n "$MCP_PROXY" ]; then
+    port=$(free_port)
+    start mcp-proxy "$MCP_PROXY" --host 127.0.0.1 --port "$port" --log-level WARNING -- "$UPSTREAM" --stdio
+    pid=$STARTED_PID
+    if wait_port "$port" "$pid"; then
+        for c in $CONCURRENCY; do cell mcp-proxy "http://127.0.0.1:$port/mcp" echo "$pid" "$c"; done
+    fi
+    stop "$pid"
+else
+    log "mcp-proxy not available: skipped"
+fi
+
+# --- memory: idle with 3 upstreams, growth per idle session ----------------------------------
+dir=$WORK/fentaris-memory
+servers='[ '
+for i in 1 2 3; do
+    servers+='{ "name": "up'$i'", "transport": { "stdio": { "command": "'"$UPSTREAM"'", "args": ["--stdio"] } } }'
+    [ $i -lt 3 ] && servers+=', '
+done
+servers+=' ]'
+fentaris_project "$dir" false "$servers"
+if start_fentaris fentaris-memory "$dir"; then
+    sleep 1
+    idle=$(status_kb "$F_PID" VmRSS)
+    "$LOADGEN" --url "http://127.0.0.1:$F_PORT/mcp" --header "$AUTH" --open-sessions 10 --concurrency 1 > /dev/null
+    sleep 0.5
+    base=$(status_kb "$F_PID" VmRSS)
+    opened=$("$LOADGEN" --url "http://127.0.0.1:$F_PORT/mcp" --header "$AUTH" --open-sessions "$SESSIONS" --concurrency 8)
+    sleep 0.5
+    after=$(status_kb "$F_PID" VmRSS)
+    printf 'idle_rss_kb\t%s\nrss_after_10_sessions_kb\t%s\nrss_after_more_sessions_kb\t%s\nsessions\t%s\nopen_result\t%s\n' \
+        "$idle" "$base" "$after" "$SESSIONS" "$opened" >> "$MEM"
+    log "memory: idle $idle kB; after 10 sessions $base kB; after $SESSIONS more $after kB"
+    stop "$F_PID"
+fi
+
+# --- report ----------------------------------------------------------------------------------
+python3 - "$CELLS" "$MEM" "$(getconf CLK_TCK)" "$DURATION" "$WARMUP" <<'PY'
+import json, sys
+cells_f, mem_f, tck, duration, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+rows = []
+for line in open(cells_f):
+    label, c, ticks, hwm, js = line.rstrip("\n").split("\t", 4)
+    d = json.loads(js)
+    rows.append(dict(path=label, c=int(c), ticks=int(ticks), hwm=int(hwm or 0), **d))
+by = {(r["path"], r["c"]): r for r in rows}
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "–"
+print(f"\n### Results ({duration} s per cell after {warmup} s warm-up; tool `echo`)\n")
+print("| path | c | calls/s | p50 ms | p99 ms | errors | ÷ direct | ÷ supergateway | peak RSS MB | CPU µs/call |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for r in rows:
+    d = by.get(("direct", r["c"]), {})
+    s = by.get(("supergateway", r["c"]), {})
+    cps = r.get("calls_per_s", 0)
+    # CPU of the process over the whole cell (warm-up included) per call made in it.
+    total = r.get("calls_total", 0)
+    cpu = f"{r['ticks'] / tck * 1e6 / total:.1f}" if total else "–"
+    print(f"| {r['path']} | {r['c']} | {cps:,.0f} | {r.get('p50_ms', 0):.3f} | {r.get('p99_ms', 0):.3f} | "
+          f"{r.get('errors', 0)} | {ratio(cps, d.get('calls_per_s'))} | {ratio(cps, s.get('calls_per_s'))} | "
+          f"{r['hwm'] / 1024:.1f} | {cpu} |")
+for r in rows:
+    if r.get("error_messages"):
+        print(f"\n{r['path']} c={r['c']} errors: {r['error_messages'][:3]}")
+mem = dict(l.rstrip("\n").split("\t", 1) for l in open(mem_f) if "\t" in l)
+if mem:
+    idle, base, after, n = (int(mem["idle_rss_kb"]), int(mem["rss_after_10_sessions_kb"]),
+                            int(mem["rss_after_more_sessions_kb"]), int(mem["sessions"]))
+    print(f"\nFentaris memory: idle RSS with 3 stdio upstreams {idle / 1024:.1f} MB; "
+          f"after {n} more idle sessions {after / 1024:.1f} MB "
+          f"(+{(after - base) / n:.1f} KB per session; sessions opened: {mem['open_result']})")
+print("\nTargets (informational, issue 8):")
+def g(p, c, k):
+    return by.get((p, c), {}).get(k)
+def line(name, val, ok):
+    print(f"- {name}: {val} {'(met)' if ok else '(missed)' if ok is not None else ''}")
+for p in ("fentaris-stdio",):
+    f16, s16, m16 = g(p, 16, "calls_per_s"), g("supergateway", 16, "calls_per_s"), g("mcp-proxy", 16, "calls_per_s")
+    if f16 and s16: line("c=16 throughput ÷ supergateway ≥ 8", f"{f16 / s16:.1f}×", f16 / s16 >= 8)
+    if f16 and m16: line("c=16 throughput ÷ mcp-proxy ≥ 12", f"{f16 / m16:.1f}×", f16 / m16 >= 12)
+    f1, s1 = g(p, 1, "p50_ms"), g("supergateway", 1, "p50_ms")
+    if f1 and s1: line("c=1 p50 ÷ supergateway's ≤ 0.4", f"{f1 / s1:.2f}", f1 / s1 <= 0.4)
+for p in ("fentaris-http",):
+    f1, d1 = g(p, 1, "p50_ms"), g("direct", 1, "p50_ms")
+    if f1 and d1: line("added p50 vs direct (HTTP upstream, c=1) < 0.25 ms", f"{f1 - d1:.3f} ms", f1 - d1 < 0.25)
+if mem:
+    line("idle RSS with 3 upstreams < 20 MB", f"{idle / 1024:.1f} MB", idle < 20 * 1024)
+    line("RSS per idle session < 64 KB", f"{(after - base) / n:.1f} KB", (after - base) / n < 64)
+PY
+log "raw data: $CELLS, $MEM; logs in $OUT"
