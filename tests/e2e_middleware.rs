@@ -409,3 +409,83 @@ fn the_builder_and_the_config_file_give_the_same_model_and_diagnostics() {
         assert!(codes.contains(&c), "{c} missing from {codes:?}");
     }
 }
+
+#[test]
+fn library_middleware_applies_to_prompts_and_resources() {
+    if !ready() {
+        return;
+    }
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut app = fentaris(Options {
+        listen: Some("127.0.0.1:0".into()),
+        servers: vec![mcp("everything", stdio("node").args([everything_js().to_str().unwrap()]))],
+        policies: vec![policy("p")
+            .mcp("everything")
+            .allow_capability(json!({ "operation": "prompt:get", "target": "*" }))
+            .allow_capability(json!({ "operation": "completion:complete", "target": "*" }))
+            .allow_capability(json!({ "operation": "resource:read", "target": "demo://resource/static/document/*" }))],
+        groups: vec![group("g")
+            .users([user("alice").api_keys([credential_env("MW2_ALICE_KEY")])])
+            .policy("p")],
+        ..Options::default()
+    });
+    let s1 = seen.clone();
+    let s2 = seen.clone();
+    app.mcp("everything")
+        .prompt("simple-*", move |ctx: Ctx, next: Next| {
+            let s = s1.clone();
+            async move {
+                s.lock()
+                    .unwrap()
+                    .push(format!("{} {}", ctx.operation(), ctx.target()));
+                next.run(ctx).await
+            }
+        })
+        .unwrap()
+        .resource(
+            "demo://resource/static/document/*",
+            move |ctx: Ctx, _next: Next| {
+                let s = s2.clone();
+                async move {
+                    s.lock()
+                        .unwrap()
+                        .push(format!("{} {}", ctx.operation(), ctx.target()));
+                    ctx.deny("documents are read through the archive")
+                }
+            },
+        )
+        .unwrap();
+    unsafe { std::env::set_var("MW2_ALICE_KEY", KEY) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = rt.block_on(app.start()).unwrap();
+    let url = format!("http://{}/mcp/everything", running.local_addr());
+    let sid = raw_session(&url, KEY);
+    let r = raw_call(
+        &url,
+        KEY,
+        &sid,
+        "prompts/get",
+        json!({ "name": "simple-prompt" }),
+    );
+    assert!(r.get("result").is_some(), "{r}");
+    let r = raw_call(
+        &url,
+        KEY,
+        &sid,
+        "resources/read",
+        json!({ "uri": "demo://resource/static/document/architecture.md" }),
+    );
+    assert_eq!(r["error"]["code"], -32003, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("archive"));
+    rt.block_on(running.shutdown());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "prompt:get simple-prompt",
+            "resource:read demo://resource/static/document/architecture.md"
+        ]
+    );
+}

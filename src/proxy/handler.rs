@@ -307,9 +307,12 @@ impl Proxy {
         };
         // Built once per (server, group, subject where it matters), not per request.
         let depends_on_subject = subject.filter(|_| !decl.resolve_headers.is_empty());
-        let built = self.pool.spec(server, group, depends_on_subject.map(|s| s.id.as_str()), || {
-            build_spec(decl, &self.config_dir, group, subject, &secrets)
-        });
+        let built = self.pool.spec(
+            server,
+            group,
+            depends_on_subject.map(|s| s.id.as_str()),
+            || build_spec(decl, &self.config_dir, group, subject, &secrets),
+        );
         let (spec, mut key) = built.map_err(|e| {
             tracing::warn!(server, "cannot build the upstream connection: {e}");
             RpcError::new(
@@ -336,13 +339,9 @@ impl Proxy {
         }
         let (up, fresh) = self
             .pool
-            .get(
-                server,
-                &key,
-                &spec,
-                self.metrics.1.clone(),
-                || self.client_capabilities(server),
-            )
+            .get(server, &key, &spec, self.metrics.1.clone(), || {
+                self.client_capabilities(server)
+            })
             .await
             .map_err(|e| {
                 tracing::warn!(server, "upstream failed to start: {e}");
@@ -569,9 +568,7 @@ impl Proxy {
             Ok(_) => "ok",
             Err(e) if e.code == -32800 => "cancelled",
             Err(_) if slot.decision == Some("deny") => "denied",
-            Err(e) if slot.decision.is_none() && matches!(e.code, -32602..=-32600) => {
-                "invalid"
-            }
+            Err(e) if slot.decision.is_none() && matches!(e.code, -32602..=-32600) => "invalid",
             Err(_) => "error",
         });
         if let Err(e) = &result {

@@ -251,10 +251,7 @@ impl Pool {
 
     /// Forget every built spec (after a config change).
     pub fn clear_specs(&self) {
-        self.specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.specs.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The connection for `key`, connecting (once, even under concurrency) if needed.
