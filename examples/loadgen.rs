@@ -503,15 +503,16 @@ async fn run_open_sessions(o: Arc<Opts>) -> Value {
         }
     }
     let took = start.elapsed();
-    let e = errors.lock().unwrap();
-    let out = json!({
-        "opened": opened,
-        "connections": conns.len(),
-        "seconds": round3(took.as_secs_f64()),
-        "errors": e.count,
-        "error_messages": e.first,
-    });
-    drop(e);
+    let out = {
+        let e = errors.lock().unwrap();
+        json!({
+            "opened": opened,
+            "connections": conns.len(),
+            "seconds": round3(took.as_secs_f64()),
+            "errors": e.count,
+            "error_messages": e.first,
+        })
+    };
     if !o.hold.is_zero() {
         println!("{out}");
         use std::io::Write;
