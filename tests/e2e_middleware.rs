@@ -218,6 +218,38 @@ fn argument_schemas_and_the_external_authorizer_narrow_what_policy_allowed() {
 }
 
 #[test]
+fn a_client_waiting_for_an_approval_gets_progress() {
+    if !ready() {
+        return;
+    }
+    let authz = Authorizer::start();
+    let config = json!({
+        "servers": [env_upstream()],
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "env", "allow": "echo" }] } }],
+        "middleware": [{ "externalAuthorizer": { "url": authz.url("/slow"), "timeout": "10s" } }]
+    });
+    let s = serve(&config, &[("ALICE_KEY", KEY)]);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, KEY);
+    let msg = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "env__echo", "arguments": { "message": "hi" }, "_meta": { "progressToken": "p1" } }});
+    let (status, _, body) = http(
+        "POST",
+        &url,
+        &[("x-fentaris-api-key", KEY), ("mcp-session-id", &sid)],
+        Some(&msg),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("notifications/progress") && body.contains("waiting for the external authorizer"),
+        "{body}"
+    );
+    assert_eq!(rpc_body(&body)["result"]["content"][0]["text"], "hi", "{body}");
+}
+
+#[test]
 fn the_authorizer_answering_garbage_denies() {
     if !ready() {
         return;
