@@ -233,9 +233,12 @@ impl Proxy {
         };
         // Built once per (server, group, subject where it matters), not per request.
         let depends_on_subject = subject.filter(|_| !decl.resolve_headers.is_empty());
-        let built = self.pool.spec(server, group, depends_on_subject.map(|s| s.id.as_str()), || {
-            build_spec(decl, &self.config_dir, group, subject, &secrets)
-        });
+        let built = self.pool.spec(
+            server,
+            group,
+            depends_on_subject.map(|s| s.id.as_str()),
+            || build_spec(decl, &self.config_dir, group, subject, &secrets),
+        );
         let (spec, mut key) = built.map_err(|e| {
             tracing::warn!(server, "cannot build the upstream connection: {e}");
             RpcError::new(
@@ -262,13 +265,9 @@ impl Proxy {
         }
         let (up, fresh) = self
             .pool
-            .get(
-                server,
-                &key,
-                &spec,
-                self.metrics.1.clone(),
-                || self.client_capabilities(server),
-            )
+            .get(server, &key, &spec, self.metrics.1.clone(), || {
+                self.client_capabilities(server)
+            })
             .await
             .map_err(|e| {
                 tracing::warn!(server, "upstream failed to start: {e}");

@@ -210,8 +210,11 @@ pub struct Pool {
     /// Built specs and their keys by (server, credential group, subject when the spec depends
     /// on it): building one resolves credentials, reads the environment and hashes it all, so
     /// it is done once rather than on every request. Must be cleared when the config changes.
-    specs: std::sync::Mutex<HashMap<String, (Arc<Spec>, Arc<str>)>>,
+    specs: std::sync::Mutex<HashMap<String, BuiltSpec>>,
 }
+
+/// A built spec and its pool key.
+type BuiltSpec = (Arc<Spec>, Arc<str>);
 
 impl Pool {
     /// The spec and key of `server` for (`group`, `subject`), built by `build` on first use.
@@ -251,10 +254,7 @@ impl Pool {
 
     /// Forget every built spec (after a config change).
     pub fn clear_specs(&self) {
-        self.specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.specs.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The connection for `key`, connecting (once, even under concurrency) if needed.
