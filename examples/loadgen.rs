@@ -25,9 +25,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper::body::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper::body::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
@@ -95,7 +95,10 @@ fn parse_args() -> Opts {
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
+        };
         match a.as_str() {
             "--url" => url = Some(val()),
             "--header" | "-H" => {
@@ -116,12 +119,15 @@ fn parse_args() -> Opts {
             "--warmup" => o.warmup = parse_duration(&val()),
             "--tool" => o.tool = val(),
             "--args" => {
-                o.args = serde_json::from_str(&val()).unwrap_or_else(|e| usage(&format!("--args: {e}")))
+                o.args =
+                    serde_json::from_str(&val()).unwrap_or_else(|e| usage(&format!("--args: {e}")))
             }
             "--threads" => o.threads = val().parse().unwrap_or_else(|_| usage("bad --threads")),
             "--timeout" => o.timeout = parse_duration(&val()),
             "--open-sessions" => {
-                o.open_sessions = val().parse().unwrap_or_else(|_| usage("bad --open-sessions"))
+                o.open_sessions = val()
+                    .parse()
+                    .unwrap_or_else(|_| usage("bad --open-sessions"))
             }
             "--hold" => o.hold = parse_duration(&val()),
             "--protocol" => o.protocol = val(),
@@ -283,7 +289,10 @@ impl Conn {
 
 fn check(msg: Value, id: u64, method: &str) -> Result<Value, String> {
     if msg.get("id").and_then(Value::as_u64) != Some(id) {
-        return Err(format!("{method}: response id {:?} is not {id}", msg.get("id")));
+        return Err(format!(
+            "{method}: response id {:?} is not {id}",
+            msg.get("id")
+        ));
     }
     if let Some(e) = msg.get("error") {
         return Err(format!("{method}: JSON-RPC error {e}"));
@@ -336,11 +345,7 @@ impl Errors {
     }
 }
 
-async fn worker(
-    o: Arc<Opts>,
-    start: Instant,
-    errors: Arc<Mutex<Errors>>,
-) -> (Vec<u32>, u64) {
+async fn worker(o: Arc<Opts>, start: Instant, errors: Arc<Mutex<Errors>>) -> (Vec<u32>, u64) {
     let warm_end = start + o.warmup;
     let end = warm_end + o.duration;
     let mut lat = Vec::with_capacity(4096);
@@ -498,15 +503,17 @@ async fn run_open_sessions(o: Arc<Opts>) -> Value {
         }
     }
     let took = start.elapsed();
-    let e = errors.lock().unwrap();
+    let (count, first) = {
+        let e = errors.lock().unwrap();
+        (e.count, e.first.clone())
+    };
     let out = json!({
         "opened": opened,
         "connections": conns.len(),
         "seconds": round3(took.as_secs_f64()),
-        "errors": e.count,
-        "error_messages": e.first,
+        "errors": count,
+        "error_messages": first,
     });
-    drop(e);
     if !o.hold.is_zero() {
         println!("{out}");
         use std::io::Write;

@@ -112,7 +112,9 @@ impl Upstream {
             "resources/list" => json!({ "resources": [] }),
             "resources/templates/list" => json!({ "resourceTemplates": [] }),
             "tools/call" => return self.call(id, params),
-            other => return Action::Reply(error(id, -32601, &format!("Method not found: {other}"))),
+            other => {
+                return Action::Reply(error(id, -32601, &format!("Method not found: {other}")));
+            }
         };
         Action::Reply(response(id, result))
     }
