@@ -98,18 +98,25 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-wait_http() { # wait_http URL EXPECTED_STATUS PID [SECS]
-    local url=$1 want=$2 pid=$3 secs=${4:-60} i code
+http_status() { # http_status PORT PATH: the status of GET http://127.0.0.1:PORT/PATH (no curl needed)
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n' "$2" "$1" >&3
+        read -r -t 2 _ code _ <&3 && echo "$code"
+    ) 2>/dev/null || true
+}
+
+wait_http() { # wait_http PORT PATH EXPECTED_STATUS PID [SECS]
+    local port=$1 path=$2 want=$3 pid=$4 secs=${5:-60} i
     for i in $(seq $((secs * 10))); do
         if ! kill -0 "$pid" 2>/dev/null; then
             log "process $pid exited while starting; see its log in $OUT"
             return 1
         fi
-        code=$(curl -s -o /dev/null -w '%{http_code}' -m 2 "$url" 2>/dev/null || true)
-        [ "$code" = "$want" ] && return 0
+        [ "$(http_status "$port" "$path")" = "$want" ] && return 0
         sleep 0.1
     done
-    log "$url did not answer $want within ${secs}s"
+    log "http://127.0.0.1:$port$path did not answer $want within ${secs}s"
     return 1
 }
 
@@ -140,7 +147,7 @@ if [ "$BUILD" = 1 ]; then
     log "building (release): fentaris, examples test_upstream and loadgen"
     (cd "$ROOT" && cargo build --release --quiet --bin fentaris --example test_upstream --example loadgen)
 fi
-FENTARIS=$TARGET/release/fentaris
+FENTARIS=${FENTARIS_BIN:-$TARGET/release/fentaris}
 UPSTREAM=$TARGET/release/examples/test_upstream
 LOADGEN=$TARGET/release/examples/loadgen
 for b in "$FENTARIS" "$UPSTREAM" "$LOADGEN"; do
@@ -176,6 +183,17 @@ if [ "$USE_PEERS" = 1 ]; then
     [ -x "$mp" ] && MCP_PROXY=$mp
 fi
 
+# On a shared machine a compiler running beside the benchmark skews it: wait (up to
+# BENCH_QUIET_WAIT seconds, default 120; 0 disables) until no rustc/cc1 process is running.
+wait_quiet() {
+    local max=${BENCH_QUIET_WAIT:-120} i
+    for i in $(seq $((max * 2))); do
+        pgrep -x 'rustc|cc1|cc1plus' > /dev/null 2>&1 || return 0
+        [ "$i" = 1 ] && log "waiting for compilers on this machine to finish"
+        sleep 0.5
+    done
+}
+
 # --- one measurement cell --------------------------------------------------------------------
 # cell PATH_LABEL URL TOOL STATS_PID CONCURRENCY [HEADER...]
 cell() {
@@ -183,6 +201,7 @@ cell() {
     local hargs=() h
     for h in "$@"; do hargs+=(--header "$h"); done
     local t0 t1 hwm json
+    wait_quiet
     [ "$pid" != 0 ] && reset_peak "$pid"
     t0=$( [ "$pid" != 0 ] && cpu_ticks "$pid" || echo 0)
     json=$("$LOADGEN" --url "$url" "${hargs[@]}" --concurrency "$c" --duration "${DURATION}s" \
@@ -220,7 +239,7 @@ start_fentaris() { # start_fentaris NAME DIR ; sets F_PID
         XDG_CONFIG_HOME="$dir/xdg" BENCH_API_KEY="$KEY" RUST_LOG="${RUST_LOG:-warn}" \
         "$FENTARIS" serve --config "$dir/.fentaris/config.json"
     F_PID=$STARTED_PID
-    wait_http "http://127.0.0.1:$F_ADMIN/readyz" 200 "$F_PID" 120
+    wait_http "$F_ADMIN" /readyz 200 "$F_PID" 120
 }
 
 STDIO_SERVER='[ { "name": "up", "transport": { "stdio": { "command": "'"$UPSTREAM"'", "args": ["--stdio"] } } } ]'
@@ -313,7 +332,7 @@ for line in open(cells_f):
 by = {(r["path"], r["c"]): r for r in rows}
 def ratio(a, b):
     return f"{a / b:.2f}" if a and b else "–"
-print(f"\n### Results ({duration} s per cell after {warmup} s warm-up; tool `echo`)\n")
+print(f"\n### Results ({duration} s per cell after {warmup} s warm-up; tool `echo`; peak RSS and CPU are of the server process measured: the upstream for direct, else the proxy alone)\n")
 print("| path | c | calls/s | p50 ms | p99 ms | errors | ÷ direct | ÷ supergateway | peak RSS MB | CPU µs/call |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:

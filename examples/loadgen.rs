@@ -503,16 +503,17 @@ async fn run_open_sessions(o: Arc<Opts>) -> Value {
         }
     }
     let took = start.elapsed();
-    let out = {
+    let (count, first) = {
         let e = errors.lock().unwrap();
-        json!({
-            "opened": opened,
-            "connections": conns.len(),
-            "seconds": round3(took.as_secs_f64()),
-            "errors": e.count,
-            "error_messages": e.first,
-        })
+        (e.count, e.first.clone())
     };
+    let out = json!({
+        "opened": opened,
+        "connections": conns.len(),
+        "seconds": round3(took.as_secs_f64()),
+        "errors": count,
+        "error_messages": first,
+    });
     if !o.hold.is_zero() {
         println!("{out}");
         use std::io::Write;

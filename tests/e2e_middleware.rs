@@ -243,10 +243,15 @@ fn a_client_waiting_for_an_approval_gets_progress() {
     .unwrap();
     assert_eq!(status, 200);
     assert!(
-        body.contains("notifications/progress") && body.contains("waiting for the external authorizer"),
+        body.contains("notifications/progress")
+            && body.contains("waiting for the external authorizer"),
         "{body}"
     );
-    assert_eq!(rpc_body(&body)["result"]["content"][0]["text"], "hi", "{body}");
+    assert_eq!(
+        rpc_body(&body)["result"]["content"][0]["text"],
+        "hi",
+        "{body}"
+    );
 }
 
 #[test]
