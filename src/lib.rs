@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod diagnostics;
+pub mod harden;
 pub mod identity;
 pub mod middleware;
 pub mod policy;

@@ -110,6 +110,7 @@ fn policy_is_enforced_per_user_in_both_protocol_eras() {
             "env__pid",
             "env__withdraw",
             "env__change",
+            "env__read",
             "env__echo"
         ]
     );

@@ -113,6 +113,9 @@ pub type CliResult = Result<(), CliError>;
 
 /// Run the CLI with the process arguments and return the exit code.
 pub fn main() -> ExitCode {
+    // Before any thread starts: FENTARIS_* secrets out of the environment, no ptrace/proc.
+    crate::harden::take_reserved_env();
+    crate::harden::non_dumpable();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -160,7 +163,7 @@ impl Context {
             .map_err(|e| CliError::fatal(format!("cannot read the working directory: {e}")))?;
         let path = crate::config::discover(
             self.config.as_deref(),
-            std::env::var_os("FENTARIS_CONFIG"),
+            crate::harden::var("FENTARIS_CONFIG").map(std::ffi::OsString::from),
             &cwd,
         )?;
         Ok(crate::config::load_file(&path)?)

@@ -100,6 +100,21 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         ));
     }
     let audit = start_audit(&config, &loaded.dir, vault.as_ref());
+    // Children must not read what protects the secrets: key files, the vault, the audit log.
+    let mut denied = vec![vault_path.clone()];
+    denied.extend(crate::vault::keys::default_keys_dir());
+    denied.extend(crate::harden::var("FENTARIS_VAULT_KEY_FILE").map(std::path::PathBuf::from));
+    if config.auto_log
+        && let Some(dir) = loaded.dir.join(&config.audit.path).parent()
+    {
+        denied.push(dir.to_path_buf());
+    }
+    crate::harden::deny_to_children(denied);
+    if crate::harden::landlock_abi().is_none() {
+        tracing::info!(
+            "Landlock is not available here: stdio upstreams are not kept from reading Fentaris' key folder"
+        );
+    }
     let mut proxy = Proxy::new(
         config,
         loaded.dir.clone(),

@@ -768,6 +768,16 @@ fn spawn_stdio(
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
+    #[cfg(unix)]
+    {
+        // Dies with Fentaris (even on SIGKILL); cannot read its keys, vault or audit log.
+        let sandbox = crate::harden::child_sandbox();
+        // SAFETY: the closure only makes syscalls (prctl, getppid, Landlock) prepared in
+        // the parent; nothing it does needs a lock another thread could hold at fork.
+        unsafe {
+            cmd.pre_exec(move || sandbox.apply());
+        }
+    }
     let mut wrap = process_wrap::tokio::CommandWrap::from(cmd);
     #[cfg(unix)]
     wrap.wrap(process_wrap::tokio::ProcessGroup::leader());

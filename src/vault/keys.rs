@@ -60,7 +60,7 @@ pub fn default_keys_dir() -> Option<PathBuf> {
 impl KeyLookup {
     /// Read the lookup from the process environment (no prompt).
     pub fn from_env() -> KeyLookup {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        let var = crate::harden::var;
         KeyLookup {
             env_key: var("FENTARIS_VAULT_KEY").map(Secret::from),
             env_key_file: var("FENTARIS_VAULT_KEY_FILE").map(PathBuf::from),

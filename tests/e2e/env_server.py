@@ -3,7 +3,8 @@ records every message it receives (to the file named by RECORD_FILE, if set).
 
 Tools: `env` (returns the environment as JSON text), `sleep` (waits `seconds`, honouring
 notifications/cancelled), `pid` (its process id), `withdraw` (asks the client for sampling,
-then cancels that request), `change` (sends tools/list_changed), `echo`.
+then cancels that request), `change` (sends tools/list_changed), `read` (a file's text, or
+`error: <reason>`), `echo`.
 """
 import json
 import os
@@ -34,6 +35,7 @@ TOOLS = [
     {"name": "pid", "description": "Report the process id", "inputSchema": {"type": "object"}},
     {"name": "withdraw", "description": "Ask for sampling, then withdraw", "inputSchema": {"type": "object"}},
     {"name": "change", "description": "Announce that the tool list changed", "inputSchema": {"type": "object"}},
+    {"name": "read", "description": "Read a file (sandbox tests)", "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}},
     {"name": "echo", "description": "Echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}},
      "x-unknown-field": {"kept": True}},
 ]
@@ -69,6 +71,13 @@ def handle(msg):
             text = "changed"
         elif name == "pid":
             text = str(os.getpid())
+        elif name == "read":
+            try:
+                with open(args.get("path", ""), "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+            except OSError as e:
+                text = f"error: {e.strerror}"
+
         elif name == "echo":
             text = str(args.get("message", ""))
         else:
