@@ -105,7 +105,7 @@ pub fn allowed_around(denied: &[PathBuf]) -> Vec<PathBuf> {
         };
         for e in entries.flatten() {
             let p = e.path();
-            if denied.iter().any(|d| *d == p) {
+            if denied.contains(&p) {
                 continue;
             }
             if denied.iter().any(|d| d.starts_with(&p)) {
