@@ -1010,35 +1010,6 @@ fn sampling_reaches_the_client_whose_request_caused_it_only_when_allowed() {
     );
 }
 
-/// Read `GET` SSE notifications of a session for `wait`; returns the JSON messages.
-fn listen_for(url: &str, key: &str, sid: &str, wait: Duration) -> Vec<Value> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let resp = reqwest::Client::new()
-            .get(url)
-            .header("x-fentaris-api-key", key)
-            .header("mcp-session-id", sid)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let mut resp = resp;
-        let mut text = String::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, resp.chunk()).await {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-        text.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str(d.trim()).ok())
-            .collect()
-    })
-}
-
 #[test]
 fn resource_updates_reach_only_subscribed_sessions() {
     if !ready() {

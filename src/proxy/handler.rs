@@ -354,6 +354,108 @@ impl Proxy {
         Ok(up)
     }
 
+    /// The pool key of a server's shared connection (no subject, no group).
+    fn shared_key(&self, server: &str) -> Option<String> {
+        let (decl, owner) = find_server(&self.config, None, server)?;
+        let secrets = Secrets {
+            config: &self.config,
+            vault: self.vault.as_ref(),
+            env: &*self.env,
+        };
+        self.pool
+            .spec(server, owner, None, || {
+                build_spec(decl, &self.config_dir, owner, None, &secrets)
+            })
+            .ok()
+            .map(|(_, key)| key)
+    }
+
+    /// Keep a shared server up: start it, and whenever it exits unasked (or fails to
+    /// start), restart it after an exponential backoff with jitter, until it exits
+    /// [`super::pool::CRASH_LIMIT`] times within a minute; then it stays down (and `/readyz`
+    /// says so). Sessions get list-changed notifications when it is back. `first` is told
+    /// when the first attempt is over.
+    pub async fn keep_up(self: Arc<Self>, server: String, first: tokio::sync::oneshot::Sender<()>) {
+        use super::pool::AfterExit;
+        let mut first = Some(first);
+        let mut restarting = false;
+        loop {
+            if self.pool.stopping() {
+                return;
+            }
+            let Some(key) = self.shared_key(&server) else {
+                tracing::warn!(server = %server, "cannot start: its credentials could not be resolved");
+                return;
+            };
+            let after = match self.upstream(None, &server, None).await {
+                Ok(up) => {
+                    if restarting {
+                        tracing::info!(server = %server, "restarted");
+                        self.metrics.upstream_restart(&server);
+                        self.audit
+                            .write(Record::new("upstream.restart").server(&server));
+                        for event in [
+                            Event::ToolsChanged,
+                            Event::PromptsChanged,
+                            Event::ResourcesChanged,
+                        ] {
+                            let _ = self.events.send(ServerEvent {
+                                server: server.clone(),
+                                connection: key.clone(),
+                                event,
+                            });
+                        }
+                    } else {
+                        self.report_unrepresentable_names(&server).await;
+                    }
+                    if let Some(f) = first.take() {
+                        let _ = f.send(());
+                    }
+                    up.closed().await;
+                    if self.pool.closed_on_purpose(&key, &up).await {
+                        return;
+                    }
+                    drop(up);
+                    self.metrics.upstream_exit(&server);
+                    self.pool.note_exit(&key)
+                }
+                Err(e) => {
+                    if let Some(f) = first.take() {
+                        let _ = f.send(());
+                    }
+                    tracing::warn!(server = %server, "could not start: {}", e.message);
+                    self.pool.state(&key)
+                }
+            };
+            restarting = true;
+            match after {
+                AfterExit::Down(n) => {
+                    tracing::error!(server = %server, "exited {n} times within {}s: it stays down until Fentaris restarts", super::pool::CRASH_WINDOW.as_secs());
+                    self.metrics.upstream_down(&server, true);
+                    self.audit.write(
+                        Record::new("upstream.down")
+                            .server(&server)
+                            .detail(json!({ "exits": n })),
+                    );
+                    return;
+                }
+                AfterExit::RestartIn(d) => {
+                    tracing::warn!(server = %server, "exited; restarting in {:.1}s", d.as_secs_f32());
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }
+    }
+
+    /// Shared servers that are down after a crash loop.
+    pub fn down_servers(&self, servers: &[String]) -> Vec<String> {
+        servers
+            .iter()
+            .filter(|s| self.shared_key(s).is_some_and(|k| self.pool.is_down(&k)))
+            .cloned()
+            .collect()
+    }
+
     /// The connection for an allowed request: credentials from the group whose rule allowed it.
     async fn upstream_for(
         &self,

@@ -897,7 +897,16 @@ pub fn admin_router(app: Arc<App>) -> Router {
                     .iter()
                     .filter(|s| !caps.contains_key(*s))
                     .collect();
-                if !app.proxy.audit.healthy() {
+                let down = app.proxy.down_servers(&app.eager);
+                if !down.is_empty() {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "not ready: {} down after repeated exits (see the log)\n",
+                            down.join(", ")
+                        ),
+                    )
+                } else if !app.proxy.audit.healthy() {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
                         "not ready: the audit log cannot be written\n".to_string(),

@@ -17,6 +17,9 @@ struct Inner {
     latency: BTreeMap<String, ([u64; BUCKETS.len()], u64, f64)>,
     upstream_starts: BTreeMap<String, u64>,
     upstream_failures: BTreeMap<String, u64>,
+    upstream_exits: BTreeMap<String, u64>,
+    upstream_restarts: BTreeMap<String, u64>,
+    upstream_down: BTreeMap<String, u64>,
     auth_failures: u64,
 }
 
@@ -66,6 +69,19 @@ impl Metrics {
     }
     pub fn upstream_failure(&self, server: &str) {
         self.with(|m| *m.upstream_failures.entry(server.into()).or_default() += 1);
+    }
+    /// An upstream exited (or closed its output) without being asked to.
+    pub fn upstream_exit(&self, server: &str) {
+        self.with(|m| *m.upstream_exits.entry(server.into()).or_default() += 1);
+    }
+    pub fn upstream_restart(&self, server: &str) {
+        self.with(|m| *m.upstream_restarts.entry(server.into()).or_default() += 1);
+    }
+    /// 1 while a server is down after a crash loop.
+    pub fn upstream_down(&self, server: &str, down: bool) {
+        self.with(|m| {
+            m.upstream_down.insert(server.into(), u64::from(down));
+        });
     }
     pub fn auth_failure(&self) {
         self.with(|m| m.auth_failures += 1);
@@ -140,6 +156,31 @@ impl Metrics {
                 "fentaris_upstream_failures_total{{server=\"{}\"}} {n}",
                 esc(s)
             );
+        }
+        for (name, help, kind, map) in [
+            (
+                "fentaris_upstream_exits_total",
+                "Upstreams that exited or closed their output unasked.",
+                "counter",
+                &m.upstream_exits,
+            ),
+            (
+                "fentaris_upstream_restarts_total",
+                "Upstreams restarted after an exit.",
+                "counter",
+                &m.upstream_restarts,
+            ),
+            (
+                "fentaris_upstream_down",
+                "1 while an upstream stays down after a crash loop.",
+                "gauge",
+                &m.upstream_down,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (s, n) in map {
+                let _ = writeln!(out, "{name}{{server=\"{}\"}} {n}", esc(s));
+            }
         }
         let _ = writeln!(
             out,

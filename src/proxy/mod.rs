@@ -35,23 +35,19 @@ pub fn eager_servers(config: &crate::config::Config) -> Vec<String> {
 
 /// Start the eager servers, so `/readyz` can report them and `initialize` can advertise
 /// their capabilities.
+/// Each one is then kept up (restarted with backoff when it exits; see [`Proxy::keep_up`]).
+/// Returns when every eager server has been tried once.
 pub async fn connect_eager(proxy: &Arc<Proxy>) {
-    let tasks: Vec<_> = eager_servers(&proxy.config)
+    let firsts: Vec<_> = eager_servers(&proxy.config)
         .into_iter()
         .map(|name| {
-            let p = proxy.clone();
-            tokio::spawn(async move {
-                match p.upstream(None, &name, None).await {
-                    Err(e) => tracing::warn!(server = %name, "could not start: {}", e.message),
-                    Ok(_) => {
-                        p.report_unrepresentable_names(&name).await;
-                    }
-                }
-            })
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(proxy.clone().keep_up(name, tx));
+            rx
         })
         .collect();
-    for t in tasks {
-        let _ = t.await;
+    for f in firsts {
+        let _ = f.await;
     }
 }
 

@@ -211,6 +211,40 @@ pub struct Pool {
     /// on it): building one resolves credentials, reads the environment and hashes it all, so
     /// it is done once rather than on every request. Must be cleared when the config changes.
     specs: std::sync::Mutex<HashMap<String, BuiltSpec>>,
+    /// Exits and failed starts by key: the restart backoff and the crash-loop limit.
+    health: std::sync::Mutex<HashMap<String, Health>>,
+    /// Set by `shutdown`: connections closing now are not restarted.
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+/// A connection that exits this many times within [`CRASH_WINDOW`] stays down.
+pub const CRASH_LIMIT: usize = 5;
+pub const CRASH_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+const BACKOFF_BASE: std::time::Duration = std::time::Duration::from_millis(500);
+const BACKOFF_CAP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The exit history of one connection key.
+#[derive(Debug, Default)]
+struct Health {
+    exits: std::collections::VecDeque<std::time::Instant>,
+    next_try: Option<std::time::Instant>,
+    down: bool,
+}
+
+/// What the pool says after a connection exits or fails to start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AfterExit {
+    /// Restart after this delay (exponential, capped, with jitter).
+    RestartIn(std::time::Duration),
+    /// Too many exits within [`CRASH_WINDOW`]: stays down.
+    Down(usize),
+}
+
+/// The backoff after `n` exits in the window: 0.5 s doubling to a 30 s cap, ±25 % jitter.
+pub fn backoff(n: usize) -> std::time::Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << (n.saturating_sub(1)).min(16));
+    let capped = exp.min(BACKOFF_CAP);
+    capped.mul_f64(0.75 + rand::random::<f64>() * 0.5)
 }
 
 /// A built upstream spec and its pool key.
@@ -252,6 +286,85 @@ impl Pool {
         Ok((spec, key))
     }
 
+    /// Record an exit (or a failed start) of `key`: when to restart, or that it stays down.
+    pub fn note_exit(&self, key: &str) -> AfterExit {
+        let now = std::time::Instant::now();
+        let mut all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let h = all.entry(key.to_string()).or_default();
+        h.exits.push_back(now);
+        while h
+            .exits
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+        {
+            h.exits.pop_front();
+        }
+        if h.exits.len() >= CRASH_LIMIT {
+            h.down = true;
+            h.next_try = None;
+            return AfterExit::Down(h.exits.len());
+        }
+        let delay = backoff(h.exits.len());
+        h.next_try = Some(now + delay);
+        AfterExit::RestartIn(delay)
+    }
+
+    /// Whether `key` may be (re)started now; the error says why not.
+    fn may_start(&self, server: &str, key: &str) -> Result<(), String> {
+        let all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        match all.get(key) {
+            Some(h) if h.down => Err(format!(
+                "upstream `{server}` is down: it exited {CRASH_LIMIT} times within {}s (fix it, then restart Fentaris)",
+                CRASH_WINDOW.as_secs()
+            )),
+            Some(Health {
+                next_try: Some(t), ..
+            }) if *t > std::time::Instant::now() => Err(format!(
+                "upstream `{server}` exited and is restarting (next attempt in {:.1}s)",
+                t.saturating_duration_since(std::time::Instant::now())
+                    .as_secs_f32()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where `key` stands after its last exit or failed start.
+    pub fn state(&self, key: &str) -> AfterExit {
+        let all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        match all.get(key) {
+            Some(h) if h.down => AfterExit::Down(h.exits.len()),
+            Some(Health {
+                next_try: Some(t), ..
+            }) => AfterExit::RestartIn(t.saturating_duration_since(std::time::Instant::now())),
+            _ => AfterExit::RestartIn(BACKOFF_BASE),
+        }
+    }
+
+    /// Whether the connection `key` is down after a crash loop.
+    pub fn is_down(&self, key: &str) -> bool {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|h| h.down)
+    }
+
+    /// Whether a closed connection was closed on purpose (removed from the pool, or the pool
+    /// is shutting down) rather than by the upstream exiting.
+    pub async fn closed_on_purpose(&self, key: &str, up: &Arc<Upstream>) -> bool {
+        if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
+        let map = self.conns.lock().await;
+        !map.get(key)
+            .and_then(|c| c.get())
+            .is_some_and(|u| Arc::ptr_eq(u, up))
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Forget every built spec (after a config change).
     pub fn clear_specs(&self) {
         self.specs.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -284,7 +397,8 @@ impl Pool {
         let up = cell
             .get_or_try_init(|| async {
                 fresh = true;
-                Upstream::connect(
+                self.may_start(server, key)?;
+                let r = Upstream::connect(
                     server,
                     spec,
                     INIT_TIMEOUT,
@@ -292,7 +406,11 @@ impl Pool {
                     key.contains("#s:") || key.contains("#u:"),
                     client_capabilities(),
                 )
-                .await
+                .await;
+                if r.is_err() {
+                    self.note_exit(key);
+                }
+                r
             })
             .await?;
         Ok((up.clone(), fresh))
@@ -348,6 +466,8 @@ impl Pool {
 
     /// Close every connection and reap every child.
     pub async fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         let all = self.all().await;
         let tasks: Vec<_> = all
             .into_iter()

@@ -485,6 +485,12 @@ impl Upstream {
         self.shared.closed.is_cancelled()
     }
 
+    /// Resolves when the connection is closed (the child exited, its output closed, or
+    /// Fentaris closed it).
+    pub async fn closed(&self) {
+        self.shared.closed.cancelled().await
+    }
+
     /// Record names from a list result. `first_page` starts a new set.
     pub fn record_names<'a>(
         &self,

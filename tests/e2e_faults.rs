@@ -1,0 +1,207 @@
+//! End to end: upstream faults. A test upstream (examples/test_upstream.rs) told to crash
+//! mid-call, hang, answer garbage, close its output or exit at start: each gives the client a
+//! clear error within the timeout; crashed upstreams are restarted with backoff (sessions
+//! hear list_changed) and stay down after a crash loop (`/readyz` says so).
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+const KEY: &str = "alice-faults-key-0123456789abc";
+
+/// The test upstream binary (built here when `cargo test` did not build the examples).
+fn test_upstream() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_fentaris"));
+    let path = bin.parent().unwrap().join("examples/test_upstream");
+    if !path.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--example", "test_upstream"])
+            .current_dir(repo())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    path
+}
+
+fn config(servers: Value) -> Value {
+    json!({
+        "servers": servers,
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "*", "allow": "*" }] } }]
+    })
+}
+
+fn faulty(name: &str, fault: &str, timeout: &str) -> Value {
+    json!({ "name": name, "transport": { "stdio": { "command": test_upstream(),
+        "args": ["--stdio", "--fault", fault] } }, "timeouts": { "request": timeout } })
+}
+
+fn echo(url: &str, sid: &str, tool: &str) -> Value {
+    raw_call(
+        url,
+        KEY,
+        sid,
+        "tools/call",
+        json!({ "name": tool, "arguments": { "message": "hi" } }),
+    )
+}
+
+fn metric(s: &Serve, name: &str) -> f64 {
+    let (_, _, body) = http(
+        "GET",
+        &format!("http://127.0.0.1:{}/metrics", s.admin),
+        &[],
+        None,
+    )
+    .unwrap();
+    body.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_crash_mid_call_fails_at_once_and_the_upstream_comes_back() {
+    if !ready() {
+        return;
+    }
+    let s = serve(
+        &config(json!([faulty("up", "crash-after:2", "10s")])),
+        &[("ALICE_KEY", KEY)],
+    );
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, KEY);
+    for _ in 0..2 {
+        assert!(echo(&url, &sid, "up__echo").get("result").is_some());
+    }
+    // A listener hears when the server is back.
+    let (u, k, sd) = (url.clone(), KEY.to_string(), sid.clone());
+    let listener = std::thread::spawn(move || listen_for(&u, &k, &sd, Duration::from_secs(6)));
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let r = echo(&url, &sid, "up__echo");
+    let msg = r["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.contains("`up`") && msg.contains("exited"), "{r}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the crash was reported at once"
+    );
+    // While it restarts, calls fail fast with a clear message; then they succeed again.
+    let start = Instant::now();
+    loop {
+        let r = echo(&url, &sid, "up__echo");
+        if r.get("result").is_some() {
+            break;
+        }
+        let m = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(m.contains("`up`"), "{r}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not restarted: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metric(&s, "fentaris_upstream_restarts_total{server=\"up\"}") >= 1.0);
+    assert!(metric(&s, "fentaris_upstream_exits_total{server=\"up\"}") >= 1.0);
+    let heard = listener.join().unwrap();
+    assert!(
+        heard
+            .iter()
+            .any(|m| m["method"] == "notifications/tools/list_changed"),
+        "{heard:?}"
+    );
+}
+
+#[test]
+fn hangs_and_garbage_end_in_a_timeout_error() {
+    if !ready() {
+        return;
+    }
+    let s = serve(
+        &config(json!([
+            faulty("hang", "hang-after:0", "1s"),
+            faulty("junk", "garbage-after:0", "1s")
+        ])),
+        &[("ALICE_KEY", KEY)],
+    );
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, KEY);
+    for tool in ["hang__echo", "junk__echo"] {
+        let t = Instant::now();
+        let r = echo(&url, &sid, tool);
+        let msg = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("timed out"), "{tool}: {r}");
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{tool}: {:?}",
+            t.elapsed()
+        );
+    }
+    // The other server is not held up by them.
+    let r = raw_call(&url, KEY, &sid, "tools/list", json!({}));
+    assert!(r.get("result").is_some(), "{r}");
+}
+
+#[test]
+fn an_upstream_that_cannot_start_stays_down_after_a_crash_loop() {
+    if !ready() {
+        return;
+    }
+    let servers = json!([
+        { "name": "exits", "transport": { "stdio": { "command": "sh", "args": ["-c", "exit 3"] } } },
+        { "name": "mute", "transport": { "stdio": { "command": "sh", "args": ["-c", "exec 1>&-; sleep 30"] } },
+          "timeouts": { "connect": "1s" } },
+        faulty("fine", "slow:0", "10s")
+    ]);
+    let mut s = spawn_serve(project(&config(servers)), &[("ALICE_KEY", KEY)]);
+    let healthz = s.url("/healthz");
+    wait_for(&mut s, &healthz);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, KEY);
+    // A healthy server keeps working; the broken ones answer with a clear error.
+    assert!(echo(&url, &sid, "fine__echo").get("result").is_some());
+    let r = echo(&url, &sid, "exits__echo");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`exits`"),
+        "{r}"
+    );
+    // After repeated failures, /readyz names the servers that stay down.
+    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
+    let start = Instant::now();
+    let body = loop {
+        let (status, _, body) = http("GET", &readyz, &[], None).unwrap();
+        if status == 503 && body.contains("exits") && body.contains("mute") && body.contains("down")
+        {
+            break body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "readyz: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(body.contains("down"), "{body}");
+    assert_eq!(metric(&s, "fentaris_upstream_down{server=\"exits\"}"), 1.0);
+    let r = echo(&url, &sid, "exits__echo");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is down"),
+        "{r}"
+    );
+    assert!(s.log().contains("stays down"), "{}", s.log());
+}
