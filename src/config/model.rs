@@ -85,6 +85,66 @@ pub struct Config {
     /// Audit sink settings.
     #[serde(default)]
     pub audit: Audit,
+    /// Limits on what clients may ask of the proxy.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Limits on what clients may ask of the proxy; every one has a safe default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body (bytes); larger requests get HTTP 413. Default 4 MiB.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted in a request. Default 64.
+    #[serde(default = "default_max_depth")]
+    pub max_json_depth: usize,
+    /// Open sessions (all users); `initialize` beyond it gets HTTP 503. Default 10,000.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Requests one user may have in flight; more get HTTP 429. Default 64.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight_per_user: usize,
+    /// Sessions idle this long are ended. Default 30m.
+    #[serde(default = "default_session_idle")]
+    pub session_idle: HumanDuration,
+    /// Failed authentications per client address and minute before that address gets
+    /// HTTP 429 for the rest of the minute. Default 20.
+    #[serde(default = "default_auth_failures")]
+    pub auth_failures_per_minute: u32,
+}
+
+fn default_max_body() -> usize {
+    4 << 20
+}
+fn default_max_depth() -> usize {
+    64
+}
+fn default_max_sessions() -> usize {
+    10_000
+}
+fn default_max_inflight() -> usize {
+    64
+}
+fn default_session_idle() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 60))
+}
+fn default_auth_failures() -> u32 {
+    20
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: default_max_body(),
+            max_json_depth: default_max_depth(),
+            max_sessions: default_max_sessions(),
+            max_inflight_per_user: default_max_inflight(),
+            session_idle: default_session_idle(),
+            auth_failures_per_minute: default_auth_failures(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -105,6 +165,7 @@ impl Default for Config {
             policy: None,
             middleware: Vec::new(),
             audit: Audit::default(),
+            limits: Limits::default(),
         }
     }
 }

@@ -53,9 +53,6 @@ fn session_record(event: &'static str, sid: &str, s: &Session, reason: &str) -> 
     r
 }
 
-/// Sessions idle this long are ended (with their isolated upstream connections).
-pub const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
-
 /// Identity asserted by a trusted reverse proxy (`identity.trustedHeaders`), resolved.
 pub struct Trusted {
     pub user_header: String,
@@ -75,6 +72,56 @@ pub struct App {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Servers that must be connected for `/readyz`.
     pub eager: Vec<String>,
+    /// Requests in flight per user (`limits.maxInflightPerUser`).
+    inflight_by_user: Arc<Mutex<HashMap<String, usize>>>,
+    /// Failed authentications per client address in the current minute.
+    auth_failures: Mutex<HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+}
+
+/// Holds one of a user's in-flight slots; frees it when dropped.
+struct UserSlot {
+    map: Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// Whether `bytes` (JSON text) nests arrays/objects deeper than `max`.
+pub fn nesting_exceeds(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 impl App {
@@ -93,11 +140,54 @@ impl App {
             verifier,
             sessions: Mutex::new(HashMap::new()),
             eager,
+            inflight_by_user: Arc::default(),
+            auth_failures: Mutex::new(HashMap::new()),
         }
     }
 }
 
 impl App {
+    /// Take one of `user`'s in-flight slots, or `None` at the limit.
+    fn user_slot(&self, user: &str) -> Option<UserSlot> {
+        let max = self.proxy.config.limits.max_inflight_per_user;
+        let mut m = self
+            .inflight_by_user
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(user.to_string()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot {
+            map: self.inflight_by_user.clone(),
+            user: user.to_string(),
+        })
+    }
+
+    /// Whether `addr` has used up its failed authentications for this minute.
+    fn auth_limited(&self, addr: Option<std::net::IpAddr>) -> bool {
+        let Some(addr) = addr else { return false };
+        let max = self.proxy.config.limits.auth_failures_per_minute;
+        let m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&addr).is_some_and(|(since, n)| {
+            since.elapsed() < std::time::Duration::from_secs(60) && *n >= max
+        })
+    }
+
+    fn note_auth_failure(&self, addr: Option<std::net::IpAddr>) {
+        let Some(addr) = addr else { return };
+        let mut m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() > 100_000 {
+            m.retain(|_, (since, _)| since.elapsed() < std::time::Duration::from_secs(60));
+        }
+        let e = m.entry(addr).or_insert((std::time::Instant::now(), 0));
+        if e.0.elapsed() >= std::time::Duration::from_secs(60) {
+            *e = (std::time::Instant::now(), 0);
+        }
+        e.1 += 1;
+    }
+
     /// End sessions idle longer than `max_idle`: cancel their requests and close the upstream
     /// connections isolated to them. Returns how many ended.
     pub async fn reap_idle_sessions(&self, max_idle: std::time::Duration) -> usize {
@@ -142,6 +232,8 @@ impl App {
 struct InflightGuard {
     session: Option<Arc<Session>>,
     key: String,
+    /// The user's in-flight slot, freed with the guard.
+    _slot: UserSlot,
 }
 
 impl Drop for InflightGuard {
@@ -259,7 +351,17 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
         }
     }
-    let address = client_address(&app, &req).map(|a| a.to_string());
+    let ip = client_address(&app, &req);
+    let address = ip.map(|a| a.to_string());
+    if app.auth_limited(ip) {
+        let mut r = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Too many failed authentications from this address; try again in a minute" } }),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return r;
+    }
     let identity = match trusted_identity(&app, &req) {
         Some(Ok(i)) => Ok(i),
         Some(Err(())) => Err(
@@ -281,6 +383,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         Ok(i) => i,
         Err(why) => {
             app.proxy.metrics.auth_failure();
+            app.note_auth_failure(ip);
             // Never the presented key: only why it failed, from where, and for what.
             let mut r = Record::new("auth.failed");
             r.reason = Some(why.to_string());
@@ -400,7 +503,8 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
     };
     let endpoint = endpoint_of(server);
     let (parts, body) = req.into_parts();
-    let max = 4 << 20;
+    let limits = &app.proxy.config.limits;
+    let max = limits.max_body_bytes;
     let bytes: Bytes = match axum::body::to_bytes(body, max).await {
         Ok(b) => b,
         Err(_) => {
@@ -410,6 +514,21 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             );
         }
     };
+    if nesting_exceeds(&bytes, limits.max_json_depth) {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            rpc_error_body(
+                None,
+                &RpcError::new(
+                    -32600,
+                    format!(
+                        "the request nests deeper than {} levels (limits.maxJsonDepth)",
+                        limits.max_json_depth
+                    ),
+                ),
+            ),
+        );
+    }
     let msg: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => {
@@ -505,6 +624,16 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
     };
     match method.as_str() {
         "initialize" => {
+            let open = app.sessions.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if open >= app.proxy.config.limits.max_sessions {
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reply(Err(RpcError::new(
+                        -32000,
+                        "too many open sessions (limits.maxSessions); try again later",
+                    ))),
+                );
+            }
             let result = initialize_result(&app.proxy, &authed.subject, &endpoint, &params);
             let sid = new_session_id();
             let session = Arc::new(Session {
@@ -604,6 +733,21 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         modern,
         info,
     };
+    let Some(slot) = app.user_slot(&authed.identity.user) else {
+        let mut r = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            reply(Err(RpcError::new(
+                -32000,
+                format!(
+                    "too many requests in flight for this user (limits.maxInflightPerUser is {})",
+                    app.proxy.config.limits.max_inflight_per_user
+                ),
+            ))),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
     let ct = CancellationToken::new();
     let key = id.to_string();
     if let Some(s) = &session {
@@ -616,6 +760,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
     let inflight_guard = InflightGuard {
         session: session.clone(),
         key: key.clone(),
+        _slot: slot,
     };
     let token = params
         .get("_meta")

@@ -129,8 +129,13 @@ pub async fn serve_http(
         let app = app.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                app.reap_idle_sessions(http::SESSION_IDLE).await;
+                let idle = app.proxy.config.limits.session_idle.0;
+                tokio::time::sleep(
+                    (idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+                )
+                .await;
+                app.reap_idle_sessions(app.proxy.config.limits.session_idle.0)
+                    .await;
                 app.proxy
                     .pool
                     .reap_idle("#u:", Duration::from_secs(600))
