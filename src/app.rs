@@ -519,7 +519,9 @@ impl App {
         proxy.middleware = self.middleware;
         let proxy = proxy.shared();
         crate::proxy::connect_eager(&proxy).await;
-        let app = Arc::new(crate::proxy::http::App::new(proxy.clone(), verifier, eager));
+        let app = Arc::new(crate::proxy::http::App::new(
+            crate::proxy::http::FrontState::new(proxy.clone(), verifier, None, eager),
+        ));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| StartError::Io(format!("cannot listen on {listen}: {e}")))?;

@@ -83,6 +83,15 @@ impl KeyVerifier {
         bool::from(stored.ct_eq(&d)).then(|| id.clone())
     }
 
+    /// Whether sessions opened with `key_id` may stay open (the key can still log in).
+    pub fn is_live(&self, key_id: &str) -> bool {
+        self.config_keys.values().any(|i| i.key_id == key_id)
+            || self
+                .vault
+                .as_ref()
+                .is_some_and(|v| v.is_live(key_id, SystemTime::now()))
+    }
+
     pub fn key_count(&self) -> usize {
         self.config_keys.len() + self.vault.as_ref().map_or(0, |v| v.len())
     }

@@ -21,6 +21,9 @@ pub struct ServeArgs {
     /// The user the stdio client acts as
     #[arg(long, requires = "stdio")]
     pub user: Option<String>,
+    /// Reload when the config or the vault changes (SIGHUP always reloads)
+    #[arg(long, conflicts_with = "stdio")]
+    pub watch: bool,
 }
 
 fn init_logging() {
@@ -67,29 +70,8 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         tracing::warn!("{w}");
     }
     // Trusted identity headers: the shared secret must resolve, or we do not start.
-    let trusted = match &config.identity.trusted_headers {
-        None => None,
-        Some(t) => {
-            let secret =
-                crate::vault::resolve_source(&t.secret, &config, None, vault.as_ref(), &env)
-                    .map_err(|e| CliError::fatal(format!("identity.trustedHeaders.secret: {e}")))?;
-            let proxies = t
-                .proxies
-                .iter()
-                .map(|p| {
-                    p.parse::<ipnet::IpNet>()
-                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| CliError::fatal(format!("identity.trustedHeaders.proxies: {e}")))?;
-            Some(http::Trusted {
-                user_header: t.user_header.to_ascii_lowercase(),
-                secret_header: t.secret_header.to_ascii_lowercase(),
-                secret,
-                proxies,
-            })
-        }
-    };
+    let trusted =
+        crate::proxy::reload::trusted_of(&config, vault.as_ref(), &env).map_err(CliError::fatal)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -131,7 +113,8 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
             "transport": if args.stdio { "stdio" } else { "http" },
         })),
     );
-    let result = serve(&rt, &proxy, args, verifier, trusted, listen, admin);
+    let files = (loaded.path.clone(), vault_path.clone());
+    let result = serve(&rt, &proxy, args, verifier, trusted, listen, admin, files);
     proxy.audit.write(crate::audit::Record::new("serve.stop"));
     proxy.audit.close(std::time::Duration::from_secs(5));
     result
@@ -161,6 +144,7 @@ fn start_audit(
     log
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     rt: &tokio::runtime::Runtime,
     proxy: &Arc<Proxy>,
@@ -169,6 +153,7 @@ fn serve(
     trusted: Option<http::Trusted>,
     listen: SocketAddr,
     admin: SocketAddr,
+    (config_path, vault_path): (std::path::PathBuf, std::path::PathBuf),
 ) -> CliResult {
     if args.stdio {
         let user = args.user.unwrap_or_default();
@@ -194,9 +179,13 @@ fn serve(
         let eager = eager_servers(&proxy.config);
         let p = proxy.clone();
         tokio::spawn(async move { connect_eager(&p).await });
-        let mut app = http::App::new(proxy.clone(), verifier, eager);
-        app.trusted = trusted;
-        let app = Arc::new(app);
+        let app = Arc::new(http::App::new(http::FrontState::new(
+            proxy.clone(),
+            verifier,
+            trusted,
+            eager,
+        )));
+        crate::proxy::reload::spawn_triggers(app.clone(), config_path, vault_path, args.watch);
         serve_http(app, listen, admin).await
     })
     .map_err(CliError::fatal)

@@ -212,6 +212,7 @@ pub enum TargetKind {
     Prompt,
 }
 
+#[derive(Clone)]
 struct Scoped {
     server: String,
     kind: TargetKind,
@@ -220,7 +221,7 @@ struct Scoped {
 }
 
 /// Runtime middleware, registered through the library API.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Registry {
     global: Vec<Arc<dyn Middleware>>,
     scoped: Vec<Scoped>,

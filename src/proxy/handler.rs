@@ -212,8 +212,11 @@ pub struct Proxy {
     pub config_dir: PathBuf,
     pub engine: Engine,
     pub vault: Option<Vault>,
-    pub pool: Pool,
-    pub metrics: Metrics,
+    /// Connections: shared by every config this process serves (reload keeps them).
+    pub pool: Arc<Pool>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when a reload replaces this proxy: its supervisors stop.
+    pub retired: CancellationToken,
     pub env: EnvLookup,
     /// The audit trail (off unless `autoLog`).
     pub audit: Arc<AuditLog>,
@@ -224,9 +227,9 @@ pub struct Proxy {
     /// This proxy, once shared (the middleware chain's last step needs an owned handle).
     me: std::sync::OnceLock<std::sync::Weak<Proxy>>,
     /// Upstream capabilities by server, from the first successful initialize.
-    caps: Mutex<HashMap<String, Value>>,
+    caps: Arc<Mutex<HashMap<String, Value>>>,
     /// Resource URIs and template prefixes each server listed (for routing on `/mcp`).
-    routes: Mutex<HashMap<String, Routes>>,
+    routes: Arc<Mutex<HashMap<String, Routes>>>,
     /// (server, event) from every upstream connection.
     pub events: broadcast::Sender<ServerEvent>,
     /// Key of Fentaris' own list cursors (from `cursorKey`, else random per process).
@@ -266,19 +269,76 @@ impl Proxy {
             config_dir,
             engine,
             vault,
-            pool: Pool::default(),
-            metrics: Metrics::default(),
+            pool: Arc::default(),
+            metrics: Arc::default(),
+            retired: CancellationToken::new(),
             env,
             audit: Arc::new(AuditLog::off()),
             middleware: Registry::default(),
             argument_rules,
             authorizers,
             me: std::sync::OnceLock::new(),
-            caps: Mutex::new(HashMap::new()),
-            routes: Mutex::new(HashMap::new()),
+            caps: Arc::default(),
+            routes: Arc::default(),
             events,
             cursor_key,
         }
+    }
+
+    /// The proxy for a new config (and vault): same connections, metrics, audit log,
+    /// sessions' event stream and middleware; new policy, credentials and checks.
+    pub fn reloaded(&self, config: Config, vault: Option<Vault>, env: EnvLookup) -> Proxy {
+        let keep_cursor = config.cursor_key.is_none();
+        let mut p = Proxy::new(config, self.config_dir.clone(), vault, env);
+        p.pool = self.pool.clone();
+        p.metrics = self.metrics.clone();
+        p.audit = self.audit.clone();
+        p.middleware = self.middleware.clone();
+        p.caps = self.caps.clone();
+        p.routes = self.routes.clone();
+        p.events = self.events.clone();
+        if keep_cursor {
+            p.cursor_key = self.cursor_key.clone();
+        }
+        p
+    }
+
+    /// After a reload: close the connections this config no longer describes (removed
+    /// servers, and servers whose command, URL or credentials changed; they restart on
+    /// demand or through their supervisor). Returns the servers whose connections closed.
+    pub async fn close_stale(&self) -> Vec<String> {
+        self.pool.clear_specs();
+        let mut valid = std::collections::HashSet::new();
+        let groups: Vec<Option<String>> = std::iter::once(None)
+            .chain(self.config.groups.iter().map(|g| Some(g.id.clone())))
+            .collect();
+        let servers: Vec<&crate::config::Server> = self
+            .config
+            .servers
+            .iter()
+            .chain(self.config.groups.iter().flat_map(|g| g.servers.iter()))
+            .collect();
+        let secrets = Secrets {
+            config: &self.config,
+            vault: self.vault.as_ref(),
+            env: &*self.env,
+        };
+        for s in servers {
+            if !s.resolve_headers.is_empty() {
+                continue;
+            }
+            for g in &groups {
+                if let Ok(spec) = build_spec(s, &self.config_dir, g.as_deref(), None, &secrets) {
+                    valid.insert(super::pool::spec_key(&s.name, &spec));
+                }
+            }
+        }
+        self.pool
+            .close_unless(|key| {
+                let base: String = key.splitn(3, '#').take(2).collect::<Vec<_>>().join("#");
+                valid.contains(&base)
+            })
+            .await
     }
 
     /// Share the proxy (the transports and the middleware chain need an `Arc`).
@@ -380,7 +440,7 @@ impl Proxy {
         let mut first = Some(first);
         let mut restarting = false;
         loop {
-            if self.pool.stopping() {
+            if self.pool.stopping() || self.retired.is_cancelled() {
                 return;
             }
             let Some(key) = self.shared_key(&server) else {
@@ -411,7 +471,10 @@ impl Proxy {
                     if let Some(f) = first.take() {
                         let _ = f.send(());
                     }
-                    up.closed().await;
+                    tokio::select! {
+                        _ = up.closed() => {}
+                        _ = self.retired.cancelled() => return,
+                    }
                     if self.pool.closed_on_purpose(&key, &up).await {
                         return;
                     }
@@ -441,7 +504,10 @@ impl Proxy {
                 }
                 AfterExit::RestartIn(d) => {
                     tracing::warn!(server = %server, "exited; restarting in {:.1}s", d.as_secs_f32());
-                    tokio::time::sleep(d).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = self.retired.cancelled() => return,
+                    }
                 }
             }
         }

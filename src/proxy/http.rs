@@ -61,17 +61,48 @@ pub struct Trusted {
     pub proxies: Vec<ipnet::IpNet>,
 }
 
-/// Shared state of the HTTP front.
-pub struct App {
+/// What the config and the vault decide for the HTTP front: replaced whole on reload, so a
+/// request sees one config from start to end.
+pub struct FrontState {
     pub trusted: Option<Trusted>,
     pub proxy: Arc<Proxy>,
     pub verifier: KeyVerifier,
     pub api_key_header: String,
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Servers that must be connected for `/readyz`.
     pub eager: Vec<String>,
+}
+
+impl FrontState {
+    pub fn new(
+        proxy: Arc<Proxy>,
+        verifier: KeyVerifier,
+        trusted: Option<Trusted>,
+        eager: Vec<String>,
+    ) -> FrontState {
+        let id = &proxy.config.identity;
+        FrontState {
+            trusted,
+            api_key_header: id.api_key_header.to_ascii_lowercase(),
+            allowed_hosts: id
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            allowed_origins: id.allowed_origins.clone(),
+            proxy,
+            verifier,
+            eager,
+        }
+    }
+}
+
+/// Shared state of the HTTP front: the current [`State`], and what outlives a reload
+/// (sessions, per-user and per-address counters).
+pub struct App {
+    state: arc_swap::ArcSwap<FrontState>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Requests in flight per user (`limits.maxInflightPerUser`).
     inflight_by_user: Arc<Mutex<HashMap<String, usize>>>,
     /// Failed authentications per client address in the current minute.
@@ -125,31 +156,30 @@ pub fn nesting_exceeds(bytes: &[u8], max: usize) -> bool {
 }
 
 impl App {
-    pub fn new(proxy: Arc<Proxy>, verifier: KeyVerifier, eager: Vec<String>) -> App {
-        let id = &proxy.config.identity;
+    pub fn new(state: FrontState) -> App {
         App {
-            trusted: None,
-            api_key_header: id.api_key_header.to_ascii_lowercase(),
-            allowed_hosts: id
-                .allowed_hosts
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
-            allowed_origins: id.allowed_origins.clone(),
-            proxy,
-            verifier,
+            state: arc_swap::ArcSwap::from_pointee(state),
             sessions: Mutex::new(HashMap::new()),
-            eager,
             inflight_by_user: Arc::default(),
             auth_failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The current state (config, policy, keys).
+    pub fn st(&self) -> Arc<FrontState> {
+        self.state.load_full()
+    }
+
+    /// Put a new state in place (reload); returns the one it replaced.
+    pub fn swap(&self, state: FrontState) -> Arc<FrontState> {
+        self.state.swap(Arc::new(state))
     }
 }
 
 impl App {
     /// Take one of `user`'s in-flight slots, or `None` at the limit.
     fn user_slot(&self, user: &str) -> Option<UserSlot> {
-        let max = self.proxy.config.limits.max_inflight_per_user;
+        let max = self.st().proxy.config.limits.max_inflight_per_user;
         let mut m = self
             .inflight_by_user
             .lock()
@@ -168,7 +198,7 @@ impl App {
     /// Whether `addr` has used up its failed authentications for this minute.
     fn auth_limited(&self, addr: Option<std::net::IpAddr>) -> bool {
         let Some(addr) = addr else { return false };
-        let max = self.proxy.config.limits.auth_failures_per_minute;
+        let max = self.st().proxy.config.limits.auth_failures_per_minute;
         let m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
         m.get(&addr).is_some_and(|(since, n)| {
             since.elapsed() < std::time::Duration::from_secs(60) && *n >= max
@@ -186,6 +216,44 @@ impl App {
             *e = (std::time::Instant::now(), 0);
         }
         e.1 += 1;
+    }
+
+    /// End the sessions whose API key can no longer log in (revoked, expired or removed by a
+    /// reload). Returns how many ended.
+    pub async fn end_sessions_without_live_key(&self) -> usize {
+        let st = self.st();
+        let ended: Vec<(String, Arc<Session>)> = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let dead: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| match s.info.key_id.as_deref() {
+                    None | Some("trusted-header") => false,
+                    Some(k) => !st.verifier.is_live(k),
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            dead.into_iter()
+                .filter_map(|k| sessions.remove(&k).map(|s| (k, s)))
+                .collect()
+        };
+        for (sid, s) in &ended {
+            st.proxy.audit.write(session_record(
+                "session.close",
+                sid,
+                s,
+                "its API key was revoked or expired",
+            ));
+            for ct in s
+                .inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+            {
+                ct.cancel();
+            }
+            st.proxy.pool.close_matching(&format!("#s:{sid}")).await;
+        }
+        ended.len()
     }
 
     /// End sessions idle longer than `max_idle`: cancel their requests and close the upstream
@@ -209,7 +277,7 @@ impl App {
                 .collect()
         };
         for (sid, s) in &ended {
-            self.proxy.audit.write(session_record(
+            self.st().proxy.audit.write(session_record(
                 "session.close",
                 sid,
                 s,
@@ -223,7 +291,11 @@ impl App {
             {
                 ct.cancel();
             }
-            self.proxy.pool.close_matching(&format!("#s:{sid}")).await;
+            self.st()
+                .proxy
+                .pool
+                .close_matching(&format!("#s:{sid}"))
+                .await;
         }
         ended.len()
     }
@@ -263,7 +335,8 @@ pub fn client_address(app: &App, req: &Request) -> Option<std::net::IpAddr> {
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip())?;
-    let proxies = app
+    let st = app.st();
+    let proxies = st
         .trusted
         .as_ref()
         .map(|t| t.proxies.as_slice())
@@ -339,7 +412,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .map(host_of)
         .unwrap_or_default();
-    if !is_loopback_host(&host) && !app.allowed_hosts.contains(&host) {
+    if !is_loopback_host(&host) && !app.st().allowed_hosts.contains(&host) {
         return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed").into_response();
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
@@ -347,7 +420,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         let (scheme, rest) = o.split_once("://").unwrap_or(("", ""));
         let ohost = host_of(rest.split('/').next().unwrap_or(""));
         let loopback_origin = matches!(scheme, "http" | "https") && is_loopback_host(&ohost);
-        if !app.allowed_origins.iter().any(|a| a == o) && !loopback_origin {
+        if !app.st().allowed_origins.iter().any(|a| a == o) && !loopback_origin {
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
         }
     }
@@ -367,8 +440,9 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         Some(Err(())) => Err(
             "trusted identity headers refused (not from a listed proxy, wrong secret, or undeclared user)",
         ),
-        None => match presented_key(req.headers(), &app.api_key_header) {
+        None => match presented_key(req.headers(), &app.st().api_key_header) {
             Ok(k) => app
+                .st()
                 .verifier
                 .verify(k)
                 .ok_or("unknown, revoked or expired API key"),
@@ -382,7 +456,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     let identity = match identity {
         Ok(i) => i,
         Err(why) => {
-            app.proxy.metrics.auth_failure();
+            app.st().proxy.metrics.auth_failure();
             app.note_auth_failure(ip);
             // Never the presented key: only why it failed, from where, and for what.
             let mut r = Record::new("auth.failed");
@@ -393,7 +467,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
                 address: address.clone(),
                 ..ClientRef::default()
             };
-            app.proxy.audit.write(r);
+            app.st().proxy.audit.write(r);
             let mut r = json_response(
                 StatusCode::UNAUTHORIZED,
                 json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Unauthorized: a valid API key is required" } }),
@@ -405,11 +479,11 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
             return r;
         }
     };
-    let subject = Arc::new(app.proxy.engine.subject(&identity.user));
+    let subject = Arc::new(app.st().proxy.engine.subject(&identity.user));
     // `/mcp/<server>` for a server the subject cannot see answers like an unknown path.
     let path = req.uri().path().to_string();
     if let Some(name) = path.strip_prefix("/mcp/")
-        && !app.proxy.engine.can_use(&subject, name)
+        && !app.st().proxy.engine.can_use(&subject, name)
     {
         return not_found();
     }
@@ -425,7 +499,8 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
 /// listed proxy address, without the right shared secret, or naming an undeclared user: the
 /// request is refused (never silently downgraded to another identity).
 fn trusted_identity(app: &App, req: &Request) -> Option<Result<Identity, ()>> {
-    let t = app.trusted.as_ref()?;
+    let st = app.st();
+    let t = st.trusted.as_ref()?;
     let user = req.headers().get(t.user_header.as_str())?;
     let peer = req
         .extensions()
@@ -443,7 +518,7 @@ fn trusted_identity(app: &App, req: &Request) -> Option<Result<Identity, ()>> {
         });
     let user = user.to_str().ok().map(str::trim).filter(|u| !u.is_empty());
     match user {
-        Some(u) if from_proxy && secret_ok && app.proxy.engine.is_declared_user(u) => {
+        Some(u) if from_proxy && secret_ok && app.st().proxy.engine.is_declared_user(u) => {
             Some(Ok(Identity {
                 user: u.to_string(),
                 key_id: "trusted-header".into(),
@@ -503,7 +578,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
     };
     let endpoint = endpoint_of(server);
     let (parts, body) = req.into_parts();
-    let limits = &app.proxy.config.limits;
+    let limits = &app.st().proxy.config.limits;
     let max = limits.max_body_bytes;
     let bytes: Bytes = match axum::body::to_bytes(body, max).await {
         Ok(b) => b,
@@ -625,7 +700,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
     match method.as_str() {
         "initialize" => {
             let open = app.sessions.lock().unwrap_or_else(|e| e.into_inner()).len();
-            if open >= app.proxy.config.limits.max_sessions {
+            if open >= app.st().proxy.config.limits.max_sessions {
                 return json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     reply(Err(RpcError::new(
@@ -634,7 +709,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                     ))),
                 );
             }
-            let result = initialize_result(&app.proxy, &authed.subject, &endpoint, &params);
+            let result = initialize_result(&app.st().proxy, &authed.subject, &endpoint, &params);
             let sid = new_session_id();
             let session = Arc::new(Session {
                 user: authed.identity.user.clone(),
@@ -649,9 +724,12 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 ),
                 subject: authed.subject.clone(),
             });
-            app.proxy
-                .audit
-                .write(session_record("session.open", &sid, &session, "initialize"));
+            app.st().proxy.audit.write(session_record(
+                "session.open",
+                &sid,
+                &session,
+                "initialize",
+            ));
             app.sessions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -665,7 +743,11 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         "server/discover" => {
             return json_response(
                 StatusCode::OK,
-                reply(Ok(discover_result(&app.proxy, &authed.subject, &endpoint))),
+                reply(Ok(discover_result(
+                    &app.st().proxy,
+                    &authed.subject,
+                    &endpoint,
+                ))),
             );
         }
         _ => {}
@@ -740,7 +822,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 -32000,
                 format!(
                     "too many requests in flight for this user (limits.maxInflightPerUser is {})",
-                    app.proxy.config.limits.max_inflight_per_user
+                    app.st().proxy.config.limits.max_inflight_per_user
                 ),
             ))),
         );
@@ -808,7 +890,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         true => {
             // Progress, requests to the client, then the response, on this request's stream.
             let (tx, rx) = mpsc::unbounded_channel::<Value>();
-            let proxy = app.proxy.clone();
+            let proxy = app.st().proxy.clone();
             let sink = tx.clone();
             let replies = session
                 .as_ref()
@@ -859,7 +941,11 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         }
         false => {
             let _inflight = inflight_guard;
-            let result = app.proxy.handle(&caller, &method, params, None, &ct).await;
+            let result = app
+                .st()
+                .proxy
+                .handle(&caller, &method, params, None, &ct)
+                .await;
             after(result.is_ok());
             json_response(StatusCode::OK, reply(result))
         }
@@ -902,14 +988,15 @@ fn listen(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         .to_string();
     // Notifications only about servers this subject can use (seeing one is not enough).
     let visible: HashSet<String> = app
+        .st()
         .proxy
         .engine
         .visible_servers(&authed.subject)
         .into_iter()
-        .filter(|s| app.proxy.engine.can_use(&authed.subject, s))
+        .filter(|s| app.st().proxy.engine.can_use(&authed.subject, s))
         .map(str::to_string)
         .collect();
-    let rx = app.proxy.events.subscribe();
+    let rx = app.st().proxy.events.subscribe();
     let stream = tokio_stream::wrappers::BroadcastStream::new(rx);
     let stream = tokio_stream::StreamExt::filter_map(stream, move |ev| {
         let ev = ev.ok()?;
@@ -981,7 +1068,7 @@ fn end(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(sid);
             if let Some(s) = removed {
-                app.proxy.audit.write(session_record(
+                app.st().proxy.audit.write(session_record(
                     "session.close",
                     sid,
                     &s,
@@ -996,7 +1083,7 @@ fn end(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                     ct.cancel();
                 }
                 // Connections isolated to this session end with it.
-                let proxy = app.proxy.clone();
+                let proxy = app.st().proxy.clone();
                 let suffix = format!("#s:{sid}");
                 tokio::spawn(async move { proxy.pool.close_matching(&suffix).await });
             }
@@ -1036,13 +1123,14 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route(
             "/readyz",
             get(|State(app): State<Arc<App>>| async move {
-                let caps = app.proxy.known_capabilities();
-                let missing: Vec<&String> = app
+                let st = app.st();
+                let caps = st.proxy.known_capabilities();
+                let missing: Vec<&String> = st
                     .eager
                     .iter()
                     .filter(|s| !caps.contains_key(*s))
                     .collect();
-                let down = app.proxy.down_servers(&app.eager);
+                let down = st.proxy.down_servers(&st.eager);
                 if !down.is_empty() {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -1051,7 +1139,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
                             down.join(", ")
                         ),
                     )
-                } else if !app.proxy.audit.healthy() {
+                } else if !app.st().proxy.audit.healthy() {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
                         "not ready: the audit log cannot be written\n".to_string(),
@@ -1076,8 +1164,8 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route(
             "/metrics",
             get(|State(app): State<Arc<App>>| async move {
-                let mut text = app.proxy.metrics.render();
-                if let Some((written, dropped, failures, queued)) = app.proxy.audit.counters() {
+                let mut text = app.st().proxy.metrics.render();
+                if let Some((written, dropped, failures, queued)) = app.st().proxy.audit.counters() {
                     use std::fmt::Write as _;
                     let _ = write!(
                         text,

@@ -11,6 +11,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod pool;
+pub mod reload;
 pub mod stdio;
 pub mod upstream;
 
@@ -129,14 +130,15 @@ pub async fn serve_http(
         let app = app.clone();
         tokio::spawn(async move {
             loop {
-                let idle = app.proxy.config.limits.session_idle.0;
+                let idle = app.st().proxy.config.limits.session_idle.0;
                 tokio::time::sleep(
                     (idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(30)),
                 )
                 .await;
-                app.reap_idle_sessions(app.proxy.config.limits.session_idle.0)
+                app.reap_idle_sessions(app.st().proxy.config.limits.session_idle.0)
                     .await;
-                app.proxy
+                app.st()
+                    .proxy
                     .pool
                     .reap_idle("#u:", Duration::from_secs(600))
                     .await;
@@ -150,6 +152,6 @@ pub async fn serve_http(
     let _ = tokio::time::timeout(Duration::from_secs(10), main_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     reaper.abort();
-    app.proxy.pool.shutdown().await;
+    app.st().proxy.pool.shutdown().await;
     Ok(())
 }

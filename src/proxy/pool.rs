@@ -435,6 +435,25 @@ impl Pool {
         }
     }
 
+    /// Close every connection whose key `keep` rejects; returns their servers.
+    pub async fn close_unless(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let closing: Vec<Arc<Upstream>> = {
+            let mut map = self.conns.lock().await;
+            let keys: Vec<String> = map.keys().filter(|k| !keep(k)).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| map.remove(&k))
+                .filter_map(|c| c.get().cloned())
+                .collect()
+        };
+        let mut servers: Vec<String> = closing.iter().map(|u| u.server.clone()).collect();
+        for up in closing {
+            up.shutdown().await;
+        }
+        servers.sort();
+        servers.dedup();
+        servers
+    }
+
     /// Close connections whose key contains `marker` and that were not used for `max_idle`.
     pub async fn reap_idle(&self, marker: &str, max_idle: std::time::Duration) {
         let idle: Vec<String> = {

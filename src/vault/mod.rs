@@ -787,6 +787,13 @@ pub struct ApiKeyIndex {
 }
 
 impl ApiKeyIndex {
+    /// Whether `key_id` is a key that can still log in (not revoked, not expired).
+    pub fn is_live(&self, key_id: &str, now: SystemTime) -> bool {
+        self.by_digest.values().any(|(m, expires, revoked)| {
+            m.key_id == key_id && !revoked && expires.is_none_or(|e| e > now)
+        })
+    }
+
     fn new(pepper: &SecretKey, records: &[ApiKeyRecord]) -> Self {
         let mut by_digest = HashMap::new();
         for r in records {

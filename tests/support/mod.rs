@@ -168,6 +168,11 @@ pub fn wait_for(s: &mut Serve, url: &str) {
 
 /// Start `fentaris serve` on free ports (stderr to a file in the project), without waiting.
 pub fn spawn_serve(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
+    spawn_serve_with(dir, env, &[])
+}
+
+/// Like [`spawn_serve`], with extra `serve` arguments.
+pub fn spawn_serve_with(dir: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Serve {
     let cfg_path = dir.path().join(".fentaris/config.json");
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
@@ -178,6 +183,7 @@ pub fn spawn_serve(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
     let stderr = dir.path().join("serve.stderr");
     let mut cmd = fentaris_cmd(dir.path());
     cmd.arg("serve")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).unwrap());

@@ -1,0 +1,203 @@
+//! Hot reload (`serve --watch`, SIGHUP): a changed config or vault replaces the running one
+//! atomically when it validates; otherwise its diagnostics are logged and the old one keeps
+//! serving.
+//!
+//! What a reload does: new requests see the new policy, keys and credentials (the HTTP
+//! front's state is swapped whole); sessions stay open, except those whose API key was
+//! revoked or expired; connections of removed servers, and of servers whose command, URL or
+//! credentials changed, are closed (changed ones restart); unchanged servers are untouched.
+//! `listen`, `adminListen` and `audit` settings take effect at the next start.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use super::http::{App, FrontState, Trusted};
+use super::{connect_eager, eager_servers};
+use crate::audit::Record;
+use crate::config::Config;
+use crate::identity::KeyVerifier;
+use crate::vault::{Vault, VaultError};
+
+/// The trusted-header settings, resolved (the shared secret must resolve).
+pub fn trusted_of(
+    config: &Config,
+    vault: Option<&Vault>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Trusted>, String> {
+    let Some(t) = &config.identity.trusted_headers else {
+        return Ok(None);
+    };
+    let secret = crate::vault::resolve_source(&t.secret, config, None, vault, env)
+        .map_err(|e| format!("identity.trustedHeaders.secret: {e}"))?;
+    let proxies = t
+        .proxies
+        .iter()
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("identity.trustedHeaders.proxies: {e}"))?;
+    Ok(Some(Trusted {
+        user_header: t.user_header.to_ascii_lowercase(),
+        secret_header: t.secret_header.to_ascii_lowercase(),
+        secret,
+        proxies,
+    }))
+}
+
+/// Open the vault beside the config, if there is one (it must open: fail closed).
+pub fn open_vault(dir: &Path, config: &Config) -> Result<Option<Vault>, String> {
+    let path = dir.join(crate::vault::VAULT_FILE);
+    if !path.exists() {
+        if let Some((name, _)) = crate::config::vault_references(config).first() {
+            return Err(format!(
+                "the config uses vault entry `{name}` but there is no vault at {}",
+                path.display()
+            ));
+        }
+        return Ok(None);
+    }
+    Vault::open(
+        &path,
+        &crate::vault::KeyLookup::from_env(),
+        Default::default(),
+    )
+    .map(Some)
+    .map_err(|e: VaultError| e.to_string())
+}
+
+/// Load `path` and, if it validates, put it in place. Returns a one-line summary.
+pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
+    let loaded = crate::config::load_file(path).map_err(|e| e.to_string())?;
+    let config = match (&loaded.outcome.config, loaded.outcome.has_errors()) {
+        (Some(c), false) => c.clone(),
+        _ => {
+            let errors: Vec<_> = loaded
+                .outcome
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == crate::diagnostics::Severity::Error)
+                .cloned()
+                .collect();
+            let file = path.display().to_string();
+            let report = crate::diagnostics::Report {
+                file: &file,
+                source: &loaded.source,
+                diagnostics: &errors,
+            };
+            return Err(format!(
+                "the changed config has errors; the running config stays in place\n{}",
+                crate::diagnostics::render_human(&report, false)
+            ));
+        }
+    };
+    let vault = open_vault(&loaded.dir, &config)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let (verifier, warnings) = KeyVerifier::build(&config, vault.as_ref(), &env);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let trusted = trusted_of(&config, vault.as_ref(), &env)?;
+    let old = app.st();
+    for (what, a, b) in [
+        ("listen", &old.proxy.config.listen, &config.listen),
+        (
+            "adminListen",
+            &old.proxy.config.admin_listen,
+            &config.admin_listen,
+        ),
+    ] {
+        if a != b {
+            tracing::warn!("`{what}` changed: it takes effect when Fentaris restarts");
+        }
+    }
+    if old.proxy.config.audit != config.audit || old.proxy.config.auto_log != config.auto_log {
+        tracing::warn!("audit settings changed: they take effect when Fentaris restarts");
+    }
+    let eager = eager_servers(&config);
+    let proxy = old
+        .proxy
+        .reloaded(config, vault, Box::new(|k: &str| std::env::var(k).ok()))
+        .shared();
+    app.swap(FrontState::new(proxy.clone(), verifier, trusted, eager));
+    old.proxy.retired.cancel();
+    let closed = proxy.close_stale().await;
+    let ended = app.end_sessions_without_live_key().await;
+    let p = proxy.clone();
+    tokio::spawn(async move { connect_eager(&p).await });
+    proxy
+        .audit
+        .write(Record::new("config.reload").detail(json!({
+            "outcome": "applied",
+            "restartedOrStopped": closed,
+            "sessionsEnded": ended,
+        })));
+    Ok(format!(
+        "config reloaded; connections closed for: {}; sessions ended (revoked keys): {ended}",
+        if closed.is_empty() {
+            "none".to_string()
+        } else {
+            closed.join(", ")
+        }
+    ))
+}
+
+/// Reload and log the result (and audit a rejected reload).
+pub async fn reload_and_log(app: &Arc<App>, path: &Path) {
+    match reload(app, path).await {
+        Ok(summary) => tracing::info!("{summary}"),
+        Err(e) => {
+            tracing::error!("{e}");
+            app.st()
+                .proxy
+                .audit
+                .write(Record::new("config.reload").detail(json!({ "outcome": "rejected" })));
+        }
+    }
+}
+
+fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reload on SIGHUP, and (with `watch`) when the config or the vault file changes.
+pub fn spawn_triggers(app: Arc<App>, config_path: PathBuf, vault_path: PathBuf, watch: bool) {
+    #[cfg(unix)]
+    {
+        let app = app.clone();
+        let path = config_path.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading {}", path.display());
+                reload_and_log(&app, &path).await;
+            }
+        });
+    }
+    if watch {
+        tokio::spawn(async move {
+            let files = [config_path.clone(), vault_path];
+            let mut last: Vec<_> = files.iter().map(|f| stamp(f)).collect();
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now: Vec<_> = files.iter().map(|f| stamp(f)).collect();
+                if now != last {
+                    // Let a writer finish (editors write in several steps).
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    last = files.iter().map(|f| stamp(f)).collect();
+                    tracing::info!("{} or the vault changed: reloading", config_path.display());
+                    reload_and_log(&app, &config_path).await;
+                }
+            }
+        });
+    }
+}
