@@ -161,6 +161,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user the stdio client acts as')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
             [CompletionResult]::new('--stdio', '--stdio', [CompletionResultType]::ParameterName, 'Serve one client over stdin/stdout instead of HTTP (logs go to stderr)')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Reload when the config or the vault changes (SIGHUP always reloads)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

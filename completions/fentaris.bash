@@ -1798,7 +1798,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__serve)
-            opts="-h -V --listen --stdio --user --config --help --version"
+            opts="-h -V --listen --stdio --user --watch --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -140,6 +140,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand --user 'The user the stdio client acts as'
             cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
             cand --stdio 'Serve one client over stdin/stdout instead of HTTP (logs go to stderr)'
+            cand --watch 'Reload when the config or the vault changes (SIGHUP always reloads)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'

@@ -97,6 +97,7 @@ complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l listen -d 'L
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l user -d 'The user the stdio client acts as' -r
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l stdio -d 'Serve one client over stdin/stdout instead of HTTP (logs go to stderr)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l watch -d 'Reload when the config or the vault changes (SIGHUP always reloads)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key help" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
