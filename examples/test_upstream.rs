@@ -18,7 +18,8 @@
 //! `--fault MODE` (for fault-injection tests; each applies to `tools/call` only):
 //! `crash-after:N` (exit 3 on call N+1), `hang-after:N` (never answer from call N+1),
 //! `garbage-after:N` (write a non-JSON line / body from call N+1), `error` (every call gets a
-//! JSON-RPC error), `slow:MS` (sleep MS before each answer).
+//! JSON-RPC error), `slow:MS` (sleep MS before each answer), `expire-sessions-after:N` (HTTP:
+//! every session is forgotten at call N+1, which gets 404).
 
 use std::io::{BufRead, BufWriter, Write};
 
@@ -36,6 +37,8 @@ enum Fault {
     GarbageAfter(u64),
     Error,
     SlowMs(u64),
+    /// HTTP only: forget every session on `tools/call` number N+1 (it gets 404).
+    ExpireSessionsAfter(u64),
 }
 
 impl Fault {
@@ -57,6 +60,7 @@ impl Fault {
             ("garbage-after", Some(n)) => Fault::GarbageAfter(n),
             ("error", _) => Fault::Error,
             ("slow", Some(ms)) => Fault::SlowMs(ms),
+            ("expire-sessions-after", Some(n)) => Fault::ExpireSessionsAfter(n),
             _ => return Err(format!("unknown --fault {s}")),
         })
     }
@@ -238,6 +242,8 @@ mod http {
         pub sse: bool,
         pub sessions: RwLock<HashSet<String>>,
         pub next_session: AtomicU64,
+        /// `tools/call` requests seen (for `--fault expire-sessions-after:N`).
+        pub expiring: AtomicU64,
     }
 
     pub fn router(state: Arc<State>) -> Router {
@@ -284,6 +290,12 @@ mod http {
             }
         };
         let is_init = msg.get("method").and_then(Value::as_str) == Some("initialize");
+        if let Fault::ExpireSessionsAfter(k) = st.up.fault
+            && msg.get("method").and_then(Value::as_str) == Some("tools/call")
+            && st.expiring.fetch_add(1, Ordering::Relaxed) == k
+        {
+            st.sessions.write().unwrap().clear();
+        }
         if !is_init && !session_ok(&st, &h) {
             return json(
                 StatusCode::NOT_FOUND,
@@ -376,6 +388,7 @@ fn serve_http(up: Upstream, addr: &str, sse: bool, threads: usize) {
             sse,
             sessions: Default::default(),
             next_session: AtomicU64::new(1),
+            expiring: AtomicU64::new(0),
         });
         axum::serve(listener, http::router(state))
             .await

@@ -205,3 +205,75 @@ fn an_upstream_that_cannot_start_stays_down_after_a_crash_loop() {
     );
     assert!(s.log().contains("stays down"), "{}", s.log());
 }
+
+#[test]
+fn an_expired_upstream_session_is_reopened_transparently() {
+    if !ready() {
+        return;
+    }
+    let port = free_port();
+    let mut upstream = Command::new(test_upstream())
+        .args([
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--fault",
+            "expire-sessions-after:2",
+        ])
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let servers = json!([{ "name": "web", "transport": { "streamableHttp": { "url": format!("http://127.0.0.1:{port}/mcp") } } }]);
+    let s = serve(&config(servers), &[("ALICE_KEY", KEY)]);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, KEY);
+    for i in 0..5 {
+        let r = echo(&url, &sid, "web__echo");
+        assert!(r.get("result").is_some(), "call {i}: {r}");
+    }
+    assert!(s.log().contains("re-initialized"), "{}", s.log());
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+}
+
+#[test]
+fn progress_restarts_the_request_timeout() {
+    if !ready() {
+        return;
+    }
+    let servers = json!([{ "name": "everything", "transport": { "stdio": { "command": "node", "args": [everything_js()] } },
+        "timeouts": { "request": "2s" } }]);
+    let s = serve(&config(servers), &[("ALICE_KEY", KEY)]);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, KEY);
+    let call = |meta: bool| {
+        let mut params = json!({ "name": "everything__trigger-long-running-operation", "arguments": { "duration": 4, "steps": 8 } });
+        if meta {
+            params["_meta"] = json!({ "progressToken": "p" });
+        }
+        let (_, _, body) = http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", KEY), ("mcp-session-id", &sid)],
+            Some(&json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params })),
+        )
+        .unwrap();
+        body
+    };
+    // Progress every 0.5 s keeps a 4 s call alive under a 2 s timeout...
+    let body = call(true);
+    assert!(body.contains("notifications/progress"), "{body}");
+    assert!(rpc_body(&body).get("result").is_some(), "{body}");
+    // ...and without progress the same call times out.
+    let body = call(false);
+    assert!(
+        rpc_body(&body)["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{body}"
+    );
+}

@@ -336,6 +336,10 @@ struct HttpConn {
     /// `Mcp-Session-Id` from the upstream's initialize response.
     session: std::sync::Arc<Mutex<Option<String>>>,
     protocol: Mutex<Option<String>>,
+    /// The initialize params, to open a new upstream session when the old one expires.
+    init: std::sync::Arc<Mutex<Option<Value>>>,
+    /// One re-initialization at a time.
+    reinit: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One initialized upstream connection.
@@ -424,6 +428,8 @@ impl Upstream {
                     headers: map,
                     session: std::sync::Arc::new(Mutex::new(None)),
                     protocol: Mutex::new(None),
+                    init: Default::default(),
+                    reinit: Default::default(),
                 })
             }
         };
@@ -434,6 +440,8 @@ impl Upstream {
                 headers: h.headers.clone(),
                 session: h.session.clone(),
                 protocol: None,
+                init: h.init.clone(),
+                reinit: h.reinit.clone(),
             };
             let replier: Replier = std::sync::Arc::new(move |v: Value| {
                 let t = target.clone();
@@ -452,6 +460,9 @@ impl Upstream {
             "capabilities": client_capabilities,
             "clientInfo": { "name": "fentaris", "version": env!("CARGO_PKG_VERSION") }
         });
+        if let Conn::Http(h) = &up.conn {
+            *h.init.lock().unwrap_or_else(|e| e.into_inner()) = Some(params.clone());
+        }
         let init = up
             .call(
                 "initialize",
@@ -548,6 +559,8 @@ impl Upstream {
                         headers: h.headers.clone(),
                         session: h.session.clone(),
                         protocol: h.protocol.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                        init: h.init.clone(),
+                        reinit: h.reinit.clone(),
                     },
                     msg,
                     id,
@@ -594,15 +607,18 @@ impl Upstream {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(id, b.clone());
         }
-        let token = progress.map(|p| {
+        // Progress passes through here: each notification restarts the timeout.
+        let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
+        let token = progress.map(|_| {
             let t = format!("fnt-{id}");
             self.shared
                 .progress
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(t.clone(), p.clone());
+                .insert(t.clone(), ptx.clone());
             t
         });
+        drop(ptx);
         if let Some(t) = &token {
             if !params.is_object() {
                 params = json!({});
@@ -626,19 +642,39 @@ impl Upstream {
             token: token.clone(),
             armed: true,
         };
-        let outcome = tokio::select! {
-            r = rx => match r {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(UpstreamError::Rpc(e)),
-                Err(_) => Err(UpstreamError::Closed(format!("upstream `{}` closed the connection", self.server))),
-            },
-            _ = ct.cancelled() => {
-                self.notify_now("notifications/cancelled", Some(json!({ "requestId": id, "reason": "cancelled by the client" })));
-                Err(UpstreamError::Cancelled)
-            }
-            _ = tokio::time::sleep(timeout) => {
-                self.notify_now("notifications/cancelled", Some(json!({ "requestId": id, "reason": "timed out in Fentaris" })));
-                Err(UpstreamError::Timeout(timeout))
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut rx = rx;
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(p) = prx.recv() => {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                    if let Some(out) = progress {
+                        let _ = out.send(p);
+                    }
+                }
+                r = &mut rx => {
+                    // Progress sent before the response goes first.
+                    while let Ok(p) = prx.try_recv() {
+                        if let Some(out) = progress {
+                            let _ = out.send(p);
+                        }
+                    }
+                    break match r {
+                        Ok(Ok(v)) => Ok(v),
+                        Ok(Err(e)) => Err(UpstreamError::Rpc(e)),
+                        Err(_) => Err(UpstreamError::Closed(format!("upstream `{}` closed the connection", self.server))),
+                    };
+                }
+                _ = ct.cancelled() => {
+                    self.notify_now("notifications/cancelled", Some(json!({ "requestId": id, "reason": "cancelled by the client" })));
+                    break Err(UpstreamError::Cancelled);
+                }
+                _ = &mut deadline => {
+                    self.notify_now("notifications/cancelled", Some(json!({ "requestId": id, "reason": "timed out in Fentaris" })));
+                    break Err(UpstreamError::Timeout(timeout));
+                }
             }
         };
         guard.armed = false;
@@ -882,9 +918,72 @@ struct HttpTarget {
     headers: reqwest::header::HeaderMap,
     session: std::sync::Arc<Mutex<Option<String>>>,
     protocol: Option<String>,
+    init: std::sync::Arc<Mutex<Option<Value>>>,
+    reinit: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl HttpTarget {
+    /// The upstream said our session is gone (404): open a new one with the original
+    /// initialize params (once, however many requests noticed), so the request can be retried.
+    async fn reinitialize(&self, expired: Option<&str>) -> Result<(), String> {
+        let _one = self.reinit.lock().await;
+        let now = self
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if now.as_deref() != expired {
+            return Ok(()); // another request already opened a new session
+        }
+        let params = self
+            .init
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or("no initialize params")?;
+        let post = |body: Value, session: Option<&str>| {
+            let mut req = self
+                .client
+                .post(&self.url)
+                .headers(self.headers.clone())
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            if let Some(s) = session {
+                req = req.header("mcp-session-id", s);
+            }
+            if let Some(p) = &self.protocol {
+                req = req.header("mcp-protocol-version", p);
+            }
+            req.send()
+        };
+        let resp = post(
+            json!({ "jsonrpc": "2.0", "id": "fentaris-reinit", "method": "initialize", "params": params }),
+            None,
+        )
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "initialize answered HTTP {}",
+                resp.status().as_u16()
+            ));
+        }
+        let sid = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let _ = resp.bytes().await;
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = sid.clone();
+        let _ = post(
+            json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+            sid.as_deref(),
+        )
+        .await;
+        Ok(())
+    }
+
     /// POST a reply (to a server-to-client request) back to the upstream.
     async fn reply(&self, reply: Value) {
         let session = self
@@ -910,6 +1009,16 @@ async fn http_post(
     msg: Value,
     id: Option<u64>,
     shared: std::sync::Arc<Shared>,
+) {
+    http_post_once(target, msg, id, shared, true).await
+}
+
+async fn http_post_once(
+    target: HttpTarget,
+    msg: Value,
+    id: Option<u64>,
+    shared: std::sync::Arc<Shared>,
+    may_reinit: bool,
 ) {
     let fail = |shared: &Shared, message: String| {
         if let Some(id) = id
@@ -957,6 +1066,29 @@ async fn http_post(
     let status = resp.status();
     if status == reqwest::StatusCode::ACCEPTED {
         return;
+    }
+    if status == reqwest::StatusCode::NOT_FOUND
+        && may_reinit
+        && session.is_some()
+        && msg.get("method").and_then(Value::as_str) != Some("initialize")
+    {
+        // The upstream session expired: open a new one and send this message again, once.
+        match target.reinitialize(session.as_deref()).await {
+            Ok(()) => {
+                tracing::info!(server = %shared.name, "upstream session expired; re-initialized");
+                return Box::pin(http_post_once(target, msg, id, shared, false)).await;
+            }
+            Err(e) => {
+                fail(
+                    &shared,
+                    format!(
+                        "upstream `{}` lost its session and could not open a new one: {e}",
+                        shared.name
+                    ),
+                );
+                return;
+            }
+        }
     }
     if !status.is_success() {
         let what = if status == reqwest::StatusCode::UNAUTHORIZED
