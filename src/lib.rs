@@ -12,6 +12,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod identity;
 pub mod middleware;
+pub mod pinning;
 pub mod policy;
 pub mod proxy;
 pub mod secret;

@@ -219,6 +219,8 @@ pub struct Proxy {
     pub audit: Arc<AuditLog>,
     /// Runtime middleware (library API).
     pub middleware: Registry,
+    /// Tool pinning (`tools.lock.json`; off unless `serve` loads a lock).
+    pub pins: super::pinning::Pins,
     argument_rules: ArgumentRules,
     authorizers: Authorizers,
     /// This proxy, once shared (the middleware chain's last step needs an owned handle).
@@ -271,6 +273,7 @@ impl Proxy {
             env,
             audit: Arc::new(AuditLog::off()),
             middleware: Registry::default(),
+            pins: Default::default(),
             argument_rules,
             authorizers,
             me: std::sync::OnceLock::new(),
@@ -906,6 +909,7 @@ impl Proxy {
                 i.get(item_key)
                     .and_then(Value::as_str)
                     .is_some_and(|n| view.visible(n))
+                    && (*op != Operation::ToolsList || self.pins.admits(self, server, i))
             })
             .map(|mut i| {
                 if rename && let Some(n) = i.get("name").and_then(Value::as_str) {
@@ -1055,6 +1059,9 @@ impl Proxy {
         }
         let up = self.upstream_for(caller, &server, &d).await?;
         if !self.ensure_known(&up, kind, &name, ct).await {
+            return Err(hidden(&given));
+        }
+        if kind == NameKind::Tool && !self.pins.admits_call(self, &up, &server, &name, ct).await {
             return Err(hidden(&given));
         }
         params["name"] = Value::String(name.clone());

@@ -18,6 +18,7 @@ struct Inner {
     upstream_starts: BTreeMap<String, u64>,
     upstream_failures: BTreeMap<String, u64>,
     auth_failures: u64,
+    tool_drift: BTreeMap<String, usize>,
 }
 
 /// Counters, behind one lock (cheap next to an upstream round trip).
@@ -66,6 +67,12 @@ impl Metrics {
     }
     pub fn upstream_failure(&self, server: &str) {
         self.with(|m| *m.upstream_failures.entry(server.into()).or_default() += 1);
+    }
+    /// Tools of `server` hidden because they drifted from `tools.lock.json`.
+    pub fn tool_drift(&self, server: &str, n: usize) {
+        self.with(|m| {
+            m.tool_drift.insert(server.into(), n);
+        });
     }
     pub fn auth_failure(&self) {
         self.with(|m| m.auth_failures += 1);
@@ -140,6 +147,12 @@ impl Metrics {
                 "fentaris_upstream_failures_total{{server=\"{}\"}} {n}",
                 esc(s)
             );
+        }
+        if !m.tool_drift.is_empty() {
+            out.push_str("# HELP fentaris_tool_drift Tools hidden because their definition is new or changed since tools.lock.json.\n# TYPE fentaris_tool_drift gauge\n");
+            for (s, n) in &m.tool_drift {
+                let _ = writeln!(out, "fentaris_tool_drift{{server=\"{}\"}} {n}", esc(s));
+            }
         }
         let _ = writeln!(
             out,
