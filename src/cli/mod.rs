@@ -13,7 +13,7 @@ mod logs;
 mod output;
 mod policy;
 mod serve;
-mod tools;
+pub(crate) mod tools;
 mod vault;
 pub(crate) mod vault_access;
 

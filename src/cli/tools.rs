@@ -88,7 +88,7 @@ pub fn declared_servers(config: &Config) -> Vec<String> {
 }
 
 /// Build the proxy as `serve` does (vault when present), without audit.
-fn build_proxy(ctx: &Context) -> Result<(crate::config::Loaded, Arc<Proxy>), CliError> {
+pub(crate) fn build_proxy(ctx: &Context) -> Result<(crate::config::Loaded, Arc<Proxy>), CliError> {
     let (loaded, config) = ctx.load_valid()?;
     let vault_path = loaded.dir.join(crate::vault::VAULT_FILE);
     let vault = if vault_path.exists() {
