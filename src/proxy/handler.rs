@@ -1575,10 +1575,20 @@ fn connection_label(key: &str) -> String {
     }
 }
 
-/// Remove the client's progress token (the upstream gets ours when the client asked).
+/// Remove the client's progress token (the upstream gets ours when the client asked), and
+/// the 2026-07-28 per-request envelope: upstream connections are initialized (handshake
+/// era), and handshake-era servers refuse requests carrying it (Python `mcp` 2.x: -32600).
 fn strip_progress(mut params: Value) -> Value {
     if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
         meta.remove("progressToken");
+        for k in [
+            "io.modelcontextprotocol/protocolVersion",
+            "io.modelcontextprotocol/clientInfo",
+            "io.modelcontextprotocol/clientCapabilities",
+            "io.modelcontextprotocol/logLevel",
+        ] {
+            meta.remove(k);
+        }
         if meta.is_empty()
             && let Some(o) = params.as_object_mut()
         {
