@@ -230,7 +230,9 @@ pub enum LockError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("{path} has version {version}; this Fentaris reads version 1\nhelp: recreate it with `fentaris tools lock`")]
+    #[error(
+        "{path} has version {version}; this Fentaris reads version 1\nhelp: recreate it with `fentaris tools lock`"
+    )]
     Version { path: PathBuf, version: u32 },
     #[error("cannot write {path}: {source}")]
     Write {
@@ -253,11 +255,10 @@ impl ToolLock {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(LockError::Read { path, source }),
         };
-        let lock: ToolLock =
-            serde_json::from_str(&text).map_err(|source| LockError::Parse {
-                path: path.clone(),
-                source,
-            })?;
+        let lock: ToolLock = serde_json::from_str(&text).map_err(|source| LockError::Parse {
+            path: path.clone(),
+            source,
+        })?;
         if lock.version != 1 {
             return Err(LockError::Version {
                 path,
@@ -326,8 +327,11 @@ mod tests {
             version: 1,
             servers: [("s".to_string(), then)].into(),
         };
-        let now: BTreeMap<_, _> =
-            [("s".to_string(), ServerPins::of(&[t("a", "2"), t("c", "1")], &[]))].into();
+        let now: BTreeMap<_, _> = [(
+            "s".to_string(),
+            ServerPins::of(&[t("a", "2"), t("c", "1")], &[]),
+        )]
+        .into();
         let got: Vec<_> = compare(&lock, &now)
             .into_iter()
             .map(|c| (c.name, c.change))

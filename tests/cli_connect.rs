@@ -33,7 +33,11 @@ fn fentaris(dir: &Path) -> Command {
 
 fn stdout_json(c: &mut Command) -> Value {
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -67,7 +71,10 @@ fn snippets_use_each_clients_format() {
         "json",
     ]));
     let entry = &desk["snippet"]["mcpServers"]["fentaris"];
-    assert!(entry["command"].as_str().unwrap().contains("fentaris"), "{desk}");
+    assert!(
+        entry["command"].as_str().unwrap().contains("fentaris"),
+        "{desk}"
+    );
     let cfg = std::fs::canonicalize(dir.join(".fentaris/config.json")).unwrap();
     let args: Vec<&str> = entry["args"]
         .as_array()
@@ -126,13 +133,20 @@ fn write_merges_keeps_other_entries_and_backs_up() {
             .success();
         let after: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(after["theme"], "dark", "{client}: {after}");
-        assert_eq!(after[root]["other"], before[root]["other"], "{client}: {after}");
+        assert_eq!(
+            after[root]["other"], before[root]["other"],
+            "{client}: {after}"
+        );
         assert!(after[root]["fentaris"].is_object(), "{client}: {after}");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("fnt_"), "no key written");
         let mut bak = path.as_os_str().to_owned();
         bak.push(".bak");
-        assert_eq!(std::fs::read_to_string(bak).unwrap(), before_text, "{client}");
+        assert_eq!(
+            std::fs::read_to_string(bak).unwrap(),
+            before_text,
+            "{client}"
+        );
     }
 }
 

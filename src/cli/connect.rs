@@ -170,9 +170,8 @@ fn read_key() -> Result<String, CliError> {
 
 pub fn run(ctx: &Context, args: ConnectArgs) -> CliResult {
     let (loaded, config) = ctx.load_valid()?;
-    let config_path = std::path::absolute(&loaded.path).map_err(|e| {
-        CliError::fatal(format!("cannot resolve {}: {e}", loaded.path.display()))
-    })?;
+    let config_path = std::path::absolute(&loaded.path)
+        .map_err(|e| CliError::fatal(format!("cannot resolve {}: {e}", loaded.path.display())))?;
     // The project folder: the one holding `.fentaris/`.
     let project = config_path
         .parent()

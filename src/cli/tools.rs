@@ -156,7 +156,12 @@ async fn list_all(
             )
             .await
             .map_err(|e| format!("{method}: {}", crate::proxy::upstream::describe(&e)))?;
-        out.extend(r.get(key).and_then(Value::as_array).cloned().unwrap_or_default());
+        out.extend(
+            r.get(key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        );
         match r.get("nextCursor").filter(|c| !c.is_null()) {
             Some(c) => cursor = Some(c.clone()),
             None => return Ok(out),
@@ -165,17 +170,22 @@ async fn list_all(
     Err(format!("{method}: more than 1000 pages"))
 }
 
+/// One server's listing, or why it failed.
+pub type Listed = (String, Result<Catalog, String>);
+
 /// Start each server and list what it offers (a progress line per server on a terminal).
 pub fn snapshot(
     proxy: &Arc<Proxy>,
     servers: &[String],
     user: Option<&str>,
-) -> Result<Vec<(String, Result<Catalog, String>)>, CliError> {
+) -> Result<Vec<Listed>, CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::fatal(format!("cannot start the runtime: {e}")))?;
-    let progress = std::io::stderr().is_terminal().then(indicatif::MultiProgress::new);
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(indicatif::MultiProgress::new);
     let out = rt.block_on(async {
         let tasks: Vec<_> = servers
             .iter()
@@ -197,7 +207,11 @@ pub fn snapshot(
                     let r = fetch(&p, &name, caller.as_ref()).await;
                     if let Some(b) = bar {
                         b.finish_with_message(match &r {
-                            Ok(c) => format!("{name}: {} tools, {} prompts", c.tools.len(), c.prompts.len()),
+                            Ok(c) => format!(
+                                "{name}: {} tools, {} prompts",
+                                c.tools.len(),
+                                c.prompts.len()
+                            ),
                             Err(e) => format!("{name}: failed: {e}"),
                         });
                     }
@@ -260,7 +274,7 @@ fn select(config: &Config, server: Option<&str>) -> Result<Vec<String>, CliError
     }
 }
 
-fn failures(results: &[(String, Result<Catalog, String>)]) -> usize {
+fn failures(results: &[Listed]) -> usize {
     let mut n = 0;
     for (s, r) in results {
         if let Err(e) = r {
@@ -299,9 +313,12 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
                     "description": i.get("description").and_then(Value::as_str).unwrap_or(""),
                 });
                 if let Some(s) = &subject {
-                    let (allow, rule) = decision(engine, s, server, kind, name);
+                    let (allow, rule, summary) = decision(engine, s, server, kind, name);
                     row["decision"] = json!(if allow { "allow" } else { "deny" });
                     row["rule"] = json!(rule);
+                    if let Some(summary) = summary {
+                        row["ruleSummary"] = json!(summary);
+                    }
                 }
                 rows.push(row);
             }
@@ -318,9 +335,7 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
             }
             t.set_header(header);
             for r in &rows {
-                let s = |k: &str| {
-                    crate::diagnostics::escape_control(r[k].as_str().unwrap_or(""))
-                };
+                let s = |k: &str| crate::diagnostics::escape_control(r[k].as_str().unwrap_or(""));
                 let mut desc = s("description");
                 if let Some((i, _)) = desc.char_indices().nth(60) {
                     desc.truncate(i);
@@ -341,21 +356,22 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
     Ok(())
 }
 
-/// allow/deny for one row and the deciding rule's pointer (empty when no rule matched).
+/// allow/deny for one row, the deciding rule's JSON pointer (or why no rule decided), and
+/// the rule's one-line summary.
 fn decision(
     engine: &crate::policy::Engine,
     subject: &crate::policy::Subject,
     server: &str,
     kind: &str,
     name: &str,
-) -> (bool, String) {
+) -> (bool, String, Option<String>) {
     let req = match kind {
         "tool" => Request::tool_call(server, name),
         "prompt" => Request::prompt_get(server, name),
         "resource" => {
             match Request::new(server, Operation::ResourceRead, name, TargetKind::Resource) {
                 Ok(r) => r,
-                Err(_) => return (false, String::new()),
+                Err(_) => return (false, "not a usable resource URI".into(), None),
             }
         }
         _ => {
@@ -363,19 +379,24 @@ fn decision(
             let shown = engine
                 .list_view(subject, server, &Operation::ResourceTemplatesList)
                 .is_some_and(|v| v.visible(name));
-            return (shown, String::new());
+            let why = if shown {
+                "resource template listing"
+            } else {
+                "not listed for this user"
+            };
+            return (shown, why.into(), None);
         }
     };
     let d = engine.decide(subject, &req);
-    let rule = match d.reason {
-        crate::policy::Reason::Rule(r) => engine
-            .rule_info(r)
-            .map(|i| format!("{} ({})", i.pointer, i.summary))
-            .unwrap_or_default(),
-        crate::policy::Reason::NoMatchingRule => "no rule (deny by default)".into(),
-        crate::policy::Reason::UnknownServer => "server not visible".into(),
+    let (rule, summary) = match d.reason {
+        crate::policy::Reason::Rule(r) => match engine.rule_info(r) {
+            Some(i) => (i.pointer.clone(), Some(i.summary.clone())),
+            None => (String::new(), None),
+        },
+        crate::policy::Reason::NoMatchingRule => ("no rule (deny by default)".into(), None),
+        crate::policy::Reason::UnknownServer => ("server not visible".into(), None),
     };
-    (d.is_allow(), rule)
+    (d.is_allow(), rule, summary)
 }
 
 /// Connect to every server and compute its pins; `Err` names the servers that failed.
@@ -411,7 +432,10 @@ fn lock(ctx: &Context) -> CliResult {
         version: 1,
         servers: pins,
     };
-    let changes = old.as_ref().map(|o| compare(o, &new.servers)).unwrap_or_default();
+    let changes = old
+        .as_ref()
+        .map(|o| compare(o, &new.servers))
+        .unwrap_or_default();
     let path = new
         .save(&loaded.dir)
         .map_err(|e| CliError::fatal(e.to_string()))?;

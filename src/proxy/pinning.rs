@@ -86,13 +86,15 @@ impl Pins {
                 "tool `{shown}` is {change} since tools.lock.json: hidden and refused until `fentaris tools lock` accepts it"
             );
             proxy.audit.write(
-                crate::audit::Record::new("drift").server(server).detail(json!({
-                    "kind": "tool",
-                    "name": name,
-                    "change": change,
-                    "digest": d,
-                    "locked": locked,
-                })),
+                crate::audit::Record::new("drift")
+                    .server(server)
+                    .detail(json!({
+                        "kind": "tool",
+                        "name": name,
+                        "change": change,
+                        "digest": d,
+                        "locked": locked,
+                    })),
             );
             let set = st.drifted.entry(server.to_string()).or_default();
             set.insert(name.to_string());
@@ -147,7 +149,12 @@ impl Pins {
             else {
                 return false;
             };
-            for t in r.get("tools").and_then(Value::as_array).into_iter().flatten() {
+            for t in r
+                .get("tools")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(n) = t.get("name").and_then(Value::as_str) {
                     verdicts.insert(n.to_string(), self.admits(proxy, server, t));
                 }

@@ -102,8 +102,8 @@ fn vault_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
 
 /// `--online`: connect to every upstream and compare with `tools.lock.json` (FNT104).
 fn online_findings(ctx: &Context, loaded: &Loaded) -> Result<Vec<Diagnostic>, CliError> {
-    let lock = crate::pinning::ToolLock::load(&loaded.dir)
-        .map_err(|e| CliError::fatal(e.to_string()))?;
+    let lock =
+        crate::pinning::ToolLock::load(&loaded.dir).map_err(|e| CliError::fatal(e.to_string()))?;
     let Some(lock) = lock else {
         eprintln!(
             "note: no {} to compare with: `fentaris tools lock` creates it",
