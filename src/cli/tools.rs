@@ -111,8 +111,10 @@ fn caller_for(proxy: &Proxy, server: &str, user: Option<&str>) -> Option<Caller>
     let user = match user {
         Some(u) => u.to_string(),
         None => {
-            if proxy.config.servers.iter().any(|s| s.name == server) {
-                return None;
+            if let Some(s) = proxy.config.servers.iter().find(|s| s.name == server) {
+                // A per-session server needs a session: this command is one.
+                return (s.isolation == crate::config::Isolation::Session)
+                    .then(|| caller(proxy, "fentaris-tools"));
             }
             let g = proxy
                 .config
@@ -122,13 +124,17 @@ fn caller_for(proxy: &Proxy, server: &str, user: Option<&str>) -> Option<Caller>
             g.users.first()?.id().to_string()
         }
     };
-    Some(Caller {
-        subject: Arc::new(proxy.engine.subject(&user)),
+    Some(caller(proxy, &user))
+}
+
+fn caller(proxy: &Proxy, user: &str) -> Caller {
+    Caller {
+        subject: Arc::new(proxy.engine.subject(user)),
         endpoint: Endpoint::All,
         modern: false,
         session: Some("fentaris-tools".into()),
         info: Arc::new(crate::proxy::handler::CallerInfo::new("cli", None)),
-    })
+    }
 }
 
 /// Every page of one list.
