@@ -34,6 +34,8 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('credentials', 'credentials', [CompletionResultType]::ParameterValue, 'Upstream secrets in the vault')
             [CompletionResult]::new('vault', 'vault', [CompletionResultType]::ParameterValue, 'The vault: status, rekey, trust, recipients')
             [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Read the audit trail: tail, summary, verify')
+            [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'The upstreams'' tools, prompts and resources; pin them (lock) and show drift (diff)')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -107,6 +109,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
             [CompletionResult]::new('--deny-warnings', '--deny-warnings', [CompletionResultType]::ParameterName, 'Fail (exit 1) on security warnings and warnings too')
+            [CompletionResult]::new('--online', '--online', [CompletionResultType]::ParameterName, 'Also start the upstreams and report tools and prompts that drifted from tools.lock.json (FNT104)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -538,6 +541,79 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         'fentaris;logs;help;help' {
             break
         }
+        'fentaris;tools' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List each server''s tools, prompts, resources and resource templates (starts the upstreams)')
+            [CompletionResult]::new('lock', 'lock', [CompletionResultType]::ParameterValue, 'Pin every tool and prompt definition in .fentaris/tools.lock.json (beside config.json)')
+            [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show tools and prompts added, removed or changed since the lock (exit 1 on drift)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;tools;list' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Only this server')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Show the policy decision for this user on every row (and use their credentials)')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'format')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;tools;lock' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;tools;diff' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'format')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;tools;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List each server''s tools, prompts, resources and resource templates (starts the upstreams)')
+            [CompletionResult]::new('lock', 'lock', [CompletionResultType]::ParameterValue, 'Pin every tool and prompt definition in .fentaris/tools.lock.json (beside config.json)')
+            [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show tools and prompts added, removed or changed since the lock (exit 1 on drift)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'fentaris;tools;help;list' {
+            break
+        }
+        'fentaris;tools;help;lock' {
+            break
+        }
+        'fentaris;tools;help;diff' {
+            break
+        }
+        'fentaris;tools;help;help' {
+            break
+        }
+        'fentaris;connect' {
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user the client acts as (required for claude-desktop, which starts `serve --stdio`)')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The entry''s name in the client''s config')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'format')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('--write', '--write', [CompletionResultType]::ParameterName, 'Merge the entry into the client''s config file (other entries are kept; <file>.bak first)')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Write without asking')
+            [CompletionResult]::new('--embed-key', '--embed-key', [CompletionResultType]::ParameterName, 'Put the API key itself in the entry (read from stdin; it is then stored in plain text)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'fentaris;completions' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -555,6 +631,8 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('credentials', 'credentials', [CompletionResultType]::ParameterValue, 'Upstream secrets in the vault')
             [CompletionResult]::new('vault', 'vault', [CompletionResultType]::ParameterValue, 'The vault: status, rekey, trust, recipients')
             [CompletionResult]::new('logs', 'logs', [CompletionResultType]::ParameterValue, 'Read the audit trail: tail, summary, verify')
+            [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'The upstreams'' tools, prompts and resources; pin them (lock) and show drift (diff)')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -673,6 +751,24 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             break
         }
         'fentaris;help;logs;verify' {
+            break
+        }
+        'fentaris;help;tools' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List each server''s tools, prompts, resources and resource templates (starts the upstreams)')
+            [CompletionResult]::new('lock', 'lock', [CompletionResultType]::ParameterValue, 'Pin every tool and prompt definition in .fentaris/tools.lock.json (beside config.json)')
+            [CompletionResult]::new('diff', 'diff', [CompletionResultType]::ParameterValue, 'Show tools and prompts added, removed or changed since the lock (exit 1 on drift)')
+            break
+        }
+        'fentaris;help;tools;list' {
+            break
+        }
+        'fentaris;help;tools;lock' {
+            break
+        }
+        'fentaris;help;tools;diff' {
+            break
+        }
+        'fentaris;help;connect' {
             break
         }
         'fentaris;help;completions' {

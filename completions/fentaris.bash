@@ -25,6 +25,9 @@ _fentaris() {
             fentaris,config)
                 cmd="fentaris__subcmd__config"
                 ;;
+            fentaris,connect)
+                cmd="fentaris__subcmd__connect"
+                ;;
             fentaris,credentials)
                 cmd="fentaris__subcmd__credentials"
                 ;;
@@ -42,6 +45,9 @@ _fentaris() {
                 ;;
             fentaris,serve)
                 cmd="fentaris__subcmd__serve"
+                ;;
+            fentaris,tools)
+                cmd="fentaris__subcmd__tools"
                 ;;
             fentaris,vault)
                 cmd="fentaris__subcmd__vault"
@@ -142,6 +148,9 @@ _fentaris() {
             fentaris__subcmd__help,config)
                 cmd="fentaris__subcmd__help__subcmd__config"
                 ;;
+            fentaris__subcmd__help,connect)
+                cmd="fentaris__subcmd__help__subcmd__connect"
+                ;;
             fentaris__subcmd__help,credentials)
                 cmd="fentaris__subcmd__help__subcmd__credentials"
                 ;;
@@ -159,6 +168,9 @@ _fentaris() {
                 ;;
             fentaris__subcmd__help,serve)
                 cmd="fentaris__subcmd__help__subcmd__serve"
+                ;;
+            fentaris__subcmd__help,tools)
+                cmd="fentaris__subcmd__help__subcmd__tools"
                 ;;
             fentaris__subcmd__help,vault)
                 cmd="fentaris__subcmd__help__subcmd__vault"
@@ -207,6 +219,15 @@ _fentaris() {
                 ;;
             fentaris__subcmd__help__subcmd__policy,test)
                 cmd="fentaris__subcmd__help__subcmd__policy__subcmd__test"
+                ;;
+            fentaris__subcmd__help__subcmd__tools,diff)
+                cmd="fentaris__subcmd__help__subcmd__tools__subcmd__diff"
+                ;;
+            fentaris__subcmd__help__subcmd__tools,list)
+                cmd="fentaris__subcmd__help__subcmd__tools__subcmd__list"
+                ;;
+            fentaris__subcmd__help__subcmd__tools,lock)
+                cmd="fentaris__subcmd__help__subcmd__tools__subcmd__lock"
                 ;;
             fentaris__subcmd__help__subcmd__vault,protect)
                 cmd="fentaris__subcmd__help__subcmd__vault__subcmd__protect"
@@ -279,6 +300,30 @@ _fentaris() {
                 ;;
             fentaris__subcmd__policy__subcmd__help,test)
                 cmd="fentaris__subcmd__policy__subcmd__help__subcmd__test"
+                ;;
+            fentaris__subcmd__tools,diff)
+                cmd="fentaris__subcmd__tools__subcmd__diff"
+                ;;
+            fentaris__subcmd__tools,help)
+                cmd="fentaris__subcmd__tools__subcmd__help"
+                ;;
+            fentaris__subcmd__tools,list)
+                cmd="fentaris__subcmd__tools__subcmd__list"
+                ;;
+            fentaris__subcmd__tools,lock)
+                cmd="fentaris__subcmd__tools__subcmd__lock"
+                ;;
+            fentaris__subcmd__tools__subcmd__help,diff)
+                cmd="fentaris__subcmd__tools__subcmd__help__subcmd__diff"
+                ;;
+            fentaris__subcmd__tools__subcmd__help,help)
+                cmd="fentaris__subcmd__tools__subcmd__help__subcmd__help"
+                ;;
+            fentaris__subcmd__tools__subcmd__help,list)
+                cmd="fentaris__subcmd__tools__subcmd__help__subcmd__list"
+                ;;
+            fentaris__subcmd__tools__subcmd__help,lock)
+                cmd="fentaris__subcmd__tools__subcmd__help__subcmd__lock"
                 ;;
             fentaris__subcmd__vault,help)
                 cmd="fentaris__subcmd__vault__subcmd__help"
@@ -356,7 +401,7 @@ _fentaris() {
 
     case "${cmd}" in
         fentaris)
-            opts="-h -V --config --help --version init config policy serve auth credentials vault logs completions help"
+            opts="-h -V --config --help --version init config policy serve auth credentials vault logs tools connect completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -757,6 +802,36 @@ _fentaris() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fentaris__subcmd__connect)
+            opts="-h -V --user --name --write --yes --embed-key --format --config --help --version claude-code claude-desktop cursor vscode"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fentaris__subcmd__credentials)
             opts="-h -V --config --help --version set list remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -904,7 +979,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__help)
-            opts="init config policy serve auth credentials vault logs completions help"
+            opts="init config policy serve auth credentials vault logs tools connect completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1032,6 +1107,20 @@ _fentaris() {
         fentaris__subcmd__help__subcmd__config__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__connect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1242,6 +1331,62 @@ _fentaris() {
         fentaris__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__tools)
+            opts="list lock diff"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__tools__subcmd__diff)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__tools__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__tools__subcmd__lock)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1638,7 +1783,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__policy__subcmd__check)
-            opts="-h -V --format --deny-warnings --config --help --version"
+            opts="-h -V --format --deny-warnings --online --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1812,6 +1957,164 @@ _fentaris() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__tools)
+            opts="-h -V --config --help --version list lock diff help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__tools__subcmd__diff)
+            opts="-h -V --format --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__tools__subcmd__help)
+            opts="list lock diff help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__tools__subcmd__help__subcmd__diff)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__tools__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__tools__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__tools__subcmd__help__subcmd__lock)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__tools__subcmd__list)
+            opts="-h -V --server --user --format --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__tools__subcmd__lock)
+            opts="-h -V --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

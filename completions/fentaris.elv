@@ -31,6 +31,8 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand credentials 'Upstream secrets in the vault'
             cand vault 'The vault: status, rekey, trust, recipients'
             cand logs 'Read the audit trail: tail, summary, verify'
+            cand tools 'The upstreams'' tools, prompts and resources; pin them (lock) and show drift (diff)'
+            cand connect 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -94,6 +96,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand --format 'Output format'
             cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
             cand --deny-warnings 'Fail (exit 1) on security warnings and warnings too'
+            cand --online 'Also start the upstreams and report tools and prompts that drifted from tools.lock.json (FNT104)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -458,6 +461,69 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         }
         &'fentaris;logs;help;help'= {
         }
+        &'fentaris;tools'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'List each server''s tools, prompts, resources and resource templates (starts the upstreams)'
+            cand lock 'Pin every tool and prompt definition in .fentaris/tools.lock.json (beside config.json)'
+            cand diff 'Show tools and prompts added, removed or changed since the lock (exit 1 on drift)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;tools;list'= {
+            cand --server 'Only this server'
+            cand --user 'Show the policy decision for this user on every row (and use their credentials)'
+            cand --format 'format'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;tools;lock'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;tools;diff'= {
+            cand --format 'format'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;tools;help'= {
+            cand list 'List each server''s tools, prompts, resources and resource templates (starts the upstreams)'
+            cand lock 'Pin every tool and prompt definition in .fentaris/tools.lock.json (beside config.json)'
+            cand diff 'Show tools and prompts added, removed or changed since the lock (exit 1 on drift)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fentaris;tools;help;list'= {
+        }
+        &'fentaris;tools;help;lock'= {
+        }
+        &'fentaris;tools;help;diff'= {
+        }
+        &'fentaris;tools;help;help'= {
+        }
+        &'fentaris;connect'= {
+            cand --user 'The user the client acts as (required for claude-desktop, which starts `serve --stdio`)'
+            cand --name 'The entry''s name in the client''s config'
+            cand --format 'format'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand --write 'Merge the entry into the client''s config file (other entries are kept; <file>.bak first)'
+            cand --yes 'Write without asking'
+            cand --embed-key 'Put the API key itself in the entry (read from stdin; it is then stored in plain text)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'fentaris;completions'= {
             cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
             cand -h 'Print help'
@@ -474,6 +540,8 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand credentials 'Upstream secrets in the vault'
             cand vault 'The vault: status, rekey, trust, recipients'
             cand logs 'Read the audit trail: tail, summary, verify'
+            cand tools 'The upstreams'' tools, prompts and resources; pin them (lock) and show drift (diff)'
+            cand connect 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -561,6 +629,19 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;help;logs;summary'= {
         }
         &'fentaris;help;logs;verify'= {
+        }
+        &'fentaris;help;tools'= {
+            cand list 'List each server''s tools, prompts, resources and resource templates (starts the upstreams)'
+            cand lock 'Pin every tool and prompt definition in .fentaris/tools.lock.json (beside config.json)'
+            cand diff 'Show tools and prompts added, removed or changed since the lock (exit 1 on drift)'
+        }
+        &'fentaris;help;tools;list'= {
+        }
+        &'fentaris;help;tools;lock'= {
+        }
+        &'fentaris;help;tools;diff'= {
+        }
+        &'fentaris;help;connect'= {
         }
         &'fentaris;help;completions'= {
         }

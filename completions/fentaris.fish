@@ -35,6 +35,8 @@ complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "auth" -d 'Client 
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "credentials" -d 'Upstream secrets in the vault'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "vault" -d 'The vault: status, rekey, trust, recipients'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "logs" -d 'Read the audit trail: tail, summary, verify'
+complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "tools" -d 'The upstreams\' tools, prompts and resources; pin them (lock) and show drift (diff)'
+complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "connect" -d 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand init" -l dir -d 'Folder in which to create .fentaris/ (default: the working directory)' -r -F
@@ -71,6 +73,7 @@ sarif\t'SARIF 2.1.0 for GitHub code scanning'
 github\t'GitHub Actions annotations (::error file=…,line=…::)'"
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from check" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from check" -l deny-warnings -d 'Fail (exit 1) on security warnings and warnings too'
+complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from check" -l online -d 'Also start the upstreams and report tools and prompts that drifted from tools.lock.json (FNT104)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from explain" -l user -d 'The user (subject) making the request' -r
@@ -219,19 +222,57 @@ complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_
 complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from help" -f -a "summary" -d 'Count requests and denials by subject, server and target over a window'
 complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
 complete -c fentaris -n "__fish_fentaris_using_subcommand logs; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and not __fish_seen_subcommand_from list lock diff help" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and not __fish_seen_subcommand_from list lock diff help" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and not __fish_seen_subcommand_from list lock diff help" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and not __fish_seen_subcommand_from list lock diff help" -f -a "list" -d 'List each server\'s tools, prompts, resources and resource templates (starts the upstreams)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and not __fish_seen_subcommand_from list lock diff help" -f -a "lock" -d 'Pin every tool and prompt definition in .fentaris/tools.lock.json (beside config.json)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and not __fish_seen_subcommand_from list lock diff help" -f -a "diff" -d 'Show tools and prompts added, removed or changed since the lock (exit 1 on drift)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and not __fish_seen_subcommand_from list lock diff help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from list" -l server -d 'Only this server' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from list" -l user -d 'Show the policy decision for this user on every row (and use their credentials)' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from list" -l format -r -f -a "table\t''
+json\t''"
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from list" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from lock" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from lock" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from lock" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from diff" -l format -r -f -a "table\t''
+json\t''"
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from diff" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from diff" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from diff" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from help" -f -a "list" -d 'List each server\'s tools, prompts, resources and resource templates (starts the upstreams)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from help" -f -a "lock" -d 'Pin every tool and prompt definition in .fentaris/tools.lock.json (beside config.json)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from help" -f -a "diff" -d 'Show tools and prompts added, removed or changed since the lock (exit 1 on drift)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand tools; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -l user -d 'The user the client acts as (required for claude-desktop, which starts `serve --stdio`)' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -l name -d 'The entry\'s name in the client\'s config' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -l format -r -f -a "text\t'The snippet, and where it goes'
+json\t''"
+complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -l write -d 'Merge the entry into the client\'s config file (other entries are kept; <file>.bak first)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -l yes -d 'Write without asking'
+complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -l embed-key -d 'Put the API key itself in the entry (read from stdin; it is then stored in plain text)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -s V -l version -d 'Print version'
 complete -c fentaris -n "__fish_fentaris_using_subcommand completions" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
 complete -c fentaris -n "__fish_fentaris_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c fentaris -n "__fish_fentaris_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "init" -d 'Create .fentaris/ with a deny-by-default starter config'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "config" -d 'Print the config\'s JSON Schema, or the resolved config'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "policy" -d 'Check, explain and test policy'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "serve" -d 'Run the proxy (streamable HTTP, or --stdio for one client)'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "auth" -d 'Client API keys'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "credentials" -d 'Upstream secrets in the vault'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "vault" -d 'The vault: status, rekey, trust, recipients'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "logs" -d 'Read the audit trail: tail, summary, verify'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "init" -d 'Create .fentaris/ with a deny-by-default starter config'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "config" -d 'Print the config\'s JSON Schema, or the resolved config'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "policy" -d 'Check, explain and test policy'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "serve" -d 'Run the proxy (streamable HTTP, or --stdio for one client)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "auth" -d 'Client API keys'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "credentials" -d 'Upstream secrets in the vault'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "vault" -d 'The vault: status, rekey, trust, recipients'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "logs" -d 'Read the audit trail: tail, summary, verify'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "tools" -d 'The upstreams\' tools, prompts and resources; pin them (lock) and show drift (diff)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "connect" -d 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "schema" -d 'Print the JSON Schema of config.json (generated from the types)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the resolved config, defaults filled in (credential sources shown as references)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate the config: every finding with a code, a location and help'
@@ -249,3 +290,6 @@ complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from logs" -f -a "tail" -d 'Show audit records (oldest first); -f follows new ones, across rotation'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from logs" -f -a "summary" -d 'Count requests and denials by subject, server and target over a window'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from logs" -f -a "verify" -d 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from tools" -f -a "list" -d 'List each server\'s tools, prompts, resources and resource templates (starts the upstreams)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from tools" -f -a "lock" -d 'Pin every tool and prompt definition in .fentaris/tools.lock.json (beside config.json)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from tools" -f -a "diff" -d 'Show tools and prompts added, removed or changed since the lock (exit 1 on drift)'

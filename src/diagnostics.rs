@@ -77,6 +77,7 @@ catalogue! {
     WILDCARD_ALLOW = "FNT101", SecurityWarning, "WildcardAllow", "`allow *` on `mcp *` grants every tool of every server.";
     PLAINTEXT_CREDENTIALS = "FNT102", SecurityWarning, "CredentialsOverPlainHttp", "Credentials are sent to a non-loopback upstream over http://.";
     AUDIT_FAIL_OPEN = "FNT103", SecurityWarning, "AuditFailOpen", "`audit.onFailure` is `allow`: requests are served when the audit sink fails.";
+    TOOL_DRIFT = "FNT104", SecurityWarning, "ToolDrift", "An upstream tool or prompt is new or changed since `fentaris tools lock` (checked by `policy check --online`); `serve` hides such tools.";
     SHADOWED_RULE = "FNT200", Warning, "ShadowedRule", "A rule can never decide anything because another rule already decides every case it covers.";
     UNUSED_POLICY = "FNT201", Warning, "UnusedPolicy", "A named policy is not used by any group or by the top-level policy.";
     UNUSED_CREDENTIAL = "FNT202", Warning, "UnusedCredential", "A credential binding is never referenced.";

@@ -13,6 +13,7 @@ pub mod diagnostics;
 pub mod harden;
 pub mod identity;
 pub mod middleware;
+pub mod pinning;
 pub mod policy;
 pub mod proxy;
 pub mod secret;

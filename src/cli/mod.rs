@@ -6,12 +6,14 @@
 mod auth;
 mod completions;
 mod config;
+mod connect;
 mod credentials;
 mod init;
 mod logs;
 mod output;
 mod policy;
 mod serve;
+pub(crate) mod tools;
 mod vault;
 pub(crate) mod vault_access;
 
@@ -59,6 +61,11 @@ pub enum Command {
     /// Read the audit trail: tail, summary, verify
     #[command(subcommand)]
     Logs(logs::LogsCommand),
+    /// The upstreams' tools, prompts and resources; pin them (lock) and show drift (diff)
+    #[command(subcommand)]
+    Tools(tools::ToolsCommand),
+    /// Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris
+    Connect(connect::ConnectArgs),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
 }
@@ -147,6 +154,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Credentials(c) => credentials::run(&ctx, c),
         Command::Vault(c) => vault::run(&ctx, c),
         Command::Logs(c) => logs::run(&ctx, c),
+        Command::Tools(c) => tools::run(&ctx, c),
+        Command::Connect(a) => connect::run(&ctx, a),
         Command::Completions(a) => completions::run(a),
     }
 }

@@ -104,6 +104,9 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         Box::new(|k: &str| std::env::var(k).ok()),
     );
     proxy.audit = Arc::new(audit);
+    // Tool pinning: a lock file that cannot be read refuses the start (fail closed).
+    proxy.pins = crate::proxy::pinning::Pins::load(&loaded.dir)
+        .map_err(|e| CliError::fatal(e.to_string()))?;
     let proxy = proxy.shared();
     proxy.audit.write(
         crate::audit::Record::new("serve.start").detail(serde_json::json!({

@@ -222,6 +222,8 @@ pub struct Proxy {
     pub audit: Arc<AuditLog>,
     /// Runtime middleware (library API).
     pub middleware: Registry,
+    /// Tool pinning (`tools.lock.json`; off unless `serve` loads a lock).
+    pub pins: super::pinning::Pins,
     argument_rules: ArgumentRules,
     authorizers: Authorizers,
     /// This proxy, once shared (the middleware chain's last step needs an owned handle).
@@ -275,6 +277,7 @@ impl Proxy {
             env,
             audit: Arc::new(AuditLog::off()),
             middleware: Registry::default(),
+            pins: Default::default(),
             argument_rules,
             authorizers,
             me: std::sync::OnceLock::new(),
@@ -674,7 +677,16 @@ impl Proxy {
                 }
                 continue;
             };
+            // `logging` only where the subject may set the level (the Inspector, for one,
+            // calls logging/setLevel whenever it is advertised).
+            let may_log = self
+                .engine
+                .decide(subject, &Request::server_op(&s, Operation::LoggingSetLevel))
+                .is_allow();
             for k in ["tools", "prompts", "resources", "completions", "logging"] {
+                if k == "logging" && !may_log {
+                    continue;
+                }
                 if let Some(v) = c.get(k) {
                     let slot = out.entry(k).or_insert(json!({}));
                     if let (Some(dst), Some(src)) = (slot.as_object_mut(), v.as_object()) {
@@ -1074,6 +1086,7 @@ impl Proxy {
                 i.get(item_key)
                     .and_then(Value::as_str)
                     .is_some_and(|n| view.visible(n))
+                    && (*op != Operation::ToolsList || self.pins.admits(self, server, i))
             })
             .map(|mut i| {
                 if rename && let Some(n) = i.get("name").and_then(Value::as_str) {
@@ -1223,6 +1236,9 @@ impl Proxy {
         }
         let up = self.upstream_for(caller, &server, &d).await?;
         if !self.ensure_known(&up, kind, &name, ct).await {
+            return Err(hidden(&given));
+        }
+        if kind == NameKind::Tool && !self.pins.admits_call(self, &up, &server, &name, ct).await {
             return Err(hidden(&given));
         }
         params["name"] = Value::String(name.clone());
@@ -1736,10 +1752,20 @@ fn connection_label(key: &str) -> String {
     }
 }
 
-/// Remove the client's progress token (the upstream gets ours when the client asked).
+/// Remove the client's progress token (the upstream gets ours when the client asked), and
+/// the 2026-07-28 per-request envelope: upstream connections are initialized (handshake
+/// era), and handshake-era servers refuse requests carrying it (Python `mcp` 2.x: -32600).
 fn strip_progress(mut params: Value) -> Value {
     if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
         meta.remove("progressToken");
+        for k in [
+            "io.modelcontextprotocol/protocolVersion",
+            "io.modelcontextprotocol/clientInfo",
+            "io.modelcontextprotocol/clientCapabilities",
+            "io.modelcontextprotocol/logLevel",
+        ] {
+            meta.remove(k);
+        }
         if meta.is_empty()
             && let Some(o) = params.as_object_mut()
         {

@@ -21,6 +21,7 @@ struct Inner {
     upstream_restarts: BTreeMap<String, u64>,
     upstream_down: BTreeMap<String, u64>,
     auth_failures: u64,
+    tool_drift: BTreeMap<String, usize>,
 }
 
 /// Counters, behind one lock (cheap next to an upstream round trip).
@@ -81,6 +82,12 @@ impl Metrics {
     pub fn upstream_down(&self, server: &str, down: bool) {
         self.with(|m| {
             m.upstream_down.insert(server.into(), u64::from(down));
+        });
+    }
+    /// Tools of `server` hidden because they drifted from `tools.lock.json`.
+    pub fn tool_drift(&self, server: &str, n: usize) {
+        self.with(|m| {
+            m.tool_drift.insert(server.into(), n);
         });
     }
     pub fn auth_failure(&self) {
@@ -180,6 +187,12 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (s, n) in map {
                 let _ = writeln!(out, "{name}{{server=\"{}\"}} {n}", esc(s));
+            }
+        }
+        if !m.tool_drift.is_empty() {
+            out.push_str("# HELP fentaris_tool_drift Tools hidden because their definition is new or changed since tools.lock.json.\n# TYPE fentaris_tool_drift gauge\n");
+            for (s, n) in &m.tool_drift {
+                let _ = writeln!(out, "fentaris_tool_drift{{server=\"{}\"}} {n}", esc(s));
             }
         }
         let _ = writeln!(

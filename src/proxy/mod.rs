@@ -5,11 +5,13 @@
 //! - [`handler`]: one operation: decide, route, forward, filter ([`handler::Proxy::handle`]).
 //! - [`http`] and [`stdio`]: the downstream transports; [`lifecycle`]: initialize/discover.
 //! - [`metrics`]: Prometheus text.
+//! - [`pinning`]: tools whose definition drifted from `tools.lock.json` are hidden and denied.
 
 pub mod handler;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod pinning;
 pub mod pool;
 pub mod reload;
 pub mod stdio;

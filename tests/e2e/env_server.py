@@ -4,7 +4,8 @@ records every message it receives (to the file named by RECORD_FILE, if set).
 Tools: `env` (returns the environment as JSON text), `sleep` (waits `seconds`, honouring
 notifications/cancelled), `pid` (its process id), `withdraw` (asks the client for sampling,
 then cancels that request), `change` (sends tools/list_changed), `read` (a file's text, or
-`error: <reason>`), `echo`.
+`error: <reason>`), `echo` (its description is ECHO_DESCRIPTION when set, for the
+tool-pinning tests).
 """
 import json
 import os
@@ -36,7 +37,7 @@ TOOLS = [
     {"name": "withdraw", "description": "Ask for sampling, then withdraw", "inputSchema": {"type": "object"}},
     {"name": "change", "description": "Announce that the tool list changed", "inputSchema": {"type": "object"}},
     {"name": "read", "description": "Read a file (sandbox tests)", "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}},
-    {"name": "echo", "description": "Echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}},
+    {"name": "echo", "description": os.environ.get("ECHO_DESCRIPTION", "Echo"), "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}},
      "x-unknown-field": {"kept": True}},
 ]
 

@@ -27,6 +27,9 @@ pub struct CheckArgs {
     /// Fail (exit 1) on security warnings and warnings too
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Also start the upstreams and report tools and prompts that drifted from tools.lock.json (FNT104)
+    #[arg(long)]
+    pub online: bool,
 }
 
 pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
@@ -35,6 +38,9 @@ pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
     let mut diags = loaded.outcome.diagnostics.clone();
     if let Some(config) = &loaded.outcome.config {
         diags.extend(vault_findings(config, &loaded));
+    }
+    if args.online && !loaded.outcome.has_errors() {
+        diags.extend(online_findings(ctx, &loaded)?);
     }
     let diags = &diags;
     let report = Report {
@@ -92,4 +98,42 @@ fn vault_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// `--online`: connect to every upstream and compare with `tools.lock.json` (FNT104).
+fn online_findings(ctx: &Context, loaded: &Loaded) -> Result<Vec<Diagnostic>, CliError> {
+    let lock =
+        crate::pinning::ToolLock::load(&loaded.dir).map_err(|e| CliError::fatal(e.to_string()))?;
+    let Some(lock) = lock else {
+        eprintln!(
+            "note: no {} to compare with: `fentaris tools lock` creates it",
+            display_path(&crate::pinning::ToolLock::path(&loaded.dir))
+        );
+        return Ok(Vec::new());
+    };
+    let (_, proxy) = crate::cli::tools::build_proxy(ctx)?;
+    let (pins, failed) = crate::cli::tools::current_pins(&proxy)?;
+    for f in &failed {
+        eprintln!("warning: not compared with the lock: {f}");
+    }
+    let config = &proxy.config;
+    let pointer_of = |server: &str| {
+        if let Some(i) = config.servers.iter().position(|s| s.name == server) {
+            return format!("/servers/{i}/name");
+        }
+        for (gi, g) in config.groups.iter().enumerate() {
+            if let Some(i) = g.servers.iter().position(|s| s.name == server) {
+                return format!("/groups/{gi}/servers/{i}/name");
+            }
+        }
+        String::new()
+    };
+    let changes = crate::pinning::compare(&lock, &pins);
+    let mut out = crate::pinning::drift_findings(&changes, &pointer_of);
+    for d in &mut out {
+        if d.span.is_none() && !d.pointer.is_empty() {
+            d.span = loaded.outcome.spans.value_span(&d.pointer);
+        }
+    }
+    Ok(out)
 }
