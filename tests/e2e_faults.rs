@@ -277,3 +277,51 @@ fn progress_restarts_the_request_timeout() {
         "{body}"
     );
 }
+
+#[test]
+fn an_unreachable_http_upstream_is_reconnected_when_it_is_back() {
+    if !ready() {
+        return;
+    }
+    let port = free_port();
+    let start_upstream = || {
+        let child = Command::new(test_upstream())
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    };
+    let mut upstream = start_upstream();
+    let servers = json!([{ "name": "web", "transport": { "streamableHttp": { "url": format!("http://127.0.0.1:{port}/mcp") } } }]);
+    let s = serve(&config(servers), &[("ALICE_KEY", KEY)]);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, KEY);
+    assert!(echo(&url, &sid, "web__echo").get("result").is_some());
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+    let r = echo(&url, &sid, "web__echo");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`web`"),
+        "{r}"
+    );
+    let mut upstream = start_upstream();
+    let start = Instant::now();
+    loop {
+        if echo(&url, &sid, "web__echo").get("result").is_some() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "not reconnected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(metric(&s, "fentaris_upstream_restarts_total{server=\"web\"}") >= 1.0);
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+}

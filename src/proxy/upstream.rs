@@ -1052,14 +1052,19 @@ async fn http_post_once(
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {
-            fail(
-                &shared,
-                format!(
-                    "upstream `{}` is unreachable: {}",
-                    shared.name,
-                    e.without_url()
-                ),
+            let connect = e.is_connect();
+            let why = format!(
+                "upstream `{}` is unreachable: {}",
+                shared.name,
+                e.without_url()
             );
+            if connect {
+                // Nothing listens there any more: the connection is over. Its supervisor (or
+                // the next request) reconnects, with backoff after repeated failures.
+                shared.fail_all(&why);
+            } else {
+                fail(&shared, why);
+            }
             return;
         }
     };
