@@ -25,6 +25,8 @@ pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Lines are written in batches of about this many bytes.
 const BATCH_BYTES: usize = 256 << 10;
 const RETRY: Duration = Duration::from_millis(200);
+/// While busy, the writer collects records for this long between writes.
+const BATCH_WAIT: Duration = Duration::from_millis(5);
 
 /// How the sink is set up.
 pub struct Options {
@@ -415,8 +417,44 @@ impl Writer {
     }
 
     fn run(mut self, rx: std::sync::mpsc::Receiver<Msg>) {
-        use std::sync::mpsc::RecvTimeoutError;
+        use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+        // While records keep coming the thread polls every BATCH_WAIT instead of blocking,
+        // so a request hands its record over without waking this thread (no futex per
+        // record) and records are written in batches; when a poll finds nothing it blocks.
+        let mut hot = false;
         loop {
+            if hot {
+                std::thread::sleep(BATCH_WAIT);
+                let mut got = false;
+                loop {
+                    match rx.try_recv() {
+                        Ok(m) => {
+                            self.take(m);
+                            got = true;
+                            if self.backlog.len() >= 4096 {
+                                break;
+                            }
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            self.attempt();
+                            self.maybe_sync(true);
+                            return;
+                        }
+                    }
+                }
+                hot = got;
+                if got || !self.backlog.is_empty() || !self.buf.is_empty() {
+                    self.attempt();
+                    hot = true;
+                } else {
+                    self.maybe_sync(false);
+                }
+                if !self.shared.healthy.load(Ordering::Acquire) {
+                    std::thread::sleep(RETRY);
+                }
+                continue;
+            }
             let failing = !self.shared.healthy.load(Ordering::Acquire);
             let wait = if failing {
                 RETRY
@@ -441,6 +479,7 @@ impl Writer {
                 }
             }
             self.attempt();
+            hot = true;
             if !self.shared.healthy.load(Ordering::Acquire) {
                 std::thread::sleep(RETRY);
             }
