@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -13,21 +12,6 @@ use serde_json::{Value, json};
 use support::*;
 
 const KEY: &str = "alice-faults-key-0123456789abc";
-
-/// The test upstream binary (built here when `cargo test` did not build the examples).
-fn test_upstream() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_fentaris"));
-    let path = bin.parent().unwrap().join("examples/test_upstream");
-    if !path.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--example", "test_upstream"])
-            .current_dir(repo())
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    path
-}
 
 fn config(servers: Value) -> Value {
     json!({

@@ -9,8 +9,6 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -26,20 +24,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn test_upstream() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_fentaris"));
-    let path = bin.parent().unwrap().join("examples/test_upstream");
-    if !path.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--example", "test_upstream"])
-            .current_dir(repo())
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    path
 }
 
 fn status_kb(pid: u32, field: &str) -> u64 {

@@ -406,3 +406,19 @@ pub fn listen_for(url: &str, key: &str, sid: &str, wait: Duration) -> Vec<Value>
             .collect()
     })
 }
+
+/// The fast test upstream binary (examples/test_upstream.rs), built here when `cargo test`
+/// did not build the examples.
+pub fn test_upstream() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_fentaris"));
+    let path = bin.parent().unwrap().join("examples/test_upstream");
+    if !path.exists() {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--example", "test_upstream"])
+            .current_dir(repo())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    path
+}
