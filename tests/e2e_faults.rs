@@ -178,7 +178,14 @@ fn an_upstream_that_cannot_start_stays_down_after_a_crash_loop() {
         std::thread::sleep(Duration::from_millis(250));
     };
     assert!(body.contains("down"), "{body}");
-    assert_eq!(metric(&s, "fentaris_upstream_down{server=\"exits\"}"), 1.0);
+    // The supervisor records it right after the pool does: give it a moment.
+    let start = Instant::now();
+    while metric(&s, "fentaris_upstream_down{server=\"exits\"}") != 1.0
+        || !s.log().contains("stays down")
+    {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", s.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let r = echo(&url, &sid, "exits__echo");
     assert!(
         r["error"]["message"]

@@ -97,7 +97,7 @@ fn argument_schemas_and_the_external_authorizer_narrow_what_policy_allowed() {
         "autoLog": true,
         "servers": [env_upstream()],
         "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
-            "policy": { "rules": [{ "mcp": "env", "allow": ["echo", "sleep", "pid", "env"] }] } }],
+            "policy": { "rules": [{ "mcp": "env", "allow": ["echo", "sleep", "pid", "env", "change"] }] } }],
         "middleware": [
             { "argumentSchema": { "mcp": "env", "tool": "echo",
                 "schema": { "type": "object", "properties": { "message": { "type": "string", "maxLength": 10 } }, "required": ["message"] },
@@ -105,7 +105,8 @@ fn argument_schemas_and_the_external_authorizer_narrow_what_policy_allowed() {
             { "externalAuthorizer": { "mcp": "env", "target": "echo", "url": authz.url("/allow"), "includeArguments": true, "cacheAllowFor": "1m" } },
             { "externalAuthorizer": { "mcp": "env", "target": "pid", "url": authz.url("/deny") } },
             { "externalAuthorizer": { "mcp": "env", "target": "sleep", "url": authz.url("/slow"), "timeout": "300ms" } },
-            { "externalAuthorizer": { "mcp": "env", "target": "env", "url": authz.url("/500") } }
+            { "externalAuthorizer": { "mcp": "env", "target": "env", "url": authz.url("/500") } },
+            { "externalAuthorizer": { "mcp": "env", "target": "change", "url": authz.url("/slow"), "timeout": "10s" } }
         ]
     });
     let s = serve(&config, &[("ALICE_KEY", KEY)]);
@@ -177,17 +178,20 @@ fn argument_schemas_and_the_external_authorizer_narrow_what_policy_allowed() {
 
     // A slow authorizer does not hold up other requests.
     let (u2, s2) = (url.clone(), sid.clone());
-    let slow = std::thread::spawn(move || call(&u2, &s2, "env__sleep", json!({ "seconds": 0 })));
-    std::thread::sleep(Duration::from_millis(50));
-    let t = Instant::now();
+    let started = Instant::now();
+    let slow = std::thread::spawn(move || call(&u2, &s2, "env__change", json!({})));
+    std::thread::sleep(Duration::from_millis(100));
     let r = call(&url, &sid, "env__echo", json!({ "message": "hello" }));
     assert!(r.get("result").is_some(), "{r}");
+    // The approval takes 2 s; the other call finished well before it.
+    let other_done = started.elapsed();
+    let r = slow.join().unwrap();
+    assert!(r.get("result").is_some(), "{r}");
     assert!(
-        t.elapsed() < Duration::from_millis(250),
-        "{:?}",
-        t.elapsed()
+        other_done < Duration::from_millis(1500) && started.elapsed() >= Duration::from_secs(2),
+        "other call done at {other_done:?}, approval at {:?}",
+        started.elapsed()
     );
-    slow.join().unwrap();
 
     // Every denial is in the audit trail with who denied it.
     let mut s = s;
