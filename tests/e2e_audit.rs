@@ -240,6 +240,21 @@ fn requests_are_audited_field_by_field_and_the_chain_detects_tampering() {
     let mut swapped = lines.clone();
     swapped.swap(n, n + 1);
     check(swapped, n + 1, "out of order");
+    // A forger who rewrites everything as a plain hash chain is refused: with a vault the
+    // chain must be an HMAC under its key, whatever the file claims.
+    let key = fentaris::audit::chain::ChainKey::Sha256;
+    let mut link = fentaris::audit::chain::Link::genesis();
+    let forged: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let (body, _) = fentaris::audit::chain::split_line(l).unwrap();
+            let body = body
+                .replace("\"hmac-sha256\"", "\"sha256\"")
+                .replace("\"decision\":\"deny\"", "\"decision\":\"allow\"");
+            link.seal(&key, format!("{body}}}")).trim_end().to_string()
+        })
+        .collect();
+    check(forged, 1, "sha256");
     assert!(path.exists());
 }
 

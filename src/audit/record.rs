@@ -182,18 +182,32 @@ tokio::task_local! {
     static CURRENT: Arc<Mutex<Slot>>;
 }
 
+/// A fresh slot for request `request_id`.
+pub fn new_slot(request_id: Option<String>) -> Arc<Mutex<Slot>> {
+    Arc::new(Mutex::new(Slot {
+        request_id,
+        ..Slot::default()
+    }))
+}
+
+/// Run `fut` with `slot` as the running request's slot.
+pub async fn in_slot<F: std::future::Future>(slot: Arc<Mutex<Slot>>, fut: F) -> F::Output {
+    CURRENT.scope(slot, fut).await
+}
+
+/// What a slot holds now (leaves it empty).
+pub fn take_slot(slot: &Mutex<Slot>) -> Slot {
+    std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// Run `fut` with a fresh slot for request `request_id`; returns its output and the slot.
 pub async fn with_slot<F: std::future::Future>(
     request_id: Option<String>,
     fut: F,
 ) -> (F::Output, Slot) {
-    let slot = Arc::new(Mutex::new(Slot {
-        request_id,
-        ..Slot::default()
-    }));
-    let out = CURRENT.scope(slot.clone(), fut).await;
-    let filled = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
-    (out, filled)
+    let slot = new_slot(request_id);
+    let out = in_slot(slot.clone(), fut).await;
+    (out, take_slot(&slot))
 }
 
 /// Update the slot of the request running on this task (no-op outside a request).
@@ -232,7 +246,7 @@ fn shape(v: &Value, depth: usize) -> Value {
             let keys: Map<String, Value> = o
                 .iter()
                 .take(64)
-                .map(|(k, v)| (k.clone(), shape(v, depth + 1)))
+                .map(|(k, v)| (k.chars().take(128).collect(), shape(v, depth + 1)))
                 .collect();
             if depth == 0 {
                 Value::Object(keys)

@@ -82,6 +82,8 @@ struct Writer {
     backlog: VecDeque<Record>,
     /// Sealed lines not yet written, and how many queued records they hold.
     buf: String,
+    /// The file already has `buf` (only stdout failed): do not append it again.
+    buf_in_file: bool,
     buf_records: usize,
     flushes: Vec<std::sync::mpsc::Sender<()>>,
     /// Whether the file still has to be opened (or reopened after a failure).
@@ -288,17 +290,15 @@ impl Writer {
         if let Some(f) = &mut self.file {
             f.file.sync_data()?;
         }
-        self.shift(&path)?;
-        self.file = Some(FileSink {
-            file: open_append(&path)?,
-            size: 0,
-            regular: true,
-            dirty: false,
-            synced: Instant::now(),
-        });
-        let prev = self.link.prev.clone();
-        let start = self.start_record(&prev, None);
-        self.seal(start, false);
+        if path.exists() {
+            self.shift(&path)?;
+        }
+        // From here on the old file is `.1`: a failure to open the new one is retried by
+        // `open`, which continues the chain from `.1` (never by shifting again).
+        self.file = None;
+        self.needs_open = true;
+        self.open()?;
+        self.needs_open = false;
         Ok(())
     }
 
@@ -315,7 +315,7 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Some(f) = &mut self.file {
+        if let Some(f) = self.file.as_mut().filter(|_| !self.buf_in_file) {
             if let Err(e) = f.file.write_all(self.buf.as_bytes()) {
                 if f.regular {
                     // Cut a partial write back so the retry does not leave half a line.
@@ -325,6 +325,7 @@ impl Writer {
             }
             f.size += self.buf.len() as u64;
             f.dirty = true;
+            self.buf_in_file = true;
         }
         if self.opts.stdout {
             let mut out = std::io::stdout().lock();
@@ -332,6 +333,7 @@ impl Writer {
             out.flush()?;
         }
         self.buf.clear();
+        self.buf_in_file = false;
         let n = std::mem::take(&mut self.buf_records);
         self.shared.queued.fetch_sub(n, Ordering::AcqRel);
         self.shared.written.fetch_add(n as u64, Ordering::Relaxed);
@@ -504,6 +506,7 @@ pub(crate) fn spawn(
         file: None,
         backlog: VecDeque::new(),
         buf: String::new(),
+        buf_in_file: false,
         buf_records: 0,
         flushes: Vec::new(),
         needs_open: true,

@@ -487,17 +487,22 @@ fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
         .iter()
         .map(|f| lines(f).map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display()))))
         .collect::<Result<Vec<_>, _>>()?;
-    let key = match contents.first().and_then(|l| algorithm_of(l)).as_deref() {
-        Some("hmac-sha256") => {
-            let (_, vault) = ctx.open_vault().map_err(|e| {
-                CliError::fatal(format!(
-                    "the audit log is chained with the vault's key, so verifying it needs the vault: {}",
-                    e.message
-                ))
-            })?;
-            ChainKey::Hmac(vault.audit_key())
-        }
-        _ => ChainKey::Sha256,
+    // The key comes from the deployment, never from the file: where there is a vault the
+    // chain must be an HMAC under its key (a file claiming a plain hash chain is refused by
+    // `verify` as chained with the wrong algorithm).
+    let has_vault = ctx.vault_path().map(|(_, p)| p.exists()).unwrap_or(false);
+    let claims_hmac =
+        contents.first().and_then(|l| algorithm_of(l)).as_deref() == Some("hmac-sha256");
+    let key = if has_vault || claims_hmac {
+        let (_, vault) = ctx.open_vault().map_err(|e| {
+            CliError::fatal(format!(
+                "this audit log is chained with the vault's key, so verifying it needs the vault: {}",
+                e.message
+            ))
+        })?;
+        ChainKey::Hmac(vault.audit_key())
+    } else {
+        ChainKey::Sha256
     };
     let names: Vec<String> = files.iter().map(|f| super::display_path(f)).collect();
     match crate::audit::chain::verify(&contents, &key) {

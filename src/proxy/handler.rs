@@ -733,12 +733,25 @@ impl Proxy {
             .admit()
             .await
             .map_err(|e| RpcError::new(-32603, e.to_string()))?;
-        let mut record = self.request_record(caller, method, &params);
-        let ((server_label, result), slot) = crate::audit::record::with_slot(
-            record.request_id.clone(),
+        let record = self.request_record(caller, method, &params);
+        let slot = crate::audit::record::new_slot(record.request_id.clone());
+        // If this future is dropped (the client went away, shutdown), the record is still
+        // written, as cancelled: a forwarded request always has its line.
+        let mut pending = PendingRecord {
+            audit: self.audit.clone(),
+            record: Some(record),
+            slot: slot.clone(),
+            started,
+        };
+        let (server_label, result) = crate::audit::record::in_slot(
+            slot.clone(),
             self.dispatch(caller, method, params, progress, ct),
         )
         .await;
+        let Some(mut record) = pending.record.take() else {
+            return self.finish(caller, method, result);
+        };
+        let slot = crate::audit::record::take_slot(&slot);
         let took = started.elapsed();
         self.metrics
             .request(&server_label, method, metric_outcome(&result), took);
@@ -782,7 +795,7 @@ impl Proxy {
         r.session = caller.session.clone();
         r.subject = Some(subject_ref(caller));
         r.client = caller.info.client.clone();
-        r.method = Some(method.to_string());
+        r.method = Some(method.chars().take(128).collect());
         let args = match method {
             "tools/call" | "prompts/get" => params.get("arguments"),
             "completion/complete" => params.get("argument"),
@@ -869,10 +882,14 @@ impl Proxy {
                 "unknown server, or not visible to this subject".to_string(),
             ),
         };
-        let target = match req.kind() {
+        // Client-chosen: bounded, so one request cannot write an oversized line.
+        let target: String = match req.kind() {
             TargetKind::Resource | TargetKind::ResourceTemplate => redact_uri(req.target()),
             _ => req.target().to_string(),
-        };
+        }
+        .chars()
+        .take(512)
+        .collect();
         let decision = d.effect.as_str();
         crate::audit::record::note(|s| {
             if s.decision == Some("allow") {
@@ -1720,6 +1737,28 @@ impl Drop for UpstreamTiming {
 /// The subject of a caller, for audit records.
 pub fn subject_ref(caller: &Caller) -> SubjectRef {
     SubjectRef::of(&caller.subject, caller.info.key_id.clone())
+}
+
+/// A request's audit record until it is written: written as `cancelled` if the request is
+/// dropped before it ends.
+struct PendingRecord {
+    audit: Arc<AuditLog>,
+    record: Option<Record>,
+    slot: Arc<Mutex<crate::audit::Slot>>,
+    started: Instant,
+}
+
+impl Drop for PendingRecord {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.record.take() {
+            crate::audit::record::take_slot(&self.slot).apply(&mut r);
+            r.outcome = Some("cancelled");
+            r.reason
+                .get_or_insert_with(|| "the client went away before the answer".into());
+            crate::audit::record::set_latency(&mut r, self.started.elapsed());
+            self.audit.write(r);
+        }
+    }
 }
 
 /// What the middleware steps see of an allowed request.

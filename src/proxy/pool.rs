@@ -355,10 +355,11 @@ impl Pool {
         if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
             return true;
         }
-        let map = self.conns.lock().await;
-        !map.get(key)
-            .and_then(|c| c.get())
-            .is_some_and(|u| Arc::ptr_eq(u, up))
+        // Closing on purpose removes the key (close_matching, close_unless, reaping); a key
+        // still present means the upstream went away by itself, even if a request has
+        // already started a new connection under it.
+        let _ = up;
+        !self.conns.lock().await.contains_key(key)
     }
 
     pub fn stopping(&self) -> bool {

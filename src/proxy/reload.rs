@@ -118,11 +118,15 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
     if old.proxy.config.audit != config.audit || old.proxy.config.auto_log != config.auto_log {
         tracing::warn!("audit settings changed: they take effect when Fentaris restarts");
     }
+    // Tool pinning follows the lock file as it is now; one that cannot be read rejects the
+    // reload (fail closed), as it refuses a start.
+    let pins = super::pinning::Pins::load(&loaded.dir).map_err(|e| e.to_string())?;
     let eager = eager_servers(&config);
-    let proxy = old
+    let mut proxy = old
         .proxy
-        .reloaded(config, vault, Box::new(|k: &str| std::env::var(k).ok()))
-        .shared();
+        .reloaded(config, vault, Box::new(|k: &str| std::env::var(k).ok()));
+    proxy.pins = pins;
+    let proxy = proxy.shared();
     app.swap(FrontState::new(proxy.clone(), verifier, trusted, eager));
     old.proxy.retired.cancel();
     let closed = proxy.close_stale().await;
