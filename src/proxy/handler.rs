@@ -215,6 +215,8 @@ pub struct Proxy {
     /// Connections: shared by every config this process serves (reload keeps them).
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
+    /// Upstream specs built for this config.
+    specs: super::pool::SpecCache,
     /// Cancelled when a reload replaces this proxy: its supervisors stop.
     pub retired: CancellationToken,
     pub env: EnvLookup,
@@ -274,6 +276,7 @@ impl Proxy {
             pool: Arc::default(),
             metrics: Arc::default(),
             retired: CancellationToken::new(),
+            specs: Default::default(),
             env,
             audit: Arc::new(AuditLog::off()),
             middleware: Registry::default(),
@@ -310,7 +313,6 @@ impl Proxy {
     /// servers, and servers whose command, URL or credentials changed; they restart on
     /// demand or through their supervisor). Returns the servers whose connections closed.
     pub async fn close_stale(&self) -> Vec<String> {
-        self.pool.clear_specs();
         let mut valid = std::collections::HashSet::new();
         let groups: Vec<Option<String>> = std::iter::once(None)
             .chain(self.config.groups.iter().map(|g| Some(g.id.clone())))
@@ -370,7 +372,7 @@ impl Proxy {
         };
         // Built once per (server, group, subject where it matters), not per request.
         let depends_on_subject = subject.filter(|_| !decl.resolve_headers.is_empty());
-        let built = self.pool.spec(
+        let built = self.specs.spec(
             server,
             group,
             depends_on_subject.map(|s| s.id.as_str()),
@@ -425,7 +427,7 @@ impl Proxy {
             vault: self.vault.as_ref(),
             env: &*self.env,
         };
-        self.pool
+        self.specs
             .spec(server, owner, None, || {
                 build_spec(decl, &self.config_dir, owner, None, &secrets)
             })

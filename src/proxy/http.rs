@@ -38,6 +38,8 @@ struct Session {
     /// Key id and client (from `initialize`), for the audit trail.
     info: Arc<CallerInfo>,
     subject: Arc<Subject>,
+    /// Cancelled when the session ends (DELETE, idle, revoked key): its GET stream ends too.
+    closed: CancellationToken,
 }
 
 /// A `session.open` or `session.close` record.
@@ -243,6 +245,7 @@ impl App {
                 s,
                 "its API key was revoked or expired",
             ));
+            s.closed.cancel();
             for ct in s
                 .inflight
                 .lock()
@@ -283,6 +286,7 @@ impl App {
                 s,
                 "idle for longer than the session timeout",
             ));
+            s.closed.cancel();
             for ct in s
                 .inflight
                 .lock()
@@ -723,6 +727,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                         .with_client_info(&params),
                 ),
                 subject: authed.subject.clone(),
+                closed: CancellationToken::new(),
             });
             app.st().proxy.audit.write(session_record(
                 "session.open",
@@ -986,54 +991,69 @@ fn listen(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    // Notifications only about servers this subject can use (seeing one is not enough).
-    let visible: HashSet<String> = app
-        .st()
-        .proxy
-        .engine
-        .visible_servers(&authed.subject)
-        .into_iter()
-        .filter(|s| app.st().proxy.engine.can_use(&authed.subject, s))
-        .map(str::to_string)
-        .collect();
-    let rx = app.st().proxy.events.subscribe();
-    let stream = tokio_stream::wrappers::BroadcastStream::new(rx);
-    let stream = tokio_stream::StreamExt::filter_map(stream, move |ev| {
-        let ev = ev.ok()?;
-        let srv = ev.server.clone();
-        if !visible.contains(&srv)
-            || matches!(&session.endpoint, Endpoint::Server(s) if *s != srv)
-            || !ev.for_session(Some(&sid))
-        {
-            return None;
-        }
-        let ev = ev.event;
-        let method = match &ev {
-            Event::ToolsChanged => "notifications/tools/list_changed",
-            Event::PromptsChanged => "notifications/prompts/list_changed",
-            Event::ResourcesChanged => "notifications/resources/list_changed",
-            Event::ResourceUpdated(uri) => {
-                let canon = crate::policy::uri::canonicalize(uri).unwrap_or_else(|_| uri.clone());
-                if !session
-                    .subscriptions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&(srv.clone(), canon))
-                {
-                    return None;
-                }
-                let msg = json!({ "jsonrpc": "2.0", "method": "notifications/resources/updated", "params": { "uri": uri } });
-                return Some(Ok::<_, std::convert::Infallible>(
-                    SseEvent::default().event("message").data(msg.to_string()),
-                ));
+    // Notifications only about servers this subject can use now (seeing one is not enough;
+    // re-checked per event against the current config), and only while the session lives.
+    let (tx, rx) = mpsc::unbounded_channel::<Result<SseEvent, std::convert::Infallible>>();
+    let mut events = app.st().proxy.events.subscribe();
+    let closed = session.closed.clone();
+    let user = authed.identity.user.clone();
+    let app2 = app.clone();
+    tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                _ = closed.cancelled() => break,
+                _ = tx.closed() => break,
+                ev = events.recv() => match ev {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            };
+            let srv = ev.server.clone();
+            let st = app2.st();
+            let subject = st.proxy.engine.subject(&user);
+            if !st.proxy.engine.can_use(&subject, &srv)
+                || matches!(&session.endpoint, Endpoint::Server(s) if *s != srv)
+                || !ev.for_session(Some(&sid))
+            {
+                continue;
             }
-            Event::Closed => return None,
-        };
-        let msg = json!({ "jsonrpc": "2.0", "method": method });
-        Some(Ok(SseEvent::default()
-            .event("message")
-            .data(msg.to_string())))
+            let msg = match &ev.event {
+                Event::ToolsChanged => {
+                    json!({ "jsonrpc": "2.0", "method": "notifications/tools/list_changed" })
+                }
+                Event::PromptsChanged => {
+                    json!({ "jsonrpc": "2.0", "method": "notifications/prompts/list_changed" })
+                }
+                Event::ResourcesChanged => {
+                    json!({ "jsonrpc": "2.0", "method": "notifications/resources/list_changed" })
+                }
+                Event::ResourceUpdated(uri) => {
+                    let canon =
+                        crate::policy::uri::canonicalize(uri).unwrap_or_else(|_| uri.clone());
+                    if !session
+                        .subscriptions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains(&(srv.clone(), canon))
+                    {
+                        continue;
+                    }
+                    json!({ "jsonrpc": "2.0", "method": "notifications/resources/updated", "params": { "uri": uri } })
+                }
+                Event::Closed => continue,
+            };
+            if tx
+                .send(Ok(SseEvent::default()
+                    .event("message")
+                    .data(msg.to_string())))
+                .is_err()
+            {
+                break;
+            }
+        }
     });
+    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -1074,6 +1094,7 @@ fn end(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                     &s,
                     "closed by the client (DELETE)",
                 ));
+                s.closed.cancel();
                 for ct in s
                     .inflight
                     .lock()

@@ -207,10 +207,6 @@ pub fn spec_key(server: &str, spec: &Spec) -> String {
 pub struct Pool {
     conns: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Upstream>>>>>,
     last_used: std::sync::Mutex<HashMap<String, std::time::Instant>>,
-    /// Built specs and their keys by (server, credential group, subject when the spec depends
-    /// on it): building one resolves credentials, reads the environment and hashes it all, so
-    /// it is done once rather than on every request. Must be cleared when the config changes.
-    specs: std::sync::Mutex<HashMap<String, BuiltSpec>>,
     /// Exits and failed starts by key: the restart backoff and the crash-loop limit.
     health: std::sync::Mutex<HashMap<String, Health>>,
     /// Set by `shutdown`: connections closing now are not restarted.
@@ -250,7 +246,16 @@ pub fn backoff(n: usize) -> std::time::Duration {
 /// A built upstream spec and its pool key.
 type BuiltSpec = (Arc<Spec>, Arc<str>);
 
-impl Pool {
+/// Built specs and their keys by (server, credential group, subject when the spec depends on
+/// it): building one resolves credentials, reads the environment and hashes it all, so it is
+/// done once rather than on every request. One cache per config (each `Proxy` has its own),
+/// so a request still running on a replaced config cannot put a stale spec in the new one.
+#[derive(Default)]
+pub struct SpecCache {
+    specs: std::sync::Mutex<HashMap<String, BuiltSpec>>,
+}
+
+impl SpecCache {
     /// The spec and key of `server` for (`group`, `subject`), built by `build` on first use.
     /// Pass `subject` only when the spec depends on it (`resolveHeaders`). Failures are not
     /// remembered.
@@ -285,7 +290,9 @@ impl Pool {
             .insert(id, (spec.clone(), Arc::from(key.as_str())));
         Ok((spec, key))
     }
+}
 
+impl Pool {
     /// Record an exit (or a failed start) of `key`: when to restart, or that it stays down.
     pub fn note_exit(&self, key: &str) -> AfterExit {
         let now = std::time::Instant::now();
@@ -364,11 +371,6 @@ impl Pool {
 
     pub fn stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Forget every built spec (after a config change).
-    pub fn clear_specs(&self) {
-        self.specs.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The connection for `key`, connecting (once, even under concurrency) if needed.

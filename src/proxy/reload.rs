@@ -130,6 +130,15 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
     app.swap(FrontState::new(proxy.clone(), verifier, trusted, eager));
     old.proxy.retired.cancel();
     let closed = proxy.close_stale().await;
+    // Requests that were still running on the old config may have reopened an old
+    // connection meanwhile: close those once they are done.
+    let later = proxy.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        if !later.retired.is_cancelled() {
+            later.close_stale().await;
+        }
+    });
     let ended = app.end_sessions_without_live_key().await;
     let p = proxy.clone();
     tokio::spawn(async move { connect_eager(&p).await });
