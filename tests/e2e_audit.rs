@@ -375,3 +375,55 @@ fn rotation_while_tail_follows_loses_no_line() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = Command::new("true").status();
 }
+
+#[test]
+fn a_request_whose_client_goes_away_is_still_audited() {
+    if !ready() {
+        return;
+    }
+    let dir = project(&json!({
+        "autoLog": true,
+        "servers": [{ "name": "env", "transport": { "stdio": { "command": python(), "args": [env_server()] } } }],
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+                     "policy": { "rules": [{ "mcp": "env", "allow": "sleep" }] } }]
+    }));
+    let mut s = serve_in(dir, &[("ALICE_KEY", ALICE_KEY)]);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, ALICE_KEY);
+    // The client gives up after 300 ms and closes its connection; the call was forwarded.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(async {
+        reqwest::Client::new()
+            .post(&url)
+            .timeout(Duration::from_millis(300))
+            .header("x-fentaris-api-key", ALICE_KEY)
+            .header("mcp-session-id", &sid)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(
+                json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                "params": { "name": "env__sleep", "arguments": { "seconds": 2 } }})
+                .to_string(),
+            )
+            .send()
+            .await
+    });
+    assert!(r.is_err(), "the client timed out");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(s.stop().success());
+    let recs = records(s.dir());
+    let sleep = recs
+        .iter()
+        .find(|r| r["event"] == "request" && r["target"] == "sleep")
+        .unwrap_or_else(|| panic!("no record of the abandoned call: {recs:?}"));
+    assert_eq!(sleep["decision"], "allow");
+    // Either the call finished after the client left (hyper keeps serving it), or the request
+    // was dropped and the guard wrote it as cancelled: never no line.
+    assert!(
+        sleep["outcome"] == "ok" || sleep["outcome"] == "cancelled",
+        "{sleep}"
+    );
+}
