@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,35 +15,11 @@ const CANARY_SECRET: &str = "canary-upstream-secret-8834";
 const ALICE_KEY: &str = "alice-audit-key-0123456789abcdef";
 
 fn add_key(dir: &Path, user: &str, key: &str) {
-    let mut c = fentaris_cmd(dir);
-    c.args(["auth", "api-key", "add", user, "--value-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(key.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    fentaris_with_stdin(dir, &["auth", "api-key", "add", user, "--value-stdin"], key);
 }
 
 fn set_credential(dir: &Path, name: &str, value: &str) {
-    let mut c = fentaris_cmd(dir);
-    c.args(["credentials", "set", name, "--value-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(value.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    fentaris_with_stdin(dir, &["credentials", "set", name, "--value-stdin"], value);
 }
 
 fn audit_config(extra_audit: Value) -> Value {

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -44,18 +42,11 @@ fn a_child_cannot_read_fentaris_secrets_and_dies_with_it() {
     });
     let dir = project(&config);
     // A vault key from the vault's own key file (created by `auth api-key add`).
-    let mut c = fentaris_cmd(dir.path());
-    c.args(["auth", "api-key", "add", "alice", "--value-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(KEY.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    fentaris_with_stdin(
+        dir.path(),
+        &["auth", "api-key", "add", "alice", "--value-stdin"],
+        KEY,
+    );
     let keys_dir = dir.path().join("xdg/fentaris/keys");
     let key_file = std::fs::read_dir(&keys_dir)
         .unwrap_or_else(|e| panic!("{}: {e}", keys_dir.display()))

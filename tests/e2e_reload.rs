@@ -5,9 +5,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -91,18 +90,11 @@ fn watch_reloads_policy_servers_and_keys_without_dropping_sessions() {
     );
     let dir = project(&first);
     // Bob's key lives in the vault, so revoking it is a vault change.
-    let mut c = fentaris_cmd(dir.path());
-    c.args(["auth", "api-key", "add", "bob", "--value-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"bob-reload-key-0123456789abcdef")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    fentaris_with_stdin(
+        dir.path(),
+        &["auth", "api-key", "add", "bob", "--value-stdin"],
+        "bob-reload-key-0123456789abcdef",
+    );
 
     let mut s = spawn_serve_with(dir, &[("ALICE_KEY", ALICE)], &["--watch"]);
     let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);

@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -371,20 +370,9 @@ fn vault_keys_revoked_and_expired_are_refused() {
     });
     let dir = project(&config);
     let add = |extra: &[&str], key: &str| {
-        let mut c = fentaris_cmd(dir.path());
-        c.args(["auth", "api-key", "add", "carol", "--value-stdin"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = c.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(key.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        let mut args = vec!["auth", "api-key", "add", "carol", "--value-stdin"];
+        args.extend_from_slice(extra);
+        fentaris_with_stdin(dir.path(), &args, key);
     };
     add(&[], "carol-good-key-0123456789");
     add(&[], "carol-revoked-key-0123456789");

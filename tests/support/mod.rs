@@ -422,3 +422,21 @@ pub fn test_upstream() -> PathBuf {
     }
     path
 }
+
+/// Run `fentaris ARGS` in the project `dir` with `input` on stdin (how secrets enter);
+/// asserts that it succeeds.
+pub fn fentaris_with_stdin(dir: &Path, args: &[&str], input: &str) {
+    let mut c = fentaris_cmd(dir);
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "fentaris {args:?} failed");
+}
