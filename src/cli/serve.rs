@@ -138,6 +138,30 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
     result
 }
 
+/// Spinners for upstreams starting, on a terminal only (hidden bars otherwise).
+fn start_progress(names: &[String]) -> Vec<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    let multi = std::io::stderr()
+        .is_terminal()
+        .then(indicatif::MultiProgress::new);
+    names
+        .iter()
+        .map(|name| match &multi {
+            Some(m) => {
+                let b = m.add(indicatif::ProgressBar::new_spinner());
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+                b.set_message(format!("{name}: starting"));
+                b
+            }
+            None => indicatif::ProgressBar::hidden(),
+        })
+        .collect()
+}
+
 /// The audit log of `autoLog`: chained under the vault's audit key, or a plain hash chain
 /// when there is no vault (which `policy check` notes).
 fn start_audit(
@@ -196,7 +220,20 @@ fn serve(
         // Upstreams start in the background; /readyz reports when they are up.
         let eager = eager_servers(&proxy.config);
         let p = proxy.clone();
-        tokio::spawn(async move { connect_eager(&p).await });
+        let names = eager.clone();
+        tokio::spawn(async move {
+            // On a terminal, a line per server while they start, then how each went.
+            let bars = start_progress(&names);
+            connect_eager(&p).await;
+            let up = p.known_capabilities();
+            for (name, bar) in names.iter().zip(bars) {
+                if up.contains_key(name) {
+                    bar.finish_with_message(format!("{name}: started"));
+                } else {
+                    bar.finish_with_message(format!("{name}: not started (see the log)"));
+                }
+            }
+        });
         let app = Arc::new(http::App::new(http::FrontState::new(
             proxy.clone(),
             verifier,
