@@ -220,31 +220,25 @@ impl App {
         e.1 += 1;
     }
 
-    /// End the sessions whose API key can no longer log in (revoked, expired or removed by a
-    /// reload). Returns how many ended.
-    pub async fn end_sessions_without_live_key(&self) -> usize {
-        let st = self.st();
+    /// End the sessions `which` selects: removed at once (their ids stop working), a
+    /// `session.close` record each, their requests and GET streams cancelled. Returns their
+    /// ids, for [`App::close_isolated`].
+    fn take_sessions(&self, which: impl Fn(&str, &Session) -> bool, reason: &str) -> Vec<String> {
         let ended: Vec<(String, Arc<Session>)> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            let dead: Vec<String> = sessions
+            let chosen: Vec<String> = sessions
                 .iter()
-                .filter(|(_, s)| match s.info.key_id.as_deref() {
-                    None | Some("trusted-header") => false,
-                    Some(k) => !st.verifier.is_live(k),
-                })
+                .filter(|(k, s)| which(k, s))
                 .map(|(k, _)| k.clone())
                 .collect();
-            dead.into_iter()
+            chosen
+                .into_iter()
                 .filter_map(|k| sessions.remove(&k).map(|s| (k, s)))
                 .collect()
         };
+        let audit = self.st().proxy.audit.clone();
         for (sid, s) in &ended {
-            st.proxy.audit.write(session_record(
-                "session.close",
-                sid,
-                s,
-                "its API key was revoked or expired",
-            ));
+            audit.write(session_record("session.close", sid, s, reason));
             s.closed.cancel();
             for ct in s
                 .inflight
@@ -254,53 +248,47 @@ impl App {
             {
                 ct.cancel();
             }
-            st.proxy.pool.close_matching(&format!("#s:{sid}")).await;
         }
+        ended.into_iter().map(|(sid, _)| sid).collect()
+    }
+
+    /// Close the upstream connections isolated to these (ended) sessions.
+    async fn close_isolated(&self, sids: &[String]) {
+        let pool = self.st().proxy.pool.clone();
+        for sid in sids {
+            pool.close_matching(&format!("#s:{sid}")).await;
+        }
+    }
+
+    /// End the sessions whose API key can no longer log in (revoked, expired or removed by a
+    /// reload). Returns how many ended.
+    pub async fn end_sessions_without_live_key(&self) -> usize {
+        let st = self.st();
+        let ended = self.take_sessions(
+            |_, s| match s.info.key_id.as_deref() {
+                None | Some("trusted-header") => false,
+                Some(k) => !st.verifier.is_live(k),
+            },
+            "its API key was revoked or expired",
+        );
+        self.close_isolated(&ended).await;
         ended.len()
     }
 
     /// End sessions idle longer than `max_idle`: cancel their requests and close the upstream
     /// connections isolated to them. Returns how many ended.
     pub async fn reap_idle_sessions(&self, max_idle: std::time::Duration) -> usize {
-        let ended: Vec<(String, Arc<Session>)> = {
-            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            let idle: Vec<String> = sessions
-                .iter()
-                .filter(|(_, s)| {
-                    s.last_seen
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .elapsed()
-                        > max_idle
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            idle.into_iter()
-                .filter_map(|k| sessions.remove(&k).map(|s| (k, s)))
-                .collect()
-        };
-        for (sid, s) in &ended {
-            self.st().proxy.audit.write(session_record(
-                "session.close",
-                sid,
-                s,
-                "idle for longer than the session timeout",
-            ));
-            s.closed.cancel();
-            for ct in s
-                .inflight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-            {
-                ct.cancel();
-            }
-            self.st()
-                .proxy
-                .pool
-                .close_matching(&format!("#s:{sid}"))
-                .await;
-        }
+        let ended = self.take_sessions(
+            |_, s| {
+                s.last_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .elapsed()
+                    > max_idle
+            },
+            "idle for longer than the session timeout",
+        );
+        self.close_isolated(&ended).await;
         ended.len()
     }
 }
@@ -1082,32 +1070,9 @@ fn end(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 .get("mcp-session-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            let removed = app
-                .sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(sid);
-            if let Some(s) = removed {
-                app.st().proxy.audit.write(session_record(
-                    "session.close",
-                    sid,
-                    &s,
-                    "closed by the client (DELETE)",
-                ));
-                s.closed.cancel();
-                for ct in s
-                    .inflight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                {
-                    ct.cancel();
-                }
-                // Connections isolated to this session end with it.
-                let proxy = app.st().proxy.clone();
-                let suffix = format!("#s:{sid}");
-                tokio::spawn(async move { proxy.pool.close_matching(&suffix).await });
-            }
+            let ended = app.take_sessions(|id, _| id == sid, "closed by the client (DELETE)");
+            // Connections isolated to this session end with it.
+            tokio::spawn(async move { app.close_isolated(&ended).await });
             StatusCode::OK.into_response()
         }
         Ok(None) => (StatusCode::BAD_REQUEST, "DELETE needs a session").into_response(),
