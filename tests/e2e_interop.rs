@@ -135,33 +135,10 @@ fn check(client: &str, results: &[Value]) {
 }
 
 fn ts_client(url: &str, key: &str, steps: &Value) -> Vec<Value> {
-    use std::io::Write;
-    let mut child = Command::new(node22())
-        .arg(repo().join("tests/e2e/ts_client.mjs"))
-        .args([url, key])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(steps.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "TypeScript client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "bad client output ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let mut cmd = Command::new(node22());
+    cmd.arg(repo().join("tests/e2e/ts_client.mjs"))
+        .args([url, key]);
+    run_client(cmd, steps, "TypeScript client")
 }
 
 /// One Inspector CLI call: (exit code, stdout, stderr).

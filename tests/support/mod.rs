@@ -263,17 +263,24 @@ pub fn py_with(
 ) -> Vec<Value> {
     let mut cmd = Command::new("python3");
     cmd.arg(repo().join("tests/e2e/mcp_client.py"))
-        .args([url, key, mode])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args([url, key, mode]);
     if let Some(h) = extra_headers {
         cmd.env("EXTRA_HEADERS", h.to_string());
     }
     if callbacks {
         cmd.env("CALLBACKS", "1");
     }
-    let mut child = cmd.spawn().unwrap();
+    run_client(cmd, steps, "python client")
+}
+
+/// Run an MCP client driver: `steps` as JSON on stdin, one JSON result per step on stdout.
+pub fn run_client(mut cmd: Command, steps: &Value, what: &str) -> Vec<Value> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child
         .stdin
         .take()
@@ -283,7 +290,7 @@ pub fn py_with(
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "python client failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
