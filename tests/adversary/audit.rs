@@ -1,0 +1,1 @@
+//! Attack class: audit (see tests/e2e_adversary.rs).

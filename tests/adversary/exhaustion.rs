@@ -1,0 +1,1 @@
+//! Attack class: exhaustion (see tests/e2e_adversary.rs).

@@ -1,0 +1,1 @@
+//! Attack class: output (see tests/e2e_adversary.rs).

@@ -1,0 +1,1 @@
+//! Attack class: sandbox (see tests/e2e_adversary.rs).

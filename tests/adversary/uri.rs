@@ -1,0 +1,1 @@
+//! Attack class: uri (see tests/e2e_adversary.rs).
