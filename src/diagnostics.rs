@@ -234,7 +234,94 @@ fn style_for(sev: Severity) -> anstyle::Style {
     Style::new().fg_color(Some(c.into())).bold()
 }
 
-/// Human output: each finding with the source line and a caret, then a summary line.
+/// A literal that a finding flagged as a secret (FNT100): where it is in the source (a line,
+/// 0-based char columns, end exclusive, without its quotes) and its text.
+struct Flagged {
+    line: usize,
+    start: usize,
+    end: usize,
+    text: String,
+}
+
+/// The secret literals of a report, from its FNT100 findings' spans.
+fn flagged_secrets(report: &Report) -> Vec<Flagged> {
+    let lines: Vec<&str> = report.source.lines().collect();
+    report
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == codes::SECRET_LITERAL.id)
+        .filter_map(|d| {
+            let span = d.span?;
+            let chars: Vec<char> = lines.get(span.line.checked_sub(1)?)?.chars().collect();
+            let mut start = span.column.saturating_sub(1).min(chars.len());
+            let mut end = if span.end_line == span.line {
+                span.end_column.saturating_sub(1).clamp(start, chars.len())
+            } else {
+                chars.len()
+            };
+            if end >= start + 2 && chars[start] == '"' && chars[end - 1] == '"' {
+                start += 1;
+                end -= 1;
+            }
+            Some(Flagged {
+                line: span.line,
+                start,
+                end,
+                text: chars[start..end].iter().collect(),
+            })
+        })
+        .collect()
+}
+
+/// The texts of the flagged secret literals, to redact wherever they are quoted.
+fn known_secrets(flagged: &[Flagged]) -> Vec<String> {
+    flagged.iter().map(|f| f.text.clone()).collect()
+}
+
+/// One source line as shown: flagged secrets (`masks`, 0-based char ranges) and tokens that
+/// look like secrets replaced by [`REDACTED`], tabs as four spaces, unsafe characters escaped.
+/// Also the display column of every source column (one more entry for the line's end), so
+/// carets still point at the right place.
+fn excerpt(text: &str, masks: &[(usize, usize)]) -> (String, Vec<usize>) {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut masked = vec![false; chars.len()];
+    for &(a, b) in masks {
+        for m in masked.iter_mut().take(b).skip(a) {
+            *m = true;
+        }
+    }
+    for r in secret_tokens(text) {
+        for (m, (i, _)) in masked.iter_mut().zip(&chars) {
+            if r.contains(i) {
+                *m = true;
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut width = 0;
+    let mut map = Vec::with_capacity(chars.len() + 1);
+    for (i, &(_, c)) in chars.iter().enumerate() {
+        map.push(width);
+        let shown = if masked[i] {
+            if i > 0 && masked[i - 1] {
+                continue;
+            }
+            REDACTED.to_string()
+        } else if c == '\t' {
+            "    ".to_string()
+        } else {
+            escape_control(c.encode_utf8(&mut [0; 4]))
+        };
+        width += shown.chars().count();
+        out.push_str(&shown);
+    }
+    map.push(width);
+    (out, map)
+}
+
+/// Human output: each finding with the source line and a caret, then a summary line. Secret
+/// literals are never shown: neither the ones a finding flagged nor any token that looks like
+/// one, in excerpts, messages or help.
 pub fn render_human(report: &Report, color: bool) -> String {
     let paint = |style: anstyle::Style, s: &str| -> String {
         if color {
@@ -247,6 +334,10 @@ pub fn render_human(report: &Report, color: bool) -> String {
     let blue = anstyle::Style::new()
         .fg_color(Some(anstyle::AnsiColor::Blue.into()))
         .bold();
+    let flagged = flagged_secrets(report);
+    let known = known_secrets(&flagged);
+    // Messages can quote config text: never let it drive the terminal or show a secret.
+    let clean = |s: &str| escape_control(&redact_secrets(s, &known));
     let lines: Vec<&str> = report.source.lines().collect();
     let mut out = String::new();
     for d in report.diagnostics {
@@ -255,37 +346,43 @@ pub fn render_human(report: &Report, color: bool) -> String {
             out,
             "{}: {}",
             paint(style_for(d.severity), &head),
-            // Messages can quote config text: never let it drive the terminal.
-            paint(bold, &escape_control(&d.message))
+            paint(bold, &clean(&d.message))
         );
+        let pointer = if d.pointer.is_empty() {
+            "/".to_string()
+        } else {
+            escape_control(&d.pointer)
+        };
         match d.span {
             Some(span) => {
                 let num = span.line.to_string();
                 let pad = " ".repeat(num.len());
                 let _ = writeln!(
                     out,
-                    "{pad}{} {}:{}:{} ({})",
+                    "{pad}{} {}:{}:{} ({pointer})",
                     paint(blue, "-->"),
-                    report.file,
+                    escape_control(report.file),
                     span.line,
                     span.column,
-                    if d.pointer.is_empty() {
-                        "/"
-                    } else {
-                        &d.pointer
-                    }
                 );
                 if let Some(text) = lines.get(span.line.saturating_sub(1)) {
-                    let text = escape_control(text);
+                    let masks: Vec<_> = flagged
+                        .iter()
+                        .filter(|f| f.line == span.line)
+                        .map(|f| (f.start, f.end))
+                        .collect();
+                    let (text, map) = excerpt(text, &masks);
+                    let last = map.len() - 1;
+                    let start = map[span.column.saturating_sub(1).min(last)];
+                    let end = if span.end_line == span.line {
+                        map[span.end_column.saturating_sub(1).min(last)]
+                    } else {
+                        map[last]
+                    };
+                    let width = end.saturating_sub(start).clamp(1, 80);
                     let _ = writeln!(out, "{pad} {}", paint(blue, "|"));
                     let _ = writeln!(out, "{} {} {}", paint(blue, &num), paint(blue, "|"), text);
-                    let width = if span.end_line == span.line {
-                        span.end_column.saturating_sub(span.column).max(1)
-                    } else {
-                        text.chars().count().saturating_sub(span.column - 1).max(1)
-                    }
-                    .min(80);
-                    let caret = format!("{}{}", " ".repeat(span.column - 1), "^".repeat(width));
+                    let caret = format!("{}{}", " ".repeat(start), "^".repeat(width));
                     let _ = writeln!(
                         out,
                         "{pad} {} {}",
@@ -298,24 +395,19 @@ pub fn render_human(report: &Report, color: bool) -> String {
                         out,
                         "{pad} {} {}",
                         paint(blue, "="),
-                        format_args!("help: {}", escape_control(h))
+                        format_args!("help: {}", clean(h))
                     );
                 }
             }
             None => {
                 let _ = writeln!(
                     out,
-                    " {} {} ({})",
+                    " {} {} ({pointer})",
                     paint(blue, "-->"),
-                    report.file,
-                    if d.pointer.is_empty() {
-                        "/"
-                    } else {
-                        &d.pointer
-                    }
+                    escape_control(report.file),
                 );
                 if let Some(h) = &d.help {
-                    let _ = writeln!(out, "  {} help: {}", paint(blue, "="), escape_control(h));
+                    let _ = writeln!(out, "  {} help: {}", paint(blue, "="), clean(h));
                 }
             }
         }
@@ -326,24 +418,99 @@ pub fn render_human(report: &Report, color: bool) -> String {
     out
 }
 
-/// Control characters in logged or echoed strings are shown escaped, never interpreted.
+/// Whether a character must never reach a terminal, a log line or a table raw: control
+/// characters (C0 with tab, newline and CR, DEL, C1: they start ANSI/OSC sequences or forge
+/// lines), format characters (bidi embeddings, overrides and isolates U+202A–U+202E,
+/// U+2066–U+2069, marks U+200E/U+200F and U+061C, zero-width U+200B–U+200D, U+2060–U+2064,
+/// U+FEFF: they reorder or hide text) and the line and paragraph separators U+2028, U+2029.
+pub fn is_unsafe_char(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    matches!(
+        get_general_category(c),
+        G::Control | G::Format | G::LineSeparator | G::ParagraphSeparator
+    )
+}
+
+/// Strings that others chose (clients, upstreams, config authors, files on disk), made safe
+/// to print: every [`is_unsafe_char`] is written as a Rust escape (`\n`, `\t`, `\u{1b}`,
+/// `\u{202e}`), so it is shown, never interpreted. The one escaping function: log lines
+/// (the log field formatter), tables, excerpts and messages all use it. Idempotent.
 pub fn escape_control(s: &str) -> String {
-    if !s.chars().any(|c| c.is_control() && c != '\t') {
+    if !s.chars().any(is_unsafe_char) {
         return s.to_string();
     }
-    s.chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
+    Escaped(s).to_string()
+}
+
+/// [`escape_control`] as a `Display` wrapper, for format arguments and tracing fields
+/// (`tracing::warn!(method = %Escaped(m), ...)`) without an allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some((i, c)) = rest.char_indices().find(|&(_, c)| is_unsafe_char(c)) {
+            f.write_str(&rest[..i])?;
+            write!(f, "{}", c.escape_default())?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// What a redacted secret is shown as.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether `c` separates tokens when looking for secrets in free text (messages, source
+/// lines): everything that cannot be part of a token, quotes and JSON/URL punctuation.
+fn is_token_separator(c: char) -> bool {
+    c.is_whitespace()
+        || is_unsafe_char(c)
+        || "\"'`=,:;{}[]()<>@?&#!|\\".contains(c)
+}
+
+/// Byte ranges of the tokens of `text` that look like secrets (the same test as the
+/// FNT100 finding, `looks_like_secret`).
+fn secret_tokens(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+        if is_token_separator(c) {
+            if let Some(s) = start.take() {
+                let token = text[s..i].trim_end_matches(['.', '/']);
+                let secret = |t: &str| crate::config::looks_like_secret(t).is_some();
+                if secret(token) || token.split('/').any(secret) {
+                    out.push(s..i);
+                }
             }
-        })
-        .collect()
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    out
+}
+
+/// Free text with every token that looks like a secret, and every one of `known` (literal
+/// values a finding flagged), replaced by [`REDACTED`].
+pub fn redact_secrets(text: &str, known: &[String]) -> String {
+    let mut s = text.to_string();
+    // Very short literals would redact unrelated words; their excerpts are masked by position.
+    for k in known.iter().filter(|k| k.chars().count() >= 6) {
+        if s.contains(k.as_str()) {
+            s = s.replace(k.as_str(), REDACTED);
+        }
+    }
+    let ranges = secret_tokens(&s);
+    for r in ranges.into_iter().rev() {
+        s.replace_range(r, REDACTED);
+    }
+    s
 }
 
 /// JSON output, stable for scripts.
 pub fn render_json(report: &Report) -> String {
+    let known = known_secrets(&flagged_secrets(report));
     let findings: Vec<_> = report
         .diagnostics
         .iter()
@@ -358,11 +525,11 @@ pub fn render_json(report: &Report) -> String {
             let mut f = json!({
                 "code": d.code,
                 "severity": d.severity,
-                "message": d.message,
+                "message": redact_secrets(&d.message, &known),
                 "location": loc,
             });
             if let Some(h) = &d.help {
-                f["help"] = h.clone().into();
+                f["help"] = redact_secrets(h, &known).into();
             }
             if let Some(c) = Code::by_id(d.code) {
                 f["docs"] = c.docs_ref().into();
@@ -413,6 +580,7 @@ pub fn render_sarif(report: &Report) -> String {
             r
         })
         .collect();
+    let known = known_secrets(&flagged_secrets(report));
     let results: Vec<_> = report
         .diagnostics
         .iter()
@@ -421,6 +589,7 @@ pub fn render_sarif(report: &Report) -> String {
                 Some(h) => format!("{} (help: {h})", d.message),
                 None => d.message.clone(),
             };
+            let text = redact_secrets(&text, &known);
             let mut phys = json!({ "artifactLocation": { "uri": report.file } });
             if let Some(s) = d.span {
                 phys["region"] = json!({
@@ -467,6 +636,7 @@ fn gh_escape_prop(s: &str) -> String {
 
 /// GitHub Actions workflow commands (`::error file=…,line=…,col=…::message`).
 pub fn render_github(report: &Report) -> String {
+    let known = known_secrets(&flagged_secrets(report));
     let mut out = String::new();
     for d in report.diagnostics {
         let cmd = match d.severity {
@@ -487,9 +657,18 @@ pub fn render_github(report: &Report) -> String {
             ",title={}",
             gh_escape_prop(&format!("{} {}", d.code, d.severity.as_str()))
         );
+        // Workflow logs are shown by terminals and web views: escape what others wrote.
+        // (Newlines stay: they are encoded as %0A below, as GitHub documents.)
+        let clean = |s: &str| {
+            redact_secrets(s, &known)
+                .split('\n')
+                .map(escape_control)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         let msg = match &d.help {
-            Some(h) => format!("{} ({})\nhelp: {h}", d.message, d.pointer),
-            None => format!("{} ({})", d.message, d.pointer),
+            Some(h) => format!("{} ({})\nhelp: {}", clean(&d.message), clean(&d.pointer), clean(h)),
+            None => format!("{} ({})", clean(&d.message), clean(&d.pointer)),
         };
         let _ = writeln!(out, "::{cmd} {props}::{}", gh_escape_data(&msg));
     }
@@ -529,5 +708,142 @@ mod tests {
     #[test]
     fn control_characters_are_escaped() {
         assert_eq!(escape_control("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(escape_control("a\nb\rc\td"), "a\\nb\\rc\\td");
+        assert_eq!(escape_control("\u{1b}]8;;x\u{7}"), "\\u{1b}]8;;x\\u{7}");
+        assert_eq!(escape_control("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(escape_control("plain café ✓"), "plain café ✓");
+    }
+
+    #[test]
+    fn bidi_zero_width_and_separators_are_escaped() {
+        let listed = (0x202A..=0x202E)
+            .chain(0x2066..=0x2069)
+            .chain(0x200B..=0x200F)
+            .chain([0xFEFF, 0x2028, 0x2029, 0x061C, 0x2060]);
+        for cp in listed {
+            let c = char::from_u32(cp).unwrap();
+            assert!(is_unsafe_char(c), "U+{cp:04X}");
+            let shown = escape_control(&format!("a{c}b"));
+            assert_eq!(shown, format!("a\\u{{{cp:x}}}b"));
+        }
+    }
+
+    #[test]
+    fn escaping_is_idempotent_and_the_wrapper_agrees() {
+        let s = "x\u{202e}y\n\u{1b}[2J\u{2028}z";
+        let once = escape_control(s);
+        assert_eq!(escape_control(&once), once);
+        assert_eq!(Escaped(s).to_string(), once);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escaped_output_never_holds_an_unsafe_char(s in proptest::prelude::any::<String>(),
+            hostile in "[\u{0}-\u{1f}\u{7f}-\u{9f}\u{200b}-\u{200f}\u{2028}\u{2029}\u{202a}-\u{202e}\u{2066}-\u{2069}\u{feff}a]{0,40}") {
+            for input in [s.as_str(), hostile.as_str()] {
+                let out = escape_control(input);
+                proptest::prop_assert!(!out.chars().any(is_unsafe_char), "{out:?}");
+                proptest::prop_assert!(!out.chars().any(|c| c.is_control()));
+                proptest::prop_assert_eq!(out.lines().count(), 1.min(out.len()));
+                // Safe text is shown as it is.
+                if !input.chars().any(is_unsafe_char) {
+                    proptest::prop_assert_eq!(&out, input);
+                }
+            }
+        }
+    }
+
+    const KEY: &str = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+
+    fn report_of(source: &str) -> Vec<Diagnostic> {
+        crate::config::check_source(source).diagnostics
+    }
+
+    #[test]
+    fn secret_literals_are_redacted_in_every_format() {
+        let source = format!(
+            "{{\"servers\": [{{\"name\": \"gh\", \"transport\": {{\"streamableHttp\": {{\"url\": \"https://gh.example/mcp\"}}}}, \"headers\": {{\"x-token\": \"{KEY}\", \"Authorization\": \"Bearer hunter2-pass\"}}}}]}}"
+        );
+        let diags = report_of(&source);
+        assert!(
+            diags.iter().filter(|d| d.code == "FNT100").count() == 2,
+            "{diags:?}"
+        );
+        let r = Report {
+            file: "c.json",
+            source: &source,
+            diagnostics: &diags,
+        };
+        for out in [
+            render_human(&r, false),
+            render_human(&r, true),
+            render_json(&r),
+            render_sarif(&r),
+            render_github(&r),
+        ] {
+            assert!(!out.contains(KEY), "{out}");
+            assert!(!out.contains("hunter2"), "{out}");
+            assert!(!out.contains("abcdefghijklmnop"), "{out}");
+        }
+        let human = render_human(&r, false);
+        assert!(human.contains(REDACTED), "{human}");
+    }
+
+    #[test]
+    fn carets_point_at_the_redacted_value() {
+        let source = format!(
+            "{{\"servers\": [{{\"name\": \"gh\", \"transport\": {{\"streamableHttp\": {{\"url\": \"https://gh.example/mcp\"}}}}, \"headers\": {{\"x-token\": \"{KEY}\", \"Bad Name\": \"v\"}}}}]}}"
+        );
+        let diags = report_of(&source);
+        let r = Report {
+            file: "c.json",
+            source: &source,
+            diagnostics: &diags,
+        };
+        let human = render_human(&r, false);
+        let lines: Vec<&str> = human.lines().collect();
+        // Each excerpt line is followed by its caret line: the carets sit under the value.
+        let mut seen = 0;
+        for (i, l) in lines.iter().enumerate() {
+            if l.starts_with("1 | ") {
+                seen += 1;
+                let caret = lines[i + 1];
+                let at = caret.find('^').unwrap();
+                let len = caret.matches('^').count();
+                let shown: String = l.chars().skip(at).take(len).collect();
+                assert!(
+                    shown == format!("\"{REDACTED}\"") || shown == "\"v\"",
+                    "{shown:?} in\n{human}"
+                );
+            }
+        }
+        assert_eq!(seen, 2, "{human}");
+        assert!(!human.contains(KEY));
+    }
+
+    #[test]
+    fn excerpts_escape_and_keep_carets_aligned() {
+        let (text, map) = excerpt("\t\"a\u{1b}b\": 1", &[]);
+        assert_eq!(text, "    \"a\\u{1b}b\": 1");
+        assert_eq!(map[1], 4);
+        assert_eq!(map[8], text.chars().count() - 1);
+        assert_eq!(map[9], text.chars().count());
+    }
+
+    #[test]
+    fn free_text_redaction() {
+        assert_eq!(
+            redact_secrets(&format!("invalid type: string \"{KEY}\", expected a map"), &[]),
+            format!("invalid type: string \"{REDACTED}\", expected a map")
+        );
+        assert_eq!(
+            redact_secrets(&format!("`https://u:{KEY}@host/x` is bad"), &[]),
+            format!("`https://u:{REDACTED}@host/x` is bad")
+        );
+        assert_eq!(
+            redact_secrets("header Bearer hunter2-pass here", &["Bearer hunter2-pass".into()]),
+            format!("header {REDACTED} here")
+        );
+        assert_eq!(redact_secrets("/srv/shared --port=8080", &[]), "/srv/shared --port=8080");
     }
 }
