@@ -36,3 +36,69 @@ pub fn print_json(v: &impl serde::Serialize) {
         Err(e) => eprintln!("error: cannot encode JSON: {e}"),
     }
 }
+
+/// The field formatter of Fentaris' own log (`serve`): the message and every field value go
+/// through [`escape_control`](crate::diagnostics::escape_control), whatever the call site
+/// wrote (`%` Display or `?` Debug). Clients and upstreams choose many logged strings
+/// (methods, names, URIs, error texts, stderr lines); tracing-subscriber's default escapes
+/// only some ANSI characters of the message, and neither newlines nor `%` field values, so a
+/// client could forge a log line or drive the terminal that shows the log.
+pub fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static
+{
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let shown = crate::diagnostics::escape_control(&format!("{value:?}"));
+        match field.name() {
+            "message" => write!(w, "{shown}"),
+            name => write!(w, "{}={shown}", name.strip_prefix("r#").unwrap_or(name)),
+        }
+    })
+    .delimited(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_escape_what_clients_and_upstreams_chose() {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .fmt_fields(super::log_fields())
+            .with_ansi(false)
+            .finish();
+        let hostile = "tool\n2026-01-01T00:00:00Z  INFO forged \u{1b}]0;title\u{7}\u{1b}[2J\r\u{202e}txt\u{2028}x\u{200b}\u{feff}";
+        tracing::subscriber::with_default(sub, || {
+            let span = tracing::info_span!("req", name = %hostile);
+            let _g = span.enter();
+            tracing::warn!(method = %hostile, debug = ?hostile, "called {hostile}");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.ends_with('\n'));
+        let body = text.trim_end_matches('\n');
+        assert!(
+            !body.chars().any(crate::diagnostics::is_unsafe_char),
+            "{body:?}"
+        );
+        assert!(body.contains("method=tool\\n2026"), "{body}");
+        assert!(body.contains("called tool\\n"), "{body}");
+        assert!(body.contains("name=tool\\n"), "{body}");
+        assert!(body.contains("\\u{202e}txt\\u{2028}x"), "{body}");
+    }
+}

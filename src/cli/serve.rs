@@ -46,6 +46,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .fmt_fields(super::output::log_fields())
         .with_ansi(super::output::stderr_color())
         .with_target(false)
         .try_init();

@@ -491,7 +491,7 @@ impl Proxy {
                     if let Some(f) = first.take() {
                         let _ = f.send(());
                     }
-                    tracing::warn!(server = %server, "could not start: {}", e.message);
+                    tracing::warn!(server = %server, "could not start: {}", crate::diagnostics::Escaped(&e.message));
                     self.pool.state(&key)
                 }
             };
@@ -1025,7 +1025,7 @@ impl Proxy {
             let up = match self.upstream(Some(caller), server, group.as_deref()).await {
                 Ok(u) => u,
                 Err(e) => {
-                    tracing::warn!(server, "left out of the aggregated list: {}", e.message);
+                    tracing::warn!(server, "left out of the aggregated list: {}", crate::diagnostics::Escaped(&e.message));
                     continue;
                 }
             };
@@ -1039,7 +1039,7 @@ impl Proxy {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(server, "left out of the aggregated list: {}", describe(&e));
+                    tracing::warn!(server, "left out of the aggregated list: {}", crate::diagnostics::Escaped(&describe(&e)));
                     continue;
                 }
             };

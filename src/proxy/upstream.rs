@@ -240,7 +240,7 @@ impl Shared {
                     }
                 }
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(server = %self.name, %method, "refused a server-to-client request that cannot be tied to a client request");
+                tracing::warn!(server = %self.name, method = %crate::diagnostics::Escaped(&method), "refused a server-to-client request that cannot be tied to a client request");
                 Some(json!({
                     "jsonrpc": "2.0", "id": id,
                     "error": { "code": -32601, "message": format!("{method} is not available through Fentaris for this request") }
@@ -887,10 +887,13 @@ fn spawn_stdio(
     if let Some(err) = stderr {
         let name = server.to_string();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
+            // Split on bytes: a line that is not UTF-8 must not end the forwarding (the
+            // child would then block on a full stderr pipe).
+            let mut lines = BufReader::new(err).split(b'\n');
             let mut window = tokio::time::Instant::now();
             let mut count = 0u32;
-            while let Ok(Some(line)) = lines.next_line().await {
+            while let Ok(Some(line)) = lines.next_segment().await {
+                let line = String::from_utf8_lossy(&line);
                 if window.elapsed() > Duration::from_secs(10) {
                     window = tokio::time::Instant::now();
                     count = 0;
