@@ -273,18 +273,84 @@ fn flagged_secrets(report: &Report) -> Vec<Flagged> {
         .collect()
 }
 
-/// The texts of the flagged secret literals, to redact wherever they are quoted.
-fn known_secrets(flagged: &[Flagged]) -> Vec<String> {
-    flagged.iter().map(|f| f.text.clone()).collect()
+/// The secrets to redact wherever they are quoted: the flagged literals, and (so that a file
+/// that did not parse or validate, where no finding flagged anything, is covered too) every
+/// string of the JSON whose key names a secret, and every URL's user-info.
+fn known_secrets(report: &Report, flagged: &[Flagged]) -> Vec<String> {
+    fn walk(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => {
+                let k = key.to_ascii_lowercase().replace(['-', '_'], "");
+                let sensitive = [
+                    "authorization",
+                    "token",
+                    "secret",
+                    "password",
+                    "passwd",
+                    "cookie",
+                    "apikey",
+                ]
+                .iter()
+                .any(|w| k.contains(w));
+                if sensitive {
+                    out.push(s.clone());
+                }
+                if let Some((_, rest)) = s.split_once("://") {
+                    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                        out.push(userinfo.to_string());
+                        out.extend(userinfo.split_once(':').map(|(_, pw)| pw.to_string()));
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, key, out)),
+            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, k, out)),
+            _ => {}
+        }
+    }
+    let mut out: Vec<String> = flagged.iter().map(|f| f.text.clone()).collect();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(report.source) {
+        walk(&v, "", &mut out);
+    }
+    // Longest first, so that a secret is not half-redacted by a shorter one inside it.
+    out.retain(|s| s.chars().count() >= MIN_KNOWN);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
 }
+
+/// The secrets of a config file that output must never show (see [`render_human`]): for
+/// [`redact_secrets`] elsewhere, e.g. `config show`.
+pub fn secret_texts(source: &str, diagnostics: &[Diagnostic]) -> Vec<String> {
+    let report = Report {
+        file: "",
+        source,
+        diagnostics,
+    };
+    known_secrets(&report, &flagged_secrets(&report))
+}
+
+/// Known secrets shorter than this are not searched for in text (they would redact unrelated
+/// words); their excerpts are still masked by position when a finding flagged them.
+const MIN_KNOWN: usize = 4;
 
 /// One source line as shown: flagged secrets (`masks`, 0-based char ranges) and tokens that
 /// look like secrets replaced by [`REDACTED`], tabs as four spaces, unsafe characters escaped.
 /// Also the display column of every source column (one more entry for the line's end), so
 /// carets still point at the right place.
-fn excerpt(text: &str, masks: &[(usize, usize)]) -> (String, Vec<usize>) {
+fn excerpt(text: &str, masks: &[(usize, usize)], known: &[String]) -> (String, Vec<usize>) {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut masked = vec![false; chars.len()];
+    for k in known.iter().filter(|k| k.chars().count() >= MIN_KNOWN) {
+        for (at, _) in text.match_indices(k.as_str()) {
+            let r = at..at + k.len();
+            for (m, (i, _)) in masked.iter_mut().zip(&chars) {
+                if r.contains(i) {
+                    *m = true;
+                }
+            }
+        }
+    }
     for &(a, b) in masks {
         for m in masked.iter_mut().take(b).skip(a) {
             *m = true;
@@ -335,7 +401,7 @@ pub fn render_human(report: &Report, color: bool) -> String {
         .fg_color(Some(anstyle::AnsiColor::Blue.into()))
         .bold();
     let flagged = flagged_secrets(report);
-    let known = known_secrets(&flagged);
+    let known = known_secrets(report, &flagged);
     // Messages can quote config text: never let it drive the terminal or show a secret.
     let clean = |s: &str| escape_control(&redact_secrets(s, &known));
     let lines: Vec<&str> = report.source.lines().collect();
@@ -371,7 +437,7 @@ pub fn render_human(report: &Report, color: bool) -> String {
                         .filter(|f| f.line == span.line)
                         .map(|f| (f.start, f.end))
                         .collect();
-                    let (text, map) = excerpt(text, &masks);
+                    let (text, map) = excerpt(text, &masks, &known);
                     let last = map.len() - 1;
                     let start = map[span.column.saturating_sub(1).min(last)];
                     let end = if span.end_line == span.line {
@@ -465,9 +531,7 @@ pub const REDACTED: &str = "[redacted]";
 /// Whether `c` separates tokens when looking for secrets in free text (messages, source
 /// lines): everything that cannot be part of a token, quotes and JSON/URL punctuation.
 fn is_token_separator(c: char) -> bool {
-    c.is_whitespace()
-        || is_unsafe_char(c)
-        || "\"'`=,:;{}[]()<>@?&#!|\\".contains(c)
+    c.is_whitespace() || is_unsafe_char(c) || "\"'`=,:;{}[]()<>@?&#!|\\".contains(c)
 }
 
 /// Byte ranges of the tokens of `text` that look like secrets (the same test as the
@@ -475,7 +539,10 @@ fn is_token_separator(c: char) -> bool {
 fn secret_tokens(text: &str) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = None;
-    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
         if is_token_separator(c) {
             if let Some(s) = start.take() {
                 let token = text[s..i].trim_end_matches(['.', '/']);
@@ -495,8 +562,7 @@ fn secret_tokens(text: &str) -> Vec<std::ops::Range<usize>> {
 /// values a finding flagged), replaced by [`REDACTED`].
 pub fn redact_secrets(text: &str, known: &[String]) -> String {
     let mut s = text.to_string();
-    // Very short literals would redact unrelated words; their excerpts are masked by position.
-    for k in known.iter().filter(|k| k.chars().count() >= 6) {
+    for k in known.iter().filter(|k| k.chars().count() >= MIN_KNOWN) {
         if s.contains(k.as_str()) {
             s = s.replace(k.as_str(), REDACTED);
         }
@@ -510,7 +576,10 @@ pub fn redact_secrets(text: &str, known: &[String]) -> String {
 
 /// JSON output, stable for scripts.
 pub fn render_json(report: &Report) -> String {
-    let known = known_secrets(&flagged_secrets(report));
+    let known = {
+        let f = flagged_secrets(report);
+        known_secrets(report, &f)
+    };
     let findings: Vec<_> = report
         .diagnostics
         .iter()
@@ -580,7 +649,10 @@ pub fn render_sarif(report: &Report) -> String {
             r
         })
         .collect();
-    let known = known_secrets(&flagged_secrets(report));
+    let known = {
+        let f = flagged_secrets(report);
+        known_secrets(report, &f)
+    };
     let results: Vec<_> = report
         .diagnostics
         .iter()
@@ -636,7 +708,10 @@ fn gh_escape_prop(s: &str) -> String {
 
 /// GitHub Actions workflow commands (`::error file=…,line=…,col=…::message`).
 pub fn render_github(report: &Report) -> String {
-    let known = known_secrets(&flagged_secrets(report));
+    let known = {
+        let f = flagged_secrets(report);
+        known_secrets(report, &f)
+    };
     let mut out = String::new();
     for d in report.diagnostics {
         let cmd = match d.severity {
@@ -667,7 +742,12 @@ pub fn render_github(report: &Report) -> String {
                 .join("\n")
         };
         let msg = match &d.help {
-            Some(h) => format!("{} ({})\nhelp: {}", clean(&d.message), clean(&d.pointer), clean(h)),
+            Some(h) => format!(
+                "{} ({})\nhelp: {}",
+                clean(&d.message),
+                clean(&d.pointer),
+                clean(h)
+            ),
             None => format!("{} ({})", clean(&d.message), clean(&d.pointer)),
         };
         let _ = writeln!(out, "::{cmd} {props}::{}", gh_escape_data(&msg));
@@ -823,7 +903,7 @@ mod tests {
 
     #[test]
     fn excerpts_escape_and_keep_carets_aligned() {
-        let (text, map) = excerpt("\t\"a\u{1b}b\": 1", &[]);
+        let (text, map) = excerpt("\t\"a\u{1b}b\": 1", &[], &[]);
         assert_eq!(text, "    \"a\\u{1b}b\": 1");
         assert_eq!(map[1], 4);
         assert_eq!(map[8], text.chars().count() - 1);
@@ -833,7 +913,10 @@ mod tests {
     #[test]
     fn free_text_redaction() {
         assert_eq!(
-            redact_secrets(&format!("invalid type: string \"{KEY}\", expected a map"), &[]),
+            redact_secrets(
+                &format!("invalid type: string \"{KEY}\", expected a map"),
+                &[]
+            ),
             format!("invalid type: string \"{REDACTED}\", expected a map")
         );
         assert_eq!(
@@ -841,9 +924,15 @@ mod tests {
             format!("`https://u:{REDACTED}@host/x` is bad")
         );
         assert_eq!(
-            redact_secrets("header Bearer hunter2-pass here", &["Bearer hunter2-pass".into()]),
+            redact_secrets(
+                "header Bearer hunter2-pass here",
+                &["Bearer hunter2-pass".into()]
+            ),
             format!("header {REDACTED} here")
         );
-        assert_eq!(redact_secrets("/srv/shared --port=8080", &[]), "/srv/shared --port=8080");
+        assert_eq!(
+            redact_secrets("/srv/shared --port=8080", &[]),
+            "/srv/shared --port=8080"
+        );
     }
 }

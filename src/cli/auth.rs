@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::vault_access::{LOCK_TIMEOUT, key_lookup, read_stdin_secret, vault_error};
 use super::{CliError, CliResult, Context, output};
+use crate::diagnostics::escape_control;
 use crate::vault::{Vault, generate_api_key};
 
 #[derive(Debug, clap::Subcommand)]
@@ -82,15 +83,55 @@ pub fn run(ctx: &Context, cmd: AuthCommand) -> CliResult {
         } => add(ctx, &user, value_stdin && !generate, label, expires_in),
         ApiKeyCommand::List { user, format } => list(ctx, user.as_deref(), format),
         ApiKeyCommand::Revoke { user, key_id } => {
+            check_revoke_args(&user, &key_id)?;
             let (_, path) = ctx.vault_path()?;
             Vault::modify(&path, &key_lookup(), LOCK_TIMEOUT, |d| {
                 d.revoke_api_key(&user, &key_id)
             })
             .map_err(vault_error)?;
-            eprintln!("Revoked key {key_id} of `{user}`.");
+            eprintln!("Revoked key {key_id} of `{}`.", escape_control(&user));
             Ok(())
         }
     }
+}
+
+/// `revoke USER KEY_ID` must not echo a key pasted in place of either argument: the error
+/// says what is wrong without the value (the id of a generated key is shown, it is no secret).
+fn check_revoke_args(user: &str, key_id: &str) -> CliResult {
+    let pasted = |what: &str, hint: String| {
+        CliError::usage(format!(
+            "the {what} argument looks like an API key, not a {what} (not repeated here); {hint}. \
+             If it is a real key, it is now in your shell history: revoke it and clear the history entry"
+        ))
+    };
+    if crate::vault::is_generated_key(key_id) {
+        let id = key_id.get(4..12).unwrap_or_default();
+        return Err(pasted(
+            "key id",
+            format!(
+                "its key id is {id}: `fentaris auth api-key revoke {} {id}`",
+                escape_control(user)
+            ),
+        ));
+    }
+    if crate::config::looks_like_secret(user).is_some() {
+        return Err(pasted(
+            "user",
+            "the arguments are USER then KEY_ID; `fentaris auth api-key list` shows both".into(),
+        ));
+    }
+    // Key ids are 8 letters and digits. Anything else is not one, and may be a key (keys are
+    // at least 20 characters): say so without repeating it.
+    if key_id.is_empty() || key_id.len() > 16 || !key_id.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(CliError::usage(format!(
+            "the key id argument is not a key id (not repeated here, in case it is a key): key ids \
+             are 8 letters and digits, like Ab3dE9xZ; `fentaris auth api-key list {}` shows them. \
+             If you pasted a key, it is now in your shell history: revoke it and clear the entry",
+            escape_control(user)
+        )));
+    }
+    Ok(())
 }
 
 fn add(

@@ -8,8 +8,8 @@ mod validate;
 pub use load::{CheckOutcome, ConfigError, Loaded, check_source, discover, load_file, parse_json};
 pub use model::*;
 pub use spans::SpanIndex;
-pub use validate::{check_vault_entries, validate, vault_references};
 pub use validate::looks_like_secret;
+pub use validate::{check_vault_entries, validate, vault_references};
 
 /// The JSON Schema of the config file, generated from the types.
 pub fn json_schema() -> serde_json::Value {

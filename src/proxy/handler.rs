@@ -1025,7 +1025,11 @@ impl Proxy {
             let up = match self.upstream(Some(caller), server, group.as_deref()).await {
                 Ok(u) => u,
                 Err(e) => {
-                    tracing::warn!(server, "left out of the aggregated list: {}", crate::diagnostics::Escaped(&e.message));
+                    tracing::warn!(
+                        server,
+                        "left out of the aggregated list: {}",
+                        crate::diagnostics::Escaped(&e.message)
+                    );
                     continue;
                 }
             };
@@ -1039,7 +1043,11 @@ impl Proxy {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(server, "left out of the aggregated list: {}", crate::diagnostics::Escaped(&describe(&e)));
+                    tracing::warn!(
+                        server,
+                        "left out of the aggregated list: {}",
+                        crate::diagnostics::Escaped(&describe(&e))
+                    );
                     continue;
                 }
             };
