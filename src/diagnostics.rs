@@ -277,21 +277,24 @@ fn flagged_secrets(report: &Report) -> Vec<Flagged> {
 /// that did not parse or validate, where no finding flagged anything, is covered too) every
 /// string of the JSON whose key names a secret, and every URL's user-info.
 fn known_secrets(report: &Report, flagged: &[Flagged]) -> Vec<String> {
-    fn walk(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+    // `parent` is the key of the enclosing object: literal headers and environment variables
+    // whose name says they hold a secret.
+    fn walk(v: &serde_json::Value, parent: &str, key: &str, out: &mut Vec<String>) {
         match v {
             serde_json::Value::String(s) => {
                 let k = key.to_ascii_lowercase().replace(['-', '_'], "");
-                let sensitive = [
-                    "authorization",
-                    "token",
-                    "secret",
-                    "password",
-                    "passwd",
-                    "cookie",
-                    "apikey",
-                ]
-                .iter()
-                .any(|w| k.contains(w));
+                let sensitive = (parent == "headers" || parent == "env")
+                    && [
+                        "authorization",
+                        "token",
+                        "secret",
+                        "password",
+                        "passwd",
+                        "cookie",
+                        "apikey",
+                    ]
+                    .iter()
+                    .any(|w| k.contains(w));
                 if sensitive {
                     out.push(s.clone());
                 }
@@ -303,14 +306,14 @@ fn known_secrets(report: &Report, flagged: &[Flagged]) -> Vec<String> {
                     }
                 }
             }
-            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, key, out)),
-            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, k, out)),
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, parent, key, out)),
+            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| walk(v, key, k, out)),
             _ => {}
         }
     }
     let mut out: Vec<String> = flagged.iter().map(|f| f.text.clone()).collect();
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(report.source) {
-        walk(&v, "", &mut out);
+        walk(&v, "", "", &mut out);
     }
     // Longest first, so that a secret is not half-redacted by a shorter one inside it.
     out.retain(|s| s.chars().count() >= MIN_KNOWN);
