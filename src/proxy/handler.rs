@@ -409,7 +409,11 @@ impl Proxy {
             })
             .await
             .map_err(|e| {
-                tracing::warn!(server, "upstream failed to start: {e}");
+                tracing::warn!(
+                    server,
+                    "upstream failed to start: {}",
+                    crate::diagnostics::Escaped(&e.to_string())
+                );
                 self.metrics.upstream_failure(server);
                 RpcError::new(-32603, format!("upstream `{server}` is not available: {e}"))
             })?;
