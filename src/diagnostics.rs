@@ -344,27 +344,24 @@ const MIN_KNOWN: usize = 4;
 fn excerpt(text: &str, masks: &[(usize, usize)], known: &[String]) -> (String, Vec<usize>) {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut masked = vec![false; chars.len()];
+    // Byte ranges to char indices (ranges from `match_indices` and `secret_tokens` start and
+    // end on char boundaries).
+    let mut mask_bytes = |r: std::ops::Range<usize>| {
+        let a = chars.partition_point(|&(i, _)| i < r.start);
+        let b = chars.partition_point(|&(i, _)| i < r.end);
+        masked[a..b].iter_mut().for_each(|m| *m = true);
+    };
     for k in known.iter().filter(|k| k.chars().count() >= MIN_KNOWN) {
         for (at, _) in text.match_indices(k.as_str()) {
-            let r = at..at + k.len();
-            for (m, (i, _)) in masked.iter_mut().zip(&chars) {
-                if r.contains(i) {
-                    *m = true;
-                }
-            }
-        }
-    }
-    for &(a, b) in masks {
-        for m in masked.iter_mut().take(b).skip(a) {
-            *m = true;
+            mask_bytes(at..at + k.len());
         }
     }
     for r in secret_tokens(text) {
-        for (m, (i, _)) in masked.iter_mut().zip(&chars) {
-            if r.contains(i) {
-                *m = true;
-            }
-        }
+        mask_bytes(r);
+    }
+    for &(a, b) in masks {
+        let b = b.min(masked.len());
+        masked[a.min(b)..b].iter_mut().for_each(|m| *m = true);
     }
     let mut out = String::new();
     let mut width = 0;
@@ -408,6 +405,7 @@ pub fn render_human(report: &Report, color: bool) -> String {
     // Messages can quote config text: never let it drive the terminal or show a secret.
     let clean = |s: &str| escape_control(&redact_secrets(s, &known));
     let lines: Vec<&str> = report.source.lines().collect();
+    let mut excerpts = std::collections::HashMap::new();
     let mut out = String::new();
     for d in report.diagnostics {
         let head = format!("{}[{}]", d.severity.as_str(), d.code);
@@ -435,12 +433,15 @@ pub fn render_human(report: &Report, color: bool) -> String {
                     span.column,
                 );
                 if let Some(text) = lines.get(span.line.saturating_sub(1)) {
-                    let masks: Vec<_> = flagged
-                        .iter()
-                        .filter(|f| f.line == span.line)
-                        .map(|f| (f.start, f.end))
-                        .collect();
-                    let (text, map) = excerpt(text, &masks, &known);
+                    // One excerpt per line, however many findings point into it.
+                    let (text, map) = excerpts.entry(span.line).or_insert_with(|| {
+                        let masks: Vec<_> = flagged
+                            .iter()
+                            .filter(|f| f.line == span.line)
+                            .map(|f| (f.start, f.end))
+                            .collect();
+                        excerpt(text, &masks, &known)
+                    });
                     let last = map.len() - 1;
                     let start = map[span.column.saturating_sub(1).min(last)];
                     let end = if span.end_line == span.line {
