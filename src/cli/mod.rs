@@ -135,7 +135,12 @@ pub fn main() -> ExitCode {
                 if !msg.starts_with("error") {
                     msg = format!("error: {msg}");
                 }
-                eprintln!("{msg}");
+                // Messages can quote upstream answers or file content: escaped line by line.
+                let msg: Vec<_> = msg
+                    .split('\n')
+                    .map(crate::diagnostics::escape_control)
+                    .collect();
+                eprintln!("{}", msg.join("\n"));
             }
             ExitCode::from(e.code)
         }

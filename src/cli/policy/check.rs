@@ -114,7 +114,10 @@ fn online_findings(ctx: &Context, loaded: &Loaded) -> Result<Vec<Diagnostic>, Cl
     let (_, proxy) = crate::cli::tools::build_proxy(ctx)?;
     let (pins, failed) = crate::cli::tools::current_pins(&proxy)?;
     for f in &failed {
-        eprintln!("warning: not compared with the lock: {f}");
+        eprintln!(
+            "warning: not compared with the lock: {}",
+            crate::diagnostics::escape_control(f)
+        );
     }
     let config = &proxy.config;
     let pointer_of = |server: &str| {
