@@ -9,8 +9,9 @@ use crate::diagnostics::{Diagnostic, REDACTED, codes, redact_secrets, secret_tex
 pub enum ConfigCommand {
     /// Print the JSON Schema of config.json (generated from the types)
     Schema,
-    /// Print the resolved config, defaults filled in (credential sources shown as references,
-    /// literals that look like secrets redacted)
+    /// Print the resolved config, defaults filled in (credential sources shown as references)
+    // Literals that look like secrets are shown as "[redacted]" (kept out of the help text so
+    // that the generated completions and man pages do not change).
     Show,
 }
 
