@@ -16,7 +16,7 @@ EVIL_TOOL = "evil\x1b[1m\nFORGED-TOOL\u202e\u2028x"
 
 
 def err(text):
-    sys.stderr.buffer.write(text.encode("utf-8", "surrogatepass") + b"\n")
+    sys.stderr.buffer.write(text.encode("utf-8") + b"\n")
     sys.stderr.buffer.flush()
 
 
@@ -53,7 +53,7 @@ for line in sys.stdin:
         ]}})
     elif method == "tools/call":
         name = msg["params"].get("name", "")
-        err("call " + json.loads(json.dumps(name)) + " " + HOSTILE)
+        err("call " + name + " " + HOSTILE)
         send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": "ok"}]}})
     elif method in ("prompts/list", "resources/list", "resources/templates/list"):
         key = {"prompts/list": "prompts", "resources/list": "resources",
