@@ -1621,15 +1621,19 @@ impl Proxy {
                 (server, name.to_string(), TargetKind::Prompt)
             }
             "ref/resource" => {
-                let uri = r#ref
+                let raw = r#ref
                     .get("uri")
                     .and_then(Value::as_str)
                     .ok_or_else(|| invalid_params("`ref.uri` is required"))?;
+                // Canonical (or refused) like resources/read; forwarded in that form.
+                let uri = crate::policy::uri::canonicalize_reference(raw)
+                    .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
                 let server = match &caller.endpoint {
                     Endpoint::Server(s) => s.clone(),
-                    Endpoint::All => self.route_uri(caller, uri)?,
+                    Endpoint::All => self.route_uri(caller, &uri)?,
                 };
-                (server, uri.to_string(), TargetKind::ResourceTemplate)
+                params["ref"]["uri"] = Value::String(uri.clone());
+                (server, uri, TargetKind::ResourceTemplate)
             }
             other => {
                 return Err(invalid_params(format!(
@@ -1638,7 +1642,7 @@ impl Proxy {
             }
         };
         let req = Request::new(&server, Operation::CompletionComplete, &target, tkind)
-            .map_err(|e| invalid_params(e.to_string()))?;
+            .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
         let d = self.decide(caller, &req);
         if !d.is_allow() {
             return Err(match tkind {
