@@ -504,11 +504,21 @@ fn fnt204_glob_class_that_looks_literal() {
     { "mcp": "fs", "allow": ["t[01]", "[Rr]eadme", "x\\[id\\]"] } ] }],
   "groups": [{ "id": "g", "users": ["a"], "policy": "p" }]"#,
     );
-    let d = assert_at(&text, codes::GLOB_CLASS_LITERAL.id, "/policies/0/rules/1", 5);
+    let d = assert_at(
+        &text,
+        codes::GLOB_CLASS_LITERAL.id,
+        "/policies/0/rules/1",
+        5,
+    );
     assert!(d.message.contains("`[draft]`"), "{d:#?}");
     let help = d.help.as_deref().unwrap_or("");
     assert!(help.contains(r"file:///docs/\[draft\].md"), "{help}");
-    assert_at(&text, codes::GLOB_CLASS_LITERAL.id, "/policies/0/rules/2", 6);
+    assert_at(
+        &text,
+        codes::GLOB_CLASS_LITERAL.id,
+        "/policies/0/rules/2",
+        6,
+    );
     let found = find(&text, codes::GLOB_CLASS_LITERAL.id);
     assert_eq!(found.len(), 2, "{found:#?}");
 }

@@ -1320,8 +1320,28 @@ fn spelling() -> impl Strategy<Value = Spelling> {
         any::<bool>(),
     )
         .prop_map(
-            |(scheme_upper, host_upper, default_port, file_form, encode, lower_hex, dots, dot_at, fragment)| {
-                Spelling { scheme_upper, host_upper, default_port, file_form, encode, lower_hex, dots, dot_at, fragment }
+            |(
+                scheme_upper,
+                host_upper,
+                default_port,
+                file_form,
+                encode,
+                lower_hex,
+                dots,
+                dot_at,
+                fragment,
+            )| {
+                Spelling {
+                    scheme_upper,
+                    host_upper,
+                    default_port,
+                    file_form,
+                    encode,
+                    lower_hex,
+                    dots,
+                    dot_at,
+                    fragment,
+                }
             },
         )
 }
@@ -1386,7 +1406,11 @@ impl Spelling {
             let in_dot = i >= at && i < at + dot.len();
             if unreserved && !in_dot && self.encode.get(i % 32).copied().unwrap_or(false) {
                 let e = format!("%{:02X}", c as u32);
-                out.push_str(&if self.lower_hex { e.to_ascii_lowercase() } else { e });
+                out.push_str(&if self.lower_hex {
+                    e.to_ascii_lowercase()
+                } else {
+                    e
+                });
             } else {
                 out.push(c);
             }
@@ -1400,9 +1424,22 @@ impl Spelling {
 
 /// Edits that some parser reads as the same resource but that parsers disagree on.
 const HOSTILE_EDITS: &[&str] = &[
-    "tab", "newline", "cr", "backslash", "userinfo", "no-slashes", "one-slash", "three-slashes",
-    "leading-space", "trailing-space", "leading-c0", "trailing-dot-host", "file-host",
-    "file-double-slash", "file-relative", "fullwidth-host",
+    "tab",
+    "newline",
+    "cr",
+    "backslash",
+    "userinfo",
+    "no-slashes",
+    "one-slash",
+    "three-slashes",
+    "leading-space",
+    "trailing-space",
+    "leading-c0",
+    "trailing-dot-host",
+    "file-host",
+    "file-double-slash",
+    "file-relative",
+    "fullwidth-host",
 ];
 
 fn hostile(base: &str, edit: &str, at: Index) -> String {
@@ -1450,7 +1487,9 @@ fn file_server_reading(s: &str) -> Option<String> {
     if u.scheme() != "file" {
         return None;
     }
-    let mut path = decode_unreserved(u.path()).replace("%2F", "/").replace("%2f", "/");
+    let mut path = decode_unreserved(u.path())
+        .replace("%2F", "/")
+        .replace("%2f", "/");
     while path.contains("//") {
         path = path.replace("//", "/");
     }
@@ -1463,7 +1502,11 @@ fn fold_host(s: &str) -> String {
     match s.split_once("://") {
         Some((scheme, rest)) => {
             let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            format!("{scheme}://{}{}", rest[..end].to_ascii_lowercase(), &rest[end..])
+            format!(
+                "{scheme}://{}{}",
+                rest[..end].to_ascii_lowercase(),
+                &rest[end..]
+            )
         }
         None => s.to_string(),
     }
@@ -1474,16 +1517,17 @@ fn decode_unreserved(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
-                    out.push(v as char);
-                } else {
-                    out.push_str(&format!("%{v:02X}"));
-                }
-                i += 3;
-                continue;
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
+                out.push(v as char);
+            } else {
+                out.push_str(&format!("%{v:02X}"));
             }
+            i += 3;
+            continue;
         }
         out.push(b[i] as char);
         i += 1;
@@ -1497,18 +1541,59 @@ const SCHEME_PIECES: &[&str] = &[
     "file:", "file:", "file:", "FILE:", "https:", "https:", "HTTPS:", "http:", "demo:", " https:",
     "\tfile:",
 ];
-const SLASH_PIECES: &[&str] = &["//", "//", "//", "", "/", "///", "////", "\\\\", "/\\", "\\/"];
+const SLASH_PIECES: &[&str] = &[
+    "//", "//", "//", "", "/", "///", "////", "\\\\", "/\\", "\\/",
+];
 const HOST_PIECES: &[&str] = &[
-    "", "", "", "localhost", "LOCALHOST", "example.com", "example.com", "EXAMPLE.com",
-    "ex%61mple.com", "example.com.", "example.com:443", "127.1", "0x7f.1", "user@example.com",
-    "@example.com", "\u{ff45}xample.com", "exa\tmple.com", "evil",
+    "",
+    "",
+    "",
+    "localhost",
+    "LOCALHOST",
+    "example.com",
+    "example.com",
+    "EXAMPLE.com",
+    "ex%61mple.com",
+    "example.com.",
+    "example.com:443",
+    "127.1",
+    "0x7f.1",
+    "user@example.com",
+    "@example.com",
+    "\u{ff45}xample.com",
+    "exa\tmple.com",
+    "evil",
 ];
 const PORT_PIECES: &[&str] = &["", "", "", ":443", ":80", ":", ":0443"];
 const PATH_PIECES: &[&str] = &[
-    "/srv", "/srv", "/srv/secrets.env", "/srv/secrets.env", "/srv/private/", "/srv/private/",
-    "/secret", "/secret", "/secrets.env", "/private", "/key.pem", "/", "srv", "/%73ecrets.env",
-    "/secrets%2Eenv", "/.", "/..", "/%2e", "/%2E%2e", "//", "\\", "/x", "%2f", "/sec\tret",
-    "~", "/%7e", "\u{e9}", "%00",
+    "/srv",
+    "/srv",
+    "/srv/secrets.env",
+    "/srv/secrets.env",
+    "/srv/private/",
+    "/srv/private/",
+    "/secret",
+    "/secret",
+    "/secrets.env",
+    "/private",
+    "/key.pem",
+    "/",
+    "srv",
+    "/%73ecrets.env",
+    "/secrets%2Eenv",
+    "/.",
+    "/..",
+    "/%2e",
+    "/%2E%2e",
+    "//",
+    "\\",
+    "/x",
+    "%2f",
+    "/sec\tret",
+    "~",
+    "/%7e",
+    "\u{e9}",
+    "%00",
 ];
 const END_PIECES: &[&str] = &["", "", "", "", "#", "#frag", "?", "?x", " ", "\n"];
 

@@ -182,7 +182,10 @@ pub(crate) fn literal_looking_classes(text: &str) -> Vec<&str> {
 
 fn bracket_classes(diags: &mut Vec<Diagnostic>, r: &CompiledRule) {
     let server = (format!("{}/mcp", r.info.pointer), vec![&r.server]);
-    let targets = (r.info.pointer.clone(), r.targets.0.iter().collect::<Vec<_>>());
+    let targets = (
+        r.info.pointer.clone(),
+        r.targets.0.iter().collect::<Vec<_>>(),
+    );
     for (pointer, patterns) in [server, targets] {
         // One finding per field (a target may be compiled twice, as written and canonical).
         let Some((text, class)) = patterns.iter().find_map(|p| {
@@ -220,7 +223,14 @@ mod tests {
         assert_eq!(classes("file:///[secret]"), ["[secret]"]);
         assert_eq!(classes("[aa]"), ["[aa]"]);
         for meant in [
-            "t[01]", "s[0-9]*", "[Rr]eadme", "x[!a]", "a[*]", "file:///\\[draft\\].md", "plain", "[a-z_]x",
+            "t[01]",
+            "s[0-9]*",
+            "[Rr]eadme",
+            "x[!a]",
+            "a[*]",
+            "file:///\\[draft\\].md",
+            "plain",
+            "[a-z_]x",
         ] {
             assert!(classes(meant).is_empty(), "{meant}");
         }

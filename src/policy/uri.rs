@@ -77,7 +77,9 @@ pub fn canonicalize(input: &str) -> Result<String, UriError> {
 
     // The WHATWG reading.
     let mut url = url::Url::parse(&input).map_err(|e| {
-        UriError::Invalid(format!("a WHATWG URL parser (as in the MCP SDKs) refuses it: {e}"))
+        UriError::Invalid(format!(
+            "a WHATWG URL parser (as in the MCP SDKs) refuses it: {e}"
+        ))
     })?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(userinfo());
@@ -119,9 +121,9 @@ pub fn canonicalize_reference(input: &str) -> Result<String, UriError> {
     let mut rest = input;
     while let Some(open) = rest.find('{') {
         probe.push_str(&rest[..open]);
-        let close = rest[open..].find('}').ok_or_else(|| {
-            refused("the URI template has a `{` without its `}`")
-        })?;
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| refused("the URI template has a `{` without its `}`"))?;
         probe.push('x');
         rest = &rest[open + close + 1..];
     }
@@ -320,7 +322,10 @@ mod tests {
         assert_eq!(ok("https://example.com/p?q=1"), "https://example.com/p?q=1");
         assert_eq!(ok("https://example.com/p#frag"), "https://example.com/p");
         assert_eq!(ok("test://static/resource/1"), "test://static/resource/1");
-        assert_eq!(ok("demo://resource/static/document/a.md"), "demo://resource/static/document/a.md");
+        assert_eq!(
+            ok("demo://resource/static/document/a.md"),
+            "demo://resource/static/document/a.md"
+        );
         assert_eq!(ok("urn:isbn:0451450523"), "urn:isbn:0451450523");
         assert_eq!(ok("file:///caf%c3%a9"), "file:///caf%C3%A9");
         assert_eq!(ok("file:///café"), "file:///caf%C3%A9");
@@ -426,10 +431,16 @@ mod tests {
             c("http://Internal.example:80/*").as_deref(),
             Some("http://internal.example/*")
         );
-        assert_eq!(c("file://localhost/srv/*").as_deref(), Some("file:///srv/*"));
+        assert_eq!(
+            c("file://localhost/srv/*").as_deref(),
+            Some("file:///srv/*")
+        );
         assert_eq!(c("HTTPS://Example*").as_deref(), Some("https://example*"));
         assert_eq!(c("file:///a/../b.env").as_deref(), Some("file:///b.env"));
-        assert_eq!(c("file://localhost/srv/secrets.env").as_deref(), Some("file:///srv/secrets.env"));
+        assert_eq!(
+            c("file://localhost/srv/secrets.env").as_deref(),
+            Some("file:///srv/secrets.env")
+        );
         assert_eq!(c("file:///public/*"), None);
         assert_eq!(c("file:///srv/%2e*"), None);
         assert_eq!(c("file:///srv/a%2*"), None);

@@ -12,11 +12,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const CANARIES: [&str; 3] = [
-    "SECRET-ENV-CANARY",
-    "SECRET-HTTPS-CANARY",
-    "PRIVATE-CANARY",
-];
+const CANARIES: [&str; 3] = ["SECRET-ENV-CANARY", "SECRET-HTTPS-CANARY", "PRIVATE-CANARY"];
 
 fn config() -> Value {
     json!({
@@ -170,7 +166,10 @@ fn every_spelling_of_a_denied_resource_is_denied_or_refused() {
             "public {uri}: {r}"
         );
     }
-    let r = call("resources/subscribe", json!({ "uri": "file://localhost/srv/public.txt" }));
+    let r = call(
+        "resources/subscribe",
+        json!({ "uri": "file://localhost/srv/public.txt" }),
+    );
     assert_eq!(r["result"], json!({}), "{r}");
 
     let spellings = secret_spellings();
@@ -232,7 +231,13 @@ fn every_spelling_of_a_denied_resource_is_denied_or_refused() {
     );
     assert_eq!(r["result"]["contents"][0]["text"], "PUBLIC-FILE", "{r}");
     for sp in &spellings {
-        let r = raw_call(&all, ALICE, &sid_all, "resources/read", json!({ "uri": sp }));
+        let r = raw_call(
+            &all,
+            ALICE,
+            &sid_all,
+            "resources/read",
+            json!({ "uri": sp }),
+        );
         assert_blocked("resources/read on /mcp", sp, &r);
     }
 
@@ -243,12 +248,18 @@ fn every_spelling_of_a_denied_resource_is_denied_or_refused() {
         }
         let out = fentaris_cmd(s.dir())
             .args(["policy", "explain", "--user", "alice", "--server", "uris"])
-            .args(["--operation", "resource:read", "--target", sp, "--format", "json"])
+            .args([
+                "--operation",
+                "resource:read",
+                "--target",
+                sp,
+                "--format",
+                "json",
+            ])
             .output()
             .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{sp:?}: {e}: {}", String::from_utf8_lossy(&out.stderr))
-        });
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{sp:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
         assert_eq!(v["decision"], "deny", "{sp:?}: {v}");
         let refused = v["reason"]
             .as_str()
@@ -261,10 +272,20 @@ fn every_spelling_of_a_denied_resource_is_denied_or_refused() {
             v["reason"]
         );
     }
-    for uri in ["file://localhost/srv/public.txt", "HTTPS://EXAMPLE.COM:443/%70ublic"] {
+    for uri in [
+        "file://localhost/srv/public.txt",
+        "HTTPS://EXAMPLE.COM:443/%70ublic",
+    ] {
         let out = fentaris_cmd(s.dir())
             .args(["policy", "explain", "--user", "alice", "--server", "uris"])
-            .args(["--operation", "resource:read", "--target", uri, "--format", "json"])
+            .args([
+                "--operation",
+                "resource:read",
+                "--target",
+                uri,
+                "--format",
+                "json",
+            ])
             .output()
             .unwrap();
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
