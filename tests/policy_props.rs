@@ -1478,6 +1478,10 @@ fn hostile(base: &str, edit: &str, at: Index) -> String {
 fn whatwg_reading(s: &str) -> Option<String> {
     let mut u = url::Url::parse(s).ok()?;
     u.set_fragment(None);
+    // Every HTTP server reads an empty query as none (Fentaris drops it).
+    if u.query() == Some("") && matches!(u.scheme(), "http" | "https" | "ws" | "wss") {
+        u.set_query(None);
+    }
     Some(decode_unreserved(u.as_str()))
 }
 

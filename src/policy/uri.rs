@@ -85,11 +85,11 @@ pub fn canonicalize(input: &str) -> Result<String, UriError> {
         return Err(userinfo());
     }
     url.set_fragment(None);
-    let canonical = rfc_normalize(url.as_str())?;
+    let canonical = without_empty_query(rfc_normalize(url.as_str())?);
 
     // Both readings must name the same resource, and the canonical form must read back as
     // itself in both parsers (it is what the upstream gets).
-    let rfc = scheme_equivalent(&rfc).unwrap_or(rfc);
+    let rfc = without_empty_query(scheme_equivalent(&rfc).unwrap_or(rfc));
     if rfc != canonical {
         return Err(UriError::Ambiguous {
             whatwg: canonical,
@@ -189,14 +189,26 @@ fn rfc_normalize(s: &str) -> Result<String, UriError> {
     Ok(out)
 }
 
+/// An empty query (`https://h/p?`) names what the URI without it names to every HTTP server
+/// (and the fragment is gone already, so a final `?` is an empty query).
+fn without_empty_query(mut s: String) -> String {
+    let web = ["http:", "https:", "ws:", "wss:"];
+    if s.ends_with('?') && web.iter().any(|w| s.starts_with(w)) {
+        s.pop();
+    }
+    s
+}
+
 /// Scheme-based equivalence (RFC 3986 section 6.2.3): RFC 8089 makes `file:/p` and
 /// `file://localhost/p` name `file:///p`; RFC 9110 makes an empty http(s) path `/`.
 fn scheme_equivalent(rfc: &str) -> Option<String> {
     for scheme in ["http://", "https://", "ws://", "wss://", "ftp://"] {
-        if let Some(rest) = rfc.strip_prefix(scheme)
-            && !rest.contains('/')
-        {
-            let end = scheme.len() + rest.find('?').unwrap_or(rest.len());
+        if let Some(rest) = rfc.strip_prefix(scheme) {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            if rest[end..].starts_with('/') {
+                return None;
+            }
+            let end = scheme.len() + end;
             return Some(format!("{}/{}", &rfc[..end], &rfc[end..]));
         }
     }
@@ -363,11 +375,14 @@ mod tests {
             "https://example.com/%73ecret",
             "https://ex%61mple.com/secret",
             "https://example.com/secret#top",
+            "https://example.com/secret?",
+            "https://example.com/secret?#",
         ] {
             assert_eq!(ok(s), "https://example.com/secret", "{s}");
         }
         assert_eq!(ok("http://example.com"), "http://example.com/");
         assert_eq!(ok("http://example.com?q"), "http://example.com/?q");
+        assert_eq!(ok("http://example.com?q/r"), "http://example.com/?q/r");
     }
 
     #[test]
