@@ -130,6 +130,52 @@ fn secret_spellings() -> Vec<String> {
     v
 }
 
+/// One session's JSON-RPC calls over one HTTP client (a client per call would dominate the
+/// run time: there are several hundred calls).
+struct Rpc {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    url: String,
+    sid: String,
+}
+
+impl Rpc {
+    fn new(url: String) -> Rpc {
+        let sid = raw_session(&url, ALICE);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Rpc {
+            rt,
+            client: reqwest::Client::new(),
+            url,
+            sid,
+        }
+    }
+
+    fn call(&self, method: &str, params: Value) -> Value {
+        let msg = json!({"jsonrpc": "2.0", "id": 2, "method": method, "params": params});
+        let body = self.rt.block_on(async {
+            let resp = self
+                .client
+                .post(&self.url)
+                .timeout(std::time::Duration::from_secs(60))
+                .header("x-fentaris-api-key", ALICE)
+                .header("mcp-session-id", &self.sid)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(msg.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.text().await.unwrap()
+        });
+        rpc_body(&body)
+    }
+}
+
 /// The outcome is a denial (-32002) or a refusal by Fentaris (-32602 invalid resource URI):
 /// never an upstream answer or an upstream error.
 fn assert_blocked(what: &str, spelling: &str, resp: &Value) -> &'static str {
@@ -152,9 +198,8 @@ fn every_spelling_of_a_denied_resource_is_denied_or_refused() {
         return;
     }
     let s = serve(&config(), &[("ALICE_KEY", ALICE)]);
-    let url = s.url("/mcp/uris");
-    let sid = raw_session(&url, ALICE);
-    let call = |method: &str, params: Value| raw_call(&url, ALICE, &sid, method, params);
+    let rpc = Rpc::new(s.url("/mcp/uris"));
+    let call = |method: &str, params: Value| rpc.call(method, params);
 
     // The public resources still read, in canonical and equivalent spellings.
     for (uri, want) in [
@@ -215,9 +260,8 @@ fn every_spelling_of_a_denied_resource_is_denied_or_refused() {
     assert_eq!(seen, vec!["subscribe file:///srv/public.txt"], "{seen:?}");
 
     // The aggregated endpoint routes by the canonical URI and decides the same.
-    let all = s.url("/mcp");
-    let sid_all = raw_session(&all, ALICE);
-    let listed = raw_call(&all, ALICE, &sid_all, "resources/list", json!({}));
+    let all = Rpc::new(s.url("/mcp"));
+    let listed = all.call("resources/list", json!({}));
     let uris: Vec<&str> = listed["result"]["resources"]
         .as_array()
         .unwrap()
@@ -226,22 +270,13 @@ fn every_spelling_of_a_denied_resource_is_denied_or_refused() {
         .collect();
     assert!(uris.contains(&"file:///srv/public.txt"), "{listed}");
     assert!(!uris.contains(&"file:///srv/secrets.env"), "{listed}");
-    let r = raw_call(
-        &all,
-        ALICE,
-        &sid_all,
+    let r = all.call(
         "resources/read",
         json!({ "uri": "file://localhost/srv/public.txt" }),
     );
     assert_eq!(r["result"]["contents"][0]["text"], "PUBLIC-FILE", "{r}");
     for sp in &spellings {
-        let r = raw_call(
-            &all,
-            ALICE,
-            &sid_all,
-            "resources/read",
-            json!({ "uri": sp }),
-        );
+        let r = all.call("resources/read", json!({ "uri": sp }));
         assert_blocked("resources/read on /mcp", sp, &r);
     }
 
