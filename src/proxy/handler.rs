@@ -1608,6 +1608,7 @@ impl Proxy {
             .cloned()
             .ok_or_else(|| invalid_params("`ref` is required"))?;
         let kind = r#ref.get("type").and_then(Value::as_str).unwrap_or("");
+        let mut sent_uri = String::new();
         let (server, target, tkind) = match kind {
             "ref/prompt" => {
                 let given = r#ref
@@ -1633,6 +1634,7 @@ impl Proxy {
                     Endpoint::All => self.route_uri(caller, &uri)?,
                 };
                 params["ref"]["uri"] = Value::String(uri.clone());
+                sent_uri = raw.to_string();
                 (server, uri, TargetKind::ResourceTemplate)
             }
             other => {
@@ -1647,7 +1649,7 @@ impl Proxy {
         if !d.is_allow() {
             return Err(match tkind {
                 TargetKind::Prompt => unknown_prompt(&target),
-                _ => unknown_resource(&target),
+                _ => unknown_resource(&sent_uri),
             });
         }
         let up = self.upstream_for(caller, &server, &d).await?;

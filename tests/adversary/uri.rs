@@ -220,6 +220,30 @@ fn every_spelling_of_a_denied_resource_is_denied_or_refused() {
         json!({ "uri": "file://localhost/srv/public.txt" }),
     );
     assert_eq!(r["result"], json!({}), "{r}");
+    // A completion on a public resource is forwarded with the canonical URI.
+    let r = call(
+        "completion/complete",
+        json!({ "ref": { "type": "ref/resource", "uri": "FILE:/srv/public.txt#x" },
+                "argument": { "name": "name", "value": "" } }),
+    );
+    assert_eq!(
+        r["result"]["completion"]["values"],
+        json!(["nothing-secret"]),
+        "{r}"
+    );
+    // A template under a denied glob is denied; one with non-canonical literal parts refused.
+    for (template, want) in [
+        ("file:///srv/private/{name}", "denied"),
+        ("FILE:///srv/private/{name}", "refused"),
+        ("file://localhost/srv/private/{name}", "refused"),
+    ] {
+        let r = call(
+            "completion/complete",
+            json!({ "ref": { "type": "ref/resource", "uri": template },
+                    "argument": { "name": "name", "value": "" } }),
+        );
+        assert_eq!(assert_blocked("completion/complete", template, &r), want);
+    }
 
     let spellings = secret_spellings();
     let mut outcomes = Vec::new();
@@ -257,7 +281,14 @@ fn every_spelling_of_a_denied_resource_is_denied_or_refused() {
     let seen = call("tools/call", json!({ "name": "seen", "arguments": {} }));
     let seen: Vec<String> =
         serde_json::from_str(seen["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
-    assert_eq!(seen, vec!["subscribe file:///srv/public.txt"], "{seen:?}");
+    assert_eq!(
+        seen,
+        vec![
+            "subscribe file:///srv/public.txt",
+            "complete file:///srv/public.txt"
+        ],
+        "{seen:?}"
+    );
 
     // The aggregated endpoint routes by the canonical URI and decides the same.
     let all = Rpc::new(s.url("/mcp"));

@@ -2,7 +2,7 @@
 // McpServer, which looks them up by `new URL(uri).toString()` (a WHATWG parser). Secret
 // resources hold canary text that must never come back through Fentaris.
 // Subscriptions and completions are answered by handlers that read URIs the same way, and the
-// tool `seen` returns every URI this server was asked to subscribe to or complete.
+// tool `seen` returns every URI this server was asked to subscribe to or complete, as sent.
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import {
@@ -28,17 +28,17 @@ server.resource(
 const seen = [];
 const norm = uri => { try { return new URL(uri).toString(); } catch { return `unparsable:${uri}`; } };
 server.server.setRequestHandler(SubscribeRequestSchema, req => {
-  seen.push(`subscribe ${norm(req.params.uri)}`);
+  seen.push(`subscribe ${req.params.uri}`);
   return {};
 });
 server.server.setRequestHandler(UnsubscribeRequestSchema, req => {
-  seen.push(`unsubscribe ${norm(req.params.uri)}`);
+  seen.push(`unsubscribe ${req.params.uri}`);
   return {};
 });
 server.server.setRequestHandler(CompleteRequestSchema, req => {
   const ref = req.params.ref;
   const uri = ref.type === 'ref/resource' ? norm(ref.uri) : ref.name;
-  seen.push(`complete ${uri}`);
+  seen.push(`complete ${ref.type === 'ref/resource' ? ref.uri : ref.name}`);
   // A server that completes inside whatever resource it resolves the reference to.
   const secret = {
     'file:///srv/secrets.env': 'SECRET-ENV-CANARY',
