@@ -82,6 +82,7 @@ catalogue! {
     UNUSED_POLICY = "FNT201", Warning, "UnusedPolicy", "A named policy is not used by any group or by the top-level policy.";
     UNUSED_CREDENTIAL = "FNT202", Warning, "UnusedCredential", "A credential binding is never referenced.";
     GROUP_WITHOUT_POLICY = "FNT203", Warning, "GroupWithoutPolicy", "A group has no policy, so its users are denied everything.";
+    GLOB_CLASS_LITERAL = "FNT204", Warning, "GlobClassLooksLiteral", "A `[...]` in a rule's server or target is a glob class that matches one character, though it looks like literal text (a name in brackets, an IPv6 host); escape the brackets to match them.";
     DUPLICATE_RULE = "FNT300", Suggestion, "DuplicateRule", "A rule repeats an earlier rule of the same policy.";
     VAULT_UNVERIFIED = "FNT090", Info, "VaultUnverified", "The vault's integrity was not verified: no vault key is available here (as in CI).";
     AUDIT_HASH_CHAIN = "FNT092", Info, "AuditPlainHashChain", "Audit lines are chained with plain SHA-256 because there is no vault: edits are detected only if whoever edits does not recompute the chain.";

@@ -495,6 +495,35 @@ fn fnt200_shadowed_rules() {
 }
 
 #[test]
+fn fnt204_glob_class_that_looks_literal() {
+    let text = with_servers(
+        r#"  "policies": [{ "name": "p", "rules": [
+    { "mcp": "fs", "allowCapability": { "operation": "resource:read", "target": "file:///docs/*" } },
+    { "mcp": "fs", "denyCapability": { "operation": "resource:read", "target": "file:///docs/[draft].md" } },
+    { "mcp": "fs", "deny": "get_[id]" },
+    { "mcp": "fs", "allow": ["t[01]", "[Rr]eadme", "x\\[id\\]"] } ] }],
+  "groups": [{ "id": "g", "users": ["a"], "policy": "p" }]"#,
+    );
+    let d = assert_at(
+        &text,
+        codes::GLOB_CLASS_LITERAL.id,
+        "/policies/0/rules/1",
+        5,
+    );
+    assert!(d.message.contains("`[draft]`"), "{d:#?}");
+    let help = d.help.as_deref().unwrap_or("");
+    assert!(help.contains(r"file:///docs/\[draft\].md"), "{help}");
+    assert_at(
+        &text,
+        codes::GLOB_CLASS_LITERAL.id,
+        "/policies/0/rules/2",
+        6,
+    );
+    let found = find(&text, codes::GLOB_CLASS_LITERAL.id);
+    assert_eq!(found.len(), 2, "{found:#?}");
+}
+
+#[test]
 fn fnt201_unused_policy() {
     let text = with_servers(r#"  "policies": [{ "name": "lonely", "rules": [] }]"#);
     assert_at(&text, codes::UNUSED_POLICY.id, "/policies/0/name", 3);
@@ -592,7 +621,7 @@ fn every_code_has_a_test() {
         "FNT001", "FNT002", "FNT003", "FNT004", "FNT006", "FNT007", "FNT008", "FNT009", "FNT010",
         "FNT011", "FNT012", "FNT013", "FNT014", "FNT015", "FNT016", "FNT017", "FNT018", "FNT019",
         "FNT020", "FNT021", "FNT100", "FNT101", "FNT102", "FNT103", "FNT104", "FNT200", "FNT201",
-        "FNT202", "FNT203", "FNT300",
+        "FNT202", "FNT203", "FNT204", "FNT300",
     ];
     // The vault codes need a vault: tests/vault_cli.rs covers them.
     let vault_codes = ["FNT005", "FNT090", "FNT091", "FNT092"];

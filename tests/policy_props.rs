@@ -1257,3 +1257,440 @@ fn noncanonical_uri_with_operation_glob() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// URI spellings (issue 13): every spelling of a URI that a WHATWG or an RFC 3986 parser (or a
+// file server) reads as a resource gets that resource's decision, or is refused.
+// ---------------------------------------------------------------------------------------------
+
+/// Canonical URIs the spelling properties start from.
+const SPELLING_BASES: &[&str] = &[
+    "file:///srv/secrets.env",
+    "file:///srv/public.txt",
+    "file:///srv/private/key.pem",
+    "https://example.com/secret",
+    "https://example.com/public",
+    "http://example.com/a/b~c",
+    "demo://host/x/y-z",
+];
+
+/// A policy that allows reads and denies the secret ones, its targets written in `spell`.
+fn spelling_policy(spell: &dyn Fn(&str) -> String) -> Config {
+    one_group(serde_json::json!([
+        { "mcp": "s0", "allowCapability": { "operation": "resource:read" } },
+        { "mcp": "s0", "denyCapability": { "operation": "*", "target": spell("file:///srv/secrets.env") } },
+        { "mcp": "s0", "denyCapability": { "operation": "resource:read", "target": spell("https://example.com/secret") } },
+        { "mcp": "s0", "denyCapability": { "operation": "resource*", "target": format!("{}*", spell("file:///srv/private/")) } }
+    ]))
+}
+
+/// `Some(effect)`, or `None` when the URI is refused before policy.
+fn read_decision(engine: &Engine, uri: &str) -> Option<Effect> {
+    let r = Request::new("s0", Operation::ResourceRead, uri, TargetKind::Resource).ok()?;
+    Some(engine.decide(&engine.subject("u0"), &r).effect)
+}
+
+/// How to spell a canonical URI differently without changing what any parser reads.
+#[derive(Debug, Clone)]
+struct Spelling {
+    scheme_upper: Vec<bool>,
+    host_upper: Vec<bool>,
+    default_port: bool,
+    /// file: 0 `file:///p`, 1 `file://localhost/p`, 2 `file:/p`.
+    file_form: u8,
+    /// Percent-encode these path characters (unreserved ones only).
+    encode: Vec<bool>,
+    lower_hex: bool,
+    /// Insert a dot segment: 0 none, 1 `./`, 2 `x/../`, 3 `%2e/`, 4 `x/%2E%2e/`.
+    dots: u8,
+    dot_at: Index,
+    fragment: bool,
+}
+
+fn spelling() -> impl Strategy<Value = Spelling> {
+    (
+        prop::collection::vec(any::<bool>(), 8),
+        prop::collection::vec(any::<bool>(), 16),
+        any::<bool>(),
+        0u8..3,
+        prop::collection::vec(prop::bool::weighted(0.2), 32),
+        any::<bool>(),
+        0u8..5,
+        any::<Index>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                scheme_upper,
+                host_upper,
+                default_port,
+                file_form,
+                encode,
+                lower_hex,
+                dots,
+                dot_at,
+                fragment,
+            )| {
+                Spelling {
+                    scheme_upper,
+                    host_upper,
+                    default_port,
+                    file_form,
+                    encode,
+                    lower_hex,
+                    dots,
+                    dot_at,
+                    fragment,
+                }
+            },
+        )
+}
+
+fn flip_case(s: &str, upper: &[bool]) -> String {
+    s.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if upper.get(i % upper.len().max(1)).copied().unwrap_or(false) {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+impl Spelling {
+    fn apply(&self, base: &str) -> String {
+        let (scheme, rest) = base.split_once(':').unwrap();
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut out = flip_case(scheme, &self.scheme_upper);
+        out.push(':');
+        if scheme == "file" {
+            out.push_str(match self.file_form {
+                0 => "//",
+                1 => "//localhost",
+                _ => "",
+            });
+            if self.file_form == 1 {
+                let n = out.len() - "localhost".len();
+                let h = flip_case(&out[n..], &self.host_upper);
+                out.truncate(n);
+                out.push_str(&h);
+            }
+        } else {
+            out.push_str("//");
+            out.push_str(&flip_case(host, &self.host_upper));
+            if self.default_port {
+                match scheme {
+                    "https" => out.push_str(":443"),
+                    "http" => out.push_str(":80"),
+                    _ => {}
+                }
+            }
+        }
+        // The path, with a dot segment inserted after one of its slashes.
+        let slashes: Vec<usize> = path.match_indices('/').map(|(i, _)| i).collect();
+        let at = slashes[self.dot_at.index(slashes.len())] + 1;
+        let dot = match self.dots {
+            1 => "./",
+            2 => "x/../",
+            3 => "%2e/",
+            4 => "x/%2E%2e/",
+            _ => "",
+        };
+        let path = format!("{}{dot}{}", &path[..at], &path[at..]);
+        for (i, c) in path.chars().enumerate() {
+            let unreserved = c.is_ascii_alphanumeric() || "-._~".contains(c);
+            // Never encode the dots of an inserted dot segment, nor inside an escape.
+            let in_dot = i >= at && i < at + dot.len();
+            if unreserved && !in_dot && self.encode.get(i % 32).copied().unwrap_or(false) {
+                let e = format!("%{:02X}", c as u32);
+                out.push_str(&if self.lower_hex {
+                    e.to_ascii_lowercase()
+                } else {
+                    e
+                });
+            } else {
+                out.push(c);
+            }
+        }
+        if self.fragment {
+            out.push_str("#frag");
+        }
+        out
+    }
+}
+
+/// Edits that some parser reads as the same resource but that parsers disagree on.
+const HOSTILE_EDITS: &[&str] = &[
+    "tab",
+    "newline",
+    "cr",
+    "backslash",
+    "userinfo",
+    "no-slashes",
+    "one-slash",
+    "three-slashes",
+    "leading-space",
+    "trailing-space",
+    "leading-c0",
+    "trailing-dot-host",
+    "file-host",
+    "file-double-slash",
+    "file-relative",
+    "fullwidth-host",
+];
+
+fn hostile(base: &str, edit: &str, at: Index) -> String {
+    let (scheme, rest) = base.split_once(':').unwrap();
+    let pos = at.index(base.len() - scheme.len() - 1) + scheme.len() + 1;
+    match edit {
+        "tab" => format!("{}\t{}", &base[..pos], &base[pos..]),
+        "newline" => format!("{}\n{}", &base[..pos], &base[pos..]),
+        "cr" => format!("{}\r\n{}", &base[..pos], &base[pos..]),
+        "backslash" => {
+            let slashes: Vec<usize> = base.match_indices('/').map(|(i, _)| i).collect();
+            let i = slashes[at.index(slashes.len())];
+            format!("{}\\{}", &base[..i], &base[i + 1..])
+        }
+        "userinfo" => format!("{scheme}://user@{}", rest.trim_start_matches('/')),
+        "no-slashes" => format!("{scheme}:{}", rest.trim_start_matches('/')),
+        "one-slash" => format!("{scheme}:/{}", rest.trim_start_matches('/')),
+        "three-slashes" => format!("{scheme}:///{}", rest.trim_start_matches('/')),
+        "leading-space" => format!(" {base}"),
+        "trailing-space" => format!("{base} "),
+        "leading-c0" => format!("\u{1}{base}"),
+        "trailing-dot-host" => match rest.strip_prefix("//").and_then(|r| r.split_once('/')) {
+            Some((host, path)) if !host.is_empty() => format!("{scheme}://{host}./{path}"),
+            _ => base.to_string(),
+        },
+        "file-host" => format!("{scheme}://evil.example{}", rest.trim_start_matches("//")),
+        "file-double-slash" => base.replacen("/srv/", "/srv//", 1),
+        "file-relative" => format!("{scheme}:{}", rest.trim_start_matches('/')),
+        "fullwidth-host" => base.replacen("example", "ｅxample", 1),
+        _ => unreachable!(),
+    }
+}
+
+/// The WHATWG reading (what `new URL(s).toString()` gives, without the fragment), with
+/// percent-encoded unreserved characters decoded (and other escapes upper-cased).
+fn whatwg_reading(s: &str) -> Option<String> {
+    let mut u = url::Url::parse(s).ok()?;
+    u.set_fragment(None);
+    // Every HTTP server reads an empty query as none (Fentaris drops it).
+    if u.query() == Some("") && matches!(u.scheme(), "http" | "https" | "ws" | "wss") {
+        u.set_query(None);
+    }
+    Some(decode_unreserved(u.as_str()))
+}
+
+/// What a file server opens for a `file:` URI: the WHATWG path, decoded, `//` read as `/`.
+fn file_server_reading(s: &str) -> Option<String> {
+    let u = url::Url::parse(s).ok()?;
+    if u.scheme() != "file" {
+        return None;
+    }
+    let mut path = decode_unreserved(u.path())
+        .replace("%2F", "/")
+        .replace("%2f", "/");
+    while path.contains("//") {
+        path = path.replace("//", "/");
+    }
+    Some(path)
+}
+
+/// Hosts compared without case (RFC 3986 section 6.2.2.1; WHATWG keeps the case of
+/// non-special hosts, Fentaris lower-cases and forwards the lower-cased form).
+fn fold_host(s: &str) -> String {
+    match s.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            format!(
+                "{scheme}://{}{}",
+                rest[..end].to_ascii_lowercase(),
+                &rest[end..]
+            )
+        }
+        None => s.to_string(),
+    }
+}
+
+fn decode_unreserved(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            if v.is_ascii_alphanumeric() || b"-._~".contains(&v) {
+                out.push(v as char);
+            } else {
+                out.push_str(&format!("%{v:02X}"));
+            }
+            i += 3;
+            continue;
+        }
+        out.push(b[i] as char);
+        i += 1;
+    }
+    out
+}
+
+/// Pieces of URI-like strings, some valid, some hostile: scheme, slashes, host, port, path
+/// pieces and an ending.
+const SCHEME_PIECES: &[&str] = &[
+    "file:", "file:", "file:", "FILE:", "https:", "https:", "HTTPS:", "http:", "demo:", " https:",
+    "\tfile:",
+];
+const SLASH_PIECES: &[&str] = &[
+    "//", "//", "//", "", "/", "///", "////", "\\\\", "/\\", "\\/",
+];
+const HOST_PIECES: &[&str] = &[
+    "",
+    "",
+    "",
+    "localhost",
+    "LOCALHOST",
+    "example.com",
+    "example.com",
+    "EXAMPLE.com",
+    "ex%61mple.com",
+    "example.com.",
+    "example.com:443",
+    "127.1",
+    "0x7f.1",
+    "user@example.com",
+    "@example.com",
+    "\u{ff45}xample.com",
+    "exa\tmple.com",
+    "evil",
+];
+const PORT_PIECES: &[&str] = &["", "", "", ":443", ":80", ":", ":0443"];
+const PATH_PIECES: &[&str] = &[
+    "/srv",
+    "/srv",
+    "/srv/secrets.env",
+    "/srv/secrets.env",
+    "/srv/private/",
+    "/srv/private/",
+    "/secret",
+    "/secret",
+    "/secrets.env",
+    "/private",
+    "/key.pem",
+    "/",
+    "srv",
+    "/%73ecrets.env",
+    "/secrets%2Eenv",
+    "/.",
+    "/..",
+    "/%2e",
+    "/%2E%2e",
+    "//",
+    "\\",
+    "/x",
+    "%2f",
+    "/sec\tret",
+    "~",
+    "/%7e",
+    "\u{e9}",
+    "%00",
+];
+const END_PIECES: &[&str] = &["", "", "", "", "#", "#frag", "?", "?x", " ", "\n"];
+
+fn uri_like() -> impl Strategy<Value = String> {
+    (
+        select(SCHEME_PIECES),
+        select(SLASH_PIECES),
+        select(HOST_PIECES),
+        select(PORT_PIECES),
+        prop::collection::vec(select(PATH_PIECES), 1..4),
+        select(END_PIECES),
+    )
+        .prop_map(|(a, b, c, d, e, f)| format!("{a}{b}{c}{d}{}{f}", e.concat()))
+}
+
+proptest! {
+    #![proptest_config(cases(1024))]
+
+    /// Spellings that every parser reads as the same resource are accepted, canonicalise to
+    /// the same URI, and get the same decision, whichever spelling the rules use.
+    #[test]
+    fn equivalent_spellings_get_one_decision(
+        base in select(SPELLING_BASES),
+        sp in spelling(),
+        rule_sp in spelling(),
+    ) {
+        let spelled = sp.apply(base);
+        let got = canonicalize(&spelled);
+        prop_assert_eq!(got.as_deref(), Ok(base), "{:?}", spelled);
+        let canonical_rules = compile(&spelling_policy(&|u| u.to_string()));
+        // A fragment in a glob's literal part is not a spelling of the pattern.
+        let rule_sp = Spelling { fragment: false, ..rule_sp };
+        let spelled_rules = compile(&spelling_policy(&|u| rule_sp.apply(u)));
+        let want = read_decision(&canonical_rules, base);
+        prop_assert!(want.is_some());
+        prop_assert_eq!(read_decision(&canonical_rules, &spelled), want, "{:?}", spelled);
+        prop_assert_eq!(read_decision(&spelled_rules, &spelled), want, "{:?} with rules in {:?}", spelled, rule_sp);
+        prop_assert_eq!(read_decision(&spelled_rules, base), want);
+    }
+
+    /// Spellings that parsers read differently are refused, or read as the resource itself.
+    #[test]
+    fn disputed_spellings_are_refused_or_mean_the_resource(
+        base in select(SPELLING_BASES),
+        edit in select(HOSTILE_EDITS),
+        at in any::<Index>(),
+    ) {
+        let spelled = hostile(base, edit, at);
+        // Slashes after a non-special scheme change the URI for every parser alike.
+        if base.starts_with("demo:") && (edit.ends_with("slashes") || edit == "one-slash")
+            || !base.starts_with("file:") && edit.starts_with("file-")
+        {
+            return Ok(());
+        }
+        match canonicalize(&spelled) {
+            Err(_) => {}
+            Ok(c) => prop_assert_eq!(c.as_str(), base, "{} {:?}", edit, spelled),
+        }
+        let engine = compile(&spelling_policy(&|u| u.to_string()));
+        let d = read_decision(&engine, &spelled);
+        prop_assert!(d.is_none() || d == read_decision(&engine, base), "{} {:?}", edit, spelled);
+    }
+
+    /// For any URI-like string: what Fentaris accepts reads back as itself in a WHATWG parser,
+    /// is stable, and is what a WHATWG parser and a file server read the input as; whatever a
+    /// WHATWG parser or a file server reads as a denied resource is denied or refused.
+    #[test]
+    fn no_parser_reads_past_a_deny(s in uri_like()) {
+        let engine = compile(&spelling_policy(&|u| u.to_string()));
+        if let Ok(c) = canonicalize(&s) {
+            let u = url::Url::parse(&c).expect("canonical URIs parse");
+            prop_assert_eq!(u.as_str(), c.as_str(), "not a WHATWG fixed point: {:?}", s);
+            let again = canonicalize(&c);
+            prop_assert_eq!(again.as_deref(), Ok(c.as_str()), "not idempotent: {:?}", s);
+            prop_assert_eq!(
+                whatwg_reading(&s).map(|w| decode_unreserved(&fold_host(&w))),
+                Some(decode_unreserved(&fold_host(&c))),
+                "{:?}", s
+            );
+            if let Some(p) = file_server_reading(&s) {
+                prop_assert_eq!(Some(p), file_server_reading(&c), "{:?}", s);
+            }
+        }
+        let reads = |d: &str| {
+            whatwg_reading(&s).as_deref() == Some(d)
+                || file_server_reading(&s).is_some_and(|p| format!("file://{p}") == d)
+        };
+        let denied = ["file:///srv/secrets.env", "https://example.com/secret"].into_iter().any(reads)
+            || whatwg_reading(&s).is_some_and(|w| w.starts_with("file:///srv/private/"))
+            || file_server_reading(&s).is_some_and(|p| p.starts_with("/srv/private/"));
+        if denied {
+            let d = read_decision(&engine, &s);
+            prop_assert!(d.is_none() || d == Some(Effect::Deny), "{:?} read as a denied resource but {:?}", s, d);
+        }
+    }
+}

@@ -9,7 +9,7 @@ use crate::suggest::did_you_mean;
 
 use super::lint;
 use super::pattern::{Pattern, PatternSet};
-use super::uri::{UriError, canonicalize};
+use super::uri::{UriError, canonical_pattern, canonicalize, canonicalize_reference};
 use super::{KNOWN_OPERATIONS, Operation, TargetKind};
 
 /// Allow or deny.
@@ -212,8 +212,15 @@ impl<'a> Request<'a> {
                 kind: kind.name(),
             });
         }
-        let target = if kind == TargetKind::Resource {
-            let c = canonicalize(target)?;
+        let canonical = match (kind, &operation) {
+            (TargetKind::Resource, _) => Some(canonicalize(target)?),
+            // completion/complete `ref/resource`: a URI or a URI template.
+            (TargetKind::ResourceTemplate, Operation::CompletionComplete) => {
+                Some(canonicalize_reference(target)?)
+            }
+            _ => None,
+        };
+        let target = if let Some(c) = canonical {
             if c == target {
                 Cow::Borrowed(target)
             } else {
@@ -1122,29 +1129,6 @@ fn compile_capability(
         }
     };
     Some((ops, targets, kind))
-}
-
-/// The canonical spelling of a URI pattern's literal part, if it differs: `Ok(None)` when the
-/// pattern is already canonical (or `*`), `Err` when its literal part is not a usable URI.
-/// A literal part that ends inside a dot segment is left alone (its meaning would change).
-fn canonical_pattern(text: &str) -> Result<Option<String>, UriError> {
-    let cut = text.find(['*', '?', '[', '{', '\\']).unwrap_or(text.len());
-    let (literal, rest) = text.split_at(cut);
-    if literal.is_empty() {
-        return Ok(None);
-    }
-    if !rest.is_empty()
-        && (literal.ends_with("/.") || literal.ends_with("/..") || !literal.contains(':'))
-    {
-        return Ok(None);
-    }
-    let c = match canonicalize(literal) {
-        Ok(c) => c,
-        Err(e) if rest.is_empty() => return Err(e),
-        Err(_) => return Ok(None),
-    };
-    let c = format!("{c}{rest}");
-    Ok((c != text).then_some(c))
 }
 
 fn known_names() -> String {

@@ -1620,6 +1620,7 @@ impl Proxy {
             .cloned()
             .ok_or_else(|| invalid_params("`ref` is required"))?;
         let kind = r#ref.get("type").and_then(Value::as_str).unwrap_or("");
+        let mut sent_uri = String::new();
         let (server, target, tkind) = match kind {
             "ref/prompt" => {
                 let given = r#ref
@@ -1633,15 +1634,20 @@ impl Proxy {
                 (server, name.to_string(), TargetKind::Prompt)
             }
             "ref/resource" => {
-                let uri = r#ref
+                let raw = r#ref
                     .get("uri")
                     .and_then(Value::as_str)
                     .ok_or_else(|| invalid_params("`ref.uri` is required"))?;
+                // Canonical (or refused) like resources/read; forwarded in that form.
+                let uri = crate::policy::uri::canonicalize_reference(raw)
+                    .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
                 let server = match &caller.endpoint {
                     Endpoint::Server(s) => s.clone(),
-                    Endpoint::All => self.route_uri(caller, uri)?,
+                    Endpoint::All => self.route_uri(caller, &uri)?,
                 };
-                (server, uri.to_string(), TargetKind::ResourceTemplate)
+                params["ref"]["uri"] = Value::String(uri.clone());
+                sent_uri = raw.to_string();
+                (server, uri, TargetKind::ResourceTemplate)
             }
             other => {
                 return Err(invalid_params(format!(
@@ -1650,12 +1656,12 @@ impl Proxy {
             }
         };
         let req = Request::new(&server, Operation::CompletionComplete, &target, tkind)
-            .map_err(|e| invalid_params(e.to_string()))?;
+            .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
         let d = self.decide(caller, &req);
         if !d.is_allow() {
             return Err(match tkind {
                 TargetKind::Prompt => unknown_prompt(&target),
-                _ => unknown_resource(&target),
+                _ => unknown_resource(&sent_uri),
             });
         }
         let up = self.upstream_for(caller, &server, &d).await?;
