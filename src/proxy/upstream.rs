@@ -75,6 +75,14 @@ pub struct ServerRequest {
     pub withdrawn: CancellationToken,
 }
 
+/// What an upstream sends toward the client of one request while it runs: a request to
+/// answer (sampling, elicitation, roots), or a log line (`notifications/message`).
+pub enum Relayed {
+    Request(ServerRequest),
+    /// A notification's method and params.
+    Notification(String, Value),
+}
+
 /// Sends a message back to the upstream (a reply to one of its requests).
 type Replier = std::sync::Arc<dyn Fn(Value) + Send + Sync>;
 
@@ -103,7 +111,7 @@ impl Known {
 struct Shared {
     name: String,
     /// Our request id -> where server-to-client requests caused by it go.
-    bridges: Mutex<HashMap<u64, mpsc::UnboundedSender<ServerRequest>>>,
+    bridges: Mutex<HashMap<u64, mpsc::UnboundedSender<Relayed>>>,
     /// The connection belongs to one downstream session (`"isolation": "session"`).
     isolated: bool,
     replier: Mutex<Option<Replier>>,
@@ -186,16 +194,7 @@ impl Shared {
                 if method == "ping" {
                     return Some(json!({ "jsonrpc": "2.0", "id": id, "result": {} }));
                 }
-                let bridge = {
-                    let b = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
-                    origin.and_then(|o| b.get(&o).cloned()).or_else(|| {
-                        if self.isolated {
-                            b.values().next().cloned()
-                        } else {
-                            None
-                        }
-                    })
-                };
+                let bridge = self.bridge(origin);
                 let replier = self
                     .replier
                     .lock()
@@ -212,7 +211,7 @@ impl Shared {
                         reply: rtx,
                         withdrawn: withdrawn.clone(),
                     };
-                    if tx.send(request).is_ok() {
+                    if tx.send(Relayed::Request(request)).is_ok() {
                         self.inbound
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -299,8 +298,19 @@ impl Shared {
                             let _ = self.events.send(Event::ResourceUpdated(uri.to_string()));
                         }
                     }
+                    "notifications/message" => {
+                        // A log line goes to the client request it is tied to (see `bridge`);
+                        // the handler applies policy and the session's level. Untied: dropped.
+                        let sent = self.bridge(origin).is_some_and(|tx| {
+                            tx.send(Relayed::Notification(method.clone(), params))
+                                .is_ok()
+                        });
+                        if !sent {
+                            self.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     _ => {
-                        // Log lines and anything else on a shared connection: not delivered.
+                        // Anything else that cannot be tied: not delivered.
                         self.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -311,6 +321,22 @@ impl Shared {
                 None
             }
         }
+    }
+}
+
+impl Shared {
+    /// Where messages tied to a client request go: the request whose response stream carried
+    /// them (`origin`, HTTP upstreams), or, on a connection isolated to one session (or one
+    /// stateless subject), any running request of it: every one belongs to the same client.
+    fn bridge(&self, origin: Option<u64>) -> Option<mpsc::UnboundedSender<Relayed>> {
+        let b = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+        origin.and_then(|o| b.get(&o).cloned()).or_else(|| {
+            if self.isolated {
+                b.values().next().cloned()
+            } else {
+                None
+            }
+        })
     }
 }
 
@@ -578,7 +604,7 @@ impl Upstream {
         method: &str,
         mut params: Value,
         progress: Option<&mpsc::UnboundedSender<Value>>,
-        bridge: Option<&mpsc::UnboundedSender<ServerRequest>>,
+        bridge: Option<&mpsc::UnboundedSender<Relayed>>,
         ct: &CancellationToken,
         timeout: Duration,
     ) -> Result<Value, UpstreamError> {
@@ -995,6 +1021,7 @@ impl HttpTarget {
             .client
             .post(&self.url)
             .headers(self.headers.clone())
+            .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")
             .body(reply.to_string());
         if let Some(s) = session {
