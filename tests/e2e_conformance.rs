@@ -232,3 +232,186 @@ fn every_conformance_scenario_passes_through_fentaris_for_stdio_and_http_upstrea
         );
     }
 }
+
+/// The fixture over streamable HTTP on a free port, and Fentaris in front of it as a stdio
+/// upstream (`conf-stdio`) and as an HTTP upstream (`conf-http`) with `rules` per server.
+fn fixture_behind_fentaris(groups: serde_json::Value) -> (Reaped, Serve) {
+    let server_js = e2e().join("conformance_server.mjs");
+    let up_port = free_port();
+    let mut upstream = Reaped(
+        Command::new(node22())
+            .arg(&server_js)
+            .arg("http")
+            .env("PORT", up_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(up_port, "the conformance fixture server", &mut upstream);
+    let config = json!({
+        "servers": [
+            { "name": "conf-stdio", "transport": { "stdio": { "command": node22(), "args": [server_js] } } },
+            { "name": "conf-http", "transport": { "streamableHttp": { "url": format!("http://127.0.0.1:{up_port}/mcp") } } }
+        ],
+        "groups": groups
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)]);
+    (upstream, s)
+}
+
+/// `tools/call` on a session, accepting SSE: every JSON-RPC message of the response body.
+fn call_streamed(url: &str, key: &str, sid: &str, tool: &str) -> Vec<serde_json::Value> {
+    let msg = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
+    let (status, _, body) = http(
+        "POST",
+        url,
+        &[("x-fentaris-api-key", key), ("mcp-session-id", sid)],
+        Some(&msg),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    if body.trim_start().starts_with('{') {
+        return vec![serde_json::from_str(&body).unwrap()];
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect()
+}
+
+fn log_lines(msgs: &[serde_json::Value]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .map(|m| m["params"]["data"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn upstream_log_lines_follow_policy_and_the_session_level() {
+    if !conformance_ready() {
+        return;
+    }
+    let (_upstream, s) = fixture_behind_fentaris(json!([
+        { "id": "loggers", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": { "rules": [
+            { "mcp": "conf-stdio", "allowCapability": { "operation": "*" } },
+            { "mcp": "conf-http", "allowCapability": { "operation": "*" } } ] } },
+        { "id": "quiet", "users": [{ "id": "bob", "apiKeys": [{ "env": "BOB_KEY" }] }], "policy": { "rules": [
+            { "mcp": "conf-stdio", "allow": "*" },
+            { "mcp": "conf-http", "allow": "*" } ] } }
+    ]));
+    let want = [
+        "Tool execution started",
+        "Tool processing data",
+        "Tool execution completed",
+    ];
+    for server in ["conf-stdio", "conf-http"] {
+        let url = s.url(&format!("/mcp/{server}"));
+        // Logging allowed, no level set: every line, on the call's own stream, before the result.
+        let a1 = raw_session(&url, ALICE);
+        let msgs = call_streamed(&url, ALICE, &a1, "test_tool_with_logging");
+        assert_eq!(log_lines(&msgs), want, "{server}: {msgs:?}");
+        assert!(msgs.last().unwrap().get("result").is_some(), "{msgs:?}");
+        // The session's level holds back lines below it (the fixture logs at `info`).
+        let a2 = raw_session(&url, ALICE);
+        let r = raw_call(
+            &url,
+            ALICE,
+            &a2,
+            "logging/setLevel",
+            json!({"level": "warning"}),
+        );
+        assert_eq!(r["result"], json!({}), "{r}");
+        let msgs = call_streamed(&url, ALICE, &a2, "test_tool_with_logging");
+        assert!(log_lines(&msgs).is_empty(), "{server}: {msgs:?}");
+        let r = raw_call(
+            &url,
+            ALICE,
+            &a2,
+            "logging/setLevel",
+            json!({"level": "debug"}),
+        );
+        assert_eq!(r["result"], json!({}), "{r}");
+        let msgs = call_streamed(&url, ALICE, &a2, "test_tool_with_logging");
+        assert_eq!(log_lines(&msgs), want, "{server}: {msgs:?}");
+        let r = raw_call(
+            &url,
+            ALICE,
+            &a2,
+            "logging/setLevel",
+            json!({"level": "loud"}),
+        );
+        assert_eq!(r["error"]["code"], -32602, "{r}");
+        // A subject that may not log gets none of the lines (and may not set a level).
+        let b = raw_session(&url, BOB);
+        let msgs = call_streamed(&url, BOB, &b, "test_tool_with_logging");
+        assert!(log_lines(&msgs).is_empty(), "{server}: {msgs:?}");
+        assert!(msgs.last().unwrap().get("result").is_some(), "{msgs:?}");
+        let r = raw_call(&url, BOB, &b, "logging/setLevel", json!({"level": "debug"}));
+        assert_eq!(r["error"]["code"], -32601, "{r}");
+    }
+}
+
+/// The process id of the stdio upstream that serves a session.
+fn upstream_pid(url: &str, key: &str, sid: &str) -> String {
+    let r = raw_call(
+        url,
+        key,
+        sid,
+        "tools/call",
+        json!({"name": "fixture_pid", "arguments": {}}),
+    );
+    r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_string()
+}
+
+#[test]
+fn stdio_servers_that_may_reach_a_client_get_a_connection_per_session() {
+    if !conformance_ready() {
+        return;
+    }
+    // Some policy may allow sampling on conf-stdio: each session gets its own child, so what
+    // that child sends during a call can only be about that session's requests.
+    let (_upstream, s) = fixture_behind_fentaris(json!([
+        { "id": "samplers", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": { "rules": [
+            { "mcp": "conf-stdio", "allow": "*" },
+            { "mcp": "conf-stdio", "allowCapability": { "operation": "sampling:createMessage" } } ] } },
+        { "id": "others", "users": [{ "id": "bob", "apiKeys": [{ "env": "BOB_KEY" }] }], "policy": { "rules": [
+            { "mcp": "conf-stdio", "allow": "*" } ] } }
+    ]));
+    let url = s.url("/mcp/conf-stdio");
+    let (a1, a2, b) = (
+        raw_session(&url, ALICE),
+        raw_session(&url, ALICE),
+        raw_session(&url, BOB),
+    );
+    let pids = [
+        upstream_pid(&url, ALICE, &a1),
+        upstream_pid(&url, ALICE, &a2),
+        upstream_pid(&url, BOB, &b),
+    ];
+    assert_eq!(
+        upstream_pid(&url, ALICE, &a1),
+        pids[0],
+        "one child per session"
+    );
+    assert!(
+        pids[0] != pids[1] && pids[1] != pids[2] && pids[0] != pids[2],
+        "{pids:?}"
+    );
+    drop(s);
+    // Nothing may reach a client: the connection is shared.
+    let (_upstream, s) = fixture_behind_fentaris(json!([
+        { "id": "tools", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": { "rules": [
+            { "mcp": "conf-stdio", "allow": "*" } ] } }
+    ]));
+    let url = s.url("/mcp/conf-stdio");
+    let (a1, a2) = (raw_session(&url, ALICE), raw_session(&url, ALICE));
+    assert_eq!(
+        upstream_pid(&url, ALICE, &a1),
+        upstream_pid(&url, ALICE, &a2)
+    );
+}

@@ -153,6 +153,9 @@ function build() {
     return text(`Elicitation completed: action=${r.action}, content=${JSON.stringify(r.content ?? {})}`);
   });
 
+  // Not a conformance fixture: which process answered (tells connections apart in tests).
+  server.registerTool('fixture_pid', { description: 'The server process id' }, async () => text(String(process.pid)));
+
   server.registerResource('static-text', 'test://static-text', { description: 'A static text resource', mimeType: 'text/plain' },
     async (uri) => ({ contents: [{ uri: uri.href, mimeType: 'text/plain', text: 'This is the content of the static text resource.' }] }));
   server.registerResource('static-binary', 'test://static-binary', { description: 'A static binary resource', mimeType: 'image/png' },
