@@ -415,3 +415,55 @@ fn stdio_servers_that_may_reach_a_client_get_a_connection_per_session() {
         upstream_pid(&url, ALICE, &a2)
     );
 }
+
+#[test]
+fn policy_check_reports_stdio_servers_with_a_connection_per_session() {
+    // Needs no upstream: the finding comes from the config and its policies.
+    let config = json!({
+        "servers": [
+            { "name": "sampler", "transport": { "stdio": { "command": "x" } } },
+            { "name": "logger", "transport": { "stdio": { "command": "x" } } },
+            { "name": "plain", "transport": { "stdio": { "command": "x" } } },
+            { "name": "remote", "transport": { "streamableHttp": { "url": "http://127.0.0.1:9/mcp" } } },
+            { "name": "explicit", "isolation": "session", "transport": { "stdio": { "command": "x" } } }
+        ],
+        "groups": [{ "id": "g", "users": ["u"], "policy": { "rules": [
+            { "mcp": "*", "allow": "*" },
+            { "mcp": "sampler", "allowCapability": { "operation": "sampling:createMessage" } },
+            { "mcp": "logger", "allowCapability": { "operation": "logging:setLevel" } },
+            { "mcp": "remote", "allowCapability": { "operation": "*" } },
+            { "mcp": "explicit", "allowCapability": { "operation": "*" } }
+        ] } }]
+    });
+    let dir = project(&config);
+    let out = fentaris_cmd(dir.path())
+        .args(["policy", "check", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let found: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["code"] == "FNT093")
+        .map(|d| {
+            (
+                d["location"]["pointer"].as_str().unwrap_or("").to_string(),
+                d["severity"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("/servers/0/name".to_string(), "info".to_string()),
+            ("/servers/1/name".to_string(), "info".to_string())
+        ],
+        "{v}"
+    );
+    assert!(
+        out.status.success(),
+        "an info finding does not fail the check"
+    );
+}

@@ -425,22 +425,10 @@ impl Proxy {
         Ok(up)
     }
 
-    /// Whether a stdio server gets a connection per session although its config does not ask
-    /// for it: some policy may allow it to reach a client (`sampling:createMessage`,
-    /// `elicitation:create`, or `logging:setLevel` for its log lines). A stdio connection
-    /// carries no per-request stream, so what such a server sends during a call can be tied
-    /// to its client only when the connection serves that one session. (HTTP upstreams tie
-    /// them by the request's response stream and stay shared.) The shared connection is
-    /// still kept for readiness, capabilities and the supervisor.
+    /// See [`super::pool::isolated_by_default`]. The shared connection is still kept for
+    /// readiness, capabilities and the supervisor.
     pub fn isolated_by_default(&self, decl: &crate::config::Server) -> bool {
-        matches!(decl.transport, crate::config::Transport::Stdio(_))
-            && [
-                Operation::SamplingCreateMessage,
-                Operation::ElicitationCreate,
-                Operation::LoggingSetLevel,
-            ]
-            .iter()
-            .any(|op| self.engine.anyone_may(&decl.name, op))
+        super::pool::isolated_by_default(&self.engine, decl)
     }
 
     /// The pool key of a server's shared connection (no subject, no group).
