@@ -264,13 +264,42 @@ fn fixture_behind_fentaris(groups: serde_json::Value) -> (Reaped, Serve) {
 /// `tools/call` on a session, accepting SSE: every JSON-RPC message of the response body.
 fn call_streamed(url: &str, key: &str, sid: &str, tool: &str) -> Vec<serde_json::Value> {
     let msg = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
-    let (status, _, body) = http(
-        "POST",
+    post_streamed(
         url,
         &[("x-fentaris-api-key", key), ("mcp-session-id", sid)],
-        Some(&msg),
+        &msg,
     )
-    .unwrap();
+}
+
+/// A stateless (2026-07-28) `tools/call`, with a progress token so it streams, naming
+/// `level` as its log level (or none).
+fn call_modern(url: &str, key: &str, tool: &str, level: Option<&str>) -> Vec<serde_json::Value> {
+    let mut meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "progressToken": "p1"
+    });
+    if let Some(l) = level {
+        meta["io.modelcontextprotocol/logLevel"] = json!(l);
+    }
+    let msg = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": tool, "arguments": {}, "_meta": meta}});
+    post_streamed(
+        url,
+        &[
+            ("x-fentaris-api-key", key),
+            ("mcp-protocol-version", "2026-07-28"),
+        ],
+        &msg,
+    )
+}
+
+fn post_streamed(
+    url: &str,
+    headers: &[(&str, &str)],
+    msg: &serde_json::Value,
+) -> Vec<serde_json::Value> {
+    let (status, _, body) = http("POST", url, headers, Some(msg)).unwrap();
     assert_eq!(status, 200, "{body}");
     if body.trim_start().starts_with('{') {
         return vec![serde_json::from_str(&body).unwrap()];
@@ -350,6 +379,14 @@ fn upstream_log_lines_follow_policy_and_the_session_level() {
         assert!(msgs.last().unwrap().get("result").is_some(), "{msgs:?}");
         let r = raw_call(&url, BOB, &b, "logging/setLevel", json!({"level": "debug"}));
         assert_eq!(r["error"]["code"], -32601, "{r}");
+        // A 2026-07-28 request names its level in `_meta`; naming none means no log lines.
+        let msgs = call_modern(&url, ALICE, "test_tool_with_logging", Some("info"));
+        assert_eq!(log_lines(&msgs), want, "{server}: {msgs:?}");
+        let msgs = call_modern(&url, ALICE, "test_tool_with_logging", Some("error"));
+        assert!(log_lines(&msgs).is_empty(), "{server}: {msgs:?}");
+        let msgs = call_modern(&url, ALICE, "test_tool_with_logging", None);
+        assert!(log_lines(&msgs).is_empty(), "{server}: {msgs:?}");
+        assert!(msgs.last().unwrap().get("result").is_some(), "{msgs:?}");
     }
 }
 

@@ -1371,6 +1371,20 @@ impl Proxy {
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
         let server = up.server.as_str();
+        // The lowest log level this request's client wants: the session's `logging/setLevel`,
+        // or for a 2026-07-28 client the level its request names (none named: no log lines).
+        let log_min = if caller.modern {
+            params
+                .pointer("/_meta/io.modelcontextprotocol~1logLevel")
+                .and_then(Value::as_str)
+                .and_then(log_rank)
+                .unwrap_or(u8::MAX)
+        } else {
+            caller
+                .info
+                .log_level
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
         let params = strip_progress(params);
         let timeout = self.timeout(server);
         let sent = Instant::now();
@@ -1410,7 +1424,7 @@ impl Proxy {
                 Some(p) = prx.recv() => relay(p),
                 Some(item) = brx.recv() => match item {
                     Relayed::Request(req) => relayed.extend(self.to_client(caller, server, req, &channel, &done)),
-                    Relayed::Notification(method, params) => self.log_to_client(caller, server, &method, params, &channel),
+                    Relayed::Notification(method, params) => self.log_to_client(caller, server, &method, params, &channel, log_min),
                 },
                 r = &mut call => {
                     // Progress and log lines the upstream sent before its response are
@@ -1421,7 +1435,7 @@ impl Proxy {
                     }
                     while let Ok(item) = brx.try_recv() {
                         if let Relayed::Notification(method, params) = item {
-                            self.log_to_client(caller, server, &method, params, &channel);
+                            self.log_to_client(caller, server, &method, params, &channel, log_min);
                         }
                     }
                     break r;
@@ -1440,7 +1454,7 @@ impl Proxy {
     /// A log line from the upstream, tied to a running request of this client: passed on, on
     /// that request's stream, when policy lets the subject set the log level on the server
     /// (`logging:setLevel`, the operation that governs logging) and the line is at or above
-    /// the session's level. Otherwise dropped and counted.
+    /// the client's level (`min`, a [`log_rank`]; 0: none set). Otherwise dropped and counted.
     fn log_to_client(
         &self,
         caller: &Caller,
@@ -1448,6 +1462,7 @@ impl Proxy {
         method: &str,
         params: Value,
         channel: &Progress,
+        min: u8,
     ) {
         let allowed = self
             .engine
@@ -1460,10 +1475,6 @@ impl Proxy {
             .get("level")
             .and_then(Value::as_str)
             .and_then(log_rank);
-        let min = caller
-            .info
-            .log_level
-            .load(std::sync::atomic::Ordering::Relaxed);
         match rank {
             Some(r) if allowed && r >= min => {
                 let _ = channel
