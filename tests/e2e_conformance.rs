@@ -504,3 +504,108 @@ fn policy_check_reports_stdio_servers_with_a_connection_per_session() {
         "an info finding does not fail the check"
     );
 }
+
+#[test]
+fn what_an_upstream_sends_during_a_call_reaches_only_the_calling_session() {
+    if !conformance_ready() {
+        return;
+    }
+    let (_upstream, s) = fixture_behind_fentaris(json!([
+        { "id": "all", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": { "rules": [
+            { "mcp": "conf-stdio", "allowCapability": { "operation": "*" } },
+            { "mcp": "conf-http", "allowCapability": { "operation": "*" } } ] } }
+    ]));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for server in ["conf-stdio", "conf-http"] {
+        let url = s.url(&format!("/mcp/{server}"));
+        // Two sessions of the same user: on the HTTP upstream they share one connection.
+        let (a, b) = (raw_session(&url, ALICE), raw_session(&url, ALICE));
+        let (a_msgs, b_msgs) = rt.block_on(async {
+            let client = reqwest::Client::new();
+            let post = |sid: &str, body: serde_json::Value| {
+                client
+                    .post(&url)
+                    .header("x-fentaris-api-key", ALICE)
+                    .header("mcp-session-id", sid)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .timeout(Duration::from_secs(30))
+                    .body(body.to_string())
+                    .send()
+            };
+            // A asks for sampling and holds its answer while B's call runs and logs.
+            let mut resp = post(
+                &a,
+                json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "test_sampling", "arguments": {"prompt": "for a only"}}}),
+            )
+            .await
+            .unwrap();
+            let mut a_msgs: Vec<serde_json::Value> = Vec::new();
+            let mut buf = String::new();
+            while !a_msgs
+                .iter()
+                .any(|m| m["method"] == "sampling/createMessage")
+            {
+                let chunk = resp.chunk().await.unwrap().expect("A's stream ended early");
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                a_msgs = sse_messages(&buf);
+            }
+            let b_body = post(
+                &b,
+                json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "test_tool_with_logging", "arguments": {}}}),
+            )
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+            let sampling = a_msgs
+                .iter()
+                .find(|m| m["method"] == "sampling/createMessage")
+                .unwrap()
+                .clone();
+            let answer = json!({"jsonrpc": "2.0", "id": sampling["id"], "result": {
+                "role": "assistant", "content": {"type": "text", "text": "sampled for a"},
+                "model": "m", "stopReason": "endTurn"}});
+            let r = post(&a, answer).await.unwrap();
+            assert_eq!(r.status(), 202);
+            while let Some(chunk) = resp.chunk().await.unwrap() {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            (sse_messages(&buf), sse_messages(&b_body))
+        });
+        assert!(
+            a_msgs.last().unwrap()["result"]["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("sampled for a")),
+            "{server}: A's answer reached the upstream: {a_msgs:?}"
+        );
+        assert!(
+            log_lines(&a_msgs).is_empty(),
+            "{server}: B's log lines reached A: {a_msgs:?}"
+        );
+        assert_eq!(log_lines(&b_msgs).len(), 3, "{server}: {b_msgs:?}");
+        assert!(
+            b_msgs
+                .iter()
+                .all(|m| m["method"] != "sampling/createMessage"),
+            "{server}: A's sampling request reached B: {b_msgs:?}"
+        );
+    }
+}
+
+/// The JSON-RPC messages of an SSE body so far (or of a plain JSON body).
+fn sse_messages(body: &str) -> Vec<serde_json::Value> {
+    if body.trim_start().starts_with('{') {
+        return serde_json::from_str(body).into_iter().collect();
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect()
+}
