@@ -5,8 +5,9 @@
 //! a scrubbed environment, or a streamable-HTTP endpoint. Requests get our own ids; responses
 //! are matched by id; progress is routed, in wire order, to the request that asked for it;
 //! list-changed and resource-updated notifications are broadcast to the sessions that can see
-//! this server; anything else that cannot be tied to a request (log lines, server-to-client
-//! requests on a shared connection) is dropped or refused, and counted.
+//! this server; log lines and server-to-client requests go to the client request they are tied
+//! to ([`Relayed`]); anything that cannot be tied to a request (log lines, server-to-client
+//! requests on a shared stdio connection) is dropped or refused, and counted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
