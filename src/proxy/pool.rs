@@ -155,7 +155,8 @@ pub fn build_spec(
 
 /// Whether a stdio server gets a connection per session although its config does not ask
 /// for it (`"isolation": "session"`): some policy may allow it to reach a client
-/// (`sampling:createMessage`, `elicitation:create`, or `logging:setLevel` for its log lines).
+/// (`sampling:createMessage`, `elicitation:create`, `roots:list`, or `logging:setLevel` for
+/// its log lines).
 /// A stdio connection has no per-request stream, so what such a server sends during a call
 /// can be tied to the client that caused it only when the connection serves that one
 /// session. HTTP upstreams tie it by the request's response stream and stay shared.
@@ -166,6 +167,7 @@ pub fn isolated_by_default(engine: &crate::policy::Engine, server: &Server) -> b
         && [
             Operation::SamplingCreateMessage,
             Operation::ElicitationCreate,
+            Operation::RootsList,
             Operation::LoggingSetLevel,
         ]
         .iter()

@@ -104,7 +104,7 @@ fn vault_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
 }
 
 /// FNT093: stdio servers that get a connection per session because some policy may let them
-/// reach a client (sampling, elicitation, log lines).
+/// reach a client (sampling, elicitation, roots, log lines).
 fn connection_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
     let (engine, _) = crate::policy::Engine::compile(config);
     let declared = config
@@ -126,11 +126,11 @@ fn connection_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
                 codes::PER_SESSION_CONNECTIONS,
                 format!("{pointer}/name"),
                 format!(
-                    "stdio server `{}` gets one connection (one child process) per session: a policy may let it reach clients (sampling, elicitation or log lines), and a shared stdio connection cannot tell which client a message is for",
+                    "stdio server `{}` gets one connection (one child process) per session: a policy may let it reach clients (sampling, elicitation, roots or log lines), and a shared stdio connection cannot tell which client a message is for",
                     s.name
                 ),
             )
-            .help("to share one child, allow none of sampling:createMessage, elicitation:create and logging:setLevel on it, or serve it over streamable HTTP");
+            .help("to share one child, allow none of sampling:createMessage, elicitation:create, roots:list and logging:setLevel on it, or serve it over streamable HTTP");
             d.span = loaded.outcome.spans.value_span(&d.pointer);
             d
         })
