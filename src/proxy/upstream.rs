@@ -507,7 +507,22 @@ impl Upstream {
                 .and_then(Value::as_str)
                 .unwrap_or(UPSTREAM_PROTOCOL)
                 .to_string();
-            *h.protocol.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+            *h.protocol.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.clone());
+            // Replies to the upstream's requests carry the negotiated revision too.
+            let target = HttpTarget {
+                client: h.client.clone(),
+                url: h.url.clone(),
+                headers: h.headers.clone(),
+                session: h.session.clone(),
+                protocol: Some(v),
+                init: h.init.clone(),
+                reinit: h.reinit.clone(),
+            };
+            let replier: Replier = std::sync::Arc::new(move |v: Value| {
+                let t = target.clone();
+                tokio::spawn(async move { t.reply(v).await });
+            });
+            *up.shared.replier.lock().unwrap_or_else(|e| e.into_inner()) = Some(replier);
         }
         up.init = init;
         up.notify("notifications/initialized", None).await;
@@ -1028,7 +1043,20 @@ impl HttpTarget {
         if let Some(s) = session {
             req = req.header("mcp-session-id", s);
         }
-        let _ = req.send().await;
+        if let Some(p) = &self.protocol {
+            req = req.header("mcp-protocol-version", p);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(
+                "an upstream refused Fentaris' answer to its request (HTTP {})",
+                r.status().as_u16()
+            ),
+            Err(e) => tracing::warn!(
+                "cannot send an answer to an upstream's request: {}",
+                e.without_url()
+            ),
+        }
     }
 }
 
