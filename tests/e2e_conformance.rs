@@ -234,7 +234,8 @@ fn every_conformance_scenario_passes_through_fentaris_for_stdio_and_http_upstrea
 }
 
 /// The fixture over streamable HTTP on a free port, and Fentaris in front of it as a stdio
-/// upstream (`conf-stdio`) and as an HTTP upstream (`conf-http`) with `rules` per server.
+/// upstream (`conf-stdio`) and as an HTTP upstream (`conf-http`), with `groups` (users alice
+/// and bob, keys from ALICE_KEY and BOB_KEY).
 fn fixture_behind_fentaris(groups: serde_json::Value) -> (Reaped, Serve) {
     let server_js = e2e().join("conformance_server.mjs");
     let up_port = free_port();
