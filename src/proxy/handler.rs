@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
 use super::pool::{DEFAULT_REQUEST_TIMEOUT, Pool, Secrets, build_spec, find_server};
-use super::upstream::{Event, NameKind, Upstream, UpstreamError, describe};
+use super::upstream::{Event, NameKind, Relayed, Upstream, UpstreamError, describe};
 use crate::audit::record::{ClientRef, Record, SubjectRef};
 use crate::audit::{AuditLog, args_shape, redact_uri};
 use crate::config::Config;
@@ -51,6 +51,9 @@ pub struct CallerInfo {
     pub key_id: Option<String>,
     /// What the client said it is (from `initialize`) and where it connected from.
     pub client: ClientRef,
+    /// The session's `logging/setLevel`, as a [`log_rank`] (0: never set). Shared by the
+    /// session's requests; upstream log lines below it are not passed on.
+    pub log_level: Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl CallerInfo {
@@ -61,6 +64,7 @@ impl CallerInfo {
                 address,
                 ..ClientRef::default()
             },
+            log_level: Arc::default(),
         }
     }
 
@@ -387,7 +391,9 @@ impl Proxy {
                 ),
             )
         })?;
-        if decl.isolation == crate::config::Isolation::Session {
+        if decl.isolation == crate::config::Isolation::Session
+            || (caller.is_some() && self.isolated_by_default(decl))
+        {
             // One connection per downstream session (per subject for stateless clients).
             match caller {
                 Some(Caller {
@@ -421,6 +427,12 @@ impl Proxy {
             self.on_connected(server, &up, &key);
         }
         Ok(up)
+    }
+
+    /// See [`super::pool::isolated_by_default`]. The shared connection is still kept for
+    /// readiness, capabilities and the supervisor.
+    pub fn isolated_by_default(&self, decl: &crate::config::Server) -> bool {
+        super::pool::isolated_by_default(&self.engine, decl)
     }
 
     /// The pool key of a server's shared connection (no subject, no group).
@@ -849,7 +861,7 @@ impl Proxy {
                 self.resource(caller, method, params, progress, ct).await
             }
             "completion/complete" => self.complete(caller, params, ct).await,
-            "logging/setLevel" => self.set_level(caller),
+            "logging/setLevel" => self.set_level(caller, &params),
             m if m.starts_with("tasks/") => Err(method_not_found(m)),
             other => self.custom(caller, other, params, progress, ct).await,
         };
@@ -1371,6 +1383,20 @@ impl Proxy {
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
         let server = up.server.as_str();
+        // The lowest log level this request's client wants: the session's `logging/setLevel`,
+        // or for a 2026-07-28 client the level its request names (none named: no log lines).
+        let log_min = if caller.modern {
+            params
+                .pointer("/_meta/io.modelcontextprotocol~1logLevel")
+                .and_then(Value::as_str)
+                .and_then(log_rank)
+                .unwrap_or(u8::MAX)
+        } else {
+            caller
+                .info
+                .log_level
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
         let params = strip_progress(params);
         let timeout = self.timeout(server);
         let sent = Instant::now();
@@ -1385,7 +1411,7 @@ impl Proxy {
         // Relayed requests still open when this call ends are withdrawn from the client.
         let done = CancellationToken::new();
         let _done_guard = done.clone().drop_guard();
-        let (btx, mut brx) = mpsc::unbounded_channel::<super::upstream::ServerRequest>();
+        let (btx, mut brx) = mpsc::unbounded_channel::<Relayed>();
         let relay = |mut p: Value| {
             if let Some(t) = &channel.token {
                 p["progressToken"] = t.clone();
@@ -1408,11 +1434,21 @@ impl Proxy {
             tokio::select! {
                 biased;
                 Some(p) = prx.recv() => relay(p),
-                Some(req) = brx.recv() => relayed.extend(self.to_client(caller, server, req, &channel, &done)),
+                Some(item) = brx.recv() => match item {
+                    Relayed::Request(req) => relayed.extend(self.to_client(caller, server, req, &channel, &done)),
+                    Relayed::Notification(method, params) => self.log_to_client(caller, server, &method, params, &channel, log_min),
+                },
                 r = &mut call => {
-                    // Progress the upstream sent before its response is already queued.
+                    // Progress and log lines the upstream sent before its response are
+                    // already queued. (A request still queued is dropped: the upstream gets
+                    // an error answer, as its caller's request is over.)
                     while let Ok(p) = prx.try_recv() {
                         relay(p);
+                    }
+                    while let Ok(item) = brx.try_recv() {
+                        if let Relayed::Notification(method, params) = item {
+                            self.log_to_client(caller, server, &method, params, &channel, log_min);
+                        }
                     }
                     break r;
                 }
@@ -1425,6 +1461,46 @@ impl Proxy {
             let _ = h.await;
         }
         result.map_err(|e| upstream_error(server, e))
+    }
+
+    /// A log line from the upstream, tied to a running request of this client: passed on, on
+    /// that request's stream, when policy lets the subject set the log level on the server
+    /// (`logging:setLevel`, the operation that governs logging) and the line is at or above
+    /// the client's level (`min`, a [`log_rank`]; 0: none set). Otherwise dropped and counted.
+    fn log_to_client(
+        &self,
+        caller: &Caller,
+        server: &str,
+        method: &str,
+        params: Value,
+        channel: &Progress,
+        min: u8,
+    ) {
+        let allowed = self
+            .engine
+            .decide(
+                &caller.subject,
+                &Request::server_op(server, Operation::LoggingSetLevel),
+            )
+            .is_allow();
+        let rank = params
+            .get("level")
+            .and_then(Value::as_str)
+            .and_then(log_rank);
+        match rank {
+            Some(r) if allowed && r >= min => {
+                let _ = channel
+                    .sink
+                    .send(json!({ "jsonrpc": "2.0", "method": method, "params": params }));
+            }
+            // Below the session's level: not wanted, not a loss.
+            Some(_) if allowed => {}
+            _ => {
+                self.metrics
+                    .1
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }
 
     /// A request from the upstream to the client that caused it: decided by policy
@@ -1687,18 +1763,30 @@ impl Proxy {
             .await
     }
 
-    /// Log levels are per session: upstream log lines on shared connections are never
-    /// delivered, so the level is accepted (if allowed) and not forwarded.
-    fn set_level(&self, caller: &Caller) -> Result<Value, RpcError> {
+    /// Log levels are per session: the level is accepted (if allowed) and kept for the
+    /// session, not forwarded (a connection may be shared). Upstream log lines tied to one of
+    /// the session's requests are passed on at or above it (see [`Proxy::log_to_client`]).
+    fn set_level(&self, caller: &Caller, params: &Value) -> Result<Value, RpcError> {
         let allowed = self.servers(caller).iter().any(|s| {
             self.decide(caller, &Request::server_op(s, Operation::LoggingSetLevel))
                 .is_allow()
         });
-        if allowed {
-            Ok(json!({}))
-        } else {
-            Err(method_not_found("logging/setLevel"))
+        if !allowed {
+            return Err(method_not_found("logging/setLevel"));
         }
+        let level = params.get("level").and_then(Value::as_str).unwrap_or("");
+        let rank = log_rank(level).ok_or_else(|| {
+            invalid_params(format!(
+                "invalid log level `{}`; use one of: {}",
+                level.chars().take(32).collect::<String>(),
+                LOG_LEVELS.join(", ")
+            ))
+        })?;
+        caller
+            .info
+            .log_level
+            .store(rank, std::sync::atomic::Ordering::Relaxed);
+        Ok(json!({}))
     }
 
     async fn custom(
@@ -1728,6 +1816,26 @@ impl Proxy {
         self.guarded(caller, up, step, method, params, progress, ct)
             .await
     }
+}
+
+/// The log levels of `logging/setLevel` and `notifications/message` (RFC 5424), lowest first.
+pub const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// The rank of a log level (1 = debug … 8 = emergency); `None` for anything else.
+pub fn log_rank(level: &str) -> Option<u8> {
+    LOG_LEVELS
+        .iter()
+        .position(|l| *l == level)
+        .and_then(|i| u8::try_from(i + 1).ok())
 }
 
 /// A list is always answered: filtered to what policy lets the subject see (an empty list

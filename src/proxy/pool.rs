@@ -153,6 +153,27 @@ pub fn build_spec(
     }
 }
 
+/// Whether a stdio server gets a connection per session although its config does not ask
+/// for it (`"isolation": "session"`): some policy may allow it to reach a client
+/// (`sampling:createMessage`, `elicitation:create`, `roots:list`, or `logging:setLevel` for
+/// its log lines).
+/// A stdio connection has no per-request stream, so what such a server sends during a call
+/// can be tied to the client that caused it only when the connection serves that one
+/// session. HTTP upstreams tie it by the request's response stream and stay shared.
+pub fn isolated_by_default(engine: &crate::policy::Engine, server: &Server) -> bool {
+    use crate::policy::Operation;
+    matches!(server.transport, Transport::Stdio(_))
+        && server.isolation == crate::config::Isolation::Shared
+        && [
+            Operation::SamplingCreateMessage,
+            Operation::ElicitationCreate,
+            Operation::RootsList,
+            Operation::LoggingSetLevel,
+        ]
+        .iter()
+        .any(|op| engine.anyone_may(&server.name, op))
+}
+
 /// A key for a spec: the server name and a digest of everything the upstream sees.
 pub fn spec_key(server: &str, spec: &Spec) -> String {
     let mut h = Sha256::new();

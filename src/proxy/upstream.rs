@@ -5,8 +5,9 @@
 //! a scrubbed environment, or a streamable-HTTP endpoint. Requests get our own ids; responses
 //! are matched by id; progress is routed, in wire order, to the request that asked for it;
 //! list-changed and resource-updated notifications are broadcast to the sessions that can see
-//! this server; anything else that cannot be tied to a request (log lines, server-to-client
-//! requests on a shared connection) is dropped or refused, and counted.
+//! this server; log lines and server-to-client requests go to the client request they are tied
+//! to ([`Relayed`]); anything that cannot be tied to a request (log lines, server-to-client
+//! requests on a shared stdio connection) is dropped or refused, and counted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -75,6 +76,14 @@ pub struct ServerRequest {
     pub withdrawn: CancellationToken,
 }
 
+/// What an upstream sends toward the client of one request while it runs: a request to
+/// answer (sampling, elicitation, roots), or a log line (`notifications/message`).
+pub enum Relayed {
+    Request(ServerRequest),
+    /// A notification's method and params.
+    Notification(String, Value),
+}
+
 /// Sends a message back to the upstream (a reply to one of its requests).
 type Replier = std::sync::Arc<dyn Fn(Value) + Send + Sync>;
 
@@ -103,7 +112,7 @@ impl Known {
 struct Shared {
     name: String,
     /// Our request id -> where server-to-client requests caused by it go.
-    bridges: Mutex<HashMap<u64, mpsc::UnboundedSender<ServerRequest>>>,
+    bridges: Mutex<HashMap<u64, mpsc::UnboundedSender<Relayed>>>,
     /// The connection belongs to one downstream session (`"isolation": "session"`).
     isolated: bool,
     replier: Mutex<Option<Replier>>,
@@ -186,16 +195,7 @@ impl Shared {
                 if method == "ping" {
                     return Some(json!({ "jsonrpc": "2.0", "id": id, "result": {} }));
                 }
-                let bridge = {
-                    let b = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
-                    origin.and_then(|o| b.get(&o).cloned()).or_else(|| {
-                        if self.isolated {
-                            b.values().next().cloned()
-                        } else {
-                            None
-                        }
-                    })
-                };
+                let bridge = self.bridge(origin);
                 let replier = self
                     .replier
                     .lock()
@@ -212,7 +212,7 @@ impl Shared {
                         reply: rtx,
                         withdrawn: withdrawn.clone(),
                     };
-                    if tx.send(request).is_ok() {
+                    if tx.send(Relayed::Request(request)).is_ok() {
                         self.inbound
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -299,8 +299,19 @@ impl Shared {
                             let _ = self.events.send(Event::ResourceUpdated(uri.to_string()));
                         }
                     }
+                    "notifications/message" => {
+                        // A log line goes to the client request it is tied to (see `bridge`);
+                        // the handler applies policy and the session's level. Untied: dropped.
+                        let sent = self.bridge(origin).is_some_and(|tx| {
+                            tx.send(Relayed::Notification(method.clone(), params))
+                                .is_ok()
+                        });
+                        if !sent {
+                            self.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     _ => {
-                        // Log lines and anything else on a shared connection: not delivered.
+                        // Anything else that cannot be tied: not delivered.
                         self.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -311,6 +322,22 @@ impl Shared {
                 None
             }
         }
+    }
+}
+
+impl Shared {
+    /// Where messages tied to a client request go: the request whose response stream carried
+    /// them (`origin`, HTTP upstreams), or, on a connection isolated to one session (or one
+    /// stateless subject), any running request of it: every one belongs to the same client.
+    fn bridge(&self, origin: Option<u64>) -> Option<mpsc::UnboundedSender<Relayed>> {
+        let b = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+        origin.and_then(|o| b.get(&o).cloned()).or_else(|| {
+            if self.isolated {
+                b.values().next().cloned()
+            } else {
+                None
+            }
+        })
     }
 }
 
@@ -480,7 +507,22 @@ impl Upstream {
                 .and_then(Value::as_str)
                 .unwrap_or(UPSTREAM_PROTOCOL)
                 .to_string();
-            *h.protocol.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+            *h.protocol.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.clone());
+            // Replies to the upstream's requests carry the negotiated revision too.
+            let target = HttpTarget {
+                client: h.client.clone(),
+                url: h.url.clone(),
+                headers: h.headers.clone(),
+                session: h.session.clone(),
+                protocol: Some(v),
+                init: h.init.clone(),
+                reinit: h.reinit.clone(),
+            };
+            let replier: Replier = std::sync::Arc::new(move |v: Value| {
+                let t = target.clone();
+                tokio::spawn(async move { t.reply(v).await });
+            });
+            *up.shared.replier.lock().unwrap_or_else(|e| e.into_inner()) = Some(replier);
         }
         up.init = init;
         up.notify("notifications/initialized", None).await;
@@ -578,7 +620,7 @@ impl Upstream {
         method: &str,
         mut params: Value,
         progress: Option<&mpsc::UnboundedSender<Value>>,
-        bridge: Option<&mpsc::UnboundedSender<ServerRequest>>,
+        bridge: Option<&mpsc::UnboundedSender<Relayed>>,
         ct: &CancellationToken,
         timeout: Duration,
     ) -> Result<Value, UpstreamError> {
@@ -998,12 +1040,26 @@ impl HttpTarget {
             .client
             .post(&self.url)
             .headers(self.headers.clone())
+            .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")
             .body(reply.to_string());
         if let Some(s) = session {
             req = req.header("mcp-session-id", s);
         }
-        let _ = req.send().await;
+        if let Some(p) = &self.protocol {
+            req = req.header("mcp-protocol-version", p);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(
+                "an upstream refused Fentaris' answer to its request (HTTP {})",
+                r.status().as_u16()
+            ),
+            Err(e) => tracing::warn!(
+                "cannot send an answer to an upstream's request: {}",
+                e.without_url()
+            ),
+        }
     }
 }
 

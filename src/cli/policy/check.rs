@@ -38,6 +38,9 @@ pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
     let mut diags = loaded.outcome.diagnostics.clone();
     if let Some(config) = &loaded.outcome.config {
         diags.extend(vault_findings(config, &loaded));
+        if !loaded.outcome.has_errors() {
+            diags.extend(connection_findings(config, &loaded));
+        }
     }
     if args.online && !loaded.outcome.has_errors() {
         diags.extend(online_findings(ctx, &loaded)?);
@@ -98,6 +101,40 @@ fn vault_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// FNT093: stdio servers that get a connection per session because some policy may let them
+/// reach a client (sampling, elicitation, roots, log lines).
+fn connection_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
+    let (engine, _) = crate::policy::Engine::compile(config);
+    let declared = config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("/servers/{i}"), s))
+        .chain(config.groups.iter().enumerate().flat_map(|(g, group)| {
+            group
+                .servers
+                .iter()
+                .enumerate()
+                .map(move |(i, s)| (format!("/groups/{g}/servers/{i}"), s))
+        }));
+    declared
+        .filter(|(_, s)| crate::proxy::pool::isolated_by_default(&engine, s))
+        .map(|(pointer, s)| {
+            let mut d = Diagnostic::new(
+                codes::PER_SESSION_CONNECTIONS,
+                format!("{pointer}/name"),
+                format!(
+                    "stdio server `{}` gets one connection (one child process) per session: a policy may let it reach clients (sampling, elicitation, roots or log lines), and a shared stdio connection cannot tell which client a message is for",
+                    s.name
+                ),
+            )
+            .help("to share one child, allow none of sampling:createMessage, elicitation:create, roots:list and logging:setLevel on it, or serve it over streamable HTTP");
+            d.span = loaded.outcome.spans.value_span(&d.pointer);
+            d
+        })
+        .collect()
 }
 
 /// `--online`: connect to every upstream and compare with `tools.lock.json` (FNT104).
