@@ -130,52 +130,563 @@ pub fn allowed_around(denied: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
+/// How a protected path is covered in a stdio child's mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cover {
+    /// A folder bound read-only onto itself: readable, but nothing in it can be written,
+    /// created, renamed, truncated or deleted, and the folder itself cannot be renamed (it
+    /// is a mount point).
+    ReadOnly(PathBuf),
+    /// A folder hidden under an empty read-only tmpfs (no read, no write).
+    Hidden(PathBuf),
+    /// A single file covered by `/dev/null` on a read-only `nodev` bind: it cannot be
+    /// opened, renamed or deleted.
+    Blocked(PathBuf),
+}
+
+impl Cover {
+    pub fn path(&self) -> &Path {
+        match self {
+            Cover::ReadOnly(p) | Cover::Hidden(p) | Cover::Blocked(p) => p,
+        }
+    }
+    fn how(&self) -> &'static str {
+        match self {
+            Cover::ReadOnly(_) => "read-only",
+            Cover::Hidden(_) => "hidden",
+            Cover::Blocked(_) => "blocked",
+        }
+    }
+    fn rank(&self) -> u8 {
+        match self {
+            Cover::ReadOnly(_) => 0,
+            Cover::Blocked(_) => 1,
+            Cover::Hidden(_) => 2,
+        }
+    }
+}
+
+/// The order the covers are mounted in (pure): read-only folders first (outer before
+/// inner), then single files, then hidden folders (outer before inner); a path under a
+/// hidden folder is dropped (it is hidden already, and could not be reached to mount on),
+/// and so are duplicates.
+pub fn plan_covers(mut covers: Vec<Cover>) -> Vec<Cover> {
+    covers.sort_by(|a, b| {
+        (a.rank(), a.path().components().count(), a.path())
+            .cmp(&(b.rank(), b.path().components().count(), b.path()))
+    });
+    let hidden: Vec<PathBuf> = covers
+        .iter()
+        .filter_map(|c| match c {
+            Cover::Hidden(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<Cover> = Vec::new();
+    for c in covers {
+        let under_hidden = hidden
+            .iter()
+            .any(|h| c.path().starts_with(h) && !(matches!(c, Cover::Hidden(_)) && c.path() == h));
+        if under_hidden || out.iter().any(|o| o.path() == c.path()) {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One protected path as `/readyz?verbose` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Protected {
+    pub path: String,
+    pub how: &'static str,
+}
+
+/// Which protections stdio children run under (logged at start, shown by `/readyz?verbose`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxReport {
+    /// Children get their own mount namespace with the covers below.
+    pub mount_namespace: bool,
+    /// ... inside their own user namespace (Fentaris runs as a non-root user).
+    pub user_namespace: bool,
+    /// Why there is no mount namespace, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_namespace_error: Option<String>,
+    /// The kernel's Landlock ABI (none: no Landlock).
+    pub landlock_abi: Option<i64>,
+    /// Children cannot signal Fentaris nor reach abstract UNIX sockets outside their
+    /// sandbox (Landlock ABI 6 and later).
+    pub scoped: bool,
+    /// What keeps children from writing the protected paths: `mount-namespace`,
+    /// `landlock` (new files cannot be created directly in their parent folders either) or
+    /// `none`.
+    pub write_protection: &'static str,
+    pub protects: Vec<Protected>,
+    /// Paths that could not be protected, and why.
+    pub unprotected: Vec<String>,
+}
+
+impl SandboxReport {
+    /// The one-line summary for the start log; `warn` when a protection is missing.
+    pub fn summary(&self) -> (bool, String) {
+        let paths: Vec<String> = self
+            .protects
+            .iter()
+            .map(|p| format!("{} ({})", p.path, p.how))
+            .collect();
+        let mut warn = self.write_protection == "none" || !self.scoped;
+        let mut line = format!(
+            "stdio child sandbox: writes blocked by {}; Landlock {}; signals and ptrace to Fentaris {}; protected: {}",
+            self.write_protection,
+            self.landlock_abi
+                .map_or("unavailable".to_string(), |v| format!("ABI {v}")),
+            if self.scoped {
+                "blocked"
+            } else {
+                "NOT blocked (needs Landlock ABI 6)"
+            },
+            if paths.is_empty() {
+                "nothing".to_string()
+            } else {
+                paths.join(", ")
+            }
+        );
+        if let Some(e) = &self.mount_namespace_error {
+            line.push_str(&format!("; no mount namespace: {e}"));
+        }
+        if !self.unprotected.is_empty() {
+            warn = true;
+            line.push_str(&format!("; NOT protected: {}", self.unprotected.join("; ")));
+        }
+        (warn, line)
+    }
+}
+
+struct Protection {
+    covers: Vec<Cover>,
+    #[cfg(target_os = "linux")]
+    ns: Option<NsPlan>,
+    report: SandboxReport,
+}
+
+static PROTECTION: OnceLock<Protection> = OnceLock::new();
+
+/// The sandbox in force (after [`protect_from_children`]).
+pub fn sandbox_report() -> Option<&'static SandboxReport> {
+    PROTECTION.get().map(|p| &p.report)
+}
+
+/// Set once by `serve`: the paths stdio children must not write (nor, for hidden and
+/// blocked ones, read). Prepares the mount namespace plan, tries it once in a throwaway
+/// child, and returns what is in force. `missing` lists paths that should be protected
+/// but do not exist (reported, not covered).
+pub fn protect_from_children(covers: Vec<Cover>, missing: Vec<String>) -> &'static SandboxReport {
+    let mut unprotected = missing;
+    let mut present = Vec::new();
+    for c in covers {
+        match std::fs::canonicalize(c.path()) {
+            Ok(p) => present.push(match c {
+                Cover::ReadOnly(_) => Cover::ReadOnly(p),
+                Cover::Hidden(_) => Cover::Hidden(p),
+                Cover::Blocked(_) => Cover::Blocked(p),
+            }),
+            Err(e) => unprotected.push(format!("{}: {e}", c.path().display())),
+        }
+    }
+    let covers = plan_covers(present);
+    let abi = landlock_abi();
+    #[cfg(target_os = "linux")]
+    let (ns, ns_error) = if covers.is_empty() {
+        (None, Some("nothing to protect".to_string()))
+    } else {
+        match NsPlan::new(&covers).and_then(|plan| plan.probe().map(|()| plan)) {
+            Ok(plan) => (Some(plan), None),
+            Err(e) => (None, Some(e)),
+        }
+    };
+    #[cfg(not(target_os = "linux"))]
+    let (ns_ok, ns_error) = (false, Some("not Linux".to_string()));
+    #[cfg(target_os = "linux")]
+    let ns_ok = ns.is_some();
+    let report = SandboxReport {
+        mount_namespace: ns_ok,
+        #[cfg(target_os = "linux")]
+        user_namespace: ns.as_ref().is_some_and(|n| n.userns),
+        #[cfg(not(target_os = "linux"))]
+        user_namespace: false,
+        mount_namespace_error: ns_error,
+        landlock_abi: abi,
+        scoped: abi.is_some_and(|v| v >= 6),
+        write_protection: if ns_ok {
+            "mount-namespace"
+        } else if abi.is_some() {
+            "landlock"
+        } else {
+            "none"
+        },
+        protects: covers
+            .iter()
+            .map(|c| Protected {
+                path: c.path().display().to_string(),
+                how: if ns_ok { c.how() } else { "landlock-read-only" },
+            })
+            .collect(),
+        unprotected,
+    };
+    let _ = PROTECTION.set(Protection {
+        covers,
+        #[cfg(target_os = "linux")]
+        ns,
+        report,
+    });
+    &PROTECTION.get().expect("set just above").report
+}
+
+/// The mount namespace a child enters (prepared in the parent: nothing allocates after
+/// fork).
+#[cfg(target_os = "linux")]
+struct NsPlan {
+    userns: bool,
+    setgroups: std::ffi::CString,
+    uid_map_path: std::ffi::CString,
+    gid_map_path: std::ffi::CString,
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+    root: std::ffi::CString,
+    ops: Vec<MountOp>,
+}
+
+#[cfg(target_os = "linux")]
+struct MountOp {
+    source: Option<std::ffi::CString>,
+    target: std::ffi::CString,
+    fstype: Option<std::ffi::CString>,
+    flags: libc::c_ulong,
+    data: Option<std::ffi::CString>,
+    /// For error messages (parent side).
+    what: String,
+}
+
+/// The mount flags a bind remount must keep (a user namespace cannot clear the locked ones).
+#[cfg(target_os = "linux")]
+fn kept_flags(p: &Path) -> libc::c_ulong {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    // SAFETY: statvfs writes into the zeroed struct we pass; the path is NUL-terminated.
+    let f = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return 0;
+        }
+        st.f_flag
+    };
+    let mut out = 0;
+    for (from, to) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if f & from != 0 {
+            out |= to;
+        }
+    }
+    if out & (libc::MS_NOATIME | libc::MS_RELATIME) == 0 {
+        out |= libc::MS_STRICTATIME;
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+impl NsPlan {
+    fn new(covers: &[Cover]) -> Result<NsPlan, String> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| format!("{}: a path with a NUL byte", p.display()))
+        };
+        let lit = |s: &str| CString::new(s).expect("no NUL in a literal");
+        let mut ops = Vec::new();
+        for cover in covers {
+            let p = cover.path();
+            let target = c(p)?;
+            match cover {
+                Cover::ReadOnly(_) => {
+                    ops.push(MountOp {
+                        source: Some(target.clone()),
+                        target: target.clone(),
+                        fstype: None,
+                        flags: libc::MS_BIND | libc::MS_REC,
+                        data: None,
+                        what: format!("bind {}", p.display()),
+                    });
+                    ops.push(MountOp {
+                        source: None,
+                        target,
+                        fstype: None,
+                        flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | kept_flags(p),
+                        data: None,
+                        what: format!("make {} read-only", p.display()),
+                    });
+                }
+                Cover::Hidden(_) => ops.push(MountOp {
+                    source: Some(lit("tmpfs")),
+                    target,
+                    fstype: Some(lit("tmpfs")),
+                    flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    data: Some(lit("size=4k,mode=0555")),
+                    what: format!("hide {} under a tmpfs", p.display()),
+                }),
+                Cover::Blocked(_) => {
+                    ops.push(MountOp {
+                        source: Some(lit("/dev/null")),
+                        target: target.clone(),
+                        fstype: None,
+                        flags: libc::MS_BIND,
+                        data: None,
+                        what: format!("cover {} with /dev/null", p.display()),
+                    });
+                    ops.push(MountOp {
+                        source: None,
+                        target,
+                        fstype: None,
+                        flags: libc::MS_REMOUNT
+                            | libc::MS_BIND
+                            | libc::MS_RDONLY
+                            | kept_flags(Path::new("/dev/null"))
+                            | libc::MS_NODEV
+                            | libc::MS_NOSUID
+                            | libc::MS_NOEXEC,
+                        data: None,
+                        what: format!("make the cover of {} read-only", p.display()),
+                    });
+                }
+            }
+        }
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        Ok(NsPlan {
+            userns: uid != 0,
+            setgroups: lit("/proc/self/setgroups"),
+            uid_map_path: lit("/proc/self/uid_map"),
+            gid_map_path: lit("/proc/self/gid_map"),
+            // The same ids inside: file ownership and permissions are unchanged.
+            uid_map: format!("{uid} {uid} 1").into_bytes(),
+            gid_map: format!("{gid} {gid} 1").into_bytes(),
+            root: lit("/"),
+            ops,
+        })
+    }
+
+    /// Describe a failure of [`enter`](Self::enter) (parent side).
+    fn describe(&self, stage: usize, errno: i32) -> String {
+        let what = match stage {
+            0 => "unshare the user and mount namespaces".to_string(),
+            1 => "write /proc/self/setgroups".to_string(),
+            2 => "write /proc/self/uid_map".to_string(),
+            3 => "write /proc/self/gid_map".to_string(),
+            4 => "make the mounts private".to_string(),
+            n => self
+                .ops
+                .get(n - 5)
+                .map_or_else(|| "mount".to_string(), |o| o.what.clone()),
+        };
+        format!("{what}: {}", std::io::Error::from_raw_os_error(errno))
+    }
+
+    /// In a child after fork: own mount namespace (and user namespace when not root),
+    /// nothing propagating back, then the covers. Only syscalls on prepared data.
+    /// Err: (stage, errno).
+    fn enter(&self) -> Result<(), (usize, i32)> {
+        let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        // SAFETY: every call is a plain syscall on NUL-terminated strings and buffers
+        // prepared in the parent; nothing allocates or takes a lock.
+        unsafe {
+            if self.userns {
+                // Writing our own uid_map needs /proc/self to be ours: a non-dumpable
+                // process' /proc files belong to root. Dumpable again only until the maps
+                // are written (this copy of Fentaris' memory is replaced by exec anyway).
+                libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                    return Err((0, errno()));
+                }
+                for (stage, path, data) in [
+                    (1, &self.setgroups, &b"deny"[..]),
+                    (2, &self.uid_map_path, &self.uid_map[..]),
+                    (3, &self.gid_map_path, &self.gid_map[..]),
+                ] {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err((stage, errno()));
+                    }
+                    let n = libc::write(fd, data.as_ptr().cast(), data.len());
+                    let e = errno();
+                    libc::close(fd);
+                    if n != data.len() as isize {
+                        return Err((stage, e));
+                    }
+                }
+                libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+            } else if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err((0, errno()));
+            }
+            let null = std::ptr::null::<libc::c_char>();
+            if libc::mount(
+                null,
+                self.root.as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err((4, errno()));
+            }
+            for (i, op) in self.ops.iter().enumerate() {
+                let r = libc::mount(
+                    op.source.as_ref().map_or(null, |s| s.as_ptr()),
+                    op.target.as_ptr(),
+                    op.fstype.as_ref().map_or(null, |s| s.as_ptr()),
+                    op.flags,
+                    op.data
+                        .as_ref()
+                        .map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+                );
+                if r != 0 {
+                    return Err((5 + i, errno()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Enter the plan once in a throwaway child, so a start says whether it works (and why
+    /// not) instead of every spawn failing.
+    fn probe(&self) -> Result<(), String> {
+        let mut fds = [0i32; 2];
+        // SAFETY: fork in a (possibly) multi-threaded process: the child only makes
+        // syscalls (enter, write, _exit) on memory prepared before the fork.
+        unsafe {
+            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+                return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+            }
+            let pid = libc::fork();
+            if pid < 0 {
+                let e = std::io::Error::last_os_error();
+                libc::close(fds[0]);
+                libc::close(fds[1]);
+                return Err(format!("fork: {e}"));
+            }
+            if pid == 0 {
+                libc::close(fds[0]);
+                let code = match self.enter() {
+                    Ok(()) => [0u64; 2],
+                    Err((stage, errno)) => [stage as u64 + 1, errno as u64],
+                };
+                libc::write(fds[1], code.as_ptr().cast(), 16);
+                libc::_exit(0);
+            }
+            libc::close(fds[1]);
+            let mut code = [0u64; 2];
+            let n = libc::read(fds[0], code.as_mut_ptr().cast(), 16);
+            libc::close(fds[0]);
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            if n != 16 {
+                return Err("the probe child died".to_string());
+            }
+            if code[0] == 0 {
+                Ok(())
+            } else {
+                Err(self.describe(code[0] as usize - 1, code[1] as i32))
+            }
+        }
+    }
+}
+
 /// What runs in a stdio child between fork and exec.
 pub struct ChildSandbox {
     #[cfg(target_os = "linux")]
     ruleset: std::sync::Mutex<Option<landlock::RulesetCreated>>,
+    #[cfg(target_os = "linux")]
+    ns: Option<&'static NsPlan>,
     parent: i32,
 }
 
 /// Prepare the child sandbox (in the parent: everything that allocates happens here).
 pub fn child_sandbox() -> ChildSandbox {
     #[cfg(target_os = "linux")]
-    let ruleset = DENIED
-        .get()
-        .filter(|d| !d.is_empty())
-        .and_then(|d| build_ruleset(d).ok());
+    let (ruleset, ns) = {
+        let protection = PROTECTION.get();
+        let ns = protection.and_then(|p| p.ns.as_ref());
+        // Without a mount namespace, Landlock keeps the protected paths from being written
+        // (and new files from being created directly in their parent folders).
+        let write_protect: Vec<PathBuf> = match (protection, ns) {
+            (Some(p), None) => p.covers.iter().map(|c| c.path().to_path_buf()).collect(),
+            _ => Vec::new(),
+        };
+        let denied = DENIED.get().map(Vec::as_slice).unwrap_or(&[]);
+        (build_ruleset(denied, &write_protect).ok(), ns)
+    };
     ChildSandbox {
         #[cfg(target_os = "linux")]
         ruleset: std::sync::Mutex::new(ruleset),
+        #[cfg(target_os = "linux")]
+        ns,
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
     }
 }
 
+/// The Landlock ruleset of a child: reading `denied` is refused; with `write_protect`,
+/// writing there too; signals and abstract UNIX sockets are scoped to the child's domain
+/// (ABI 6). Handling file access at all also forbids mount and umount, and a Landlock
+/// domain cannot ptrace (or read `/proc/<pid>/{mem,root,...}` of) a process outside it.
 #[cfg(target_os = "linux")]
-fn build_ruleset(denied: &[PathBuf]) -> Result<landlock::RulesetCreated, landlock::RulesetError> {
+fn build_ruleset(
+    denied: &[PathBuf],
+    write_protect: &[PathBuf],
+) -> Result<landlock::RulesetCreated, landlock::RulesetError> {
     use landlock::{
-        ABI, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-        RulesetCreatedAttr,
+        ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+        RulesetCreatedAttr, Scope,
     };
-    let abi = ABI::V1;
+    let abi = ABI::V3;
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    let write = AccessFs::from_write(abi);
+    let handled = if write_protect.is_empty() {
+        read
+    } else {
+        read | write
+    };
     let mut rs = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(read)?
+        .handle_access(handled)?
+        .scope(Scope::from_all(ABI::V6))?
         .create()?;
-    for p in allowed_around(denied) {
-        let Ok(fd) = PathFd::new(&p) else { continue };
-        let access = if p.is_dir() {
-            read
-        } else {
-            AccessFs::from_file(abi) & read
-        };
-        rs = rs.add_rule(PathBeneath::new(fd, access))?;
+    for (paths, rights) in [(denied, read), (write_protect, write)] {
+        if !handled.contains(rights) {
+            continue;
+        }
+        for p in allowed_around(paths) {
+            let Ok(fd) = PathFd::new(&p) else { continue };
+            let access = if p.is_dir() {
+                rights
+            } else {
+                AccessFs::from_file(abi) & rights
+            };
+            rs = rs.add_rule(PathBeneath::new(fd, access))?;
+        }
     }
     // Directories on the way to a denied path stay listable (names only, not contents).
     let mut ancestors: Vec<PathBuf> = denied
         .iter()
+        .chain(write_protect)
         .filter_map(|d| std::fs::canonicalize(d).ok())
         .flat_map(|d| {
             d.ancestors()
@@ -195,7 +706,8 @@ fn build_ruleset(denied: &[PathBuf]) -> Result<landlock::RulesetCreated, landloc
 }
 
 impl ChildSandbox {
-    /// Run in the child after fork: die with the parent; enforce the Landlock ruleset.
+    /// Run in the child after fork: die with the parent; enter the mount namespace; enforce
+    /// the Landlock ruleset.
     pub fn apply(&self) -> std::io::Result<()> {
         #[cfg(target_os = "linux")]
         {
@@ -208,6 +720,12 @@ impl ChildSandbox {
                 if libc::getppid() != self.parent {
                     libc::_exit(1);
                 }
+            }
+            // Fail closed: a child that cannot enter the namespace the start probe entered
+            // does not run.
+            if let Some(ns) = self.ns {
+                ns.enter()
+                    .map_err(|(_, errno)| std::io::Error::from_raw_os_error(errno))?;
             }
             let taken = self.ruleset.lock().ok().and_then(|mut r| r.take());
             if let Some(rs) = taken {

@@ -1108,7 +1108,48 @@ pub fn admin_router(app: Arc<App>) -> Router {
     Router::new()
         .route(
             "/readyz",
+            get(|State(app): State<Arc<App>>, axum::extract::RawQuery(query): axum::extract::RawQuery| async move {
+                let (code, text) = readyz(&app);
+                // `?verbose`: the same status, as JSON with the stdio child sandbox in force.
+                if query.is_some_and(|q| q.split('&').any(|p| p == "verbose")) {
+                    let body = serde_json::json!({
+                        "ready": code == StatusCode::OK,
+                        "detail": text.trim_end(),
+                        "sandbox": crate::harden::sandbox_report(),
+                    });
+                    return (code, [(header::CONTENT_TYPE, "application/json")], body.to_string());
+                }
+                let text = match crate::harden::sandbox_report() {
+                    Some(r) if r.write_protection == "none" => format!(
+                        "{text}warning: stdio upstreams can write Fentaris' folder (no mount namespace, no Landlock): see /readyz?verbose\n"
+                    ),
+                    _ => text,
+                };
+                (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
+            }),
+        )
+        .route(
+            "/metrics",
             get(|State(app): State<Arc<App>>| async move {
+                let mut text = app.st().proxy.metrics.render();
+                if let Some((written, dropped, failures, queued)) = app.st().proxy.audit.counters() {
+                    use std::fmt::Write as _;
+                    let _ = write!(
+                        text,
+                        "# HELP fentaris_audit_records_written_total Audit records handed to the sink.\n# TYPE fentaris_audit_records_written_total counter\nfentaris_audit_records_written_total {written}\n\
+                         # HELP fentaris_audit_records_dropped_total Audit records lost (only with audit.onFailure allow).\n# TYPE fentaris_audit_records_dropped_total counter\nfentaris_audit_records_dropped_total {dropped}\n\
+                         # HELP fentaris_audit_sink_failures_total Failed attempts to write the audit sink.\n# TYPE fentaris_audit_sink_failures_total counter\nfentaris_audit_sink_failures_total {failures}\n\
+                         # HELP fentaris_audit_queue Audit records waiting for the sink.\n# TYPE fentaris_audit_queue gauge\nfentaris_audit_queue {queued}\n"
+                    );
+                }
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+            }),
+        )
+        .with_state(app)
+}
+
+/// `/readyz`: ready, or why not.
+fn readyz(app: &Arc<App>) -> (StatusCode, String) {
                 let st = app.st();
                 let caps = st.proxy.known_capabilities();
                 let missing: Vec<&String> = st
@@ -1145,27 +1186,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
                         ),
                     )
                 }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(app): State<Arc<App>>| async move {
-                let mut text = app.st().proxy.metrics.render();
-                if let Some((written, dropped, failures, queued)) = app.st().proxy.audit.counters() {
-                    use std::fmt::Write as _;
-                    let _ = write!(
-                        text,
-                        "# HELP fentaris_audit_records_written_total Audit records handed to the sink.\n# TYPE fentaris_audit_records_written_total counter\nfentaris_audit_records_written_total {written}\n\
-                         # HELP fentaris_audit_records_dropped_total Audit records lost (only with audit.onFailure allow).\n# TYPE fentaris_audit_records_dropped_total counter\nfentaris_audit_records_dropped_total {dropped}\n\
-                         # HELP fentaris_audit_sink_failures_total Failed attempts to write the audit sink.\n# TYPE fentaris_audit_sink_failures_total counter\nfentaris_audit_sink_failures_total {failures}\n\
-                         # HELP fentaris_audit_queue Audit records waiting for the sink.\n# TYPE fentaris_audit_queue gauge\nfentaris_audit_queue {queued}\n"
-                    );
-                }
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
-            }),
-        )
-        .with_state(app)
-}
+            }
 
 #[cfg(test)]
 mod tests {
