@@ -172,8 +172,11 @@ impl Cover {
 /// and so are duplicates.
 pub fn plan_covers(mut covers: Vec<Cover>) -> Vec<Cover> {
     covers.sort_by(|a, b| {
-        (a.rank(), a.path().components().count(), a.path())
-            .cmp(&(b.rank(), b.path().components().count(), b.path()))
+        (a.rank(), a.path().components().count(), a.path()).cmp(&(
+            b.rank(),
+            b.path().components().count(),
+            b.path(),
+        ))
     });
     let hidden: Vec<PathBuf> = covers
         .iter()
@@ -630,7 +633,13 @@ pub fn child_sandbox() -> ChildSandbox {
             (Some(p), None) => p.covers.iter().map(|c| c.path().to_path_buf()).collect(),
             _ => Vec::new(),
         };
-        let denied = DENIED.get().map(Vec::as_slice).unwrap_or(&[]);
+        // With the mount namespace, the covers also keep children from reading the
+        // protected paths: no per-path Landlock rules (they would make new files in the
+        // folders above them unreadable).
+        let denied = match ns {
+            Some(_) => &[][..],
+            None => DENIED.get().map(Vec::as_slice).unwrap_or(&[]),
+        };
         (build_ruleset(denied, &write_protect).ok(), ns)
     };
     ChildSandbox {
@@ -659,10 +668,12 @@ fn build_ruleset(
     let abi = ABI::V3;
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
     let write = AccessFs::from_write(abi);
-    let handled = if write_protect.is_empty() {
-        read
-    } else {
-        read | write
+    let handled = match (denied.is_empty(), write_protect.is_empty()) {
+        // Nothing to deny by path: handle only making block devices (granted nowhere), so
+        // the domain still forbids mount and umount.
+        (true, true) => AccessFs::MakeBlock.into(),
+        (_, true) => read,
+        _ => read | write,
     };
     let mut rs = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
@@ -670,7 +681,7 @@ fn build_ruleset(
         .scope(Scope::from_all(ABI::V6))?
         .create()?;
     for (paths, rights) in [(denied, read), (write_protect, write)] {
-        if !handled.contains(rights) {
+        if paths.is_empty() || !handled.contains(rights) {
             continue;
         }
         for p in allowed_around(paths) {

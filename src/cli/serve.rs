@@ -145,7 +145,9 @@ fn sandbox_children(loaded: &crate::config::Loaded, config: &crate::config::Conf
     let mut missing = Vec::new();
     let dir = &loaded.dir;
     if dir.file_name().is_some_and(|n| n == ".fentaris") {
-        covers.push(Cover::ReadOnly(dir.clone()));
+        // Hidden, not only read-only: a child has no business reading it either, and a
+        // folder-level cover holds when the files in it are replaced by rename.
+        covers.push(Cover::Hidden(dir.clone()));
     } else {
         // A config outside a `.fentaris` folder: its folder may be the project itself, so
         // only the files are covered (new files beside them are not prevented).

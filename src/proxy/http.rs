@@ -1150,43 +1150,39 @@ pub fn admin_router(app: Arc<App>) -> Router {
 
 /// `/readyz`: ready, or why not.
 fn readyz(app: &Arc<App>) -> (StatusCode, String) {
-                let st = app.st();
-                let caps = st.proxy.known_capabilities();
-                let missing: Vec<&String> = st
-                    .eager
+    let st = app.st();
+    let caps = st.proxy.known_capabilities();
+    let missing: Vec<&String> = st.eager.iter().filter(|s| !caps.contains_key(*s)).collect();
+    let down = st.proxy.down_servers(&st.eager);
+    if !down.is_empty() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: {} down after repeated exits (see the log)\n",
+                down.join(", ")
+            ),
+        )
+    } else if !app.st().proxy.audit.healthy() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the audit log cannot be written\n".to_string(),
+        )
+    } else if missing.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: waiting for {}\n",
+                missing
                     .iter()
-                    .filter(|s| !caps.contains_key(*s))
-                    .collect();
-                let down = st.proxy.down_servers(&st.eager);
-                if !down.is_empty() {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "not ready: {} down after repeated exits (see the log)\n",
-                            down.join(", ")
-                        ),
-                    )
-                } else if !app.st().proxy.audit.healthy() {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "not ready: the audit log cannot be written\n".to_string(),
-                    )
-                } else if missing.is_empty() {
-                    (StatusCode::OK, "ready\n".to_string())
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "not ready: waiting for {}\n",
-                            missing
-                                .iter()
-                                .map(|s| s.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )
-                }
-            }
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,1 +1,253 @@
 //! Attack class: sandbox (see tests/e2e_adversary.rs).
+//!
+//! A hostile stdio upstream (tests/e2e/sandbox_attacker.py) tries to rewrite Fentaris'
+//! config, vault, key file and audit log, to signal and ptrace Fentaris and to undo the
+//! mounts that protect them; every attempt must fail, its legitimate writes must succeed,
+//! and Fentaris and its audit chain must be intact afterwards. Then: a reload is audited
+//! with the config digests, and a reload from a swapped config folder is refused.
+
+use crate::support::*;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const KEY: &str = "alice-sandbox-key-0123456789abc";
+
+fn attacker() -> PathBuf {
+    repo().join("tests/e2e/sandbox_attacker.py")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(bytes);
+    format!(
+        "sha256:{}",
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn audit(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Wait (at most 10 s) for an audit record of `event` beyond the first `skip` ones.
+fn wait_record(path: &Path, event: &str, skip: usize) -> Value {
+    let start = Instant::now();
+    loop {
+        if let Some(r) = audit(path)
+            .into_iter()
+            .filter(|r| r["event"] == event)
+            .nth(skip)
+        {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no `{event}` audit record in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hup(s: &Serve) {
+    // SAFETY: kill with a valid pid of our own child.
+    assert_eq!(unsafe { libc::kill(s.child.id() as i32, libc::SIGHUP) }, 0);
+}
+
+#[test]
+fn a_hostile_stdio_upstream_cannot_touch_fentaris_its_files_or_its_audit_chain() {
+    if !ready() {
+        return;
+    }
+    // An abstract socket outside the child's sandbox (Landlock scopes it away).
+    use std::os::linux::net::SocketAddrExt as _;
+    let name = format!("fentaris-sandbox-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+
+    let config = json!({
+        "autoLog": true,
+        "servers": [{ "name": "evil", "transport": { "stdio": {
+            "command": python(), "args": [attacker()],
+            "env": { "SANDBOX_ABSTRACT": name } } } }],
+        "groups": [{ "id": "g", "users": ["alice"], "policy": { "rules": [{ "mcp": "evil", "allow": ["attack"] }] } }]
+    });
+    let dir = project(&config);
+    fentaris_with_stdin(
+        dir.path(),
+        &["auth", "api-key", "add", "alice", "--value-stdin"],
+        KEY,
+    );
+    let project = std::fs::canonicalize(dir.path()).unwrap();
+    let keys_dir = project.join("xdg/fentaris/keys");
+    let key_file = std::fs::read_dir(&keys_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "key"))
+        .expect("a key file");
+    let vault = project.join(".fentaris/credentials.enc.json");
+    let log = project.join(".fentaris/logs/audit.jsonl");
+    let config_path = project.join(".fentaris/config.json");
+
+    let mut s = serve_in(dir, &[]);
+    let (config_bytes, vault_bytes, key_bytes) = (
+        std::fs::read(&config_path).unwrap(),
+        std::fs::read(&vault).unwrap(),
+        std::fs::read(&key_file).unwrap(),
+    );
+    let (_, _, verbose) = http(
+        "GET",
+        &format!("http://127.0.0.1:{}/readyz?verbose", s.admin),
+        &[],
+        None,
+    )
+    .unwrap();
+    let verbose: Value = serde_json::from_str(&verbose).unwrap();
+    eprintln!("sandbox: {}", verbose["sandbox"]);
+    assert_eq!(
+        verbose["sandbox"]["writeProtection"], "mount-namespace",
+        "{verbose}"
+    );
+
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, KEY);
+    let r = raw_call(
+        &url,
+        KEY,
+        &sid,
+        "tools/call",
+        json!({ "name": "evil__attack", "arguments": {
+            "project": project, "keyFile": key_file, "auditLog": log, "vault": vault } }),
+    );
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    let results: Vec<Value> = serde_json::from_str(text).unwrap();
+    assert!(results.len() >= 30, "{results:?}");
+    let mut wrong = Vec::new();
+    for a in &results {
+        let name = a["name"].as_str().unwrap();
+        let legit = name.starts_with("legit:");
+        eprintln!(
+            "{name}: {}",
+            if a["ok"] == true {
+                "succeeded".to_string()
+            } else {
+                format!("failed ({})", a["errno"])
+            }
+        );
+        if (a["ok"] == true) != legit {
+            wrong.push(a.clone());
+        }
+    }
+    assert!(wrong.is_empty(), "outcomes that must not be: {wrong:#?}");
+
+    // Fentaris is alive, answering and unchanged.
+    assert!(s.child.try_wait().unwrap().is_none(), "fentaris exited");
+    let (status, _, _) = http(
+        "GET",
+        &format!("http://127.0.0.1:{}/readyz", s.admin),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let again = raw_call(&url, KEY, &sid, "tools/list", json!({}));
+    assert_eq!(
+        names(&again["result"], "tools", "name"),
+        ["evil__attack"],
+        "{again}"
+    );
+    assert_eq!(std::fs::read(&config_path).unwrap(), config_bytes);
+    assert_eq!(std::fs::read(&vault).unwrap(), vault_bytes);
+    assert_eq!(std::fs::read(&key_file).unwrap(), key_bytes);
+    assert!(!project.join(".fentaris/planted.json").exists());
+    assert!(!s.log().contains("SIGHUP"), "{}", s.log());
+    assert!(
+        !audit(&log).iter().any(|r| r["event"] == "config.reload"),
+        "a reload happened"
+    );
+    assert!(s.stop().success());
+    let o = fentaris_cmd(&project)
+        .args(["logs", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_reload_is_audited_with_digests_and_a_swapped_config_folder_is_refused() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "autoLog": true,
+        "servers": [{ "name": "env", "transport": { "stdio": { "command": python(), "args": [env_server()] } } }],
+        "groups": [{ "id": "g", "users": ["alice"], "policy": { "rules": [{ "mcp": "env", "allow": ["echo"] }] } }]
+    });
+    let dir = project(&config);
+    let s = serve_in(dir, &[]);
+    let fen = s.dir().join(".fentaris");
+    let path = fen.join("config.json");
+    let before = std::fs::read(&path).unwrap();
+    let start = wait_record(&fen.join("logs/audit.jsonl"), "serve.start", 0);
+    assert!(start.to_string().contains(&sha256(&before)), "{start}");
+
+    // A valid change, then SIGHUP: applied, with both digests.
+    let mut changed: Value = serde_json::from_slice(&before).unwrap();
+    changed["groups"][0]["users"] = json!(["alice", "bob"]);
+    let after = serde_json::to_vec_pretty(&changed).unwrap();
+    std::fs::write(&path, &after).unwrap();
+    hup(&s);
+    let r = wait_record(&fen.join("logs/audit.jsonl"), "config.reload", 0);
+    let text = r.to_string();
+    assert!(text.contains("applied"), "{r}");
+    assert!(text.contains(&sha256(&before)), "no before digest: {r}");
+    assert!(text.contains(&sha256(&after)), "no after digest: {r}");
+
+    // The folder renamed away and a new one planted: the reload is refused and audited (the
+    // audit log moved with the folder: its writer keeps its file).
+    let away = s.dir().join(".fentaris.away");
+    std::fs::rename(&fen, &away).unwrap();
+    std::fs::create_dir(&fen).unwrap();
+    let mut planted = changed.clone();
+    planted["groups"][0]["users"] = json!(["alice", "bob", "mallory"]);
+    let planted = serde_json::to_vec_pretty(&planted).unwrap();
+    std::fs::write(&path, &planted).unwrap();
+    hup(&s);
+    let r = wait_record(&away.join("logs/audit.jsonl"), "config.reload", 1);
+    let text = r.to_string();
+    assert!(
+        text.contains("rejected") && text.contains("folder replaced"),
+        "{r}"
+    );
+    assert!(text.contains(&sha256(&after)), "running digest: {r}");
+    assert!(text.contains(&sha256(&planted)), "refused digest: {r}");
+    assert!(
+        s.log()
+            .contains("no longer the folder Fentaris started with"),
+        "{}",
+        s.log()
+    );
+    let (status, _, _) = http(
+        "GET",
+        &format!("http://127.0.0.1:{}/readyz", s.admin),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+}
