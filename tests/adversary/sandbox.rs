@@ -66,16 +66,44 @@ fn a_hostile_stdio_upstream_cannot_touch_fentaris_its_files_or_its_audit_chain()
     if !ready() {
         return;
     }
+    attack_scenario(&python(), false);
+}
+
+/// The same attacks with Fentaris running as an unprivileged user (nobody): the child's
+/// mount namespace then lives in its own user namespace. Needs root (to become nobody),
+/// `setpriv` and a system Python that nobody can run.
+#[test]
+fn a_hostile_stdio_upstream_of_an_unprivileged_fentaris_cannot_touch_it_either() {
+    if !ready() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let py = Path::new("/usr/bin/python3");
+    if !root || !setpriv || !py.exists() {
+        eprintln!(
+            "skipped: needs root, setpriv and /usr/bin/python3 (root: {root}, setpriv: {setpriv})"
+        );
+        return;
+    }
+    attack_scenario(py.to_str().unwrap(), true);
+}
+
+fn attack_scenario(python: &str, as_nobody: bool) {
     // An abstract socket outside the child's sandbox (Landlock scopes it away).
     use std::os::linux::net::SocketAddrExt as _;
-    let name = format!("fentaris-sandbox-test-{}", std::process::id());
+    let name = format!("fentaris-sandbox-test-{}-{as_nobody}", std::process::id());
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
 
     let config = json!({
         "autoLog": true,
         "servers": [{ "name": "evil", "transport": { "stdio": {
-            "command": python(), "args": [attacker()],
+            "command": python, "args": [attacker()],
             "env": { "SANDBOX_ABSTRACT": name } } } }],
         "groups": [{ "id": "g", "users": ["alice"], "policy": { "rules": [{ "mcp": "evil", "allow": ["attack"] }] } }]
     });
@@ -97,7 +125,11 @@ fn a_hostile_stdio_upstream_cannot_touch_fentaris_its_files_or_its_audit_chain()
     let log = project.join(".fentaris/logs/audit.jsonl");
     let config_path = project.join(".fentaris/config.json");
 
-    let mut s = serve_in(dir, &[]);
+    let mut s = if as_nobody {
+        serve_as_nobody(dir)
+    } else {
+        serve_in(dir, &[])
+    };
     let (config_bytes, vault_bytes, key_bytes) = (
         std::fs::read(&config_path).unwrap(),
         std::fs::read(&vault).unwrap(),
@@ -116,6 +148,7 @@ fn a_hostile_stdio_upstream_cannot_touch_fentaris_its_files_or_its_audit_chain()
         verbose["sandbox"]["writeProtection"], "mount-namespace",
         "{verbose}"
     );
+    assert_eq!(verbose["sandbox"]["userNamespace"], as_nobody, "{verbose}");
 
     let url = s.url("/mcp");
     let sid = raw_session(&url, KEY);
@@ -186,6 +219,50 @@ fn a_hostile_stdio_upstream_cannot_touch_fentaris_its_files_or_its_audit_chain()
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// `fentaris serve` as uid/gid 65534 (the project handed over to it first).
+fn serve_as_nobody(dir: tempfile::TempDir) -> Serve {
+    let st = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg_path = dir.path().join(".fentaris/config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    config["listen"] = json!(format!("127.0.0.1:{port}"));
+    config["adminListen"] = json!(format!("127.0.0.1:{admin}"));
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let stderr = dir.path().join("serve.stderr");
+    let child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_fentaris"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("FENTARIS_CONFIG")
+        .env_remove("FENTARIS_VAULT_KEY")
+        .env_remove("FENTARIS_VAULT_KEY_FILE")
+        .env("XDG_CONFIG_HOME", dir.path().join("xdg"))
+        .env("HOME", dir.path())
+        .env("CI", "true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut s = Serve {
+        child,
+        port,
+        admin,
+        _dir: dir,
+        stderr,
+    };
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    wait_for(&mut s, &readyz);
+    s
 }
 
 #[test]
