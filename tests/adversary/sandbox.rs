@@ -328,3 +328,71 @@ fn a_reload_is_audited_with_digests_and_a_swapped_config_folder_is_refused() {
     .unwrap();
     assert_eq!(status, 200);
 }
+
+/// A real upstream that writes files (`server-filesystem`, allowed the whole project folder)
+/// still writes new files in the project and its subfolders; it cannot write in
+/// `.fentaris`.
+#[test]
+fn server_filesystem_writes_in_the_project_but_not_in_the_fentaris_folder() {
+    if !ready() {
+        return;
+    }
+    let fs_js =
+        repo().join("tests/e2e/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    let dir = project(&json!({}));
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::create_dir_all(root.join("docs")).unwrap();
+    let config = json!({
+        "servers": [{ "name": "fs", "transport": { "stdio": { "command": "node", "args": [fs_js, root] } } }],
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "fs", "allow": ["write_file", "read_text_file"] }] } }]
+    });
+    std::fs::write(
+        root.join(".fentaris/config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    let s = serve_in(dir, &[("ALICE_KEY", KEY)]);
+    let before = std::fs::read(root.join(".fentaris/config.json")).unwrap();
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, KEY);
+    let write = |path: PathBuf| {
+        let r = raw_call(
+            &url,
+            KEY,
+            &sid,
+            "tools/call",
+            json!({ "name": "fs__write_file", "arguments": { "path": path, "content": "from the upstream" } }),
+        );
+        let text = r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        eprintln!("write {}: {text}", path.display());
+        (
+            r["result"]["isError"] != true && r.get("error").is_none(),
+            text.to_string(),
+        )
+    };
+    assert!(
+        write(root.join("new.md")).0,
+        "a new file in the project folder"
+    );
+    assert!(
+        write(root.join("docs/new.md")).0,
+        "a new file in a subfolder"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("docs/new.md")).unwrap(),
+        "from the upstream"
+    );
+    // Refused by the kernel (the server itself allows the whole project folder).
+    for f in [".fentaris/config.json", ".fentaris/planted.json"] {
+        let (ok, text) = write(root.join(f));
+        assert!(!ok && text.contains("EROFS"), "{f}: {text}");
+    }
+    assert_eq!(
+        std::fs::read(root.join(".fentaris/config.json")).unwrap(),
+        before
+    );
+    assert!(!root.join(".fentaris/planted.json").exists());
+}
