@@ -893,7 +893,12 @@ mod tests {
     #[test]
     fn in_the_mount_namespace_the_folder_is_hidden_and_the_project_writable() {
         let (_dir, root) = project();
-        let plan = NsPlan::new(&[Cover::Hidden(root.join(".fentaris"))]).unwrap();
+        std::fs::write(root.join("key"), "secret").unwrap();
+        let plan = NsPlan::new(&[
+            Cover::Hidden(root.join(".fentaris")),
+            Cover::Blocked(root.join("key")),
+        ])
+        .unwrap();
         if let Err(e) = plan.probe() {
             panic!("no mount namespace here: {e}");
         }
@@ -913,6 +918,10 @@ mod tests {
                     format!("mv {r}/.fentaris {r}/moved"),
                     format!("cat {r}/.fentaris/config.json"),
                     format!("kill -0 {}", std::process::id()),
+                    format!("cat {r}/key"),
+                    format!("echo x > {r}/key"),
+                    format!("rm {r}/key"),
+                    format!("mv {r}/key {r}/key2"),
                 ],
                 &[format!("echo x > {r}/new"), format!("echo x > {r}/sub/new")],
             ),
@@ -924,6 +933,7 @@ mod tests {
         );
         assert!(root.join("new").exists() && root.join("sub/new").exists());
         assert!(!root.join(".fentaris/new").exists());
+        assert_eq!(std::fs::read_to_string(root.join("key")).unwrap(), "secret");
     }
 
     #[cfg(target_os = "linux")]
