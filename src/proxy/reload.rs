@@ -42,11 +42,17 @@ pub fn digest(bytes: &[u8]) -> String {
     s
 }
 
+#[cfg(unix)]
 fn folder_id(config_path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt as _;
     let dir = config_path.parent().filter(|d| !d.as_os_str().is_empty());
     let m = std::fs::metadata(dir.unwrap_or(Path::new("."))).ok()?;
     Some((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn folder_id(_config_path: &Path) -> Option<(u64, u64)> {
+    None
 }
 
 /// Remember the config `serve` started with: its digest, and its folder, so a reload from
