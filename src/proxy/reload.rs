@@ -308,3 +308,38 @@ pub fn spawn_triggers(app: Arc<App>, config_path: PathBuf, vault_path: PathBuf, 
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_sha256_of_the_bytes_and_a_swapped_folder_is_refused() {
+        assert_eq!(
+            digest(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fen = dir.path().join(".fentaris");
+        std::fs::create_dir(&fen).unwrap();
+        let path = fen.join("config.json");
+        std::fs::write(&path, "{}").unwrap();
+        pin_config(&path, "{}");
+        assert_eq!(running_digest(), Some(digest(b"{}")));
+        assert!(check_folder(&path).is_ok());
+        // Edited in place or replaced by rename inside the folder: still the same folder.
+        std::fs::write(fen.join("new.json"), "{ }").unwrap();
+        std::fs::rename(fen.join("new.json"), &path).unwrap();
+        assert!(check_folder(&path).is_ok());
+        std::fs::rename(&fen, dir.path().join("away")).unwrap();
+        let e = check_folder(&path).unwrap_err();
+        assert!(e.contains("the config folder is gone"), "{e}");
+        std::fs::create_dir(&fen).unwrap();
+        std::fs::write(&path, "{}").unwrap();
+        let e = check_folder(&path).unwrap_err();
+        assert!(
+            e.contains("no longer the folder Fentaris started with"),
+            "{e}"
+        );
+    }
+}
