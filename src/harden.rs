@@ -625,7 +625,60 @@ pub struct ChildSandbox {
     ruleset: std::sync::Mutex<Ruleset>,
     #[cfg(target_os = "linux")]
     ns: Option<&'static NsPlan>,
+    /// Room for the child's working directory (see [`ChildSandbox::apply`]).
+    #[cfg(target_os = "linux")]
+    cwd: std::sync::Mutex<Vec<u8>>,
     parent: i32,
+}
+
+#[cfg(target_os = "linux")]
+impl ChildSandbox {
+    fn new(ruleset: Ruleset, ns: Option<&'static NsPlan>) -> ChildSandbox {
+        ChildSandbox {
+            ruleset: std::sync::Mutex::new(ruleset),
+            ns,
+            cwd: std::sync::Mutex::new(vec![0; libc::PATH_MAX as usize + 1]),
+            // SAFETY: getpid has no preconditions.
+            parent: unsafe { libc::getpid() },
+        }
+    }
+}
+
+/// Refuse, with a message, a child that would start inside (or from) a folder the sandbox
+/// hides: it could not work there, and a working directory inside a folder hidden after it
+/// was entered would still see what is under the cover.
+pub fn check_child_paths(command: &str, cwd: Option<&Path>) -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    {
+        let Some(p) = PROTECTION.get().filter(|p| p.ns.is_some()) else {
+            return Ok(());
+        };
+        let wd = cwd
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::current_dir().ok());
+        let cmd = Path::new(command);
+        let candidates = [
+            wd.as_deref().map(|w| ("working directory", w)),
+            cmd.is_absolute().then_some(("command", cmd)),
+        ];
+        for (what, path) in candidates.into_iter().flatten() {
+            let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            if let Some(c) = p
+                .covers
+                .iter()
+                .find(|c| matches!(c, Cover::Hidden(_)) && real.starts_with(c.path()))
+            {
+                return Err(format!(
+                    "its {what} {} is inside {}, which the stdio child sandbox hides from upstreams\nhelp: keep upstream programs and their `cwd` outside it (`cwd` is relative to the config's folder: \"..\" is the project folder)",
+                    path.display(),
+                    c.path().display()
+                ));
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (command, cwd);
+    Ok(())
 }
 
 #[cfg(target_os = "linux")]
@@ -652,11 +705,10 @@ pub fn child_sandbox() -> ChildSandbox {
         };
         (prepared_ruleset(denied, &write_protect), ns)
     };
+    #[cfg(target_os = "linux")]
+    return ChildSandbox::new(ruleset, ns);
+    #[cfg(not(target_os = "linux"))]
     ChildSandbox {
-        #[cfg(target_os = "linux")]
-        ruleset: std::sync::Mutex::new(ruleset),
-        #[cfg(target_os = "linux")]
-        ns,
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
     }
@@ -754,6 +806,20 @@ impl ChildSandbox {
             if let Some(ns) = self.ns {
                 ns.enter()
                     .map_err(|(_, errno)| std::io::Error::from_raw_os_error(errno))?;
+                // The working directory was entered before the covers were mounted, so it
+                // still refers to what is under them: enter it again through the new mount
+                // table (fail closed if it is now hidden).
+                if let Ok(mut buf) = self.cwd.lock() {
+                    // SAFETY: getcwd writes at most buf.len() bytes (NUL included) into our
+                    // buffer; chdir reads the NUL-terminated path it wrote.
+                    unsafe {
+                        if libc::getcwd(buf.as_mut_ptr().cast(), buf.len()).is_null()
+                            || libc::chdir(buf.as_ptr().cast()) != 0
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                }
             }
             let taken = self.ruleset.lock().ok().map(|mut r| {
                 std::mem::replace(
@@ -869,9 +935,17 @@ mod tests {
     /// Run `script` under `sh` in a child with `sandbox` applied; its exit code.
     #[cfg(target_os = "linux")]
     fn sandboxed_sh(sandbox: ChildSandbox, script: &str) -> i32 {
+        sandboxed_sh_in(sandbox, script, None)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn sandboxed_sh_in(sandbox: ChildSandbox, script: &str, cwd: Option<&Path>) -> i32 {
         use std::os::unix::process::CommandExt as _;
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", script]);
+        if let Some(d) = cwd {
+            cmd.current_dir(d);
+        }
         // SAFETY: apply only makes syscalls on data prepared before the fork.
         unsafe {
             cmd.pre_exec(move || sandbox.apply());
@@ -903,11 +977,7 @@ mod tests {
             panic!("no mount namespace here: {e}");
         }
         let plan: &'static NsPlan = Box::leak(Box::new(plan));
-        let sandbox = ChildSandbox {
-            ruleset: std::sync::Mutex::new(prepared_ruleset(&[], &[])),
-            ns: Some(plan),
-            parent: std::process::id() as i32,
-        };
+        let sandbox = ChildSandbox::new(prepared_ruleset(&[], &[]), Some(plan));
         let r = root.display();
         let code = sandboxed_sh(
             sandbox,
@@ -936,6 +1006,45 @@ mod tests {
         assert_eq!(std::fs::read_to_string(root.join("key")).unwrap(), "secret");
     }
 
+    /// A child started with its working directory inside the hidden folder: it is moved
+    /// onto the cover, so relative paths do not reach what is under it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_working_directory_inside_the_hidden_folder_does_not_see_under_the_cover() {
+        let (_dir, root) = project();
+        let plan = NsPlan::new(&[Cover::Hidden(root.join(".fentaris"))]).unwrap();
+        let plan: &'static NsPlan = Box::leak(Box::new(plan));
+        let sandbox = ChildSandbox::new(prepared_ruleset(&[], &[]), Some(plan));
+        let code = sandboxed_sh_in(
+            sandbox,
+            &checks(
+                &[
+                    "cat config.json".to_string(),
+                    "echo x > config.json".to_string(),
+                    "touch new".to_string(),
+                ],
+                &[],
+            ),
+            Some(&root.join(".fentaris")),
+        );
+        assert_eq!(code, 0);
+        assert_eq!(
+            std::fs::read_to_string(root.join(".fentaris/config.json")).unwrap(),
+            "{}"
+        );
+        // Deeper inside: the folder does not exist on the cover, so the child does not start.
+        std::fs::create_dir(root.join(".fentaris/deeper")).unwrap();
+        let sandbox = ChildSandbox::new(prepared_ruleset(&[], &[]), Some(plan));
+        use std::os::unix::process::CommandExt as _;
+        let mut cmd = std::process::Command::new("/bin/true");
+        cmd.current_dir(root.join(".fentaris/deeper"));
+        // SAFETY: as in sandboxed_sh.
+        unsafe {
+            cmd.pre_exec(move || sandbox.apply());
+        }
+        assert!(cmd.status().is_err(), "started inside a hidden folder");
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn without_a_mount_namespace_landlock_keeps_the_folder_from_being_written() {
@@ -944,11 +1053,7 @@ mod tests {
             return;
         }
         let (_dir, root) = project();
-        let sandbox = ChildSandbox {
-            ruleset: std::sync::Mutex::new(prepared_ruleset(&[], &[root.join(".fentaris")])),
-            ns: None,
-            parent: std::process::id() as i32,
-        };
+        let sandbox = ChildSandbox::new(prepared_ruleset(&[], &[root.join(".fentaris")]), None);
         let r = root.display();
         // New files directly in the project folder cannot be created here (the documented
         // cost of Landlock alone); in a subfolder they can.
@@ -996,11 +1101,7 @@ mod tests {
             for _ in 0..n {
                 let mut cmd = std::process::Command::new("/bin/true");
                 if sandboxed {
-                    let sandbox = ChildSandbox {
-                        ruleset: std::sync::Mutex::new(prepared_ruleset(&[], &[])),
-                        ns: Some(plan),
-                        parent: std::process::id() as i32,
-                    };
+                    let sandbox = ChildSandbox::new(prepared_ruleset(&[], &[]), Some(plan));
                     // SAFETY: as in sandboxed_sh.
                     unsafe {
                         cmd.pre_exec(move || sandbox.apply());
@@ -1015,14 +1116,10 @@ mod tests {
         // walked from `/` around the protected paths, per spawn.
         let start = std::time::Instant::now();
         for _ in 0..n {
-            let sandbox = ChildSandbox {
-                ruleset: std::sync::Mutex::new(prepared_ruleset(
-                    &[root.join(".fentaris")],
-                    &[root.join(".fentaris")],
-                )),
-                ns: None,
-                parent: std::process::id() as i32,
-            };
+            let sandbox = ChildSandbox::new(
+                prepared_ruleset(&[root.join(".fentaris")], &[root.join(".fentaris")]),
+                None,
+            );
             let mut cmd = std::process::Command::new("/bin/true");
             // SAFETY: as in sandboxed_sh.
             unsafe {

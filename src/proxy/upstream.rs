@@ -800,6 +800,8 @@ fn spawn_stdio(
     cwd: Option<&PathBuf>,
     shared: &std::sync::Arc<Shared>,
 ) -> Result<Conn, String> {
+    crate::harden::check_child_paths(command, cwd.map(PathBuf::as_path))
+        .map_err(|e| format!("cannot start `{command}`: {e}"))?;
     let mut cmd = tokio::process::Command::new(command);
     cmd.args(args)
         .env_clear()
