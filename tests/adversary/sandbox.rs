@@ -396,3 +396,32 @@ fn server_filesystem_writes_in_the_project_but_not_in_the_fentaris_folder() {
     );
     assert!(!root.join(".fentaris/planted.json").exists());
 }
+
+/// An upstream whose `cwd` is the config's folder (`"."`, which the sandbox hides) is
+/// refused with a message that says what to do, rather than started where it could see
+/// under the cover.
+#[test]
+fn an_upstream_working_inside_the_hidden_folder_is_refused_with_a_message() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "servers": [{ "name": "env", "transport": { "stdio": {
+            "command": python(), "args": [env_server()], "cwd": "." } } }],
+        "groups": [{ "id": "g", "users": ["alice"], "policy": { "rules": [{ "mcp": "env", "allow": ["echo"] }] } }]
+    });
+    let s = spawn_serve(project(&config), &[]);
+    let start = Instant::now();
+    while !s.log().contains("which the stdio child sandbox hides") {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no refusal in the log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        s.log()
+            .contains("help: keep upstream programs and their `cwd` outside it")
+    );
+}
