@@ -149,6 +149,14 @@ fn attack_scenario(python: &str, as_nobody: bool) {
         "{verbose}"
     );
     assert_eq!(verbose["sandbox"]["userNamespace"], as_nobody, "{verbose}");
+    // Signals and abstract sockets are scoped from Landlock ABI 6 on (Linux 6.12); on an
+    // older kernel those attacks would succeed (and SIGTERM would end the test's server).
+    let scoped = verbose["sandbox"]["scoped"] == true;
+    if !scoped {
+        eprintln!(
+            "this kernel has no Landlock ABI 6: the signal and abstract-socket attacks are skipped"
+        );
+    }
 
     let url = s.url("/mcp");
     let sid = raw_session(&url, KEY);
@@ -158,13 +166,14 @@ fn attack_scenario(python: &str, as_nobody: bool) {
         &sid,
         "tools/call",
         json!({ "name": "evil__attack", "arguments": {
-            "project": project, "keyFile": key_file, "auditLog": log, "vault": vault } }),
+            "project": project, "keyFile": key_file, "auditLog": log, "vault": vault,
+            "signals": scoped } }),
     );
     let text = r["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_else(|| panic!("{r}"));
     let results: Vec<Value> = serde_json::from_str(text).unwrap();
-    assert!(results.len() >= 30, "{results:?}");
+    assert!(results.len() >= if scoped { 35 } else { 30 }, "{results:?}");
     let mut wrong = Vec::new();
     for a in &results {
         let name = a["name"].as_str().unwrap();
