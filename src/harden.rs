@@ -6,9 +6,13 @@
 //!   them) and they are removed from the environment; later readers use [`var`].
 //! - [`non_dumpable`]: `PR_SET_DUMPABLE 0`, so another process of the same (non-root) user can
 //!   neither ptrace Fentaris nor read its `/proc/<pid>/{environ,mem,maps}`.
-//! - [`child_sandbox`]: for every stdio child, `PR_SET_PDEATHSIG` (it dies with Fentaris,
-//!   even on SIGKILL) and, where the kernel has Landlock, a ruleset under which the child
-//!   cannot read the files of Fentaris' key folder, the vault or the audit log.
+//! - [`protect_from_children`] (once, by `serve`) and [`child_sandbox`] (per stdio child):
+//!   `PR_SET_PDEATHSIG` (the child dies with Fentaris, even on SIGKILL); its own mount
+//!   namespace (and user namespace when not root) in which `.fentaris/`, the key folder and
+//!   an external audit folder are hidden under empty read-only tmpfs mounts and a key file
+//!   under `/dev/null`; then a Landlock domain: signal and abstract-socket scopes, no mount or
+//!   umount, no ptrace outside it. Without the namespace, Landlock alone keeps those paths
+//!   read-only and unreadable. What is in force: [`sandbox_report`] (docs/security.md).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
