@@ -108,11 +108,8 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         denied.push(dir.to_path_buf());
     }
     crate::harden::deny_to_children(denied);
-    if crate::harden::landlock_abi().is_none() {
-        tracing::info!(
-            "Landlock is not available here: stdio upstreams are not kept from reading Fentaris' key folder"
-        );
-    }
+    sandbox_children(&loaded, &config);
+    crate::proxy::reload::pin_config(&loaded.path, &loaded.source);
     let mut proxy = Proxy::new(
         config,
         loaded.dir.clone(),
@@ -129,6 +126,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "config": loaded.path.display().to_string(),
+            "configSha256": crate::proxy::reload::digest(loaded.source.as_bytes()),
             "transport": if args.stdio { "stdio" } else { "http" },
         })),
     );
@@ -137,6 +135,66 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
     proxy.audit.write(crate::audit::Record::new("serve.stop"));
     proxy.audit.close(std::time::Duration::from_secs(5));
     result
+}
+
+/// Children must not write (or signal, or ptrace) what keeps Fentaris honest: its folder
+/// (config, vault, pins, tools lock, logs), the key folder or key file, the audit log's
+/// folder. Logs which protections are in force (a warning when one is missing).
+fn sandbox_children(loaded: &crate::config::Loaded, config: &crate::config::Config) {
+    use crate::harden::Cover;
+    let mut covers = Vec::new();
+    let mut missing = Vec::new();
+    let dir = &loaded.dir;
+    if dir.file_name().is_some_and(|n| n == ".fentaris") {
+        // Hidden, not only read-only: a child has no business reading it either, and a
+        // folder-level cover holds when the files in it are replaced by rename.
+        covers.push(Cover::Hidden(dir.clone()));
+    } else {
+        // A config outside a `.fentaris` folder: its folder may be the project itself, so
+        // only the files are covered (new files beside them are not prevented).
+        covers.push(Cover::ReadOnly(loaded.path.clone()));
+        for f in [crate::vault::VAULT_FILE, crate::pinning::LOCK_FILE] {
+            let p = dir.join(f);
+            if p.exists() {
+                covers.push(Cover::ReadOnly(p));
+            }
+        }
+        missing.push(format!(
+            "new files beside {} (keep the config in a .fentaris folder)",
+            loaded.path.display()
+        ));
+    }
+    if config.auto_log && config.audit.sink == crate::config::AuditSink::File {
+        let log = dir.join(&config.audit.path);
+        if let Some(logs) = log.parent() {
+            let logs = std::fs::canonicalize(logs).unwrap_or_else(|_| logs.to_path_buf());
+            let cwd = std::env::current_dir().unwrap_or_default();
+            if std::fs::canonicalize(dir).is_ok_and(|d| d.starts_with(&logs))
+                || cwd.starts_with(&logs)
+            {
+                // Hiding an ancestor of the project would hide the project.
+                covers.push(Cover::ReadOnly(log.clone()));
+                missing.push(format!(
+                    "new files beside the audit log {} (give the log a folder of its own)",
+                    log.display()
+                ));
+            } else {
+                covers.push(Cover::Hidden(logs));
+            }
+        }
+    }
+    match crate::vault::keys::default_keys_dir() {
+        Some(k) if k.exists() => covers.push(Cover::Hidden(k)),
+        _ => {}
+    }
+    if let Some(f) = crate::harden::var("FENTARIS_VAULT_KEY_FILE") {
+        covers.push(Cover::Blocked(std::path::PathBuf::from(f)));
+    }
+    let report = crate::harden::protect_from_children(covers, missing);
+    match report.summary() {
+        (true, line) => tracing::warn!("{line}"),
+        (false, line) => tracing::info!("{line}"),
+    }
 }
 
 /// Spinners for upstreams starting, on a terminal only (hidden bars otherwise).

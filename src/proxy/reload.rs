@@ -9,7 +9,7 @@
 //! `listen`, `adminListen` and `audit` settings take effect at the next start.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
@@ -20,6 +20,81 @@ use crate::audit::Record;
 use crate::config::Config;
 use crate::identity::KeyVerifier;
 use crate::vault::{Vault, VaultError};
+
+/// The config in force: the digest of its bytes, and the identity (device, inode) of its
+/// folder at start.
+struct Running {
+    digest: String,
+    folder: Option<(u64, u64)>,
+}
+
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+/// `sha256:<hex>` of a config's bytes (what `config.reload` audit events carry).
+pub fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(bytes);
+    let mut s = String::with_capacity(71);
+    s.push_str("sha256:");
+    for b in d {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+#[cfg(unix)]
+fn folder_id(config_path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = config_path.parent().filter(|d| !d.as_os_str().is_empty());
+    let m = std::fs::metadata(dir.unwrap_or(Path::new("."))).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn folder_id(_config_path: &Path) -> Option<(u64, u64)> {
+    None
+}
+
+/// Remember the config `serve` started with: its digest, and its folder, so a reload from
+/// a folder that was swapped for another one (renamed away, a new one planted) is refused.
+pub fn pin_config(path: &Path, source: &str) {
+    let running = Running {
+        digest: digest(source.as_bytes()),
+        folder: folder_id(path),
+    };
+    *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(running);
+}
+
+fn running_digest() -> Option<String> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|r| r.digest.clone())
+}
+
+/// A reload must read the config from the folder Fentaris started with.
+fn check_folder(path: &Path) -> Result<(), String> {
+    let pinned = RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|r| r.folder);
+    let Some(pinned) = pinned else {
+        return Ok(());
+    };
+    match folder_id(path) {
+        Some(now) if now == pinned => Ok(()),
+        Some(_) => Err(format!(
+            "{} is no longer the folder Fentaris started with (it was renamed or replaced): the reload is refused and the running config stays in place\nhelp: restart `fentaris serve` to use the new folder",
+            path.parent().unwrap_or(path).display()
+        )),
+        None => Err(format!(
+            "{}: the config folder is gone; the running config stays in place",
+            path.display()
+        )),
+    }
+}
 
 /// The trusted-header settings, resolved (the shared secret must resolve).
 pub fn trusted_of(
@@ -72,7 +147,10 @@ pub fn open_vault(dir: &Path, config: &Config) -> Result<Option<Vault>, String> 
 
 /// Load `path` and, if it validates, put it in place. Returns a one-line summary.
 pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
+    check_folder(path)?;
     let loaded = crate::config::load_file(path).map_err(|e| e.to_string())?;
+    let before = running_digest();
+    let after = digest(loaded.source.as_bytes());
     let config = match (&loaded.outcome.config, loaded.outcome.has_errors()) {
         (Some(c), false) => c.clone(),
         _ => {
@@ -139,6 +217,9 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
             later.close_stale().await;
         }
     });
+    if let Some(r) = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        r.digest = after.clone();
+    }
     let ended = app.end_sessions_without_live_key().await;
     let p = proxy.clone();
     tokio::spawn(async move { connect_eager(&p).await });
@@ -146,6 +227,8 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
         .audit
         .write(Record::new("config.reload").detail(json!({
             "outcome": "applied",
+            "configBefore": before,
+            "configAfter": after,
             "restartedOrStopped": closed,
             "sessionsEnded": ended,
         })));
@@ -165,10 +248,21 @@ pub async fn reload_and_log(app: &Arc<App>, path: &Path) {
         Ok(summary) => tracing::info!("{summary}"),
         Err(e) => {
             tracing::error!("{e}");
+            let reason = if check_folder(path).is_err() {
+                "folder replaced"
+            } else {
+                "invalid"
+            };
+            let after = std::fs::read(path).ok().map(|b| digest(&b));
             app.st()
                 .proxy
                 .audit
-                .write(Record::new("config.reload").detail(json!({ "outcome": "rejected" })));
+                .write(Record::new("config.reload").detail(json!({
+                    "outcome": "rejected",
+                    "reason": reason,
+                    "configBefore": running_digest(),
+                    "configAfter": after,
+                })));
         }
     }
 }
@@ -212,5 +306,40 @@ pub fn spawn_triggers(app: Arc<App>, config_path: PathBuf, vault_path: PathBuf, 
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_sha256_of_the_bytes_and_a_swapped_folder_is_refused() {
+        assert_eq!(
+            digest(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fen = dir.path().join(".fentaris");
+        std::fs::create_dir(&fen).unwrap();
+        let path = fen.join("config.json");
+        std::fs::write(&path, "{}").unwrap();
+        pin_config(&path, "{}");
+        assert_eq!(running_digest(), Some(digest(b"{}")));
+        assert!(check_folder(&path).is_ok());
+        // Edited in place or replaced by rename inside the folder: still the same folder.
+        std::fs::write(fen.join("new.json"), "{ }").unwrap();
+        std::fs::rename(fen.join("new.json"), &path).unwrap();
+        assert!(check_folder(&path).is_ok());
+        std::fs::rename(&fen, dir.path().join("away")).unwrap();
+        let e = check_folder(&path).unwrap_err();
+        assert!(e.contains("the config folder is gone"), "{e}");
+        std::fs::create_dir(&fen).unwrap();
+        std::fs::write(&path, "{}").unwrap();
+        let e = check_folder(&path).unwrap_err();
+        assert!(
+            e.contains("no longer the folder Fentaris started with"),
+            "{e}"
+        );
     }
 }

@@ -842,6 +842,8 @@ fn spawn_stdio(
     cwd: Option<&PathBuf>,
     shared: &std::sync::Arc<Shared>,
 ) -> Result<Conn, String> {
+    crate::harden::check_child_paths(command, cwd.map(PathBuf::as_path))
+        .map_err(|e| format!("cannot start `{command}`: {e}"))?;
     let mut cmd = tokio::process::Command::new(command);
     cmd.args(args)
         .env_clear()
@@ -854,10 +856,12 @@ fn spawn_stdio(
     }
     #[cfg(unix)]
     {
-        // Dies with Fentaris (even on SIGKILL); cannot read its keys, vault or audit log.
+        // Dies with Fentaris (even on SIGKILL); cannot touch its folder, keys or audit log,
+        // nor signal or ptrace it (harden.rs: mount namespace + Landlock).
         let sandbox = crate::harden::child_sandbox();
-        // SAFETY: the closure only makes syscalls (prctl, getppid, Landlock) prepared in
-        // the parent; nothing it does needs a lock another thread could hold at fork.
+        // SAFETY: the closure only makes syscalls (prctl, getppid, unshare, mount, Landlock)
+        // on data prepared in the parent; nothing it does needs a lock another thread could
+        // hold at fork.
         unsafe {
             cmd.pre_exec(move || sandbox.apply());
         }
