@@ -13,6 +13,7 @@
 //! `audit.onFailure` is `allow`.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod read;
 pub mod record;
 pub mod writer;
@@ -77,7 +78,9 @@ impl AuditLog {
 
     /// Start the sink: opens (or resumes) the file and writes its first record before
     /// returning, so a sink that cannot be written is known before the first request.
-    pub fn start(options: writer::Options) -> AuditLog {
+    /// Refuses, writing nothing, when another process writes the same file, a path is a
+    /// symlink, or the log ends before its checkpoint (the error says what to do).
+    pub fn start(options: writer::Options) -> Result<AuditLog, String> {
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
@@ -87,8 +90,8 @@ impl AuditLog {
         });
         let tags = Arc::new(options.tags.clone());
         let fail_open = options.fail_open;
-        let (tx, thread) = writer::spawn(options, shared.clone());
-        AuditLog {
+        let (tx, thread) = writer::spawn(options, shared.clone())?;
+        Ok(AuditLog {
             mode: Mode::On {
                 tx: Mutex::new(Some(tx)),
                 shared,
@@ -96,7 +99,7 @@ impl AuditLog {
                 thread: Mutex::new(thread),
             },
             tags,
-        }
+        })
     }
 
     pub fn enabled(&self) -> bool {
