@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub written: AtomicU64,
     pub dropped: AtomicU64,
     pub failures: AtomicU64,
+    /// The sink stopped for good (the file was tampered with): waiting for it is pointless.
+    pub stopped: AtomicBool,
 }
 
 enum Mode {
@@ -87,6 +89,7 @@ impl AuditLog {
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         });
         let tags = Arc::new(options.tags.clone());
         let fail_open = options.fail_open;
@@ -217,6 +220,11 @@ impl AuditLog {
         } = &self.mode
         else {
             return;
+        };
+        let timeout = if shared.stopped.load(Ordering::Acquire) {
+            Duration::ZERO
+        } else {
+            timeout
         };
         let flushed = self.flush(timeout);
         tx.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -361,6 +361,7 @@ impl Writer {
     /// A problem no retry fixes: the sink stays failed with this message.
     fn fail(&mut self, msg: String) -> std::io::Error {
         self.fatal = Some(msg.clone());
+        self.shared.stopped.store(true, Ordering::Release);
         std::io::Error::other(msg)
     }
 
@@ -951,4 +952,227 @@ pub(crate) fn spawn(opts: Options, shared: Arc<Shared>) -> Result<Spawned, Strin
         .map_err(|e| tracing::error!("cannot start the audit thread: {e}"))
         .ok();
     Ok((tx, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditLog;
+    use crate::secret::SecretKey;
+
+    fn opts(dir: &Path) -> Options {
+        Options {
+            path: Some(dir.join("logs/audit.jsonl")),
+            stdout: false,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            keep_files: 3,
+            fsync_interval: Duration::from_millis(50),
+            key: ChainKey::Hmac(SecretKey::from_bytes([9; 32])),
+            tags: Default::default(),
+            fail_open: false,
+            checkpoint: Some(dir.join(super::super::checkpoint::FILE)),
+            log_name: "logs/audit.jsonl".into(),
+        }
+    }
+
+    fn key() -> ChainKey {
+        ChainKey::Hmac(SecretKey::from_bytes([9; 32]))
+    }
+
+    fn log_with(dir: &Path, n: usize) -> AuditLog {
+        let log = AuditLog::start(opts(dir)).unwrap();
+        for _ in 0..n {
+            log.write(Record::new("x"));
+        }
+        assert!(log.flush(Duration::from_secs(5)));
+        log
+    }
+
+    fn text(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("logs/audit.jsonl")).unwrap()
+    }
+
+    fn verify(dir: &Path) -> crate::audit::chain::Verified {
+        let lines: Vec<String> = text(dir).lines().map(str::to_string).collect();
+        crate::audit::chain::verify(&[lines], &key()).unwrap()
+    }
+
+    /// Write one record and wait for the sink to take it (false: it refused).
+    fn poke(log: &AuditLog) -> bool {
+        log.write(Record::new("x"));
+        log.flush(Duration::from_millis(600)) && log.healthy()
+    }
+
+    #[test]
+    fn a_second_writer_on_the_same_file_is_refused_and_writes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let first = log_with(d.path(), 2);
+        let before = text(d.path());
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("another fentaris process is writing the audit log"), "{e}");
+        assert!(e.contains("audit.jsonl.lock") && e.contains("help:"), "{e}");
+        assert_eq!(text(d.path()), before);
+        // Someone deletes the lock file: the lock on the log itself still refuses.
+        std::fs::remove_file(lock_path(&d.path().join("logs/audit.jsonl"))).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("another fentaris process"), "{e}");
+        assert_eq!(text(d.path()), before);
+        assert!(poke(&first));
+        first.close(Duration::from_secs(2));
+        drop(first);
+        // Once the first is gone, a new writer continues the chain.
+        let again = log_with(d.path(), 1);
+        again.close(Duration::from_secs(2));
+        assert_eq!(verify(d.path()).records, 5);
+    }
+
+    #[test]
+    fn renaming_the_file_is_noticed_recorded_in_it_and_fails_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 2);
+        let moved = d.path().join("moved.jsonl");
+        std::fs::rename(d.path().join("logs/audit.jsonl"), &moved).unwrap();
+        assert!(!poke(&log));
+        assert!(!log.healthy());
+        assert!(!poke(&log), "stays failed");
+        // The moved file ends with the tamper record, chained.
+        let t = std::fs::read_to_string(&moved).unwrap();
+        let last = t.lines().last().unwrap();
+        assert!(last.contains("\"event\":\"audit.tamper\"") && last.contains("renamed"), "{last}");
+        let lines: Vec<String> = t.lines().map(str::to_string).collect();
+        crate::audit::chain::verify(&[lines], &key()).unwrap();
+        // Nothing was written at the path.
+        assert!(!d.path().join("logs/audit.jsonl").exists());
+    }
+
+    #[test]
+    fn unlinking_or_replacing_the_file_fails_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 1);
+        std::fs::remove_file(d.path().join("logs/audit.jsonl")).unwrap();
+        assert!(!poke(&log));
+        drop(log);
+
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 1);
+        let p = d.path().join("logs/audit.jsonl");
+        std::fs::write(d.path().join("other"), "forged\n").unwrap();
+        std::fs::rename(d.path().join("other"), &p).unwrap();
+        assert!(!poke(&log));
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "forged\n", "never written to");
+    }
+
+    #[test]
+    fn appended_or_truncated_bytes_fail_closed_without_writing_more() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 2);
+        let p = d.path().join("logs/audit.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"seq\":99,\"event\":\"forged\"}\n").unwrap();
+        let after = text(d.path());
+        assert!(!poke(&log));
+        assert_eq!(text(d.path()), after);
+        drop(log);
+
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 3);
+        let p = d.path().join("logs/audit.jsonl");
+        let t = text(d.path());
+        let cut = t.trim_end().rfind('\n').unwrap() + 1;
+        OpenOptions::new().write(true).open(&p).unwrap().set_len(cut as u64).unwrap();
+        assert!(!poke(&log));
+        assert_eq!(text(d.path()).len(), cut);
+    }
+
+    #[test]
+    fn the_checkpoint_follows_fsync_and_a_cut_log_is_refused_at_start() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 3);
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let cp_path = d.path().join(super::super::checkpoint::FILE);
+        let cp = Checkpoint::load(&cp_path, &key()).unwrap().unwrap();
+        let v = verify(d.path());
+        assert_eq!((Some(cp.seq), cp.chain.as_str()), (v.last_seq, v.last.as_str()));
+        assert!(text(d.path()).lines().next().unwrap().contains("\"checkpoint\""));
+
+        // Cut the last line while nothing runs: the next start refuses, writing nothing.
+        let p = d.path().join("logs/audit.jsonl");
+        let t = text(d.path());
+        let cut = &t[..t.trim_end().rfind('\n').unwrap() + 1];
+        std::fs::write(&p, cut).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("tail was cut off") && e.contains(&format!("expected last seq {}", cp.seq)), "{e}");
+        assert_eq!(text(d.path()), cut);
+        // All files removed: refused too.
+        std::fs::remove_file(&p).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("no records"), "{e}");
+        std::fs::write(&p, &t).unwrap();
+        // A forged checkpoint is refused.
+        let forged = std::fs::read_to_string(&cp_path)
+            .unwrap()
+            .replace(&format!("\"seq\": {}", cp.seq), "\"seq\": 1");
+        std::fs::write(&cp_path, forged).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("edited or forged"), "{e}");
+        // A deleted checkpoint is refused (the log says it has one).
+        std::fs::remove_file(&cp_path).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("is missing"), "{e}");
+        assert_eq!(text(d.path()), t);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_refused_and_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 1);
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d.path().join("logs")), 0o700);
+        assert_eq!(mode(&d.path().join("logs/audit.jsonl")), 0o600);
+        assert_eq!(mode(&d.path().join("logs/audit.jsonl.lock")), 0o600);
+
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("logs")).unwrap();
+        let target = d.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join("logs/audit.jsonl")).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("symbolic link") && e.contains("audit.jsonl"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+        std::fs::remove_file(d.path().join("logs/audit.jsonl")).unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join("logs/audit.jsonl.2")).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("audit.jsonl.2"), "{e}");
+    }
+
+    #[test]
+    fn rotation_keeps_one_chain_and_the_checkpoint_moves_on() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path());
+        o.max_file_bytes = 2_000;
+        let log = AuditLog::start(o).unwrap();
+        for _ in 0..60 {
+            log.write(Record::new("x"));
+        }
+        assert!(log.flush(Duration::from_secs(5)));
+        assert!(log.healthy());
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let p = d.path().join("logs/audit.jsonl");
+        let files: Vec<Vec<String>> = super::super::read::file_set(&p)
+            .iter()
+            .map(|f| super::super::read::lines(f).unwrap())
+            .collect();
+        assert!(files.len() >= 2);
+        let v = crate::audit::chain::verify(&files, &key()).unwrap();
+        let cp = Checkpoint::load(&d.path().join(super::super::checkpoint::FILE), &key())
+            .unwrap()
+            .unwrap();
+        assert_eq!(Some(cp.seq), v.last_seq);
+    }
 }

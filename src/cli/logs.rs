@@ -18,8 +18,8 @@ pub enum LogsCommand {
     Tail(TailArgs),
     /// Count requests and denials by subject, server and target over a window
     Summary(SummaryArgs),
-    /// Check the tamper-evident chain of the audit files. It cannot tell whether lines were
-    /// cut off the end: keep the printed last chain value elsewhere to check that later
+    /// Check the tamper-evident chain of the audit files, and compare their end with the
+    /// sealed checkpoint `serve` keeps beside the config (a cut-off tail is reported)
     Verify(VerifyArgs),
 }
 
@@ -469,6 +469,79 @@ fn algorithm_of(lines: &[String]) -> Option<String> {
     v.pointer("/detail/chain")?.as_str().map(str::to_string)
 }
 
+/// The checkpoint that applies to a verified set: (checkpoint file, the log's name in it),
+/// when the set ends with the configured audit file.
+fn checkpoint_for(ctx: &Context, files: &[PathBuf]) -> Option<(PathBuf, String)> {
+    let (loaded, config) = ctx.load_valid().ok()?;
+    if config.audit.sink == crate::config::AuditSink::Stdout {
+        return None;
+    }
+    let path = loaded.dir.join(&config.audit.path);
+    let last = files.last()?;
+    let same = last == &path
+        || matches!((last.canonicalize(), path.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    same.then(|| {
+        (
+            crate::audit::checkpoint::path_for(&loaded.dir),
+            crate::audit::checkpoint::log_name(&loaded.dir, &path),
+        )
+    })
+}
+
+/// Whether a file's `file.start` says a checkpoint is kept for it.
+fn has_checkpoint_marker(lines: &[String]) -> bool {
+    lines
+        .first()
+        .and_then(|l| split_line(l))
+        .and_then(|(b, _)| serde_json::from_str::<Value>(&format!("{b}}}")).ok())
+        .is_some_and(|v| v.pointer("/detail/checkpoint").is_some())
+}
+
+/// Compare a verified set with its checkpoint: `Ok(status)` for the report, `Err(problem)`
+/// when the checkpoint shows the log was cut, replaced, or the checkpoint itself was
+/// deleted, edited or forged.
+fn check_against_checkpoint(
+    ctx: &Context,
+    files: &[PathBuf],
+    contents: &[Vec<String>],
+    key: &ChainKey,
+    last_seq: Option<u64>,
+) -> Result<String, String> {
+    use crate::audit::checkpoint::{Checkpoint, compare};
+    let Some((cp_path, log_name)) = checkpoint_for(ctx, files) else {
+        return Ok(
+            "no checkpoint applies to these files: a cut-off tail cannot be detected from the files alone".into(),
+        );
+    };
+    let newest = files.last().map(|f| super::display_path(f)).unwrap_or_default();
+    let cp_name = super::display_path(&cp_path);
+    let marked = contents.iter().any(|l| has_checkpoint_marker(l));
+    match Checkpoint::load(&cp_path, key) {
+        Err(e) => Err(e.to_string()),
+        Ok(None) if marked => Err(format!(
+            "the audit checkpoint {cp_name} is missing, but {newest} was written with one: it was deleted (a cut-off tail would go unnoticed)"
+        )),
+        Ok(None) => Ok(format!(
+            "no checkpoint at {cp_name} (written by `fentaris serve` from this version on): a cut-off tail cannot be detected yet"
+        )),
+        Ok(Some(cp)) if cp.log != log_name => Ok(format!(
+            "the checkpoint {cp_name} is for another log ({}): not compared",
+            cp.log
+        )),
+        Ok(Some(cp)) => match compare(&cp, contents, last_seq) {
+            Some(f) => Err(format!(
+                "{} (checkpoint {cp_name}, written {})",
+                f.message(&newest),
+                cp.time
+            )),
+            None => Ok(format!(
+                "matches the checkpoint {cp_name} (seq {}, written {})",
+                cp.seq, cp.time
+            )),
+        },
+    }
+}
+
 fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
     let files = if a.files.is_empty() {
         let path = audit_path(ctx, None)?;
@@ -507,23 +580,39 @@ fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
     let names: Vec<String> = files.iter().map(|f| super::display_path(f)).collect();
     match crate::audit::chain::verify(&contents, &key) {
         Ok(v) => {
-            if a.format == ListFormat::Json {
-                output::print_json(&serde_json::json!({
-                    "ok": true, "files": names, "records": v.records,
-                    "algorithm": v.algorithm, "lastSeq": v.last_seq, "last": v.last,
-                }));
-            } else {
-                output::print(&format!(
-                    "ok: {} records in {} file{} ({}), last seq {}\nnote: a cut-off tail cannot be detected from the files alone; keep the last chain value elsewhere and compare later: {}\n",
-                    v.records,
-                    files.len(),
-                    if files.len() == 1 { "" } else { "s" },
-                    v.algorithm,
-                    v.last_seq.map_or("-".into(), |s| s.to_string()),
-                    v.last
-                ));
+            let checkpoint = check_against_checkpoint(ctx, &files, &contents, &key, v.last_seq);
+            match (checkpoint, a.format) {
+                (Err(problem), ListFormat::Json) => {
+                    output::print_json(&serde_json::json!({
+                        "ok": false, "files": names, "file": names.last(), "records": v.records,
+                        "lastSeq": v.last_seq, "message": problem,
+                    }));
+                    Err(CliError::silent(1))
+                }
+                (Err(problem), _) => Err(CliError::findings(format!(
+                    "error: {problem}\nhelp: the audit log was altered after it was written; keep the files and the checkpoint as evidence"
+                ))),
+                (Ok(status), ListFormat::Json) => {
+                    output::print_json(&serde_json::json!({
+                        "ok": true, "files": names, "records": v.records,
+                        "algorithm": v.algorithm, "lastSeq": v.last_seq, "last": v.last,
+                        "checkpoint": status,
+                    }));
+                    Ok(())
+                }
+                (Ok(status), _) => {
+                    output::print(&format!(
+                        "ok: {} records in {} file{} ({}), last seq {}, last chain value {}\ncheckpoint: {status}\n",
+                        v.records,
+                        files.len(),
+                        if files.len() == 1 { "" } else { "s" },
+                        v.algorithm,
+                        v.last_seq.map_or("-".into(), |s| s.to_string()),
+                        v.last
+                    ));
+                    Ok(())
+                }
             }
-            Ok(())
         }
         Err(b) => {
             let file = names.get(b.file).cloned().unwrap_or_default();
