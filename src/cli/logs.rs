@@ -410,9 +410,31 @@ impl Follower {
             (_, Err(_)) => false,
         };
         if rotated {
-            // Lines written to the old file just before it was renamed, then the new file.
+            // Lines written to the old file just before it was renamed, then every file
+            // rotated after it (several rotations can happen between two polls), then the
+            // new file.
             self.drain(&mut out)?;
             self.partial.clear();
+            for _ in 0..10_000 {
+                let Some((_, ino)) = &self.cur else { break };
+                let ino = *ino;
+                let at = (1..10_000u32)
+                    .map(|i| crate::audit::writer::rotated(&self.path, i))
+                    .take_while(|p| std::fs::symlink_metadata(p).is_ok())
+                    .position(|p| std::fs::metadata(&p).is_ok_and(|m| inode(&m) == ino));
+                match at {
+                    // `cur` is `.(k+1)`, not the newest rotated file: read `.k` next.
+                    Some(k) if k >= 1 => {
+                        let next = crate::audit::writer::rotated(&self.path, k as u32);
+                        let Ok(f) = std::fs::File::open(&next) else { break };
+                        let Ok(m) = f.metadata() else { break };
+                        self.cur = Some((std::io::BufReader::new(f), inode(&m)));
+                        self.drain(&mut out)?;
+                        self.partial.clear();
+                    }
+                    _ => break,
+                }
+            }
             self.cur = self.open();
             self.drain(&mut out)?;
         }
