@@ -189,7 +189,10 @@ pub fn no_symlink_message(e: &std::io::Error) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
     /// The log ends before the checkpoint: its tail was cut off.
-    Truncated { last_seq: Option<u64>, expected: u64 },
+    Truncated {
+        last_seq: Option<u64>,
+        expected: u64,
+    },
     /// The record at the checkpoint's `seq` has another chain value: the log was replaced.
     Replaced { seq: u64 },
 }
@@ -217,11 +220,15 @@ pub fn compare(cp: &Checkpoint, files: &[Vec<String>], last_seq: Option<u64>) ->
             expected: cp.seq,
         });
     }
-    let value_at = files.iter().rev().flat_map(|f| f.iter().rev()).find_map(|l| {
-        let (body, value) = split_line(l)?;
-        let v: Value = serde_json::from_str(&format!("{body}}}")).ok()?;
-        (v.get("seq")?.as_u64()? == cp.seq).then(|| value.to_string())
-    });
+    let value_at = files
+        .iter()
+        .rev()
+        .flat_map(|f| f.iter().rev())
+        .find_map(|l| {
+            let (body, value) = split_line(l)?;
+            let v: Value = serde_json::from_str(&format!("{body}}}")).ok()?;
+            (v.get("seq")?.as_u64()? == cp.seq).then(|| value.to_string())
+        });
     match value_at {
         Some(v) if v == cp.chain => None,
         // The record is in a file older than the verified set: nothing to compare.
@@ -321,7 +328,10 @@ mod tests {
                 expected: 4
             })
         );
-        assert!(matches!(compare(&cp, &[vec![]], None), Some(Finding::Truncated { .. })));
+        assert!(matches!(
+            compare(&cp, &[vec![]], None),
+            Some(Finding::Truncated { .. })
+        ));
         let other = lines(&ChainKey::Sha256, 6);
         assert_eq!(
             compare(&cp, &[other], Some(5)),
@@ -332,6 +342,9 @@ mod tests {
             expected: 4,
         }
         .message("audit.jsonl");
-        assert!(m.contains("audit.jsonl") && m.contains("expected last seq 4"), "{m}");
+        assert!(
+            m.contains("audit.jsonl") && m.contains("expected last seq 4"),
+            "{m}"
+        );
     }
 }

@@ -426,7 +426,9 @@ impl Follower {
                     // `cur` is `.(k+1)`, not the newest rotated file: read `.k` next.
                     Some(k) if k >= 1 => {
                         let next = crate::audit::writer::rotated(&self.path, k as u32);
-                        let Ok(f) = std::fs::File::open(&next) else { break };
+                        let Ok(f) = std::fs::File::open(&next) else {
+                            break;
+                        };
                         let Ok(m) = f.metadata() else { break };
                         self.cur = Some((std::io::BufReader::new(f), inode(&m)));
                         self.drain(&mut out)?;
@@ -535,7 +537,10 @@ fn check_against_checkpoint(
             "no checkpoint applies to these files: a cut-off tail cannot be detected from the files alone".into(),
         );
     };
-    let newest = files.last().map(|f| super::display_path(f)).unwrap_or_default();
+    let newest = files
+        .last()
+        .map(|f| super::display_path(f))
+        .unwrap_or_default();
     let cp_name = super::display_path(&cp_path);
     let marked = contents.iter().any(|l| has_checkpoint_marker(l));
     match Checkpoint::load(&cp_path, key) {
