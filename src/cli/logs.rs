@@ -496,7 +496,13 @@ fn algorithm_of(lines: &[String]) -> Option<String> {
 /// The checkpoint that applies to a verified set: (checkpoint file, the log's name in it),
 /// when the set ends with the configured audit file.
 fn checkpoint_for(ctx: &Context, files: &[PathBuf]) -> Option<(PathBuf, String)> {
-    let (loaded, config) = ctx.load_valid().ok()?;
+    // Quietly: with explicit files the config may be absent or broken (no diagnostics here).
+    let loaded = ctx.load().ok()?;
+    let config = loaded
+        .outcome
+        .config
+        .as_ref()
+        .filter(|_| !loaded.outcome.has_errors())?;
     if config.audit.sink == crate::config::AuditSink::Stdout {
         return None;
     }
