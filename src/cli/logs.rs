@@ -568,11 +568,39 @@ fn check_against_checkpoint(
                 cp.time
             )),
             None => Ok(format!(
-                "matches the checkpoint {cp_name} (seq {}, written {})",
-                cp.seq, cp.time
+                "matches the checkpoint {cp_name} (seq {}, written {}){}",
+                cp.seq,
+                cp.time,
+                copied_note(files, contents, &cp)
             )),
         },
     }
+}
+
+/// When the checkpointed record is in the newest file but that file has another identity
+/// than the checkpoint saw: it was copied or restored (a note, not a failure).
+fn copied_note(
+    files: &[PathBuf],
+    contents: &[Vec<String>],
+    cp: &crate::audit::checkpoint::Checkpoint,
+) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let holds = contents.last().is_some_and(|lines| {
+            lines.iter().any(|l| {
+                parse(l).and_then(|v| v.get("seq").and_then(Value::as_u64)) == Some(cp.seq)
+            })
+        });
+        if let Some(m) = files.last().and_then(|f| std::fs::metadata(f).ok())
+            && holds
+            && (m.dev(), m.ino()) != (cp.file.dev, cp.file.ino)
+        {
+            return "\nnote: the newest file is not the file the checkpoint was written for (another inode): it was copied or restored since".into();
+        }
+    }
+    let _ = (files, contents, cp);
+    String::new()
 }
 
 fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {

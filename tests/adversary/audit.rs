@@ -60,13 +60,21 @@ fn readyz(s: &Serve) -> u16 {
     .unwrap_or(0)
 }
 
-/// Wait (bounded) until the checkpoint holds `seq` >= the log's last line.
-fn wait_for_checkpoint(dir: &Path) {
+/// Wait (bounded) until the log holds `requests` request records and the checkpoint holds
+/// its last line.
+fn wait_for_checkpoint(dir: &Path, requests: usize) {
     let cp = dir.join(".fentaris/audit.checkpoint.json");
     let start = Instant::now();
     loop {
-        let last_seq = std::fs::read_to_string(log_path(dir))
-            .ok()
+        let text = std::fs::read_to_string(log_path(dir)).unwrap_or_default();
+        let n: usize = (1..100)
+            .map(|i| dir.join(format!(".fentaris/logs/audit.jsonl.{i}")))
+            .map_while(|p| std::fs::read_to_string(p).ok())
+            .chain([text.clone()])
+            .map(|t| t.matches("\"event\":\"request\"").count())
+            .sum();
+        let last_seq = Some(&text)
+            .filter(|_| n >= requests)
             .and_then(|t| t.lines().last().map(str::to_string))
             .and_then(|l| serde_json::from_str::<Value>(&l).ok())
             .and_then(|v| v["seq"].as_u64());
@@ -119,7 +127,7 @@ fn busy(extra_audit: Value) -> (Serve, String) {
     for i in 0..3 {
         assert!(call(&s, &sid, &format!("m{i}")).get("result").is_some());
     }
-    wait_for_checkpoint(s.dir());
+    wait_for_checkpoint(s.dir(), 3);
     (s, sid)
 }
 
@@ -159,7 +167,7 @@ fn second_serve(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_second_serve_on_the_same_project_is_refused_and_writes_nothing() {
     let (s, _sid) = busy(json!({}));
-    let before = std::fs::read(log_path(s.dir())).unwrap();
+    let before = std::fs::read_to_string(log_path(s.dir())).unwrap();
     for args in [&[][..], &["--stdio", "--user", "alice"][..]] {
         let o = second_serve(s.dir(), args);
         let err = String::from_utf8_lossy(&o.stderr);
@@ -171,7 +179,7 @@ fn a_second_serve_on_the_same_project_is_refused_and_writes_nothing() {
             "{err}"
         );
         assert_eq!(
-            std::fs::read(log_path(s.dir())).unwrap(),
+            std::fs::read_to_string(log_path(s.dir())).unwrap(),
             before,
             "{args:?}: the refused serve wrote into the live log"
         );
@@ -181,7 +189,7 @@ fn a_second_serve_on_the_same_project_is_refused_and_writes_nothing() {
     std::fs::remove_file(s.dir().join(".fentaris/logs/audit.jsonl.lock")).unwrap();
     let o = second_serve(s.dir(), &[]);
     assert_eq!(o.status.code(), Some(3));
-    assert_eq!(std::fs::read(log_path(s.dir())).unwrap(), before);
+    assert_eq!(std::fs::read_to_string(log_path(s.dir())).unwrap(), before);
 }
 
 #[test]
@@ -189,7 +197,7 @@ fn a_start_that_fails_writes_no_record() {
     let mut s = start(json!({}));
     assert!(s.stop().success());
     let dir = s.dir().to_path_buf();
-    let before = std::fs::read(log_path(&dir)).unwrap();
+    let before = std::fs::read_to_string(log_path(&dir)).unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let o = fentaris_cmd(&dir)
@@ -201,7 +209,7 @@ fn a_start_that_fails_writes_no_record() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("cannot listen"), "{err}");
-    assert_eq!(std::fs::read(log_path(&dir)).unwrap(), before);
+    assert_eq!(std::fs::read_to_string(log_path(&dir)).unwrap(), before);
     let (code, out, err) = logs(&dir, &["verify"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("matches the checkpoint"), "{out}");
@@ -222,7 +230,7 @@ fn a_second_writer_appending_lines_is_stopped_and_reported() {
     let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
     std::io::Write::write_all(&mut f, format!("{forged}\n").as_bytes()).unwrap();
     drop(f);
-    let after = std::fs::read(&p).unwrap();
+    let after = std::fs::read_to_string(&p).unwrap();
     assert_fails_closed(&s, &sid);
     assert!(
         s.log().contains("was written to by another process"),
@@ -230,7 +238,7 @@ fn a_second_writer_appending_lines_is_stopped_and_reported() {
         s.log()
     );
     assert_eq!(
-        std::fs::read(&p).unwrap(),
+        std::fs::read_to_string(&p).unwrap(),
         after,
         "nothing written after the foreign bytes"
     );
@@ -331,6 +339,13 @@ fn a_forged_or_deleted_checkpoint_is_reported() {
     let (mut s, _sid) = busy(json!({}));
     s.stop();
     let dir = s.dir().to_path_buf();
+    // A copy put in the file's place: same records, so it verifies, with a note.
+    let copy = dir.join("copy.jsonl");
+    std::fs::copy(log_path(&dir), &copy).unwrap();
+    std::fs::rename(&copy, log_path(&dir)).unwrap();
+    let (code, out, err) = logs(&dir, &["verify"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("copied or restored"), "{out}");
     let cp = dir.join(".fentaris/audit.checkpoint.json");
     let text = std::fs::read_to_string(&cp).unwrap();
     let mut v: Value = serde_json::from_str(&text).unwrap();
@@ -406,7 +421,7 @@ fn files_are_private_under_umask_000_and_symlinks_are_refused() {
     let victim = d.join("victim.txt");
     std::fs::write(&victim, "").unwrap();
     std::os::unix::fs::symlink(&victim, logs_dir.join("audit.jsonl.1")).unwrap();
-    let before = std::fs::read(log_path(&d)).unwrap();
+    let before = std::fs::read_to_string(log_path(&d)).unwrap();
     let o = fentaris_cmd(&d)
         .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
         .env("AUDIT_KEY", KEY)
@@ -419,7 +434,7 @@ fn files_are_private_under_umask_000_and_symlinks_are_refused() {
         err.contains("audit.jsonl.1") && err.contains("symbolic link"),
         "{err}"
     );
-    assert_eq!(std::fs::read(log_path(&d)).unwrap(), before);
+    assert_eq!(std::fs::read_to_string(log_path(&d)).unwrap(), before);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "");
     drop(dir);
 }
