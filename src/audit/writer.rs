@@ -213,6 +213,12 @@ fn tail_link(path: &Path, algorithm: &str) -> Option<Tail> {
     f.read_to_end(&mut tail).ok()?;
     let whole = tail.last() == Some(&b'\n');
     let text = String::from_utf8_lossy(&tail);
+    // A crash can leave half a line: the chain continues from the last whole one.
+    let text = if whole {
+        &text[..]
+    } else {
+        &text[..text.rfind('\n')?]
+    };
     let last = text.trim_end_matches('\n').rsplit('\n').next()?;
     let (body, value) = split_line(last)?;
     let rec: serde_json::Value = serde_json::from_str(&format!("{body}}}")).ok()?;
@@ -1192,6 +1198,30 @@ mod tests {
         std::os::unix::fs::symlink(&target, d.path().join("logs/audit.jsonl.2")).unwrap();
         let e = AuditLog::start(opts(d.path())).err().unwrap();
         assert!(e.contains("audit.jsonl.2"), "{e}");
+    }
+
+    #[test]
+    fn half_a_line_left_by_a_crash_is_rotated_away_and_the_chain_continues() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 2);
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let p = d.path().join("logs/audit.jsonl");
+        let whole = text(d.path());
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"time\":\"2026-").unwrap();
+        drop(f);
+        let log = log_with(d.path(), 1);
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let old = std::fs::read_to_string(rotated(&p, 1)).unwrap();
+        assert!(old.starts_with(&whole));
+        let new = text(d.path());
+        assert!(new.contains("incomplete line"), "{new}");
+        let lines: Vec<String> = new.lines().map(str::to_string).collect();
+        let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        let (_, last_whole) = split_line(whole.lines().last().unwrap()).unwrap();
+        assert_eq!(first["detail"]["prevFile"], last_whole);
     }
 
     #[test]
