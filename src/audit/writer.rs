@@ -171,6 +171,8 @@ struct Writer {
     /// Whether the log has been compared with its checkpoint (at the first open).
     checkpoint_checked: bool,
     checkpoint_error: Option<String>,
+    /// Past the first attempt: errors are logged here, not returned as the start's error.
+    running: bool,
 }
 
 /// Rotated file `i` of `path` (`audit.jsonl.1` is the newest).
@@ -374,6 +376,9 @@ impl Writer {
 
     /// A problem no retry fixes: the sink stays failed with this message.
     fn fail(&mut self, msg: String) -> std::io::Error {
+        if self.running {
+            tracing::error!("{msg}");
+        }
         self.fatal = Some(msg.clone());
         self.shared.stopped.store(true, Ordering::Release);
         std::io::Error::other(msg)
@@ -649,7 +654,6 @@ impl Writer {
             "the audit log {path} {} while Fentaris was writing it; the audit sink is stopped and requests are refused (audit.onFailure: deny)\nhelp: keep the files as evidence, run `fentaris logs verify`, then restart `fentaris serve` (rotation is Fentaris' own: see audit.maxFileBytes)",
             t.explain()
         );
-        tracing::error!("{msg}");
         let mut r = Record::new("audit.tamper").detail(json!({ "what": t.kind(), "path": path }));
         r.tags = self.opts.tags.clone();
         if t.file_intact() {
@@ -840,9 +844,10 @@ impl Writer {
             Err(e) => {
                 self.shared.failures.fetch_add(1, Ordering::Relaxed);
                 let msg = e.to_string();
-                if self.shared.healthy.swap(false, Ordering::AcqRel)
-                    || self.last_error.as_deref() != Some(&msg)
-                {
+                let first = self.shared.healthy.swap(false, Ordering::AcqRel);
+                // A fatal problem was logged once where it was found (or, at start, is the
+                // start's error).
+                if self.fatal.is_none() && (first || self.last_error.as_deref() != Some(&msg)) {
                     tracing::error!(
                         path = %self.opts.path.as_deref().map_or("stdout".into(), |p| p.display().to_string()),
                         "cannot write the audit log: {msg}; requests are refused until it can be written (audit.onFailure: deny)"
@@ -961,11 +966,13 @@ pub(crate) fn spawn(opts: Options, shared: Arc<Shared>) -> Result<Spawned, Strin
         fatal: None,
         checkpoint_checked: false,
         checkpoint_error: None,
+        running: false,
     };
     w.attempt();
     if let Some(why) = w.fatal.take() {
         return Err(why);
     }
+    w.running = true;
     let thread = std::thread::Builder::new()
         .name("fentaris-audit".into())
         .spawn(move || w.run(rx))
@@ -1294,6 +1301,7 @@ mod tests {
             fatal: None,
             checkpoint_checked: true,
             checkpoint_error: None,
+            running: true,
         };
         let n = 100_000;
         let t = Instant::now();
