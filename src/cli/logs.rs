@@ -530,15 +530,25 @@ fn has_checkpoint_marker(lines: &[String]) -> bool {
 /// Compare a verified set with its checkpoint: `Ok(status)` for the report, `Err(problem)`
 /// when the checkpoint shows the log was cut, replaced, or the checkpoint itself was
 /// deleted, edited or forged.
+/// The checkpoint, read *before* the log files: a running `serve` only checkpoints what it
+/// already wrote, so reading in this order never mistakes a live log for a cut one.
+type PreRead = Option<(PathBuf, String, std::io::Result<String>)>;
+
+fn pre_read_checkpoint(ctx: &Context, files: &[PathBuf]) -> PreRead {
+    let (cp_path, log_name) = checkpoint_for(ctx, files)?;
+    let text = crate::audit::checkpoint::read_nofollow(&cp_path);
+    Some((cp_path, log_name, text))
+}
+
 fn check_against_checkpoint(
-    ctx: &Context,
+    pre: PreRead,
     files: &[PathBuf],
     contents: &[Vec<String>],
     key: &ChainKey,
     last_seq: Option<u64>,
 ) -> Result<String, String> {
-    use crate::audit::checkpoint::{Checkpoint, compare};
-    let Some((cp_path, log_name)) = checkpoint_for(ctx, files) else {
+    use crate::audit::checkpoint::{Checkpoint, CheckpointError, compare, no_symlink_message};
+    let Some((cp_path, log_name, text)) = pre else {
         return Ok(
             "no checkpoint applies to these files: a cut-off tail cannot be detected from the files alone".into(),
         );
@@ -549,7 +559,15 @@ fn check_against_checkpoint(
         .unwrap_or_default();
     let cp_name = super::display_path(&cp_path);
     let marked = contents.iter().any(|l| has_checkpoint_marker(l));
-    match Checkpoint::load(&cp_path, key) {
+    let loaded = match text {
+        Ok(t) => Checkpoint::open(&t, key, &cp_path).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CheckpointError::Unreadable {
+            path: cp_name.clone(),
+            why: no_symlink_message(&e),
+        }),
+    };
+    match loaded {
         Err(e) => Err(e.to_string()),
         Ok(None) if marked => Err(format!(
             "the audit checkpoint {cp_name} is missing, but {newest} was written with one: it was deleted (a cut-off tail would go unnoticed)"
@@ -617,6 +635,7 @@ fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
     } else {
         a.files.clone()
     };
+    let pre = pre_read_checkpoint(ctx, &files);
     let contents = files
         .iter()
         .map(|f| lines(f).map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display()))))
@@ -641,7 +660,7 @@ fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
     let names: Vec<String> = files.iter().map(|f| super::display_path(f)).collect();
     match crate::audit::chain::verify(&contents, &key) {
         Ok(v) => {
-            let checkpoint = check_against_checkpoint(ctx, &files, &contents, &key, v.last_seq);
+            let checkpoint = check_against_checkpoint(pre, &files, &contents, &key, v.last_seq);
             match (checkpoint, a.format) {
                 (Err(problem), ListFormat::Json) => {
                     output::print_json(&serde_json::json!({
