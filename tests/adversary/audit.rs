@@ -492,3 +492,29 @@ fn a_symlink_planted_in_the_rotation_window_is_never_written_through() {
         );
     }
 }
+
+#[test]
+fn verify_during_a_busy_serve_never_reports_a_cut() {
+    // Not an attack, the control: records and checkpoints keep coming while verify reads.
+    let (s, sid) = busy(json!({ "maxFileBytes": 4000, "keepFiles": 50 }));
+    let url = s.url("/mcp");
+    let load = std::thread::spawn(move || {
+        for i in 0..80 {
+            let r = raw_call(
+                &url,
+                KEY,
+                &sid,
+                "tools/call",
+                json!({ "name": "up__echo", "arguments": { "message": format!("l{i}") } }),
+            );
+            assert!(r.get("result").is_some(), "{r}");
+        }
+    });
+    let mut runs = 0;
+    while !load.is_finished() || runs < 3 {
+        let (code, out, err) = logs(s.dir(), &["verify"]);
+        assert_eq!(code, Some(0), "run {runs}: {out}{err}");
+        runs += 1;
+    }
+    load.join().unwrap();
+}
