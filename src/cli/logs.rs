@@ -636,9 +636,19 @@ fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
         a.files.clone()
     };
     let pre = pre_read_checkpoint(ctx, &files);
+    let live = a.files.is_empty();
     let contents = files
         .iter()
-        .map(|f| lines(f).map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display()))))
+        .enumerate()
+        .map(|(i, f)| {
+            // The active file of a running serve may end in a write in progress.
+            if live && i + 1 == files.len() {
+                crate::audit::read::whole_lines(f)
+            } else {
+                lines(f)
+            }
+            .map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display())))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut contents = contents;
     if a.files.is_empty() && contents.len() > 1 && contents.last().is_some_and(Vec::is_empty) {
