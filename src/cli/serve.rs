@@ -97,7 +97,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         ));
     }
     // Everything that can still fail comes before the audit log is opened, so a start that
-    // fails (port in use, unreadable lock file) writes nothing into the live log.
+    // fails (port in use, unreadable tools.lock.json) writes nothing into the live log.
     let pins = crate::proxy::pinning::Pins::load(&loaded.dir)
         .map_err(|e| CliError::fatal(e.to_string()))?;
     let bound = if args.stdio {
