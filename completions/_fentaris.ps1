@@ -474,7 +474,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Show audit records (oldest first); -f follows new ones, across rotation')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'Count requests and denials by subject, server and target over a window')
-            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the tamper-evident chain of the audit files, and compare their end with the sealed checkpoint `serve` keeps beside the config (a cut-off tail is reported)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -526,7 +526,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         'fentaris;logs;help' {
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Show audit records (oldest first); -f follows new ones, across rotation')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'Count requests and denials by subject, server and target over a window')
-            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the tamper-evident chain of the audit files, and compare their end with the sealed checkpoint `serve` keeps beside the config (a cut-off tail is reported)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -742,7 +742,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         'fentaris;help;logs' {
             [CompletionResult]::new('tail', 'tail', [CompletionResultType]::ParameterValue, 'Show audit records (oldest first); -f follows new ones, across rotation')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'Count requests and denials by subject, server and target over a window')
-            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check the tamper-evident chain of the audit files, and compare their end with the sealed checkpoint `serve` keeps beside the config (a cut-off tail is reported)')
             break
         }
         'fentaris;help;logs;tail' {

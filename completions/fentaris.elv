@@ -403,7 +403,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand --version 'Print version'
             cand tail 'Show audit records (oldest first); -f follows new ones, across rotation'
             cand summary 'Count requests and denials by subject, server and target over a window'
-            cand verify 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
+            cand verify 'Check the tamper-evident chain of the audit files, and compare their end with the sealed checkpoint `serve` keeps beside the config (a cut-off tail is reported)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fentaris;logs;tail'= {
@@ -451,7 +451,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;logs;help'= {
             cand tail 'Show audit records (oldest first); -f follows new ones, across rotation'
             cand summary 'Count requests and denials by subject, server and target over a window'
-            cand verify 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
+            cand verify 'Check the tamper-evident chain of the audit files, and compare their end with the sealed checkpoint `serve` keeps beside the config (a cut-off tail is reported)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fentaris;logs;help;tail'= {
@@ -623,7 +623,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;help;logs'= {
             cand tail 'Show audit records (oldest first); -f follows new ones, across rotation'
             cand summary 'Count requests and denials by subject, server and target over a window'
-            cand verify 'Check the tamper-evident chain of the audit files. It cannot tell whether lines were cut off the end: keep the printed last chain value elsewhere to check that later'
+            cand verify 'Check the tamper-evident chain of the audit files, and compare their end with the sealed checkpoint `serve` keeps beside the config (a cut-off tail is reported)'
         }
         &'fentaris;help;logs;tail'= {
         }

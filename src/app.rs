@@ -495,6 +495,10 @@ impl App {
         for w in warnings {
             tracing::warn!("{w}");
         }
+        // Bind before the audit log is opened: a start that fails writes nothing into it.
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| StartError::Io(format!("cannot listen on {listen}: {e}")))?;
         let audit = if config.auto_log {
             let key = match &vault {
                 Some(v) => crate::audit::ChainKey::Hmac(v.audit_key()),
@@ -505,6 +509,7 @@ impl App {
                 &self.dir,
                 key,
             ))
+            .map_err(StartError::Io)?
         } else {
             crate::audit::AuditLog::off()
         };
@@ -522,9 +527,6 @@ impl App {
         let app = Arc::new(crate::proxy::http::App::new(
             crate::proxy::http::FrontState::new(proxy.clone(), verifier, None, eager),
         ));
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| StartError::Io(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Io(e.to_string()))?;

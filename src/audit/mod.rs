@@ -13,6 +13,7 @@
 //! `audit.onFailure` is `allow`.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod read;
 pub mod record;
 pub mod writer;
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub written: AtomicU64,
     pub dropped: AtomicU64,
     pub failures: AtomicU64,
+    /// The sink stopped for good (the file was tampered with): waiting for it is pointless.
+    pub stopped: AtomicBool,
 }
 
 enum Mode {
@@ -77,18 +80,21 @@ impl AuditLog {
 
     /// Start the sink: opens (or resumes) the file and writes its first record before
     /// returning, so a sink that cannot be written is known before the first request.
-    pub fn start(options: writer::Options) -> AuditLog {
+    /// Refuses, writing nothing, when another process writes the same file, a path is a
+    /// symlink, or the log ends before its checkpoint (the error says what to do).
+    pub fn start(options: writer::Options) -> Result<AuditLog, String> {
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
             healthy: AtomicBool::new(true),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         });
         let tags = Arc::new(options.tags.clone());
         let fail_open = options.fail_open;
-        let (tx, thread) = writer::spawn(options, shared.clone());
-        AuditLog {
+        let (tx, thread) = writer::spawn(options, shared.clone())?;
+        Ok(AuditLog {
             mode: Mode::On {
                 tx: Mutex::new(Some(tx)),
                 shared,
@@ -96,7 +102,7 @@ impl AuditLog {
                 thread: Mutex::new(thread),
             },
             tags,
-        }
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -214,6 +220,11 @@ impl AuditLog {
         } = &self.mode
         else {
             return;
+        };
+        let timeout = if shared.stopped.load(Ordering::Acquire) {
+            Duration::ZERO
+        } else {
+            timeout
         };
         let flushed = self.flush(timeout);
         tx.lock().unwrap_or_else(|e| e.into_inner()).take();

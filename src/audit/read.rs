@@ -26,6 +26,15 @@ pub fn lines(path: &Path) -> std::io::Result<Vec<String>> {
     Ok(text.lines().map(str::to_string).collect())
 }
 
+/// The whole lines of a file that may be being written: a last line without its newline
+/// (a write in progress) is left out.
+pub fn whole_lines(path: &Path) -> std::io::Result<Vec<String>> {
+    let text = std::fs::read(path)?;
+    let end = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let text = String::from_utf8_lossy(&text[..end]);
+    Ok(text.lines().map(str::to_string).collect())
+}
+
 /// Parse a line into its record (chain member included).
 pub fn parse(line: &str) -> Option<Value> {
     serde_json::from_str(line).ok().filter(Value::is_object)
@@ -191,6 +200,19 @@ mod tests {
             }
             .matches(&r)
         );
+    }
+
+    #[test]
+    fn a_write_in_progress_is_left_out() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a");
+        std::fs::write(&p, "one\ntwo\nthr").unwrap();
+        assert_eq!(whole_lines(&p).unwrap(), ["one", "two"]);
+        assert_eq!(lines(&p).unwrap(), ["one", "two", "thr"]);
+        std::fs::write(&p, "one\n").unwrap();
+        assert_eq!(whole_lines(&p).unwrap(), ["one"]);
+        std::fs::write(&p, "on").unwrap();
+        assert!(whole_lines(&p).unwrap().is_empty());
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! A batch that cannot be written stays queued, sealed, and is retried; until it goes
 //! through the log is unhealthy and [`super::AuditLog::admit`] refuses new requests.
 //! Files rotate by size: `audit.jsonl` → `audit.jsonl.1` → … → `audit.jsonl.<keepFiles>`.
+//!
+//! One writer per file: the sink holds an exclusive lock on `<path>.lock` (and on the file it
+//! appends to) for its whole life; a second sink on the same file refuses to start. Before
+//! every batch it compares the open file with the path (`fstat` of the descriptor against
+//! `lstat` of the path, link count, and the size it wrote): a file renamed, unlinked,
+//! replaced, truncated or appended to by someone else stops the sink for good (fail closed).
+//! After each `fsync` it seals a checkpoint (the last `seq` and chain value) beside the
+//! config, and at start it refuses to continue a log that ends before its checkpoint.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -16,6 +24,7 @@ use serde_json::json;
 
 use super::Shared;
 use super::chain::{ChainKey, GENESIS, Link, split_line};
+use super::checkpoint::{Checkpoint, FileId};
 use super::record::Record;
 
 /// Defaults for the `audit` settings.
@@ -39,6 +48,9 @@ pub struct Options {
     pub key: ChainKey,
     pub tags: BTreeMap<String, String>,
     pub fail_open: bool,
+    /// Where the sealed checkpoint is kept (`None`: no checkpoint), and the log's name in it.
+    pub checkpoint: Option<PathBuf>,
+    pub log_name: String,
 }
 
 impl Options {
@@ -46,8 +58,11 @@ impl Options {
     pub fn from_config(audit: &crate::config::Audit, dir: &Path, key: ChainKey) -> Options {
         use crate::config::AuditSink;
         let path = dir.join(&audit.path);
+        let file = audit.sink != AuditSink::Stdout;
         Options {
-            path: (audit.sink != AuditSink::Stdout).then_some(path),
+            checkpoint: file.then(|| super::checkpoint::path_for(dir)),
+            log_name: super::checkpoint::log_name(dir, &path),
+            path: file.then_some(path),
             stdout: audit.sink != AuditSink::File,
             max_file_bytes: audit.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
             keep_files: audit.keep_files.unwrap_or(DEFAULT_KEEP_FILES).max(1),
@@ -69,8 +84,67 @@ struct FileSink {
     /// Bytes known to be in the file (a failed write is cut back to this).
     size: u64,
     regular: bool,
+    /// (device, inode) of the open file, to compare with the path before each batch.
+    id: (u64, u64),
     dirty: bool,
     synced: Instant,
+}
+
+/// How the open file stopped being ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tamper {
+    Renamed,
+    Unlinked,
+    Replaced,
+    Truncated,
+    Appended,
+}
+
+impl Tamper {
+    fn kind(self) -> &'static str {
+        match self {
+            Tamper::Renamed => "renamed",
+            Tamper::Unlinked => "unlinked",
+            Tamper::Replaced => "replaced",
+            Tamper::Truncated => "truncated",
+            Tamper::Appended => "appended",
+        }
+    }
+
+    fn explain(self) -> &'static str {
+        match self {
+            Tamper::Renamed => "was renamed or moved away",
+            Tamper::Unlinked => "was deleted",
+            Tamper::Replaced => "was replaced by another file (or a link)",
+            Tamper::Truncated => "was truncated (bytes Fentaris wrote are gone)",
+            Tamper::Appended => "was written to by another process (bytes Fentaris did not write)",
+        }
+    }
+
+    /// Whether the open file still holds only what we wrote, so a record can be appended.
+    fn file_intact(self) -> bool {
+        matches!(self, Tamper::Renamed | Tamper::Unlinked | Tamper::Replaced)
+    }
+}
+
+/// (device, inode) of a file.
+#[cfg(unix)]
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+#[cfg(not(unix))]
+fn file_id(_: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+#[cfg(unix)]
+fn nlink(m: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::nlink(m)
+}
+#[cfg(not(unix))]
+fn nlink(_: &std::fs::Metadata) -> u64 {
+    1
 }
 
 struct Writer {
@@ -89,6 +163,16 @@ struct Writer {
     /// Whether the file still has to be opened (or reopened after a failure).
     needs_open: bool,
     last_error: Option<String>,
+    /// The lock on `<path>.lock`, held for the life of the sink.
+    lock: Option<File>,
+    /// A problem no retry can fix (another writer, a symlink, a log behind its checkpoint,
+    /// the file tampered with): the sink stays failed.
+    fatal: Option<String>,
+    /// Whether the log has been compared with its checkpoint (at the first open).
+    checkpoint_checked: bool,
+    checkpoint_error: Option<String>,
+    /// Past the first attempt: errors are logged here, not returned as the start's error.
+    running: bool,
 }
 
 /// Rotated file `i` of `path` (`audit.jsonl.1` is the newest).
@@ -98,14 +182,26 @@ pub fn rotated(path: &Path, i: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// What the end of an existing audit file says.
+struct Tail {
+    /// The link to continue from.
+    link: Link,
+    /// Whether the file is intact for appending (whole lines, chained with our algorithm).
+    intact: bool,
+    /// Whether the file was started by a writer that keeps a checkpoint.
+    checkpointed: bool,
+    /// The chain algorithm its `file.start` names.
+    algorithm: Option<String>,
+}
+
 /// The chain state at the end of a regular file, if its lines are whole and chained with
-/// `algorithm`: (link to continue from, whether the file is intact for appending).
-fn tail_link(path: &Path, algorithm: &str) -> Option<(Link, bool)> {
-    let meta = std::fs::metadata(path).ok()?;
+/// `algorithm`. Never follows a symlink.
+fn tail_link(path: &Path, algorithm: &str) -> Option<Tail> {
+    let mut f = super::checkpoint::open_read_nofollow(path).ok()?;
+    let meta = f.metadata().ok()?;
     if !meta.is_file() || meta.len() == 0 {
         return None;
     }
-    let mut f = File::open(path).ok()?;
     let mut first = String::new();
     {
         let mut head = vec![0u8; 4096.min(meta.len() as usize)];
@@ -119,33 +215,122 @@ fn tail_link(path: &Path, algorithm: &str) -> Option<(Link, bool)> {
     f.read_to_end(&mut tail).ok()?;
     let whole = tail.last() == Some(&b'\n');
     let text = String::from_utf8_lossy(&tail);
+    // A crash can leave half a line: the chain continues from the last whole one.
+    let text = if whole {
+        &text[..]
+    } else {
+        &text[..text.rfind('\n')?]
+    };
     let last = text.trim_end_matches('\n').rsplit('\n').next()?;
     let (body, value) = split_line(last)?;
     let rec: serde_json::Value = serde_json::from_str(&format!("{body}}}")).ok()?;
     let seq = rec.get("seq")?.as_u64()?;
-    let same_alg = split_line(&first)
-        .and_then(|(b, _)| serde_json::from_str::<serde_json::Value>(&format!("{b}}}")).ok())
-        .and_then(|r| {
-            r.pointer("/detail/chain")
-                .and_then(|a| a.as_str())
-                .map(|a| a == algorithm)
-        })
-        .unwrap_or(false);
-    Some((
-        Link {
+    let start = split_line(&first)
+        .and_then(|(b, _)| serde_json::from_str::<serde_json::Value>(&format!("{b}}}")).ok());
+    let same_alg = start
+        .as_ref()
+        .and_then(|r| r.pointer("/detail/chain").and_then(|a| a.as_str()))
+        .is_some_and(|a| a == algorithm);
+    let checkpointed = start
+        .as_ref()
+        .is_some_and(|r| r.pointer("/detail/checkpoint").is_some());
+    Some(Tail {
+        link: Link {
             prev: value.to_string(),
             seq: seq + 1,
         },
-        whole && same_alg,
-    ))
+        intact: whole && same_alg,
+        checkpointed,
+        algorithm: start
+            .as_ref()
+            .and_then(|r| r.pointer("/detail/chain").and_then(|a| a.as_str()))
+            .map(str::to_string),
+    })
 }
 
+/// Open a file for appending, never through a symlink. A file this creates gets mode 0600
+/// whatever the umask.
 fn open_append(path: &Path) -> std::io::Result<File> {
     let mut o = OpenOptions::new();
-    o.create(true).append(true);
+    o.append(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
+    match o.open(path) {
+        Ok(f) => {
+            set_mode(&f, 0o600)?;
+            Ok(f)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mut o = OpenOptions::new();
+            o.append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NOFOLLOW);
+            o.open(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(f: &File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+#[cfg(not(unix))]
+fn set_mode(_: &File, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Create `dir` and its missing parents, each with mode 0700 whatever the umask.
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) =
+        d.filter(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+    {
+        missing.push(p.to_path_buf());
+        d = p.parent();
+    }
+    for p in missing.into_iter().rev() {
+        let mut b = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        match b.create(&p) {
+            Ok(()) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The lock file of an audit file: `<path>.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// The message of a second writer.
+fn locked_message(path: &Path, lock: &Path) -> String {
+    format!(
+        "another fentaris process is writing the audit log {} (it holds {}); two writers would corrupt the chain\nhelp: stop the other `fentaris serve` first, or give this one its own log (\"audit\": {{ \"path\": \"...\" }} in its config)",
+        path.display(),
+        lock.display()
+    )
+}
+
+fn symlink_message(p: &Path) -> String {
+    format!(
+        "the audit file {} is a symbolic link; Fentaris does not write audit files through links\nhelp: replace it with the file it points to (or remove it)",
+        p.display()
+    )
 }
 
 impl Writer {
@@ -155,6 +340,10 @@ impl Writer {
 
     fn start_record(&self, prev_file: &str, note: Option<&str>) -> Record {
         let mut detail = json!({ "chain": self.alg(), "prevFile": prev_file });
+        if self.opts.checkpoint.is_some() && self.file.as_ref().is_some_and(|f| f.regular) {
+            // Tells `logs verify` (and the next start) that a checkpoint must exist.
+            detail["checkpoint"] = json!(super::checkpoint::FILE);
+        }
         if let Some(n) = note {
             detail["note"] = json!(n);
         }
@@ -185,8 +374,125 @@ impl Writer {
         }
     }
 
+    /// A problem no retry fixes: the sink stays failed with this message.
+    fn fail(&mut self, msg: String) -> std::io::Error {
+        if self.running {
+            tracing::error!("{msg}");
+        }
+        self.fatal = Some(msg.clone());
+        self.shared.stopped.store(true, Ordering::Release);
+        std::io::Error::other(msg)
+    }
+
+    /// Take the writer lock (`<path>.lock`), once for the life of the sink.
+    fn take_lock(&mut self, path: &Path) -> std::io::Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let lp = lock_path(path);
+        let mut o = OpenOptions::new();
+        o.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NOFOLLOW);
+        }
+        let f = match o.open(&lp) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(self.fail(symlink_message(&lp)));
+            }
+            Err(e) => return Err(e),
+        };
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(self.fail(locked_message(path, &lp)));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        self.lock = Some(f);
+        Ok(())
+    }
+
+    /// Refuse symlinks at the path and the rotated paths.
+    fn refuse_symlinks(&mut self, path: &Path) -> std::io::Result<()> {
+        let keep = self.opts.keep_files.max(1);
+        for p in std::iter::once(path.to_path_buf()).chain((1..=keep).map(|i| rotated(path, i))) {
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(self.fail(symlink_message(&p)));
+            }
+        }
+        Ok(())
+    }
+
+    /// At the first open: the log must not end before its checkpoint. `tail` is what the
+    /// end of the log says (`None`: no log); `checkpointed`: whether the log says it has one.
+    fn check_checkpoint(
+        &mut self,
+        path: &Path,
+        tail: Option<&Link>,
+        checkpointed: bool,
+        log_algorithm: Option<&str>,
+    ) -> std::io::Result<()> {
+        self.checkpoint_checked = true;
+        let Some(cp_path) = self.opts.checkpoint.clone() else {
+            return Ok(());
+        };
+        let how = "\nhelp: run `fentaris logs verify` and keep the audit files and the checkpoint as evidence; to start a new chain anyway, move the checkpoint (and the audit files) aside";
+        // A plain-hash log from before the vault existed has a plain-hash checkpoint; the
+        // log's own file says so (and is rotated away below, starting the keyed chain).
+        let plain = ChainKey::Sha256;
+        let key = if log_algorithm == Some(plain.algorithm()) {
+            &plain
+        } else {
+            &self.opts.key
+        };
+        let cp = match Checkpoint::load(&cp_path, key) {
+            Ok(Some(cp)) => cp,
+            Ok(None) if checkpointed => {
+                return Err(self.fail(format!(
+                    "the audit checkpoint {} is missing, but the audit log {} was written with one: it was deleted, so a cut-off tail could go unnoticed{how}",
+                    cp_path.display(),
+                    path.display()
+                )));
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(self.fail(format!("{e}{how}"))),
+        };
+        if cp.log != self.opts.log_name {
+            tracing::warn!(
+                "the audit checkpoint {} is for another log ({}); it is replaced by this log's",
+                cp_path.display(),
+                cp.log
+            );
+            return Ok(());
+        }
+        let last = tail.and_then(|l| l.seq.checked_sub(1).map(|s| (s, l.prev.as_str())));
+        match last {
+            Some((seq, _)) if seq > cp.seq => Ok(()),
+            Some((seq, chain)) if seq == cp.seq && chain == cp.chain => Ok(()),
+            Some((seq, _)) if seq == cp.seq => Err(self.fail(format!(
+                "the audit log {} was replaced: its record with seq {seq} is not the one the checkpoint {} holds{how}",
+                path.display(),
+                cp_path.display()
+            ))),
+            _ => Err(self.fail(format!(
+                "the audit log {} ends at seq {} but the checkpoint {} says records up to seq {} were written: its tail was cut off, or files were removed (expected last seq {}){how}",
+                path.display(),
+                last.map_or("- (no records)".to_string(), |(s, _)| s.to_string()),
+                cp_path.display(),
+                cp.seq,
+                cp.seq
+            ))),
+        }
+    }
+
     /// Open the file: resume its chain, or move an unusable file aside and start anew.
     fn open(&mut self) -> std::io::Result<()> {
+        if let Some(f) = &self.fatal {
+            return Err(std::io::Error::other(f.clone()));
+        }
         let Some(path) = self.opts.path.clone() else {
             // Stdout only: one chain for the life of the process.
             let start = self.start_record(GENESIS, None);
@@ -197,21 +503,20 @@ impl Writer {
             && !dir.as_os_str().is_empty()
             && !dir.exists()
         {
-            let mut b = std::fs::DirBuilder::new();
-            b.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.create(dir)?;
+            create_dirs(dir)?;
         }
-        let meta = std::fs::metadata(&path).ok();
-        let regular = meta.as_ref().is_none_or(|m| m.is_file());
+        let meta = std::fs::symlink_metadata(&path).ok();
+        let regular = meta
+            .as_ref()
+            .is_none_or(|m| m.is_file() || m.file_type().is_symlink());
         if !regular {
-            // A device or pipe: no resume, no rotation.
+            // A device or pipe: no resume, no rotation, no lock or checkpoint.
             let file = OpenOptions::new().append(true).open(&path)?;
             self.file = Some(FileSink {
                 file,
                 size: 0,
                 regular: false,
+                id: (0, 0),
                 dirty: false,
                 synced: Instant::now(),
             });
@@ -219,24 +524,43 @@ impl Writer {
             self.seal(start, false);
             return Ok(());
         }
+        self.take_lock(&path)?;
+        self.refuse_symlinks(&path)?;
         let alg = self.alg();
+        let tail = tail_link(&path, alg);
+        let older = if tail.is_none() && meta.as_ref().is_none_or(|m| m.len() == 0) {
+            tail_link(&rotated(&path, 1), alg)
+        } else {
+            None
+        };
+        if !self.checkpoint_checked {
+            let known = tail.as_ref().or(older.as_ref());
+            let link = known.map(|t| t.link.clone());
+            let checkpointed = known.is_some_and(|t| t.checkpointed);
+            let log_alg = known.and_then(|t| t.algorithm.clone());
+            self.check_checkpoint(&path, link.as_ref(), checkpointed, log_alg.as_deref())?;
+        }
         let mut note = None;
-        let prev_file = match tail_link(&path, alg) {
-            Some((link, true)) => {
+        let prev_file = match tail {
+            Some(Tail {
+                link, intact: true, ..
+            }) => {
                 // Continue the existing file's chain.
-                self.link = link;
                 let file = open_append(&path)?;
-                let size = file.metadata()?.len();
+                self.lock_file(&file, &path)?;
+                let m = file.metadata()?;
+                self.link = link;
                 self.file = Some(FileSink {
                     file,
-                    size,
+                    size: m.len(),
                     regular: true,
+                    id: file_id(&m),
                     dirty: false,
                     synced: Instant::now(),
                 });
                 return Ok(());
             }
-            Some((link, false)) => {
+            Some(Tail { link, .. }) => {
                 note = Some(
                     "the previous file ended with an incomplete line or used another chain; it was rotated unchanged",
                 );
@@ -249,8 +573,8 @@ impl Writer {
                 self.shift(&path)?;
                 GENESIS.to_string()
             }
-            None => match tail_link(&rotated(&path, 1), alg) {
-                Some((link, _)) => {
+            None => match older {
+                Some(Tail { link, .. }) => {
                     self.link = link;
                     self.link.prev.clone()
                 }
@@ -258,16 +582,131 @@ impl Writer {
             },
         };
         let file = open_append(&path)?;
+        self.lock_file(&file, &path)?;
+        let m = file.metadata()?;
+        if m.len() != 0 {
+            // Someone created the file between our rename and our open: not ours.
+            return Err(std::io::Error::other(format!(
+                "{} appeared while the audit log was being rotated; it will be moved aside",
+                path.display()
+            )));
+        }
         self.file = Some(FileSink {
             file,
             size: 0,
             regular: true,
+            id: file_id(&m),
             dirty: false,
             synced: Instant::now(),
         });
         let start = self.start_record(&prev_file, note);
         self.seal(start, false);
         Ok(())
+    }
+
+    /// Lock the file we append to, so another writer that got past the lock file (deleted
+    /// and re-created by someone) still cannot append to it.
+    fn lock_file(&mut self, file: &File, path: &Path) -> std::io::Result<()> {
+        match file.try_lock() {
+            Ok(()) => Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => Err(self.fail(locked_message(path, path))),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Before a batch: is the open file still the one at the path, and only ours?
+    fn check_file(&self) -> std::io::Result<Option<Tamper>> {
+        let (Some(f), Some(path)) = (&self.file, &self.opts.path) else {
+            return Ok(None);
+        };
+        if !f.regular {
+            return Ok(None);
+        }
+        let m = f.file.metadata()?;
+        if nlink(&m) == 0 {
+            return Ok(Some(Tamper::Unlinked));
+        }
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Tamper::Renamed)),
+            Err(e) => return Err(e),
+            Ok(pm) if pm.file_type().is_symlink() || file_id(&pm) != f.id => {
+                return Ok(Some(Tamper::Replaced));
+            }
+            Ok(_) => {}
+        }
+        Ok(match m.len().cmp(&f.size) {
+            std::cmp::Ordering::Less => Some(Tamper::Truncated),
+            std::cmp::Ordering::Greater => Some(Tamper::Appended),
+            std::cmp::Ordering::Equal => None,
+        })
+    }
+
+    /// The file was tampered with: say so in Fentaris' log, record it where that is still
+    /// safe (the open file when it holds only our bytes; stdout), and stop for good.
+    fn tampered(&mut self, t: Tamper) -> std::io::Error {
+        let path = self
+            .opts
+            .path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let msg = format!(
+            "the audit log {path} {} while Fentaris was writing it; the audit sink is stopped and requests are refused (audit.onFailure: deny)\nhelp: keep the files as evidence, run `fentaris logs verify`, then restart `fentaris serve` (rotation is Fentaris' own: see audit.maxFileBytes)",
+            t.explain()
+        );
+        let mut r = Record::new("audit.tamper").detail(json!({ "what": t.kind(), "path": path }));
+        r.tags = self.opts.tags.clone();
+        if t.file_intact() {
+            self.seal(r, false);
+            if self.write_buf().is_ok()
+                && let Some(f) = &mut self.file
+            {
+                let _ = f.file.sync_data();
+            }
+        } else if self.opts.stdout && self.buf.is_empty() {
+            let mut line = String::new();
+            std::mem::swap(&mut line, &mut self.buf);
+            self.seal(r, false);
+            let text = std::mem::replace(&mut self.buf, line);
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        }
+        self.file = None;
+        self.fail(msg)
+    }
+
+    /// Seal the checkpoint after an fsync: the last record now durable.
+    fn store_checkpoint(&mut self) {
+        let (Some(cp_path), Some(f)) = (&self.opts.checkpoint, &self.file) else {
+            return;
+        };
+        if !f.regular || self.fatal.is_some() || !self.buf.is_empty() || self.link.seq == 0 {
+            return;
+        }
+        let cp = Checkpoint::seal(
+            &self.opts.key,
+            self.opts.log_name.clone(),
+            self.link.seq - 1,
+            self.link.prev.clone(),
+            FileId {
+                dev: f.id.0,
+                ino: f.id.1,
+                size: f.size,
+            },
+        );
+        match cp.store(cp_path) {
+            Ok(()) => self.checkpoint_error = None,
+            Err(e) => {
+                let msg = e.to_string();
+                if self.checkpoint_error.as_deref() != Some(&msg) {
+                    tracing::error!(
+                        "cannot write the audit checkpoint {}: {msg}; a cut-off tail of the log will not be detected until it can",
+                        cp_path.display()
+                    );
+                }
+                self.checkpoint_error = Some(msg);
+            }
+        }
     }
 
     /// Move `path` to `path.1`, shifting older files up and dropping the oldest.
@@ -287,6 +726,9 @@ impl Writer {
         let Some(path) = self.opts.path.clone() else {
             return Ok(());
         };
+        if let Some(t) = self.check_file()? {
+            return Err(self.tampered(t));
+        }
         if let Some(f) = &mut self.file {
             f.file.sync_data()?;
         }
@@ -342,9 +784,15 @@ impl Writer {
 
     /// Seal and write everything received so far.
     fn pump(&mut self) -> std::io::Result<()> {
+        if let Some(f) = &self.fatal {
+            return Err(std::io::Error::other(f.clone()));
+        }
         if self.needs_open {
             self.open()?;
             self.needs_open = false;
+        }
+        if let Some(t) = self.check_file()? {
+            return Err(self.tampered(t));
         }
         self.write_buf()?;
         while let Some(rec) = self.backlog.pop_front() {
@@ -368,11 +816,12 @@ impl Writer {
             && f.dirty
             && (force || f.synced.elapsed() >= self.opts.fsync_interval)
         {
-            if f.regular {
-                let _ = f.file.sync_data();
-            }
+            let synced = !f.regular || f.file.sync_data().is_ok();
             f.dirty = false;
             f.synced = Instant::now();
+            if synced {
+                self.store_checkpoint();
+            }
         }
     }
 
@@ -395,9 +844,10 @@ impl Writer {
             Err(e) => {
                 self.shared.failures.fetch_add(1, Ordering::Relaxed);
                 let msg = e.to_string();
-                if self.shared.healthy.swap(false, Ordering::AcqRel)
-                    || self.last_error.as_deref() != Some(&msg)
-                {
+                let first = self.shared.healthy.swap(false, Ordering::AcqRel);
+                // A fatal problem was logged once where it was found (or, at start, is the
+                // start's error).
+                if self.fatal.is_none() && (first || self.last_error.as_deref() != Some(&msg)) {
                     tracing::error!(
                         path = %self.opts.path.as_deref().map_or("stdout".into(), |p| p.display().to_string()),
                         "cannot write the audit log: {msg}; requests are refused until it can be written (audit.onFailure: deny)"
@@ -489,15 +939,16 @@ impl Writer {
     }
 }
 
-/// Open the sink and write its first line now (so its health is known), then run it on
-/// its own thread.
-pub(crate) fn spawn(
-    opts: Options,
-    shared: Arc<Shared>,
-) -> (
+/// The sink thread's channel and handle.
+pub(crate) type Spawned = (
     std::sync::mpsc::Sender<Msg>,
     Option<std::thread::JoinHandle<()>>,
-) {
+);
+
+/// Open the sink and write its first line now (so its health is known), then run it on
+/// its own thread. Refuses (writing nothing) when another writer holds the file, a path is
+/// a symlink, or the log ends before its checkpoint.
+pub(crate) fn spawn(opts: Options, shared: Arc<Shared>) -> Result<Spawned, String> {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut w = Writer {
         opts,
@@ -511,12 +962,396 @@ pub(crate) fn spawn(
         flushes: Vec::new(),
         needs_open: true,
         last_error: None,
+        lock: None,
+        fatal: None,
+        checkpoint_checked: false,
+        checkpoint_error: None,
+        running: false,
     };
     w.attempt();
+    if let Some(why) = w.fatal.take() {
+        return Err(why);
+    }
+    w.running = true;
     let thread = std::thread::Builder::new()
         .name("fentaris-audit".into())
         .spawn(move || w.run(rx))
         .map_err(|e| tracing::error!("cannot start the audit thread: {e}"))
         .ok();
-    (tx, thread)
+    Ok((tx, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditLog;
+    use crate::secret::SecretKey;
+
+    fn opts(dir: &Path) -> Options {
+        Options {
+            path: Some(dir.join("logs/audit.jsonl")),
+            stdout: false,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            keep_files: 3,
+            fsync_interval: Duration::from_millis(50),
+            key: ChainKey::Hmac(SecretKey::from_bytes([9; 32])),
+            tags: Default::default(),
+            fail_open: false,
+            checkpoint: Some(dir.join(super::super::checkpoint::FILE)),
+            log_name: "logs/audit.jsonl".into(),
+        }
+    }
+
+    fn key() -> ChainKey {
+        ChainKey::Hmac(SecretKey::from_bytes([9; 32]))
+    }
+
+    fn log_with(dir: &Path, n: usize) -> AuditLog {
+        let log = AuditLog::start(opts(dir)).unwrap();
+        for _ in 0..n {
+            log.write(Record::new("x"));
+        }
+        assert!(log.flush(Duration::from_secs(5)));
+        log
+    }
+
+    fn text(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("logs/audit.jsonl")).unwrap()
+    }
+
+    fn verify(dir: &Path) -> crate::audit::chain::Verified {
+        let lines: Vec<String> = text(dir).lines().map(str::to_string).collect();
+        crate::audit::chain::verify(&[lines], &key()).unwrap()
+    }
+
+    /// Write one record and wait for the sink to take it (false: it refused).
+    fn poke(log: &AuditLog) -> bool {
+        log.write(Record::new("x"));
+        log.flush(Duration::from_millis(600)) && log.healthy()
+    }
+
+    #[test]
+    fn a_second_writer_on_the_same_file_is_refused_and_writes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let first = log_with(d.path(), 2);
+        let before = text(d.path());
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(
+            e.contains("another fentaris process is writing the audit log"),
+            "{e}"
+        );
+        assert!(e.contains("audit.jsonl.lock") && e.contains("help:"), "{e}");
+        assert_eq!(text(d.path()), before);
+        // Someone deletes the lock file: the lock on the log itself still refuses.
+        std::fs::remove_file(lock_path(&d.path().join("logs/audit.jsonl"))).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("another fentaris process"), "{e}");
+        assert_eq!(text(d.path()), before);
+        assert!(poke(&first));
+        first.close(Duration::from_secs(2));
+        drop(first);
+        // Once the first is gone, a new writer continues the chain.
+        let again = log_with(d.path(), 1);
+        again.close(Duration::from_secs(2));
+        assert_eq!(verify(d.path()).records, 5);
+    }
+
+    #[test]
+    fn renaming_the_file_is_noticed_recorded_in_it_and_fails_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 2);
+        let moved = d.path().join("moved.jsonl");
+        std::fs::rename(d.path().join("logs/audit.jsonl"), &moved).unwrap();
+        assert!(!poke(&log));
+        assert!(!log.healthy());
+        assert!(!poke(&log), "stays failed");
+        // The moved file ends with the tamper record, chained.
+        let t = std::fs::read_to_string(&moved).unwrap();
+        let last = t.lines().last().unwrap();
+        assert!(
+            last.contains("\"event\":\"audit.tamper\"") && last.contains("renamed"),
+            "{last}"
+        );
+        let lines: Vec<String> = t.lines().map(str::to_string).collect();
+        crate::audit::chain::verify(&[lines], &key()).unwrap();
+        // Nothing was written at the path.
+        assert!(!d.path().join("logs/audit.jsonl").exists());
+    }
+
+    #[test]
+    fn unlinking_or_replacing_the_file_fails_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 1);
+        std::fs::remove_file(d.path().join("logs/audit.jsonl")).unwrap();
+        assert!(!poke(&log));
+        drop(log);
+
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 1);
+        let p = d.path().join("logs/audit.jsonl");
+        std::fs::write(d.path().join("other"), "forged\n").unwrap();
+        std::fs::rename(d.path().join("other"), &p).unwrap();
+        assert!(!poke(&log));
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "forged\n",
+            "never written to"
+        );
+    }
+
+    #[test]
+    fn appended_or_truncated_bytes_fail_closed_without_writing_more() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 2);
+        let p = d.path().join("logs/audit.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"seq\":99,\"event\":\"forged\"}\n").unwrap();
+        let after = text(d.path());
+        assert!(!poke(&log));
+        assert_eq!(text(d.path()), after);
+        drop(log);
+
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 3);
+        let p = d.path().join("logs/audit.jsonl");
+        let t = text(d.path());
+        let cut = t.trim_end().rfind('\n').unwrap() + 1;
+        OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(cut as u64)
+            .unwrap();
+        assert!(!poke(&log));
+        assert_eq!(text(d.path()).len(), cut);
+    }
+
+    #[test]
+    fn the_checkpoint_follows_fsync_and_a_cut_log_is_refused_at_start() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 3);
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let cp_path = d.path().join(super::super::checkpoint::FILE);
+        let cp = Checkpoint::load(&cp_path, &key()).unwrap().unwrap();
+        let v = verify(d.path());
+        assert_eq!(
+            (Some(cp.seq), cp.chain.as_str()),
+            (v.last_seq, v.last.as_str())
+        );
+        assert!(
+            text(d.path())
+                .lines()
+                .next()
+                .unwrap()
+                .contains("\"checkpoint\"")
+        );
+
+        // Cut the last line while nothing runs: the next start refuses, writing nothing.
+        let p = d.path().join("logs/audit.jsonl");
+        let t = text(d.path());
+        let cut = &t[..t.trim_end().rfind('\n').unwrap() + 1];
+        std::fs::write(&p, cut).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(
+            e.contains("tail was cut off") && e.contains(&format!("expected last seq {}", cp.seq)),
+            "{e}"
+        );
+        assert_eq!(text(d.path()), cut);
+        // All files removed: refused too.
+        std::fs::remove_file(&p).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("no records"), "{e}");
+        std::fs::write(&p, &t).unwrap();
+        // A forged checkpoint is refused.
+        let forged = std::fs::read_to_string(&cp_path)
+            .unwrap()
+            .replace(&format!("\"seq\": {}", cp.seq), "\"seq\": 1");
+        std::fs::write(&cp_path, forged).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("edited or forged"), "{e}");
+        // A deleted checkpoint is refused (the log says it has one).
+        std::fs::remove_file(&cp_path).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("is missing"), "{e}");
+        assert_eq!(text(d.path()), t);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_refused_and_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 1);
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&d.path().join("logs")), 0o700);
+        assert_eq!(mode(&d.path().join("logs/audit.jsonl")), 0o600);
+        assert_eq!(mode(&d.path().join("logs/audit.jsonl.lock")), 0o600);
+
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("logs")).unwrap();
+        let target = d.path().join("elsewhere");
+        std::fs::write(&target, "").unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join("logs/audit.jsonl")).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(
+            e.contains("symbolic link") && e.contains("audit.jsonl"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+        std::fs::remove_file(d.path().join("logs/audit.jsonl")).unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join("logs/audit.jsonl.2")).unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("audit.jsonl.2"), "{e}");
+    }
+
+    #[test]
+    fn half_a_line_left_by_a_crash_is_rotated_away_and_the_chain_continues() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 2);
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let p = d.path().join("logs/audit.jsonl");
+        let whole = text(d.path());
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"time\":\"2026-").unwrap();
+        drop(f);
+        let log = log_with(d.path(), 1);
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let old = std::fs::read_to_string(rotated(&p, 1)).unwrap();
+        assert!(old.starts_with(&whole));
+        let new = text(d.path());
+        assert!(new.contains("incomplete line"), "{new}");
+        let lines: Vec<String> = new.lines().map(str::to_string).collect();
+        let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        let (_, last_whole) = split_line(whole.lines().last().unwrap()).unwrap();
+        assert_eq!(first["detail"]["prevFile"], last_whole);
+    }
+
+    #[test]
+    fn a_vault_created_later_starts_a_keyed_chain_without_refusing() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path());
+        o.key = ChainKey::Sha256;
+        let log = AuditLog::start(o).unwrap();
+        log.write(Record::new("x"));
+        log.close(Duration::from_secs(2));
+        drop(log);
+        // Now with the vault's key: the plain file is rotated away, the checkpoint re-sealed.
+        let log = log_with(d.path(), 1);
+        log.close(Duration::from_secs(2));
+        drop(log);
+        assert!(d.path().join("logs/audit.jsonl.1").exists());
+        let cp = Checkpoint::load(&d.path().join(super::super::checkpoint::FILE), &key())
+            .unwrap()
+            .unwrap();
+        assert_eq!(Some(cp.seq), verify(d.path()).last_seq);
+        // But a keyed log with a plain-hash checkpoint is a forgery.
+        let forged = Checkpoint::seal(&ChainKey::Sha256, cp.log, cp.seq + 5, cp.chain, cp.file);
+        forged
+            .store(&d.path().join(super::super::checkpoint::FILE))
+            .unwrap();
+        let e = AuditLog::start(opts(d.path())).err().unwrap();
+        assert!(e.contains("edited or forged"), "{e}");
+    }
+
+    /// The cost of the per-batch file check (fstat + lstat), next to the batch's own write.
+    /// `cargo test --lib check_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn check_cost() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("a.jsonl");
+        let file = open_append(&path).unwrap();
+        let m = file.metadata().unwrap();
+        let (tx, _rx) = std::sync::mpsc::channel::<Msg>();
+        drop(tx);
+        let mut o = opts(d.path());
+        o.path = Some(path);
+        let mut w = Writer {
+            opts: o,
+            shared: Arc::new(Shared {
+                queued: Default::default(),
+                healthy: Default::default(),
+                written: Default::default(),
+                dropped: Default::default(),
+                failures: Default::default(),
+                stopped: Default::default(),
+            }),
+            link: Link::genesis(),
+            file: Some(FileSink {
+                file,
+                size: 0,
+                regular: true,
+                id: file_id(&m),
+                dirty: false,
+                synced: Instant::now(),
+            }),
+            backlog: VecDeque::new(),
+            buf: String::new(),
+            buf_in_file: false,
+            buf_records: 0,
+            flushes: Vec::new(),
+            needs_open: false,
+            last_error: None,
+            lock: None,
+            fatal: None,
+            checkpoint_checked: true,
+            checkpoint_error: None,
+            running: true,
+        };
+        let n = 100_000;
+        let t = Instant::now();
+        for _ in 0..n {
+            assert_eq!(w.check_file().unwrap(), None);
+        }
+        let check = t.elapsed() / n;
+        let line = "x".repeat(600) + "\n";
+        let t = Instant::now();
+        for _ in 0..n / 10 {
+            w.buf.push_str(&line);
+            w.buf.push_str(&line);
+            w.write_buf().unwrap();
+        }
+        let write = t.elapsed() / (n / 10);
+        w.link.seq = 5;
+        let t = Instant::now();
+        for _ in 0..20 {
+            w.store_checkpoint();
+        }
+        let cp = t.elapsed() / 20;
+        assert!(w.checkpoint_error.is_none());
+        eprintln!(
+            "check_file: {check:?} per batch; write of a 2-record batch: {write:?}; checkpoint (once per fsyncInterval): {cp:?}"
+        );
+    }
+
+    #[test]
+    fn rotation_keeps_one_chain_and_the_checkpoint_moves_on() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path());
+        o.max_file_bytes = 2_000;
+        let log = AuditLog::start(o).unwrap();
+        for _ in 0..60 {
+            log.write(Record::new("x"));
+        }
+        assert!(log.flush(Duration::from_secs(5)));
+        assert!(log.healthy());
+        log.close(Duration::from_secs(2));
+        drop(log);
+        let p = d.path().join("logs/audit.jsonl");
+        let files: Vec<Vec<String>> = super::super::read::file_set(&p)
+            .iter()
+            .map(|f| super::super::read::lines(f).unwrap())
+            .collect();
+        assert!(files.len() >= 2);
+        let v = crate::audit::chain::verify(&files, &key()).unwrap();
+        let cp = Checkpoint::load(&d.path().join(super::super::checkpoint::FILE), &key())
+            .unwrap()
+            .unwrap();
+        assert_eq!(Some(cp.seq), v.last_seq);
+    }
 }

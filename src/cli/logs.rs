@@ -18,8 +18,8 @@ pub enum LogsCommand {
     Tail(TailArgs),
     /// Count requests and denials by subject, server and target over a window
     Summary(SummaryArgs),
-    /// Check the tamper-evident chain of the audit files. It cannot tell whether lines were
-    /// cut off the end: keep the printed last chain value elsewhere to check that later
+    /// Check the tamper-evident chain of the audit files, and compare their end with the
+    /// sealed checkpoint `serve` keeps beside the config (a cut-off tail is reported)
     Verify(VerifyArgs),
 }
 
@@ -410,9 +410,33 @@ impl Follower {
             (_, Err(_)) => false,
         };
         if rotated {
-            // Lines written to the old file just before it was renamed, then the new file.
+            // Lines written to the old file just before it was renamed, then every file
+            // rotated after it (several rotations can happen between two polls), then the
+            // new file.
             self.drain(&mut out)?;
             self.partial.clear();
+            for _ in 0..10_000 {
+                let Some((_, ino)) = &self.cur else { break };
+                let ino = *ino;
+                let at = (1..10_000u32)
+                    .map(|i| crate::audit::writer::rotated(&self.path, i))
+                    .take_while(|p| std::fs::symlink_metadata(p).is_ok())
+                    .position(|p| std::fs::metadata(&p).is_ok_and(|m| inode(&m) == ino));
+                match at {
+                    // `cur` is `.(k+1)`, not the newest rotated file: read `.k` next.
+                    Some(k) if k >= 1 => {
+                        let next = crate::audit::writer::rotated(&self.path, k as u32);
+                        let Ok(f) = std::fs::File::open(&next) else {
+                            break;
+                        };
+                        let Ok(m) = f.metadata() else { break };
+                        self.cur = Some((std::io::BufReader::new(f), inode(&m)));
+                        self.drain(&mut out)?;
+                        self.partial.clear();
+                    }
+                    _ => break,
+                }
+            }
             self.cur = self.open();
             self.drain(&mut out)?;
         }
@@ -469,8 +493,136 @@ fn algorithm_of(lines: &[String]) -> Option<String> {
     v.pointer("/detail/chain")?.as_str().map(str::to_string)
 }
 
+/// The checkpoint that applies to a verified set: (checkpoint file, the log's name in it),
+/// when the set ends with the configured audit file.
+fn checkpoint_for(ctx: &Context, files: &[PathBuf]) -> Option<(PathBuf, String)> {
+    // Quietly: with explicit files the config may be absent or broken (no diagnostics here).
+    let loaded = ctx.load().ok()?;
+    let config = loaded
+        .outcome
+        .config
+        .as_ref()
+        .filter(|_| !loaded.outcome.has_errors())?;
+    if config.audit.sink == crate::config::AuditSink::Stdout {
+        return None;
+    }
+    let path = loaded.dir.join(&config.audit.path);
+    let last = files.last()?;
+    let same = last == &path
+        || matches!((last.canonicalize(), path.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    same.then(|| {
+        (
+            crate::audit::checkpoint::path_for(&loaded.dir),
+            crate::audit::checkpoint::log_name(&loaded.dir, &path),
+        )
+    })
+}
+
+/// Whether a file's `file.start` says a checkpoint is kept for it.
+fn has_checkpoint_marker(lines: &[String]) -> bool {
+    lines
+        .first()
+        .and_then(|l| split_line(l))
+        .and_then(|(b, _)| serde_json::from_str::<Value>(&format!("{b}}}")).ok())
+        .is_some_and(|v| v.pointer("/detail/checkpoint").is_some())
+}
+
+/// Compare a verified set with its checkpoint: `Ok(status)` for the report, `Err(problem)`
+/// when the checkpoint shows the log was cut, replaced, or the checkpoint itself was
+/// deleted, edited or forged.
+/// The checkpoint, read *before* the log files: a running `serve` only checkpoints what it
+/// already wrote, so reading in this order never mistakes a live log for a cut one.
+type PreRead = Option<(PathBuf, String, std::io::Result<String>)>;
+
+fn pre_read_checkpoint(ctx: &Context, files: &[PathBuf]) -> PreRead {
+    let (cp_path, log_name) = checkpoint_for(ctx, files)?;
+    let text = crate::audit::checkpoint::read_nofollow(&cp_path);
+    Some((cp_path, log_name, text))
+}
+
+fn check_against_checkpoint(
+    pre: PreRead,
+    files: &[PathBuf],
+    contents: &[Vec<String>],
+    key: &ChainKey,
+    last_seq: Option<u64>,
+) -> Result<String, String> {
+    use crate::audit::checkpoint::{Checkpoint, CheckpointError, compare, no_symlink_message};
+    let Some((cp_path, log_name, text)) = pre else {
+        return Ok(
+            "no checkpoint applies to these files: a cut-off tail cannot be detected from the files alone".into(),
+        );
+    };
+    let newest = files
+        .last()
+        .map(|f| super::display_path(f))
+        .unwrap_or_default();
+    let cp_name = super::display_path(&cp_path);
+    let marked = contents.iter().any(|l| has_checkpoint_marker(l));
+    let loaded = match text {
+        Ok(t) => Checkpoint::open(&t, key, &cp_path).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CheckpointError::Unreadable {
+            path: cp_name.clone(),
+            why: no_symlink_message(&e),
+        }),
+    };
+    match loaded {
+        Err(e) => Err(e.to_string()),
+        Ok(None) if marked => Err(format!(
+            "the audit checkpoint {cp_name} is missing, but {newest} was written with one: it was deleted (a cut-off tail would go unnoticed)"
+        )),
+        Ok(None) => Ok(format!(
+            "no checkpoint at {cp_name} (written by `fentaris serve` from this version on): a cut-off tail cannot be detected yet"
+        )),
+        Ok(Some(cp)) if cp.log != log_name => Ok(format!(
+            "the checkpoint {cp_name} is for another log ({}): not compared",
+            cp.log
+        )),
+        Ok(Some(cp)) => match compare(&cp, contents, last_seq) {
+            Some(f) => Err(format!(
+                "{} (checkpoint {cp_name}, written {})",
+                f.message(&newest),
+                cp.time
+            )),
+            None => Ok(format!(
+                "matches the checkpoint {cp_name} (seq {}, written {}){}",
+                cp.seq,
+                cp.time,
+                copied_note(files, contents, &cp)
+            )),
+        },
+    }
+}
+
+/// When the checkpointed record is in the newest file but that file has another identity
+/// than the checkpoint saw: it was copied or restored (a note, not a failure).
+fn copied_note(
+    files: &[PathBuf],
+    contents: &[Vec<String>],
+    cp: &crate::audit::checkpoint::Checkpoint,
+) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let holds = contents.last().is_some_and(|lines| {
+            lines.iter().any(|l| {
+                parse(l).and_then(|v| v.get("seq").and_then(Value::as_u64)) == Some(cp.seq)
+            })
+        });
+        if let Some(m) = files.last().and_then(|f| std::fs::metadata(f).ok())
+            && holds
+            && (m.dev(), m.ino()) != (cp.file.dev, cp.file.ino)
+        {
+            return "\nnote: the newest file is not the file the checkpoint was written for (another inode): it was copied or restored since".into();
+        }
+    }
+    let _ = (files, contents, cp);
+    String::new()
+}
+
 fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
-    let files = if a.files.is_empty() {
+    let mut files = if a.files.is_empty() {
         let path = audit_path(ctx, None)?;
         let set = file_set(&path);
         if set.is_empty() {
@@ -483,10 +635,27 @@ fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
     } else {
         a.files.clone()
     };
+    let pre = pre_read_checkpoint(ctx, &files);
+    let live = a.files.is_empty();
     let contents = files
         .iter()
-        .map(|f| lines(f).map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display()))))
+        .enumerate()
+        .map(|(i, f)| {
+            // The active file of a running serve may end in a write in progress.
+            if live && i + 1 == files.len() {
+                crate::audit::read::whole_lines(f)
+            } else {
+                lines(f)
+            }
+            .map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display())))
+        })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut contents = contents;
+    if a.files.is_empty() && contents.len() > 1 && contents.last().is_some_and(Vec::is_empty) {
+        // A rotation in progress: the new file exists, its file.start not yet written.
+        contents.pop();
+        files.pop();
+    }
     // The key comes from the deployment, never from the file: where there is a vault the
     // chain must be an HMAC under its key (a file claiming a plain hash chain is refused by
     // `verify` as chained with the wrong algorithm).
@@ -507,23 +676,39 @@ fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
     let names: Vec<String> = files.iter().map(|f| super::display_path(f)).collect();
     match crate::audit::chain::verify(&contents, &key) {
         Ok(v) => {
-            if a.format == ListFormat::Json {
-                output::print_json(&serde_json::json!({
-                    "ok": true, "files": names, "records": v.records,
-                    "algorithm": v.algorithm, "lastSeq": v.last_seq, "last": v.last,
-                }));
-            } else {
-                output::print(&format!(
-                    "ok: {} records in {} file{} ({}), last seq {}\nnote: a cut-off tail cannot be detected from the files alone; keep the last chain value elsewhere and compare later: {}\n",
-                    v.records,
-                    files.len(),
-                    if files.len() == 1 { "" } else { "s" },
-                    v.algorithm,
-                    v.last_seq.map_or("-".into(), |s| s.to_string()),
-                    v.last
-                ));
+            let checkpoint = check_against_checkpoint(pre, &files, &contents, &key, v.last_seq);
+            match (checkpoint, a.format) {
+                (Err(problem), ListFormat::Json) => {
+                    output::print_json(&serde_json::json!({
+                        "ok": false, "files": names, "file": names.last(), "records": v.records,
+                        "lastSeq": v.last_seq, "message": problem,
+                    }));
+                    Err(CliError::silent(1))
+                }
+                (Err(problem), _) => Err(CliError::findings(format!(
+                    "error: {problem}\nhelp: the audit log was altered after it was written; keep the files and the checkpoint as evidence"
+                ))),
+                (Ok(status), ListFormat::Json) => {
+                    output::print_json(&serde_json::json!({
+                        "ok": true, "files": names, "records": v.records,
+                        "algorithm": v.algorithm, "lastSeq": v.last_seq, "last": v.last,
+                        "checkpoint": status,
+                    }));
+                    Ok(())
+                }
+                (Ok(status), _) => {
+                    output::print(&format!(
+                        "ok: {} records in {} file{} ({}), last seq {}, last chain value {}\ncheckpoint: {status}\n",
+                        v.records,
+                        files.len(),
+                        if files.len() == 1 { "" } else { "s" },
+                        v.algorithm,
+                        v.last_seq.map_or("-".into(), |s| s.to_string()),
+                        v.last
+                    ));
+                    Ok(())
+                }
             }
-            Ok(())
         }
         Err(b) => {
             let file = names.get(b.file).cloned().unwrap_or_default();

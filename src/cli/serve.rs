@@ -7,7 +7,7 @@ use super::vault_access::{key_lookup, vault_error};
 use super::{CliError, CliResult, Context};
 use crate::config::vault_references;
 use crate::identity::KeyVerifier;
-use crate::proxy::{Proxy, connect_eager, eager_servers, http, serve_http, stdio};
+use crate::proxy::{Proxy, connect_eager, eager_servers, http, serve_http_bound, stdio};
 use crate::vault::{OpenOptions, Vault};
 
 #[derive(Debug, clap::Args)]
@@ -97,7 +97,19 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
             "audit.sink writes to stdout, which `serve --stdio` uses for MCP messages\nhelp: set \"audit\": { \"sink\": \"file\" } for stdio clients",
         ));
     }
-    let audit = start_audit(&config, &loaded.dir, vault.as_ref());
+    // Everything that can still fail comes before the audit log is opened, so a start that
+    // fails (port in use, unreadable tools.lock.json) writes nothing into the live log.
+    let pins = crate::proxy::pinning::Pins::load(&loaded.dir)
+        .map_err(|e| CliError::fatal(e.to_string()))?;
+    let bound = if args.stdio {
+        None
+    } else {
+        Some(
+            rt.block_on(crate::proxy::bind_http(listen, admin))
+                .map_err(CliError::fatal)?,
+        )
+    };
+    let audit = start_audit(&config, &loaded.dir, vault.as_ref())?;
     // Children must not read what protects the secrets: key files, the vault, the audit log.
     let mut denied = vec![vault_path.clone()];
     denied.extend(crate::vault::keys::default_keys_dir());
@@ -106,6 +118,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         && let Some(dir) = loaded.dir.join(&config.audit.path).parent()
     {
         denied.push(dir.to_path_buf());
+        denied.push(crate::audit::checkpoint::path_for(&loaded.dir));
     }
     crate::harden::deny_to_children(denied);
     sandbox_children(&loaded, &config);
@@ -117,9 +130,8 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         Box::new(|k: &str| std::env::var(k).ok()),
     );
     proxy.audit = Arc::new(audit);
-    // Tool pinning: a lock file that cannot be read refuses the start (fail closed).
-    proxy.pins = crate::proxy::pinning::Pins::load(&loaded.dir)
-        .map_err(|e| CliError::fatal(e.to_string()))?;
+    // Tool pinning: a lock file that cannot be read refused the start above (fail closed).
+    proxy.pins = pins;
     let proxy = proxy.shared();
     proxy.audit.write(
         crate::audit::Record::new("serve.start").detail(serde_json::json!({
@@ -131,7 +143,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         })),
     );
     let files = (loaded.path.clone(), vault_path.clone());
-    let result = serve(&rt, &proxy, args, verifier, trusted, listen, admin, files);
+    let result = serve(&rt, &proxy, args, verifier, trusted, bound, files);
     proxy.audit.write(crate::audit::Record::new("serve.stop"));
     proxy.audit.close(std::time::Duration::from_secs(5));
     result
@@ -227,22 +239,22 @@ fn start_audit(
     config: &crate::config::Config,
     dir: &std::path::Path,
     vault: Option<&Vault>,
-) -> crate::audit::AuditLog {
+) -> Result<crate::audit::AuditLog, CliError> {
     if !config.auto_log {
-        return crate::audit::AuditLog::off();
+        return Ok(crate::audit::AuditLog::off());
     }
     let key = match vault {
         Some(v) => crate::audit::ChainKey::Hmac(v.audit_key()),
         None => crate::audit::ChainKey::Sha256,
     };
     let opts = crate::audit::writer::Options::from_config(&config.audit, dir, key);
-    let log = crate::audit::AuditLog::start(opts);
+    let log = crate::audit::AuditLog::start(opts).map_err(CliError::fatal)?;
     if !log.healthy() {
         tracing::error!(
             "the audit log cannot be written: requests will be refused until it can (see the error above)"
         );
     }
-    log
+    Ok(log)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -252,11 +264,10 @@ fn serve(
     args: ServeArgs,
     verifier: KeyVerifier,
     trusted: Option<http::Trusted>,
-    listen: SocketAddr,
-    admin: SocketAddr,
+    bound: Option<(tokio::net::TcpListener, tokio::net::TcpListener)>,
     (config_path, vault_path): (std::path::PathBuf, std::path::PathBuf),
 ) -> CliResult {
-    if args.stdio {
+    let Some(bound) = bound.filter(|_| !args.stdio) else {
         let user = args.user.unwrap_or_default();
         if !proxy.engine.is_declared_user(&user) {
             tracing::warn!(
@@ -269,7 +280,7 @@ fn serve(
             proxy.pool.shutdown().await;
         });
         return Ok(());
-    }
+    };
     if verifier.key_count() == 0 {
         tracing::warn!(
             "no API keys are configured: every request will be refused (add one with `fentaris auth api-key add USER --generate`)"
@@ -300,7 +311,7 @@ fn serve(
             eager,
         )));
         crate::proxy::reload::spawn_triggers(app.clone(), config_path, vault_path, args.watch);
-        serve_http(app, listen, admin).await
+        serve_http_bound(app, bound).await
     })
     .map_err(CliError::fatal)
 }

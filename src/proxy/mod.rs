@@ -103,17 +103,38 @@ pub async fn serve_http(
     listen: SocketAddr,
     admin: SocketAddr,
 ) -> Result<(), String> {
+    let bound = bind_http(listen, admin).await?;
+    serve_http_bound(app, bound).await
+}
+
+/// Bind the MCP and admin listeners (before anything is written: a start that fails here
+/// leaves no trace in the audit log).
+pub async fn bind_http(
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> Result<(tokio::net::TcpListener, tokio::net::TcpListener), String> {
     let main = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let admin_l = tokio::net::TcpListener::bind(admin)
+        .await
+        .map_err(|e| format!("cannot listen on {admin} (adminListen): {e}"))?;
+    Ok((main, admin_l))
+}
+
+/// [`serve_http`] on listeners from [`bind_http`].
+pub async fn serve_http_bound(
+    app: Arc<http::App>,
+    (main, admin_l): (tokio::net::TcpListener, tokio::net::TcpListener),
+) -> Result<(), String> {
+    let listen = main.local_addr().map_err(|e| e.to_string())?;
+    let admin = admin_l.local_addr().map_err(|e| e.to_string())?;
+    let main = main
         // Responses end with a small last write: without TCP_NODELAY, Nagle's algorithm
         // and the client's delayed ACK add ~40 ms to every request.
         .tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-    let admin_l = tokio::net::TcpListener::bind(admin)
-        .await
-        .map_err(|e| format!("cannot listen on {admin} (adminListen): {e}"))?;
     tracing::info!("listening on http://{listen}/mcp (admin: http://{admin}/readyz, /metrics)");
     eprintln!("fentaris: serving http://{listen}/mcp (admin http://{admin})");
     let stop = tokio_util::sync::CancellationToken::new();
