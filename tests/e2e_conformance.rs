@@ -155,35 +155,17 @@ fn every_conformance_scenario_passes_through_fentaris_for_stdio_and_http_upstrea
         return;
     }
     let started = Instant::now();
-    let server_js = e2e().join("conformance_server.mjs");
-    // The fixture over streamable HTTP: the direct target, and Fentaris' HTTP upstream.
-    let up_port = free_port();
-    let mut upstream = Reaped(
-        Command::new(node22())
-            .arg(&server_js)
-            .arg("http")
-            .env("PORT", up_port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(up_port, "the conformance fixture server", &mut upstream);
-    // Fentaris with the fixture as a stdio upstream and as an HTTP upstream, allow-all.
+    // The fixture over streamable HTTP (the direct target), and Fentaris in front of it as a
+    // stdio and as an HTTP upstream, allow-all.
     let key = "conformance-key-0123456789abcdef";
-    let config = json!({
-        "servers": [
-            { "name": "conf-stdio", "transport": { "stdio": { "command": node22(), "args": [server_js] } } },
-            { "name": "conf-http", "transport": { "streamableHttp": { "url": format!("http://127.0.0.1:{up_port}/mcp") } } }
-        ],
-        "groups": [{ "id": "suite", "users": [{ "id": "suite", "apiKeys": [{ "env": "SUITE_KEY" }] }],
+    let (_upstream, up_port, s) = fixture_behind_fentaris_with(
+        json!([{ "id": "suite", "users": [{ "id": "suite", "apiKeys": [{ "env": "SUITE_KEY" }] }],
             "policy": { "rules": [
                 { "mcp": "conf-stdio", "allowCapability": { "operation": "*" } },
                 { "mcp": "conf-http", "allowCapability": { "operation": "*" } }
-            ] } }]
-    });
-    let s = serve(&config, &[("SUITE_KEY", key)]);
+            ] } }]),
+        &[("SUITE_KEY", key)],
+    );
     let shim_port = free_port();
     let mut shim = Reaped(
         Command::new(node22())
@@ -235,8 +217,12 @@ fn every_conformance_scenario_passes_through_fentaris_for_stdio_and_http_upstrea
 
 /// The fixture over streamable HTTP on a free port, and Fentaris in front of it as a stdio
 /// upstream (`conf-stdio`) and as an HTTP upstream (`conf-http`), with `groups` (users alice
-/// and bob, keys from ALICE_KEY and BOB_KEY).
-fn fixture_behind_fentaris(groups: serde_json::Value) -> (Reaped, Serve) {
+/// and bob, keys from ALICE_KEY and BOB_KEY, unless `env` names others). Returns the
+/// fixture, its port and Fentaris.
+fn fixture_behind_fentaris_with(
+    groups: serde_json::Value,
+    env: &[(&str, &str)],
+) -> (Reaped, u16, Serve) {
     let server_js = e2e().join("conformance_server.mjs");
     let up_port = free_port();
     let mut upstream = Reaped(
@@ -258,7 +244,13 @@ fn fixture_behind_fentaris(groups: serde_json::Value) -> (Reaped, Serve) {
         ],
         "groups": groups
     });
-    let s = serve(&config, &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)]);
+    let s = serve(&config, env);
+    (upstream, up_port, s)
+}
+
+fn fixture_behind_fentaris(groups: serde_json::Value) -> (Reaped, Serve) {
+    let (upstream, _, s) =
+        fixture_behind_fentaris_with(groups, &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)]);
     (upstream, s)
 }
 

