@@ -19,8 +19,8 @@
 //! `crash-after:N` (exit 3 on call N+1), `hang-after:N` (never answer from call N+1),
 //! `garbage-after:N` (write a non-JSON line / body from call N+1), `error` (every call gets a
 //! JSON-RPC error), `slow:MS` (sleep MS before each answer), `expire-sessions-after:N` (HTTP:
-//! every session is forgotten at call N+1, which gets 404), `huge:MB` (every call is answered
-//! with a text of MB MiB, streamed: never held in memory), `endless-pages[:MS]` (applies to
+//! every session is forgotten at call N+1, which gets 404), `huge:MB` (`payload` calls are
+//! answered with a text of MB MiB, streamed: never held in memory), `endless-pages[:MS]` (applies to
 //! `tools/list`: every page has one new tool and a `nextCursor`, after MS ms).
 //!
 //! `--count-file PATH`: after each `tools/list`, the number answered so far is written there.
@@ -166,7 +166,9 @@ impl Upstream {
             Fault::HangAfter(k) if n >= k => return Action::Hang,
             Fault::GarbageAfter(k) if n >= k => return Action::Garbage,
             Fault::Error => return Action::Reply(error(id, -32000, "injected error")),
-            Fault::Huge(mb) => return Action::Huge(id, mb << 20),
+            Fault::Huge(mb) if params.get("name").and_then(Value::as_str) == Some("payload") => {
+                return Action::Huge(id, mb << 20);
+            }
             _ => {}
         }
         let args = params.get("arguments");
@@ -405,7 +407,10 @@ mod http {
     fn huge_body(id: &Value, bytes: u64, sse: bool) -> Response {
         let (head, tail) = huge_parts(id);
         let (head, tail) = if sse {
-            (format!("event: message\ndata: {head}"), format!("{tail}\n\n"))
+            (
+                format!("event: message\ndata: {head}"),
+                format!("{tail}\n\n"),
+            )
         } else {
             (head, tail.to_string())
         };

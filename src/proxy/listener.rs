@@ -253,6 +253,20 @@ fn raise_fd_limit() -> Option<u64> {
     None
 }
 
+/// Bind the MCP listener with a deep accept queue (the kernel caps it at `somaxconn`): a
+/// burst of connections waits there for the accept loop instead of being dropped.
+pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 /// File descriptors kept for upstreams, children, the audit log and the admin listener.
 const FD_RESERVE: u64 = 256;
 

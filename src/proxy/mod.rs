@@ -93,9 +93,7 @@ pub async fn serve_http(
     listen: SocketAddr,
     admin: SocketAddr,
 ) -> Result<(), String> {
-    let main = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let main = listener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let admin_l = tokio::net::TcpListener::bind(admin)
         .await
         .map_err(|e| format!("cannot listen on {admin} (adminListen): {e}"))?;
