@@ -1062,4 +1062,22 @@ mod tests {
         );
         assert_eq!(placeholders("{oops"), vec!["oops"]);
     }
+
+    #[test]
+    fn zero_limits_are_refused_with_their_pointer() {
+        let mut c = Config::default();
+        c.limits.max_connections = 0;
+        c.limits.header_read_timeout = crate::config::HumanDuration(std::time::Duration::ZERO);
+        let d = validate(&c);
+        let pointers: Vec<&str> = d
+            .iter()
+            .filter(|d| d.code == codes::BAD_VALUE.id)
+            .map(|d| d.pointer.as_str())
+            .collect();
+        assert_eq!(
+            pointers,
+            vec!["/limits/maxConnections", "/limits/headerReadTimeout"]
+        );
+        assert!(validate(&Config::default()).is_empty());
+    }
 }

@@ -412,3 +412,58 @@ async fn serve_conn(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(phase: Phase) -> Arc<Conn> {
+        Arc::new(Conn {
+            phase: Mutex::new(phase),
+            kill: CancellationToken::new(),
+        })
+    }
+
+    #[test]
+    fn at_the_cap_the_longest_waiting_connection_makes_room() {
+        let now = Instant::now();
+        let mut reg = Registry::default();
+        let old = conn(Phase::Head(now - Duration::from_secs(5)));
+        let idle = conn(Phase::Idle(now - Duration::from_secs(1)));
+        let busy = conn(Phase::Busy(1));
+        for (i, c) in [&old, &idle, &busy].into_iter().enumerate() {
+            reg.open.insert(i as u64, c.clone());
+        }
+        assert!(reg.make_room(4), "under the cap: nothing to do");
+        assert!(!old.kill.is_cancelled());
+        assert!(reg.make_room(3));
+        assert!(old.kill.is_cancelled(), "the oldest waiting one goes first");
+        assert!(reg.make_room(2));
+        assert!(idle.kill.is_cancelled());
+        assert!(!reg.make_room(1), "busy connections are never evicted");
+        assert!(!busy.kill.is_cancelled());
+        assert_eq!(reg.open.len(), 1);
+    }
+
+    #[test]
+    fn phases_follow_requests() {
+        let c = conn(Phase::Head(Instant::now()));
+        let (h, i) = (Duration::from_secs(10), Duration::from_secs(60));
+        assert!(c.deadline(h, i).is_some());
+        let a = Busy::new(c.clone());
+        let b = Busy::new(c.clone());
+        assert_eq!(c.deadline(h, i), None, "busy: no deadline");
+        c.on_read();
+        drop(a);
+        assert_eq!(c.deadline(h, i), None, "one request still in flight");
+        drop(b);
+        assert!(matches!(*c.phase(), Phase::Idle(_)));
+        let idle_until = c.deadline(h, i).unwrap();
+        c.on_read();
+        assert!(
+            matches!(*c.phase(), Phase::Head(_)),
+            "bytes after idle start a head"
+        );
+        assert!(c.deadline(h, i).unwrap() < idle_until);
+    }
+}

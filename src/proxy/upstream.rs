@@ -1273,12 +1273,7 @@ async fn http_post_once(
             match resp.chunk().await {
                 Ok(Some(bytes)) => {
                     buf.extend_from_slice(&bytes);
-                    while let Some(end) =
-                        find_event_end(&buf[scanned.saturating_sub(3)..]).map(|(a, b)| {
-                            let base = scanned.saturating_sub(3);
-                            (a + base, b + base)
-                        })
-                    {
+                    while let Some(end) = next_event_end(&buf, scanned) {
                         scanned = 0;
                         let raw: Vec<u8> = buf.drain(..end.1).collect();
                         let event = String::from_utf8_lossy(&raw[..end.0]).into_owned();
@@ -1374,6 +1369,13 @@ fn too_large(server: &str, max: usize, what: &str) -> String {
     )
 }
 
+/// [`find_event_end`], searching only from `scanned` (minus the 3 bytes a `\r\n\r\n` split
+/// across chunks may have left there): the bytes before were searched already.
+fn next_event_end(buf: &[u8], scanned: usize) -> Option<(usize, usize)> {
+    let base = scanned.saturating_sub(3).min(buf.len());
+    find_event_end(&buf[base..]).map(|(a, b)| (a + base, b + base))
+}
+
 /// The end of the first complete SSE event in `buf`: (end of its text, end including the
 /// blank line).
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
@@ -1383,5 +1385,53 @@ fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     match (a, b) {
         (Some(x), Some(y)) => Some(if x.0 < y.0 { x } else { y }),
         (x, y) => x.or(y),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], cap: usize) -> Vec<(Line, String)> {
+        // A 4-byte buffer: lines and the cap straddle reads.
+        let mut r = BufReader::with_capacity(4, input);
+        let mut out = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            let l = read_line_capped(&mut r, &mut buf, cap).await.unwrap();
+            let done = l == Line::Eof;
+            out.push((l, String::from_utf8(buf).unwrap()));
+            if done {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_read_up_to_the_cap_and_never_past_it() {
+        let got = lines(b"{\"a\":1}\nabcdefghijkl\nxyz", 10).await;
+        assert_eq!(got[0], (Line::Complete, "{\"a\":1}".into()));
+        // Reported as soon as it passes the cap, with no more than the cap held (the proxy
+        // stops reading there: the stream is no longer framed).
+        assert_eq!(got[1].0, Line::TooLong);
+        assert!(got[1].1.len() <= 10, "{got:?}");
+        assert_eq!(got.last().unwrap().0, Line::Eof);
+        // Exactly the cap is accepted.
+        let got = lines(b"0123456789\n", 10).await;
+        assert_eq!(got[0], (Line::Complete, "0123456789".into()));
+        let got = lines(b"01234567890\n", 10).await;
+        assert_eq!(got[0].0, Line::TooLong);
+    }
+
+    #[test]
+    fn sse_event_ends_are_found_across_chunks() {
+        assert_eq!(find_event_end(b"data: 1\n\ndata: 2\n\n"), Some((7, 9)));
+        assert_eq!(find_event_end(b"data: 1\r\n\r\n"), Some((7, 11)));
+        assert_eq!(find_event_end(b"data: 1\r\n\r"), None);
+        // The end was split across chunks: found when resuming from the old length.
+        assert_eq!(next_event_end(b"data: 1\r\n\r\n", 10), Some((7, 11)));
+        assert_eq!(next_event_end(b"data: 1\n\n", 9), Some((7, 9)));
+        assert_eq!(next_event_end(b"data: 1\n", 8), None);
+        assert_eq!(next_event_end(b"ab", 10), None);
     }
 }
