@@ -247,6 +247,7 @@ fn raise_fd_limit() -> Option<u64> {
                 }
             }
         }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
         Some(l.rlim_cur as u64)
     }
     #[cfg(not(unix))]

@@ -553,7 +553,7 @@ fn endless_paging_is_cut_and_stops_when_the_client_goes_away() {
     assert!(cut < Duration::from_secs(10), "{cut:?}");
     // Slow endless paging (50 ms a page); the client goes away after 500 ms: the paging
     // stops, for a session's SSE request and for a stateless 2026-07-28 request alike.
-    let requests: [(&str, Vec<(&str, &str)>, Value); 2] = [
+    let requests = [
         (
             "session, SSE",
             vec![("mcp-session-id", sid.as_str())],
