@@ -944,12 +944,14 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                     &ct,
                 );
                 // The client went away (its stream was dropped): cancel the work (upstream
-                // calls, list paging) instead of finishing it for nobody.
+                // calls, list paging) instead of finishing it for nobody; it then ends (and is
+                // audited) as cancelled.
+                tokio::pin!(work);
                 let result = tokio::select! {
-                    r = work => r,
+                    r = &mut work => r,
                     _ = gone.closed() => {
                         ct.cancel();
-                        return;
+                        work.await
                     }
                 };
                 drop(gone);

@@ -104,8 +104,8 @@ pub async fn serve_http(
     let s2 = stop.clone();
     // Our own accept loop: header and idle timeouts, and a connection cap (listener.rs).
     let main_srv = listener::serve(main, app.clone(), http::router(app.clone()), s1);
-    let admin_srv = axum::serve(admin_l, http::admin_router(app.clone()))
-        .with_graceful_shutdown(async move { s2.cancelled().await });
+    // The admin endpoints get the same timeouts and cap (their own count).
+    let admin_srv = listener::serve(admin_l, app.clone(), http::admin_router(app.clone()), s2);
     let main_task = tokio::spawn(main_srv);
     // End idle sessions, and stateless callers' isolated connections, now and then.
     let reaper = {
@@ -127,7 +127,7 @@ pub async fn serve_http(
             }
         })
     };
-    let admin_task = tokio::spawn(async move { admin_srv.await });
+    let admin_task = tokio::spawn(admin_srv);
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests");
     stop.cancel();
