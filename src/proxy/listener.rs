@@ -5,7 +5,8 @@
 //! the first byte after an idle spell), idle (kept alive with no request in flight), or busy
 //! (requests in flight, until their response bodies end). A connection waiting for a head
 //! longer than `limits.headerReadTimeout`, or idle longer than `limits.idleTimeout`, is
-//! closed; a busy one is never cut here (request timeouts bound those). At
+//! closed; a busy one only when the client has not taken what is written to it for
+//! `limits.idleTimeout` (request timeouts bound the rest). At
 //! `limits.maxConnections`, the connection that has waited longest for a request is closed to
 //! make room, so slow or idle connections (slowloris) cannot lock valid clients out; when
 //! every connection is busy, new ones are closed at once. Both are logged at most once per
@@ -37,8 +38,13 @@ enum Phase {
 /// One open client connection.
 struct Conn {
     phase: Mutex<Phase>,
+    /// Since when a write has been waiting for the client to read (a response it does not
+    /// take holds the connection busy).
+    stalled: Mutex<Option<Instant>>,
     /// Closes the connection (eviction at the cap).
     kill: CancellationToken,
+    /// Told when a deadline may have moved earlier (the connection's timer is re-armed).
+    changed: tokio::sync::Notify,
 }
 
 impl Conn {
@@ -51,15 +57,35 @@ impl Conn {
         let mut p = self.phase();
         if let Phase::Idle(_) = *p {
             *p = Phase::Head(Instant::now());
+            self.changed.notify_one();
         }
     }
 
-    /// When the connection is to be closed unless a request arrives (`None`: busy).
+    /// When the connection is to be closed unless a request arrives, or, while busy, unless
+    /// the client takes what is written to it (`None`: busy and writing).
     fn deadline(&self, header: Duration, idle: Duration) -> Option<Instant> {
-        match *self.phase() {
+        let phase = *self.phase();
+        match phase {
             Phase::Head(t) => Some(t + header),
             Phase::Idle(t) => Some(t + idle),
-            Phase::Busy(_) => None,
+            Phase::Busy(_) => self
+                .stalled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map(|t| t + idle),
+        }
+    }
+
+    /// A write completed (`false`) or must wait for the client to read (`true`).
+    fn on_write(&self, pending: bool) {
+        let mut s = self.stalled.lock().unwrap_or_else(|e| e.into_inner());
+        match (pending, s.is_some()) {
+            (true, false) => {
+                *s = Some(Instant::now());
+                self.changed.notify_one();
+            }
+            (false, true) => *s = None,
+            _ => {}
         }
     }
 
@@ -93,7 +119,10 @@ impl Drop for Busy {
         let mut p = self.0.phase();
         *p = match *p {
             Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
-            _ => Phase::Idle(Instant::now()),
+            _ => {
+                self.0.changed.notify_one();
+                Phase::Idle(Instant::now())
+            }
         };
     }
 }
@@ -151,7 +180,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        let r = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        self.conn.on_write(r.is_pending());
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.tcp).poll_flush(cx)
@@ -164,7 +195,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.conn.on_write(r.is_pending());
+        r
     }
     fn is_write_vectored(&self) -> bool {
         self.tcp.is_write_vectored()
@@ -317,7 +350,9 @@ pub async fn serve(
         };
         let conn = Arc::new(Conn {
             phase: Mutex::new(Phase::Head(Instant::now())),
+            stalled: Mutex::new(None),
             kill: CancellationToken::new(),
+            changed: tokio::sync::Notify::new(),
         });
         let id = {
             let mut reg = registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -394,13 +429,15 @@ async fn serve_conn(
             let l = &st.proxy.config.limits;
             (l.header_read_timeout.0, l.idle_timeout.0)
         };
-        // Busy connections are looked at again later (their phase changes when responses end).
+        // Re-armed whenever the phase changes (`changed`); busy connections are also looked at
+        // again now and then (a reload may shorten the timeouts).
         let wake = conn
             .deadline(header, idle)
-            .unwrap_or_else(|| Instant::now() + header.min(idle));
+            .unwrap_or_else(|| Instant::now() + header.max(idle));
         tokio::select! {
             _ = &mut http => break,
             _ = conn.kill.cancelled() => break,
+            _ = conn.changed.notified() => {}
             _ = stop.cancelled(), if !stopping => {
                 stopping = true;
                 http.as_mut().graceful_shutdown();
@@ -421,7 +458,9 @@ mod tests {
     fn conn(phase: Phase) -> Arc<Conn> {
         Arc::new(Conn {
             phase: Mutex::new(phase),
+            stalled: Mutex::new(None),
             kill: CancellationToken::new(),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -466,5 +505,21 @@ mod tests {
             "bytes after idle start a head"
         );
         assert!(c.deadline(h, i).unwrap() < idle_until);
+    }
+
+    #[test]
+    fn a_busy_connection_whose_client_does_not_read_gets_a_deadline() {
+        let c = conn(Phase::Head(Instant::now()));
+        let (h, i) = (Duration::from_secs(10), Duration::from_secs(60));
+        let busy = Busy::new(c.clone());
+        c.on_write(false);
+        assert_eq!(c.deadline(h, i), None);
+        c.on_write(true);
+        let d = c.deadline(h, i).unwrap();
+        c.on_write(true);
+        assert_eq!(c.deadline(h, i), Some(d), "the stall counts from its start");
+        c.on_write(false);
+        assert_eq!(c.deadline(h, i), None, "the client read: no deadline");
+        drop(busy);
     }
 }

@@ -329,6 +329,58 @@ fn slow_heads_and_idle_connections_are_closed_on_their_own_timers() {
 }
 
 #[test]
+fn a_client_that_does_not_read_its_response_is_cut_after_the_idle_timeout() {
+    if !ready() {
+        return;
+    }
+    let s = start(
+        json!([stdio("up", &["--stdio"])]),
+        json!({ "idleTimeout": "2s", "maxUpstreamMessageBytes": 67108864 }),
+    );
+    let url = s.url("/mcp");
+    let (_, hs, _) = init(&url, ALICE_KEY);
+    let sid = hs["mcp-session-id"].clone();
+    // 48 MB asked for, none of it read: more than the socket buffers hold.
+    let body = json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": { "name": "up__payload", "arguments": { "size": 48 << 20 } } })
+    .to_string();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    tcp.write_all(
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nx-fentaris-api-key: {ALICE_KEY}\r\nmcp-session-id: {sid}\r\ncontent-type: application/json\r\naccept: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // The answer starts (the upstream's 48 MB are in Fentaris), then the client stops reading.
+    let mut first = [0u8; 1];
+    tcp.read_exact(&mut first).unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    // Now read: the server gave up on this client, so less than the whole answer arrives.
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut got, mut buf) = (0usize, vec![0u8; 1 << 16]);
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    eprintln!(
+        "slow reader: {} of 48 MiB delivered before the cut",
+        got >> 20
+    );
+    assert!(got > 0, "the response had started");
+    assert!(
+        got < 48 << 20,
+        "the whole response was kept for a client that did not read"
+    );
+    // The server is fine.
+    let (status, _, r) = echo(&url, ALICE_KEY, &sid, "up__echo");
+    assert_eq!(status, 200, "{r}");
+}
+
+#[test]
 fn one_user_at_its_caps_leaves_room_for_others() {
     if !ready() {
         return;
