@@ -123,8 +123,8 @@ pub struct Limits {
     /// send the body once the head is read. Slower connections are closed. Default 10s.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: HumanDuration,
-    /// A kept-alive connection with no request in flight is closed after this long.
-    /// Default 60s.
+    /// A kept-alive connection with no request in flight is closed after this long, and so is
+    /// one whose client has not read what is written to it for this long. Default 60s.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: HumanDuration,
     /// Open sessions per user; `initialize` beyond it gets HTTP 429. Default 1,000.
