@@ -315,6 +315,7 @@ pub async fn serve(
     let fd_cap = raise_fd_limit().map(|n| n.saturating_sub(FD_RESERVE).max(16) as usize);
     let registry = Arc::new(Mutex::new(Registry::default()));
     let mut warned_fd = false;
+    let mut last_accept_error: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -328,9 +329,17 @@ pub async fn serve(
                 {
                     let mut reg = registry.lock().unwrap_or_else(|e| e.into_inner());
                     let n = reg.open.len();
-                    reg.make_room(n);
+                    if n > 0 {
+                        reg.make_room(n);
+                    }
                 }
-                tracing::debug!("accept failed: {e}");
+                if last_accept_error.is_none_or(|t: Instant| t.elapsed() >= LOG_EVERY) {
+                    last_accept_error = Some(Instant::now());
+                    tracing::warn!(
+                        "cannot accept connections: {e} (at most one such line per {}s; if it says too many open files, raise `ulimit -n` or lower limits.maxConnections)",
+                        LOG_EVERY.as_secs()
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
