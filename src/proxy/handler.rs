@@ -433,12 +433,8 @@ impl Proxy {
         // A new session-isolated connection (a child process, or an upstream session) counts
         // against its user's `limits.maxChildrenPerUser`.
         let mut reserved: Option<&str> = None;
-        if let Some(Caller {
-            session: Some(_),
-            subject,
-            ..
-        }) = caller
-            && decl.isolation == crate::config::Isolation::Session
+        if let Some(Caller { subject, .. }) = caller
+            && key.contains("#s:")
             && !self.pool.live(&key).await
         {
             let max = self.config.limits.max_children_per_user;
