@@ -19,7 +19,11 @@
 //! `crash-after:N` (exit 3 on call N+1), `hang-after:N` (never answer from call N+1),
 //! `garbage-after:N` (write a non-JSON line / body from call N+1), `error` (every call gets a
 //! JSON-RPC error), `slow:MS` (sleep MS before each answer), `expire-sessions-after:N` (HTTP:
-//! every session is forgotten at call N+1, which gets 404).
+//! every session is forgotten at call N+1, which gets 404), `huge:MB` (`payload` calls are
+//! answered with a text of MB MiB, streamed: never held in memory), `endless-pages[:MS]` (applies to
+//! `tools/list`: every page has one new tool and a `nextCursor`, after MS ms).
+//!
+//! `--count-file PATH`: after each `tools/list`, the number answered so far is written there.
 
 use std::io::{BufRead, BufWriter, Write};
 
@@ -39,6 +43,10 @@ enum Fault {
     SlowMs(u64),
     /// HTTP only: forget every session on `tools/call` number N+1 (it gets 404).
     ExpireSessionsAfter(u64),
+    /// Answer every call with a text of this many MiB, streamed.
+    Huge(u64),
+    /// `tools/list` never ends: each page has a `nextCursor` (answered after this many ms).
+    EndlessPages(u64),
 }
 
 impl Fault {
@@ -61,6 +69,8 @@ impl Fault {
             ("error", _) => Fault::Error,
             ("slow", Some(ms)) => Fault::SlowMs(ms),
             ("expire-sessions-after", Some(n)) => Fault::ExpireSessionsAfter(n),
+            ("huge", Some(mb)) => Fault::Huge(mb),
+            ("endless-pages", ms) => Fault::EndlessPages(ms.unwrap_or(0)),
             _ => return Err(format!("unknown --fault {s}")),
         })
     }
@@ -80,11 +90,24 @@ enum Action {
     Garbage,
     /// Exit the process now.
     Crash,
+    /// A response to this id whose text is this many bytes, written in chunks.
+    Huge(Value, u64),
 }
 
 struct Upstream {
     fault: Fault,
     calls: AtomicU64,
+    /// `tools/list` requests answered.
+    lists: AtomicU64,
+    count_file: Option<std::path::PathBuf>,
+}
+
+/// The parts of a huge response around its text.
+fn huge_parts(id: &Value) -> (String, &'static str) {
+    (
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":""#),
+        r#""}],"isError":false}}"#,
+    )
 }
 
 const TOOLS: &str = r#"[
@@ -111,7 +134,20 @@ impl Upstream {
                 "serverInfo": { "name": "fentaris-test-upstream", "version": env!("CARGO_PKG_VERSION") }
             }),
             "ping" => json!({}),
-            "tools/list" => json!({ "tools": serde_json::from_str::<Value>(TOOLS).unwrap() }),
+            "tools/list" => {
+                let n = self.lists.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(f) = &self.count_file {
+                    let _ = std::fs::write(f, n.to_string());
+                }
+                if let Fault::EndlessPages(ms) = self.fault {
+                    let page = json!({
+                        "tools": [{ "name": format!("page{n}"), "inputSchema": { "type": "object" } }],
+                        "nextCursor": format!("c{n}")
+                    });
+                    return Action::Delayed(Duration::from_millis(ms), response(id, page));
+                }
+                json!({ "tools": serde_json::from_str::<Value>(TOOLS).unwrap() })
+            }
             "prompts/list" => json!({ "prompts": [] }),
             "resources/list" => json!({ "resources": [] }),
             "resources/templates/list" => json!({ "resourceTemplates": [] }),
@@ -130,6 +166,9 @@ impl Upstream {
             Fault::HangAfter(k) if n >= k => return Action::Hang,
             Fault::GarbageAfter(k) if n >= k => return Action::Garbage,
             Fault::Error => return Action::Reply(error(id, -32000, "injected error")),
+            Fault::Huge(mb) if params.get("name").and_then(Value::as_str) == Some("payload") => {
+                return Action::Huge(id, mb << 20);
+            }
             _ => {}
         }
         let args = params.get("arguments");
@@ -208,6 +247,21 @@ fn serve_stdio(up: Upstream) {
             Action::Crash => {
                 let _ = out.flush();
                 std::process::exit(3);
+            }
+            Action::Huge(id, bytes) => {
+                let (head, tail) = huge_parts(&id);
+                let chunk = vec![b'x'; 64 << 10];
+                let _ = out.write_all(head.as_bytes());
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if out.write_all(&chunk[..n]).is_err() {
+                        return; // the reader went away
+                    }
+                    left -= n as u64;
+                }
+                let _ = out.write_all(tail.as_bytes());
+                let _ = out.write_all(b"\n");
             }
         }
         // One write per burst: flush only when no further complete request is buffered (the
@@ -320,6 +374,7 @@ mod http {
                     .into_response();
             }
             Action::Crash => std::process::exit(3),
+            Action::Huge(id, bytes) => return huge_body(&id, bytes, st.sse),
         };
         let mut r = if st.sse {
             let mut body = Vec::with_capacity(256);
@@ -346,6 +401,38 @@ mod http {
                 .insert("mcp-session-id", sid.parse().expect("ascii"));
         }
         r
+    }
+
+    /// A huge response, streamed in 64 KiB chunks (as JSON or as one SSE event).
+    fn huge_body(id: &Value, bytes: u64, sse: bool) -> Response {
+        let (head, tail) = huge_parts(id);
+        let (head, tail) = if sse {
+            (
+                format!("event: message\ndata: {head}"),
+                format!("{tail}\n\n"),
+            )
+        } else {
+            (head, tail.to_string())
+        };
+        let chunk = Bytes::from(vec![b'x'; 64 << 10]);
+        let full = bytes / chunk.len() as u64;
+        let rest = (bytes % chunk.len() as u64) as usize;
+        let body = std::iter::once(Bytes::from(head))
+            .chain((0..full).map(move |_| chunk.clone()))
+            .chain(std::iter::once(Bytes::from(vec![b'x'; rest])))
+            .chain(std::iter::once(Bytes::from(tail)))
+            .map(Ok::<_, std::convert::Infallible>);
+        let ct = if sse {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, ct)],
+            Body::from_stream(tokio_stream::iter(body)),
+        )
+            .into_response()
     }
 
     fn json(status: StatusCode, v: &Value) -> Response {
@@ -399,7 +486,8 @@ fn serve_http(up: Upstream, addr: &str, sse: bool, threads: usize) {
 fn usage() -> ! {
     eprintln!(
         "usage: test_upstream (--stdio | --http ADDR [--sse] [--threads N]) [--fault MODE]\n\
-         MODE: none | crash-after:N | hang-after:N | garbage-after:N | error | slow:MS"
+         MODE: none | crash-after:N | hang-after:N | garbage-after:N | error | slow:MS\n\
+         | expire-sessions-after:N | huge:MB | endless-pages[:MS]; --count-file PATH"
     );
     std::process::exit(2)
 }
@@ -408,6 +496,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (mut stdio, mut http_addr, mut sse, mut threads, mut fault) =
         (false, None, false, 0usize, Fault::None);
+    let mut count_file = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--stdio" => stdio = true,
@@ -425,6 +514,11 @@ fn main() {
                     usage()
                 })
             }
+            "--count-file" => {
+                count_file = Some(std::path::PathBuf::from(
+                    args.next().unwrap_or_else(|| usage()),
+                ))
+            }
             "-h" | "--help" => usage(),
             _ => usage(),
         }
@@ -432,6 +526,8 @@ fn main() {
     let up = Upstream {
         fault,
         calls: AtomicU64::new(0),
+        lists: AtomicU64::new(0),
+        count_file,
     };
     match (stdio, http_addr) {
         (true, None) => serve_stdio(up),

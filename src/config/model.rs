@@ -113,6 +113,40 @@ pub struct Limits {
     /// HTTP 429 for the rest of the minute. Default 20.
     #[serde(default = "default_auth_failures")]
     pub auth_failures_per_minute: u32,
+    /// Open client connections (all users). At the limit, the connection that has waited
+    /// longest for a request (a slow or idle one) is closed to make room; when every
+    /// connection is busy, new ones are closed at once. Default 4,096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head (request line and headers) after
+    /// connecting or after its first byte on a kept-alive connection; also the time it has to
+    /// send the body once the head is read. Slower connections are closed. Default 10s.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// A kept-alive connection with no request in flight is closed after this long, and so is
+    /// one whose client has not read what is written to it for this long. Default 60s.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Open sessions per user; `initialize` beyond it gets HTTP 429. Default 1,000.
+    #[serde(default = "default_max_sessions_per_user")]
+    pub max_sessions_per_user: usize,
+    /// Upstream connections one user may hold open for servers with `"isolation":
+    /// "session"` (one per session and server); a request that needs one more gets HTTP 429.
+    /// Default 32.
+    #[serde(default = "default_max_children_per_user")]
+    pub max_children_per_user: usize,
+    /// Largest message accepted from an upstream (a stdio line, an HTTP response body or one
+    /// SSE event), in bytes; never buffered past it. The request fails naming the server,
+    /// and a stdio upstream that sent one is restarted. Default 16 MiB.
+    #[serde(default = "default_max_upstream_message")]
+    pub max_upstream_message_bytes: usize,
+    /// Pages Fentaris itself reads from an upstream list (when it refreshes the names of
+    /// tools and prompts before a call). Default 100.
+    #[serde(default = "default_max_list_pages")]
+    pub max_list_pages: usize,
+    /// Time Fentaris spends reading all pages of one upstream list. Default 30s.
+    #[serde(default = "default_list_timeout")]
+    pub list_timeout: HumanDuration,
 }
 
 fn default_max_body() -> usize {
@@ -133,6 +167,30 @@ fn default_session_idle() -> HumanDuration {
 fn default_auth_failures() -> u32 {
     20
 }
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_read_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_max_sessions_per_user() -> usize {
+    1000
+}
+fn default_max_children_per_user() -> usize {
+    32
+}
+fn default_max_upstream_message() -> usize {
+    16 << 20
+}
+fn default_max_list_pages() -> usize {
+    100
+}
+fn default_list_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -143,6 +201,14 @@ impl Default for Limits {
             max_inflight_per_user: default_max_inflight(),
             session_idle: default_session_idle(),
             auth_failures_per_minute: default_auth_failures(),
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_sessions_per_user: default_max_sessions_per_user(),
+            max_children_per_user: default_max_children_per_user(),
+            max_upstream_message_bytes: default_max_upstream_message(),
+            max_list_pages: default_max_list_pages(),
+            list_timeout: default_list_timeout(),
         }
     }
 }

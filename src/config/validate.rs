@@ -91,6 +91,7 @@ fn run<'e>(config: &Config, engine: Option<&'e Engine>) -> Validator<'e> {
     v.users(config);
     v.credentials(config);
     v.middleware(config);
+    v.limits(config);
     if config.audit.on_failure == OnFailure::Allow {
         v.push(
             Diagnostic::new(codes::AUDIT_FAIL_OPEN, "/audit/onFailure", "requests are served even when audit records cannot be written")
@@ -193,6 +194,54 @@ fn token_looks_like_secret(v: &str) -> Option<&'static str> {
 impl Validator<'_> {
     fn push(&mut self, d: Diagnostic) {
         self.diags.push(d);
+    }
+
+    /// Limits of zero would refuse everything (or, for timeouts, close every connection).
+    fn limits(&mut self, config: &Config) {
+        let l = &config.limits;
+        let counts = [
+            ("maxBodyBytes", l.max_body_bytes),
+            ("maxJsonDepth", l.max_json_depth),
+            ("maxSessions", l.max_sessions),
+            ("maxInflightPerUser", l.max_inflight_per_user),
+            ("maxConnections", l.max_connections),
+            ("maxSessionsPerUser", l.max_sessions_per_user),
+            ("maxChildrenPerUser", l.max_children_per_user),
+            ("maxUpstreamMessageBytes", l.max_upstream_message_bytes),
+            ("maxListPages", l.max_list_pages),
+        ];
+        for (name, n) in counts {
+            if n == 0 {
+                self.push(
+                    Diagnostic::new(
+                        codes::BAD_VALUE,
+                        format!("/limits/{name}"),
+                        format!("`limits.{name}` is 0, which would refuse everything"),
+                    )
+                    .help(
+                        "use a positive number, or remove it for the default (see README, Limits)",
+                    ),
+                );
+            }
+        }
+        let times = [
+            ("headerReadTimeout", l.header_read_timeout.0),
+            ("idleTimeout", l.idle_timeout.0),
+            ("listTimeout", l.list_timeout.0),
+            ("sessionIdle", l.session_idle.0),
+        ];
+        for (name, d) in times {
+            if d.is_zero() {
+                self.push(
+                    Diagnostic::new(
+                        codes::BAD_VALUE,
+                        format!("/limits/{name}"),
+                        format!("`limits.{name}` is 0, which would end everything at once"),
+                    )
+                    .help("use a positive duration such as \"10s\", or remove it for the default"),
+                );
+            }
+        }
     }
 
     fn secret_literal(&mut self, pointer: String, value: &str) {
@@ -1012,5 +1061,23 @@ mod tests {
             vec!["subject.id", "subject.tenantId"]
         );
         assert_eq!(placeholders("{oops"), vec!["oops"]);
+    }
+
+    #[test]
+    fn zero_limits_are_refused_with_their_pointer() {
+        let mut c = Config::default();
+        c.limits.max_connections = 0;
+        c.limits.header_read_timeout = crate::config::HumanDuration(std::time::Duration::ZERO);
+        let d = validate(&c);
+        let pointers: Vec<&str> = d
+            .iter()
+            .filter(|d| d.code == codes::BAD_VALUE.id)
+            .map(|d| d.pointer.as_str())
+            .collect();
+        assert_eq!(
+            pointers,
+            vec!["/limits/maxConnections", "/limits/headerReadTimeout"]
+        );
+        assert!(validate(&Config::default()).is_empty());
     }
 }

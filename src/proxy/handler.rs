@@ -98,6 +98,13 @@ impl RpcError {
             data: None,
         }
     }
+    /// A request refused by a per-user limit (`limits.NAME`): HTTP 429 with `Retry-After`.
+    pub fn limit(name: &str, retry_after: u32, message: impl Into<String>) -> Self {
+        let mut e = RpcError::new(-32000, message);
+        e.data =
+            Some(json!({ LIMIT_KEY: format!("limits.{name}"), "retryAfterSeconds": retry_after }));
+        e
+    }
     pub fn to_json(&self) -> Value {
         let mut e = json!({ "code": self.code, "message": self.message });
         if let Some(d) = &self.data {
@@ -105,6 +112,21 @@ impl RpcError {
         }
         e
     }
+}
+
+/// Marks an error as one of Fentaris' per-user limits (upstreams cannot set it).
+const LIMIT_KEY: &str = "fentarisLimit";
+
+/// `Retry-After` seconds when a response is an error from [`RpcError::limit`].
+pub fn limit_retry_after(response: &Value) -> Option<u32> {
+    let data = response.get("error")?.get("data")?;
+    data.get(LIMIT_KEY)?.as_str()?;
+    Some(
+        data.get("retryAfterSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .min(3600) as u32,
+    )
 }
 
 /// The error for a tool that is denied, hidden or unknown: the same in every case.
@@ -135,7 +157,13 @@ fn upstream_error(server: &str, e: UpstreamError) -> RpcError {
                 .and_then(Value::as_str)
                 .unwrap_or("upstream error")
                 .to_string(),
-            data: v.get("data").cloned(),
+            data: v.get("data").cloned().map(|mut d| {
+                // Only Fentaris' own limits answer 429.
+                if let Some(o) = d.as_object_mut() {
+                    o.remove(LIMIT_KEY);
+                }
+                d
+            }),
         },
         UpstreamError::Cancelled => RpcError::new(-32800, "request cancelled"),
         other => {
@@ -408,21 +436,52 @@ impl Proxy {
                 }
             }
         }
-        let (up, fresh) = self
+        // A new session-isolated connection (a child process, or an upstream session) counts
+        // against its user's `limits.maxChildrenPerUser`.
+        let mut reserved: Option<&str> = None;
+        if let Some(Caller { subject, .. }) = caller
+            && key.contains("#s:")
+            && !self.pool.live(&key).await
+        {
+            let max = self.config.limits.max_children_per_user;
+            if !self.pool.reserve_child(&subject.id, max) {
+                tracing::warn!(server, user = %subject.id, "limits.maxChildrenPerUser ({max}) reached");
+                return Err(RpcError::limit(
+                    "maxChildrenPerUser",
+                    5,
+                    format!(
+                        "upstream `{server}` runs one connection per session, and this user has {max} open (limits.maxChildrenPerUser); end unused sessions with DELETE and try again"
+                    ),
+                ));
+            }
+            reserved = Some(&subject.id);
+        }
+        let got = self
             .pool
-            .get(server, &key, &spec, self.metrics.1.clone(), || {
-                self.client_capabilities(server)
-            })
-            .await
-            .map_err(|e| {
-                tracing::warn!(
-                    server,
-                    "upstream failed to start: {}",
-                    crate::diagnostics::Escaped(&e.to_string())
-                );
-                self.metrics.upstream_failure(server);
-                RpcError::new(-32603, format!("upstream `{server}` is not available: {e}"))
-            })?;
+            .get(
+                server,
+                &key,
+                &spec,
+                self.metrics.1.clone(),
+                || self.client_capabilities(server),
+                self.config.limits.max_upstream_message_bytes,
+            )
+            .await;
+        if let Some(user) = reserved {
+            match &got {
+                Ok((up, true)) => self.pool.hold_child(user, up),
+                _ => self.pool.release_child(user),
+            }
+        }
+        let (up, fresh) = got.map_err(|e| {
+            tracing::warn!(
+                server,
+                "upstream failed to start: {}",
+                crate::diagnostics::Escaped(&e.to_string())
+            );
+            self.metrics.upstream_failure(server);
+            RpcError::new(-32603, format!("upstream `{server}` is not available: {e}"))
+        })?;
         if fresh {
             self.on_connected(server, &up, &key);
         }
@@ -1205,48 +1264,53 @@ impl Proxy {
         }
     }
 
+    /// Whether `name` is one of the upstream's tools or prompts, refreshing the list once
+    /// (every page, within `limits.maxListPages` and `limits.listTimeout`) when it is not
+    /// known. An upstream that pages without end gets an error naming it.
     async fn ensure_known(
         &self,
         up: &Upstream,
         kind: NameKind,
         name: &str,
         ct: &CancellationToken,
-    ) -> bool {
+    ) -> Result<bool, RpcError> {
         if up.knows(kind, name) == Some(true) {
-            return true;
+            return Ok(true);
         }
-        // Refresh the list once (every page), then decide.
         let (method, key) = match kind {
             NameKind::Tool => ("tools/list", "tools"),
             NameKind::Prompt => ("prompts/list", "prompts"),
         };
-        let mut cursor: Option<Value> = None;
         let mut first = true;
-        loop {
-            let mut p = json!({});
-            if let Some(c) = &cursor {
-                p["cursor"] = c.clone();
+        let listed = up
+            .all_pages(
+                method,
+                ct,
+                DEFAULT_REQUEST_TIMEOUT,
+                &super::upstream::PageLimits::of(&self.config.limits),
+                |r| {
+                    let names: Vec<&str> = r
+                        .get(key)
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i.get("name").and_then(Value::as_str))
+                        .collect();
+                    let bytes = names.iter().map(|n| n.len() + 16).sum();
+                    up.record_names(kind, names.into_iter(), first);
+                    first = false;
+                    bytes
+                },
+            )
+            .await;
+        match listed {
+            Ok(()) => Ok(up.knows(kind, name) == Some(true)),
+            Err(UpstreamError::Transport(why)) => {
+                tracing::warn!(server = %up.server, "{why}");
+                Err(RpcError::new(-32603, why))
             }
-            let Ok(r) = up
-                .call(method, p, None, None, ct, DEFAULT_REQUEST_TIMEOUT)
-                .await
-            else {
-                return false;
-            };
-            let names = r
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.get("name").and_then(Value::as_str));
-            up.record_names(kind, names, first);
-            first = false;
-            match r.get("nextCursor").filter(|c| !c.is_null()) {
-                Some(c) => cursor = Some(c.clone()),
-                None => break,
-            }
+            Err(_) => Ok(false),
         }
-        up.knows(kind, name) == Some(true)
     }
 
     async fn named(
@@ -1278,7 +1342,7 @@ impl Proxy {
             return Err(hidden(&given));
         }
         let up = self.upstream_for(caller, &server, &d).await?;
-        if !self.ensure_known(&up, kind, &name, ct).await {
+        if !self.ensure_known(&up, kind, &name, ct).await? {
             return Err(hidden(&given));
         }
         if kind == NameKind::Tool && !self.pins.admits_call(self, &up, &server, &name, ct).await {
@@ -1743,7 +1807,9 @@ impl Proxy {
         let up = self.upstream_for(caller, &server, &d).await?;
         // A prompt name reaches the upstream only as it listed it, byte for byte.
         if tkind == TargetKind::Prompt
-            && !self.ensure_known(&up, NameKind::Prompt, &target, ct).await
+            && !self
+                .ensure_known(&up, NameKind::Prompt, &target, ct)
+                .await?
         {
             return Err(unknown_prompt(&target));
         }

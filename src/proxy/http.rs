@@ -572,12 +572,30 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let limits = &app.st().proxy.config.limits;
     let max = limits.max_body_bytes;
-    let bytes: Bytes = match axum::body::to_bytes(body, max).await {
-        Ok(b) => b,
-        Err(_) => {
+    let read_timeout = limits.header_read_timeout.0;
+    let bytes: Bytes = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, max))
+        .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
             return json_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 rpc_error_body(None, &RpcError::new(-32600, "request body too large")),
+            );
+        }
+        Err(_) => {
+            return json_response(
+                StatusCode::REQUEST_TIMEOUT,
+                rpc_error_body(
+                    None,
+                    &RpcError::new(
+                        -32600,
+                        format!(
+                            "the request body did not arrive within {}s (limits.headerReadTimeout)",
+                            read_timeout.as_secs_f32()
+                        ),
+                    ),
+                ),
             );
         }
     };
@@ -700,6 +718,28 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                         "too many open sessions (limits.maxSessions); try again later",
                     ))),
                 );
+            }
+            let per_user = app.st().proxy.config.limits.max_sessions_per_user;
+            let mine = app
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .filter(|s| s.user == authed.identity.user)
+                .count();
+            if mine >= per_user {
+                let mut r = json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    reply(Err(RpcError::new(
+                        -32000,
+                        format!(
+                            "too many open sessions for this user (limits.maxSessionsPerUser is {per_user}); end unused sessions with DELETE or wait for them to go idle"
+                        ),
+                    ))),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                return r;
             }
             let result = initialize_result(&app.st().proxy, &authed.subject, &endpoint, &params);
             let sid = new_session_id();
@@ -889,21 +929,32 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 .as_ref()
                 .map(|s| s.replies.clone())
                 .unwrap_or_default();
+            let gone = tx.clone();
             tokio::spawn(async move {
                 let _inflight = inflight_guard;
-                let result = proxy
-                    .handle(
-                        &caller,
-                        &method,
-                        params,
-                        Some(Progress {
-                            token,
-                            sink,
-                            replies,
-                        }),
-                        &ct,
-                    )
-                    .await;
+                let work = proxy.handle(
+                    &caller,
+                    &method,
+                    params,
+                    Some(Progress {
+                        token,
+                        sink,
+                        replies,
+                    }),
+                    &ct,
+                );
+                // The client went away (its stream was dropped): cancel the work (upstream
+                // calls, list paging) instead of finishing it for nobody; it then ends (and is
+                // audited) as cancelled.
+                tokio::pin!(work);
+                let result = tokio::select! {
+                    r = &mut work => r,
+                    _ = gone.closed() => {
+                        ct.cancel();
+                        work.await
+                    }
+                };
+                drop(gone);
                 after(result.is_ok());
                 let _ = tx.send(reply(result));
             });
@@ -912,7 +963,9 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             // stream is opened only when something must precede the result).
             let mut rx = rx;
             let first = match rx.recv().await {
-                Some(v) if v.get("method").is_none() => return json_response(StatusCode::OK, v),
+                Some(v) if v.get("method").is_none() => {
+                    return limited(v);
+                }
                 Some(v) => v,
                 None => {
                     return json_response(
@@ -940,8 +993,22 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 .handle(&caller, &method, params, None, &ct)
                 .await;
             after(result.is_ok());
-            json_response(StatusCode::OK, reply(result))
+            limited(reply(result))
         }
+    }
+}
+
+/// The response to a request: HTTP 200, or 429 with `Retry-After` when a per-user limit
+/// refused it (see [`RpcError::limit`]).
+fn limited(v: Value) -> Response {
+    match super::handler::limit_retry_after(&v) {
+        Some(secs) => {
+            let mut r = json_response(StatusCode::TOO_MANY_REQUESTS, v);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+        None => json_response(StatusCode::OK, v),
     }
 }
 

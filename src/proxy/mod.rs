@@ -10,6 +10,7 @@
 pub mod handler;
 pub mod http;
 pub mod lifecycle;
+pub mod listener;
 pub mod metrics;
 pub mod pinning;
 pub mod pool;
@@ -19,7 +20,6 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 
-use axum::serve::ListenerExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,17 +61,7 @@ pub async fn serve_on(
     app: Arc<http::App>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let srv = axum::serve(
-        listener,
-        http::router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await });
-    if let Err(e) = srv.await {
-        tracing::error!("the MCP listener failed: {e}");
-    }
+    listener::serve(listener, app.clone(), http::router(app), stop).await;
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
@@ -113,9 +103,7 @@ pub async fn bind_http(
     listen: SocketAddr,
     admin: SocketAddr,
 ) -> Result<(tokio::net::TcpListener, tokio::net::TcpListener), String> {
-    let main = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let main = listener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let admin_l = tokio::net::TcpListener::bind(admin)
         .await
         .map_err(|e| format!("cannot listen on {admin} (adminListen): {e}"))?;
@@ -129,25 +117,16 @@ pub async fn serve_http_bound(
 ) -> Result<(), String> {
     let listen = main.local_addr().map_err(|e| e.to_string())?;
     let admin = admin_l.local_addr().map_err(|e| e.to_string())?;
-    let main = main
-        // Responses end with a small last write: without TCP_NODELAY, Nagle's algorithm
-        // and the client's delayed ACK add ~40 ms to every request.
-        .tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
     tracing::info!("listening on http://{listen}/mcp (admin: http://{admin}/readyz, /metrics)");
     eprintln!("fentaris: serving http://{listen}/mcp (admin http://{admin})");
     let stop = tokio_util::sync::CancellationToken::new();
     let s1 = stop.clone();
     let s2 = stop.clone();
-    let main_srv = axum::serve(
-        main,
-        http::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { s1.cancelled().await });
-    let admin_srv = axum::serve(admin_l, http::admin_router(app.clone()))
-        .with_graceful_shutdown(async move { s2.cancelled().await });
-    let main_task = tokio::spawn(async move { main_srv.await });
+    // Our own accept loop: header and idle timeouts, and a connection cap (listener.rs).
+    let main_srv = listener::serve(main, app.clone(), http::router(app.clone()), s1);
+    // The admin endpoints get the same timeouts and cap (their own count).
+    let admin_srv = listener::serve(admin_l, app.clone(), http::admin_router(app.clone()), s2);
+    let main_task = tokio::spawn(main_srv);
     // End idle sessions, and stateless callers' isolated connections, now and then.
     let reaper = {
         let app = app.clone();
@@ -168,7 +147,7 @@ pub async fn serve_http_bound(
             }
         })
     };
-    let admin_task = tokio::spawn(async move { admin_srv.await });
+    let admin_task = tokio::spawn(admin_srv);
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests");
     stop.cancel();

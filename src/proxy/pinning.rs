@@ -130,39 +130,37 @@ impl Pins {
         // Subscribe before listing, so a change during the listing is not missed.
         let mut events = up.events();
         let mut verdicts = Verdicts::new();
-        let mut cursor: Option<Value> = None;
-        loop {
-            let mut p = json!({});
-            if let Some(c) = &cursor {
-                p["cursor"] = c.clone();
-            }
-            let Ok(r) = up
-                .call(
-                    "tools/list",
-                    p,
-                    None,
-                    None,
-                    ct,
-                    super::pool::DEFAULT_REQUEST_TIMEOUT,
-                )
-                .await
-            else {
-                return false;
-            };
-            for t in r
-                .get("tools")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(n) = t.get("name").and_then(Value::as_str) {
-                    verdicts.insert(n.to_string(), self.admits(proxy, server, t));
-                }
-            }
-            match r.get("nextCursor").filter(|c| !c.is_null()) {
-                Some(c) => cursor = Some(c.clone()),
-                None => break,
-            }
+        // Bounded like every list Fentaris reads whole (limits.maxListPages, listTimeout).
+        let listed = up
+            .all_pages(
+                "tools/list",
+                ct,
+                super::pool::DEFAULT_REQUEST_TIMEOUT,
+                &super::upstream::PageLimits::of(&proxy.config.limits),
+                |r| {
+                    let mut bytes = 0;
+                    for t in r
+                        .get("tools")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let Some(n) = t.get("name").and_then(Value::as_str) {
+                            bytes += n.len() + 16;
+                            verdicts.insert(n.to_string(), self.admits(proxy, server, t));
+                        }
+                    }
+                    bytes
+                },
+            )
+            .await;
+        if let Err(e) = listed {
+            tracing::warn!(
+                server,
+                "cannot check pinned tools: {}",
+                super::upstream::describe(&e)
+            );
+            return false;
         }
         let ok = verdicts.get(name) == Some(&true);
         self.state()

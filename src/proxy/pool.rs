@@ -232,6 +232,8 @@ pub struct Pool {
     health: std::sync::Mutex<HashMap<String, Health>>,
     /// Set by `shutdown`: connections closing now are not restarted.
     stopping: std::sync::atomic::AtomicBool,
+    /// Open (or starting) session-isolated connections per user (`limits.maxChildrenPerUser`).
+    children: Arc<std::sync::Mutex<HashMap<String, usize>>>,
 }
 
 /// A connection that exits this many times within [`CRASH_WINDOW`] stays down.
@@ -402,6 +404,7 @@ impl Pool {
         spec: &Spec,
         dropped: Arc<std::sync::atomic::AtomicU64>,
         client_capabilities: impl FnOnce() -> serde_json::Value,
+        max_message: usize,
     ) -> Result<(Arc<Upstream>, bool), String> {
         self.last_used
             .lock()
@@ -429,6 +432,7 @@ impl Pool {
                     dropped,
                     key.contains("#s:") || key.contains("#u:"),
                     client_capabilities(),
+                    max_message,
                 )
                 .await;
                 if r.is_err() {
@@ -518,6 +522,55 @@ impl Pool {
             .collect();
         for t in tasks {
             let _ = t.await;
+        }
+    }
+}
+
+/// Session-isolated connections per user (`limits.maxChildrenPerUser`).
+impl Pool {
+    /// Whether `key` has a live connection (using it starts nothing).
+    pub async fn live(&self, key: &str) -> bool {
+        self.conns
+            .lock()
+            .await
+            .get(key)
+            .and_then(|c| c.get())
+            .is_some_and(|u| !u.is_closed())
+    }
+
+    /// Count one more isolated connection for `user`, unless it has `max` already.
+    pub fn reserve_child(&self, user: &str, max: usize) -> bool {
+        let mut m = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(user.to_string()).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Give back a reservation (the connection was not started, or has closed).
+    pub fn release_child(&self, user: &str) {
+        release(&self.children, user);
+    }
+
+    /// The reservation of a started connection is given back when it closes.
+    pub fn hold_child(&self, user: &str, up: &Arc<Upstream>) {
+        let (children, user, up) = (self.children.clone(), user.to_string(), up.clone());
+        tokio::spawn(async move {
+            up.closed().await;
+            drop(up);
+            release(&children, &user);
+        });
+    }
+}
+
+fn release(children: &std::sync::Mutex<HashMap<String, usize>>, user: &str) {
+    let mut m = children.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = m.get_mut(user) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            m.remove(user);
         }
     }
 }

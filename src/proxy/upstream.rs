@@ -127,6 +127,8 @@ struct Shared {
     close_reason: Mutex<Option<String>>,
     /// Shared with the metrics: messages that could not be tied to a request or session.
     dropped: std::sync::Arc<AtomicU64>,
+    /// The largest message accepted (`limits.maxUpstreamMessageBytes`).
+    max_message: usize,
 }
 
 impl Shared {
@@ -395,6 +397,7 @@ impl Upstream {
         dropped: std::sync::Arc<AtomicU64>,
         isolated: bool,
         client_capabilities: Value,
+        max_message: usize,
     ) -> Result<std::sync::Arc<Upstream>, String> {
         let (events, _) = broadcast::channel(64);
         let shared = std::sync::Arc::new(Shared {
@@ -411,6 +414,7 @@ impl Upstream {
             closed: CancellationToken::new(),
             close_reason: Mutex::new(None),
             dropped,
+            max_message,
         });
         let conn = match spec {
             Spec::Stdio {
@@ -725,6 +729,57 @@ impl Upstream {
         outcome
     }
 
+    /// Read every page of a list that Fentaris needs whole (names of tools or prompts),
+    /// handing each page to `each`, which returns how many bytes of it it kept. Bounded:
+    /// at most `limits.maxPages` pages, `limits.within` in all, and kept bytes within
+    /// `limits.maxUpstreamMessageBytes`; cancelled with `ct` (the client went away).
+    pub async fn all_pages(
+        &self,
+        method: &str,
+        ct: &CancellationToken,
+        per_call: Duration,
+        limits: &PageLimits,
+        mut each: impl FnMut(&Value) -> usize,
+    ) -> Result<(), UpstreamError> {
+        let deadline = tokio::time::Instant::now() + limits.within;
+        let mut cursor: Option<Value> = None;
+        let mut kept = 0usize;
+        for _ in 0..limits.max_pages {
+            let mut p = json!({});
+            if let Some(c) = cursor.take() {
+                p["cursor"] = c;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let r = match tokio::time::timeout(left, self.call(method, p, None, None, ct, per_call))
+                .await
+            {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(UpstreamError::Transport(format!(
+                        "upstream `{}` did not finish listing ({method}) within {}s (limits.listTimeout)",
+                        self.server,
+                        limits.within.as_secs_f32()
+                    )));
+                }
+            };
+            kept += each(&r);
+            if kept > limits.max_bytes {
+                return Err(UpstreamError::Transport(format!(
+                    "upstream `{}` listed more than {} bytes of names ({method}; limits.maxUpstreamMessageBytes)",
+                    self.server, limits.max_bytes
+                )));
+            }
+            match r.get("nextCursor").filter(|c| !c.is_null()) {
+                Some(c) => cursor = Some(c.clone()),
+                None => return Ok(()),
+            }
+        }
+        Err(UpstreamError::Transport(format!(
+            "upstream `{}` lists more than {} pages ({method}; limits.maxListPages); Fentaris stopped reading them",
+            self.server, limits.max_pages
+        )))
+    }
+
     fn forget(&self, id: u64, token: Option<&str>) {
         self.shared
             .bridges
@@ -803,6 +858,24 @@ impl Drop for CallGuard<'_> {
                 "notifications/cancelled",
                 Some(json!({ "requestId": self.id, "reason": "the client went away" })),
             );
+        }
+    }
+}
+
+/// Bounds on reading a whole list ([`Upstream::all_pages`]).
+#[derive(Debug, Clone)]
+pub struct PageLimits {
+    pub max_pages: usize,
+    pub within: Duration,
+    pub max_bytes: usize,
+}
+
+impl PageLimits {
+    pub fn of(l: &crate::config::Limits) -> PageLimits {
+        PageLimits {
+            max_pages: l.max_list_pages,
+            within: l.list_timeout.0,
+            max_bytes: l.max_upstream_message_bytes,
         }
     }
 }
@@ -910,12 +983,32 @@ fn spawn_stdio(
     let reply_tx = tx.clone();
     let name = server.to_string();
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.trim().is_empty() {
+        let mut reader = BufReader::with_capacity(64 << 10, stdout);
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            buf.clear();
+            match read_line_capped(&mut reader, &mut buf, sh.max_message).await {
+                Ok(Line::Complete) => {}
+                Ok(Line::Eof) | Err(_) => break,
+                Ok(Line::TooLong) => {
+                    // Never buffered past the cap. The rest of the stream cannot be trusted to
+                    // be framed: the connection is treated as broken (and restarted).
+                    let why = format!(
+                        "upstream `{name}` sent a message over {} bytes (limits.maxUpstreamMessageBytes); its connection is restarted",
+                        sh.max_message
+                    );
+                    tracing::warn!(server = %name, "{why}");
+                    sh.fail_all(&why);
+                    // Dropping stdout makes the child's further writes fail; it is killed
+                    // when its connection is dropped.
+                    return;
+                }
+            }
+            if buf.trim_ascii().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<Value>(&line) {
+            let line = buf.trim_ascii();
+            match serde_json::from_slice::<Value>(line) {
                 Ok(v) => {
                     if let Some(reply) = sh.dispatch(v, None) {
                         let _ = reply_tx.send(reply.to_string());
@@ -958,6 +1051,48 @@ fn spawn_stdio(
         tx,
         child: tokio::sync::Mutex::new(Some(child)),
     })
+}
+
+/// How reading one line ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    Complete,
+    Eof,
+    /// Longer than the cap: discarded up to the cap, the reader is mid-line.
+    TooLong,
+}
+
+/// Read one `\n`-terminated line into `buf` (without the newline), never holding more than
+/// `max` bytes of it.
+async fn read_line_capped<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Line> {
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() {
+                Line::Eof
+            } else {
+                Line::Complete
+            });
+        }
+        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (avail.len(), false),
+        };
+        if buf.len() + take > max {
+            let n = avail.len();
+            r.consume(n);
+            return Ok(Line::TooLong);
+        }
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Line::Complete);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -1194,21 +1329,15 @@ async fn http_post_once(
         let mut resp = resp;
         // Bytes, not text, until an event is complete: a character may span two chunks.
         let mut buf: Vec<u8> = Vec::new();
+        // Where the search for the end of the current event resumes (no rescans).
+        let mut scanned = 0usize;
+        let max = shared.max_message;
         loop {
             match resp.chunk().await {
                 Ok(Some(bytes)) => {
                     buf.extend_from_slice(&bytes);
-                    if buf.len() > MAX_SSE_EVENT {
-                        fail(
-                            &shared,
-                            format!(
-                                "upstream `{}` sent an SSE event over {MAX_SSE_EVENT} bytes",
-                                shared.name
-                            ),
-                        );
-                        return;
-                    }
-                    while let Some(end) = find_event_end(&buf) {
+                    while let Some(end) = next_event_end(&buf, scanned) {
+                        scanned = 0;
                         let raw: Vec<u8> = buf.drain(..end.1).collect();
                         let event = String::from_utf8_lossy(&raw[..end.0]).into_owned();
                         let data: Vec<&str> = event
@@ -1224,6 +1353,12 @@ async fn http_post_once(
                         {
                             target.reply(reply).await;
                         }
+                    }
+                    scanned = buf.len();
+                    if buf.len() > max {
+                        // Stop reading (dropping the response closes the stream).
+                        fail(&shared, too_large(&shared.name, max, "an SSE event"));
+                        return;
                     }
                 }
                 Ok(None) => break,
@@ -1248,10 +1383,27 @@ async fn http_post_once(
             ),
         );
     } else {
-        let parsed = match resp.bytes().await {
-            Ok(b) => serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()),
-            Err(e) => Err(e.without_url().to_string()),
+        let max = shared.max_message;
+        if resp.content_length().is_some_and(|n| n > max as u64) {
+            fail(&shared, too_large(&shared.name, max, "a response body"));
+            return;
+        }
+        // Read up to the cap, never past it (the length header may be absent or lie).
+        let mut resp = resp;
+        let mut body: Vec<u8> = Vec::new();
+        let read = loop {
+            match resp.chunk().await {
+                Ok(Some(c)) if body.len() + c.len() > max => {
+                    fail(&shared, too_large(&shared.name, max, "a response body"));
+                    return;
+                }
+                Ok(Some(c)) => body.extend_from_slice(&c),
+                Ok(None) => break Ok(body),
+                Err(e) => break Err(e.without_url().to_string()),
+            }
         };
+        let parsed =
+            read.and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
         match parsed {
             Ok(v) => {
                 if let Some(reply) = shared.dispatch(v, id) {
@@ -1269,11 +1421,26 @@ async fn http_post_once(
     }
 }
 
+/// The error for an upstream message over `limits.maxUpstreamMessageBytes`.
+fn too_large(server: &str, max: usize, what: &str) -> String {
+    tracing::warn!(
+        server,
+        "sent {what} over {max} bytes (limits.maxUpstreamMessageBytes)"
+    );
+    format!(
+        "upstream `{server}` sent {what} over {max} bytes (limits.maxUpstreamMessageBytes); the request failed"
+    )
+}
+
+/// [`find_event_end`], searching only from `scanned` (minus the 3 bytes a `\r\n\r\n` split
+/// across chunks may have left there): the bytes before were searched already.
+fn next_event_end(buf: &[u8], scanned: usize) -> Option<(usize, usize)> {
+    let base = scanned.saturating_sub(3).min(buf.len());
+    find_event_end(&buf[base..]).map(|(a, b)| (a + base, b + base))
+}
+
 /// The end of the first complete SSE event in `buf`: (end of its text, end including the
 /// blank line).
-/// The largest SSE event accepted from an upstream.
-const MAX_SSE_EVENT: usize = 16 << 20;
-
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let find = |needle: &[u8]| buf.windows(needle.len()).position(|w| w == needle);
     let a = find(b"\n\n").map(|i| (i, i + 2));
@@ -1281,5 +1448,53 @@ fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     match (a, b) {
         (Some(x), Some(y)) => Some(if x.0 < y.0 { x } else { y }),
         (x, y) => x.or(y),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], cap: usize) -> Vec<(Line, String)> {
+        // A 4-byte buffer: lines and the cap straddle reads.
+        let mut r = BufReader::with_capacity(4, input);
+        let mut out = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            let l = read_line_capped(&mut r, &mut buf, cap).await.unwrap();
+            let done = l == Line::Eof;
+            out.push((l, String::from_utf8(buf).unwrap()));
+            if done {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_read_up_to_the_cap_and_never_past_it() {
+        let got = lines(b"{\"a\":1}\nabcdefghijkl\nxyz", 10).await;
+        assert_eq!(got[0], (Line::Complete, "{\"a\":1}".into()));
+        // Reported as soon as it passes the cap, with no more than the cap held (the proxy
+        // stops reading there: the stream is no longer framed).
+        assert_eq!(got[1].0, Line::TooLong);
+        assert!(got[1].1.len() <= 10, "{got:?}");
+        assert_eq!(got.last().unwrap().0, Line::Eof);
+        // Exactly the cap is accepted.
+        let got = lines(b"0123456789\n", 10).await;
+        assert_eq!(got[0], (Line::Complete, "0123456789".into()));
+        let got = lines(b"01234567890\n", 10).await;
+        assert_eq!(got[0].0, Line::TooLong);
+    }
+
+    #[test]
+    fn sse_event_ends_are_found_across_chunks() {
+        assert_eq!(find_event_end(b"data: 1\n\ndata: 2\n\n"), Some((7, 9)));
+        assert_eq!(find_event_end(b"data: 1\r\n\r\n"), Some((7, 11)));
+        assert_eq!(find_event_end(b"data: 1\r\n\r"), None);
+        // The end was split across chunks: found when resuming from the old length.
+        assert_eq!(next_event_end(b"data: 1\r\n\r\n", 10), Some((7, 11)));
+        assert_eq!(next_event_end(b"data: 1\n\n", 9), Some((7, 9)));
+        assert_eq!(next_event_end(b"data: 1\n", 8), None);
+        assert_eq!(next_event_end(b"ab", 10), None);
     }
 }
