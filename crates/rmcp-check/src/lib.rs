@@ -555,6 +555,29 @@ fn check_notification(n: &ServerNotification, params: &Value) -> Result<Vec<Stri
     }
 }
 
+/// Check one captured entry; the fields the typed model dropped, or why it is unreadable.
+fn check_entry(entry: &Value) -> Result<Vec<String>, String> {
+    let msg = &entry["message"];
+    let parsed: ServerJsonRpcMessage = serde_json::from_value(msg.clone())
+        .map_err(|e| format!("not an rmcp ServerJsonRpcMessage: {e}"))?;
+    match (&parsed, entry["request"].as_str()) {
+        (JsonRpcMessage::Response(_), Some(method)) => check_result(method, &msg["result"]),
+        (JsonRpcMessage::Response(_), None) => Err("a response to no request".into()),
+        (JsonRpcMessage::Error(e), _) => {
+            if msg["error"]["message"].as_str().is_none_or(str::is_empty) {
+                Err(format!("an error without a message: {:?}", e.error))
+            } else {
+                parse_as::<ErrorData>(&msg["error"])
+            }
+        }
+        (JsonRpcMessage::Notification(n), _) => check_notification(&n.notification, &msg["params"]),
+        (JsonRpcMessage::Request(r), _) => Err(format!(
+            "an unexpected server-to-client request: {:?}",
+            r.request
+        )),
+    }
+}
+
 fn validate() -> anyhow::Result<()> {
     let mut checked = 0usize;
     let mut failures = Vec::new();
@@ -566,45 +589,13 @@ fn validate() -> anyhow::Result<()> {
         }
         let entry: Value =
             serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", n + 1))?;
-        let context = entry["context"].as_str().unwrap_or("?").to_string();
-        let msg = &entry["message"];
         checked += 1;
-        let mut fail =
-            |why: String| failures.push(json!({"context": context, "why": why, "message": msg}));
-        let parsed: ServerJsonRpcMessage = match serde_json::from_value(msg.clone()) {
-            Ok(m) => m,
-            Err(e) => {
-                fail(format!("not an rmcp ServerJsonRpcMessage: {e}"));
-                continue;
-            }
-        };
-        let outcome = match (&parsed, entry["request"].as_str()) {
-            (JsonRpcMessage::Response(r), Some(method)) => {
-                if let ServerResult::CustomResult(_) = r.result
-                    && method != "ping"
-                {
-                    // Not fatal by itself (the untagged enum's last resort); the typed parse decides.
+        match check_entry(&entry) {
+            Ok(d) => {
+                if d.is_empty() {
+                    continue;
                 }
-                check_result(method, &msg["result"])
-            }
-            (JsonRpcMessage::Response(_), None) => Err("a response to no request".into()),
-            (JsonRpcMessage::Error(e), _) => {
-                if msg["error"]["message"].as_str().is_none_or(str::is_empty) {
-                    Err(format!("an error without a message: {:?}", e.error))
-                } else {
-                    parse_as::<ErrorData>(&msg["error"])
-                }
-            }
-            (JsonRpcMessage::Notification(n), _) => {
-                check_notification(&n.notification, &msg["params"])
-            }
-            (JsonRpcMessage::Request(r), _) => Err(format!(
-                "an unexpected server-to-client request: {:?}",
-                r.request
-            )),
-        };
-        match outcome {
-            Ok(d) if !d.is_empty() => {
+                let msg = &entry["message"];
                 let key = entry["request"]
                     .as_str()
                     .or(msg["method"].as_str())
@@ -617,8 +608,9 @@ fn validate() -> anyhow::Result<()> {
                     }
                 }
             }
-            Ok(_) => {}
-            Err(why) => fail(why),
+            Err(why) => failures.push(
+                json!({"context": entry["context"], "why": why, "message": entry["message"]}),
+            ),
         }
     }
     let ok = failures.is_empty() && checked > 0;
@@ -653,5 +645,69 @@ mod tests {
             check_result("tools/list", &ok).unwrap(),
             vec!["/tools/0/zz"]
         );
+    }
+
+    fn entry(request: Option<&str>, message: Value) -> Value {
+        json!({"context": "t", "request": request, "message": message})
+    }
+
+    #[test]
+    fn validation_of_whole_messages() {
+        let ok = |r: Option<&str>, m: Value| check_entry(&entry(r, m));
+        // Readable: a typed result, an error (id null, as for a 401), a known notification.
+        assert!(
+            ok(
+                Some("tools/call"),
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}})
+            )
+            .is_ok()
+        );
+        assert!(
+            ok(
+                None,
+                json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32001, "message": "no"}})
+            )
+            .is_ok()
+        );
+        assert!(ok(None, json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}})).is_ok());
+        // Unreadable or wrong: each is a failure.
+        let bad = [
+            (
+                Some("tools/call"),
+                json!({"jsonrpc": "1.0", "id": 1, "result": {"content": []}}),
+            ),
+            (
+                Some("tools/list"),
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": {}}}),
+            ),
+            (
+                Some("initialize"),
+                json!({"jsonrpc": "2.0", "id": 1, "result": {"capabilities": {}}}),
+            ),
+            (None, json!({"jsonrpc": "2.0", "id": 1, "result": {}})),
+            (
+                None,
+                json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32602}}),
+            ),
+            (
+                None,
+                json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": ""}}),
+            ),
+            (
+                None,
+                json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}),
+            ),
+            (
+                None,
+                json!({"jsonrpc": "2.0", "method": "notifications/whatever"}),
+            ),
+            (
+                None,
+                json!({"jsonrpc": "2.0", "id": 5, "method": "sampling/createMessage", "params": {}}),
+            ),
+        ];
+        for (r, m) in bad {
+            assert!(ok(r, m.clone()).is_err(), "accepted: {m}");
+        }
     }
 }
