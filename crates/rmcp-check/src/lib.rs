@@ -46,7 +46,7 @@ use rmcp::model::{
     LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam,
     ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
     ResourceUpdatedNotificationParam, ServerConfig, ServerJsonRpcMessage, ServerNotification,
-    ServerResult, SetLevelRequestParams,
+    SetLevelRequestParams,
 };
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
