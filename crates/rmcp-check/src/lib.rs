@@ -26,8 +26,9 @@
 //!   message must parse as rmcp's `ServerJsonRpcMessage`, its result as the typed result of
 //!   METHOD, its notification as the typed notification of its method (not the catch-all
 //!   custom one). Prints `{"checked", "failures", "dropped"}`; exits 1 on any failure.
-//!   `dropped` lists the fields the typed model did not keep (re-serialised and compared),
-//!   which is information for the caller, not a failure here.
+//!   `dropped` lists, per request method (`"M error"` for errors) or notification method, the
+//!   fields the typed model did not keep (re-serialised and compared): information for the
+//!   caller, not a failure here.
 
 // Logging (SEP-2577) is deprecated in rmcp; it is still part of what Fentaris relays.
 #![allow(deprecated)]
@@ -595,12 +596,15 @@ fn validate() -> anyhow::Result<()> {
                 if d.is_empty() {
                     continue;
                 }
+                // Keyed by the request's method (" error" appended for errors) or the
+                // notification's method.
                 let msg = &entry["message"];
-                let key = entry["request"]
-                    .as_str()
-                    .or(msg["method"].as_str())
-                    .unwrap_or("error")
-                    .to_string();
+                let what = entry["request"].as_str().or(msg["method"].as_str());
+                let key = match (what, msg.get("error").is_some()) {
+                    (Some(w), false) => w.to_string(),
+                    (w, true) => format!("{} error", w.unwrap_or("-")),
+                    (None, false) => "-".to_string(),
+                };
                 let list = dropped.entry(key).or_default();
                 for p in d {
                     if !list.contains(&p) {
