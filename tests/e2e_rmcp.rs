@@ -35,11 +35,12 @@ fn rmcp_check() -> PathBuf {
             let bin = PathBuf::from(env!("CARGO_BIN_EXE_fentaris"));
             // Same feature resolution as `cargo test` (examples build with dev-dependencies),
             // so this is a no-op after the root `cargo test` built it.
-            let out = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "--example", "rmcp-check"])
-                .current_dir(repo())
-                .output()
-                .expect("cargo runs");
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo.args(["build", "--quiet", "--locked", "--example", "rmcp-check"]);
+            if bin.parent().is_some_and(|d| d.ends_with("release")) {
+                cargo.arg("--release");
+            }
+            let out = cargo.current_dir(repo()).output().expect("cargo runs");
             assert!(
                 out.status.success(),
                 "building the rmcp-check example failed:\n{}",
