@@ -20,8 +20,9 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -293,6 +294,21 @@ fn rmcp_client_over_http_and_stdio() {
     let (s, _files) = start();
     let url = s.url("/mcp");
 
+    // stdio: rmcp's child-process transport runs `fentaris serve --stdio` (its own process;
+    // it runs alongside the HTTP clients, since its shutdown takes seconds).
+    let cfg = s.dir().join(".fentaris/config.json");
+    let argv = json!([
+        env!("CARGO_BIN_EXE_fentaris"),
+        "serve",
+        "--stdio",
+        "--user",
+        "alice",
+        "--config",
+        cfg
+    ]);
+    let stdio =
+        std::thread::spawn(move || rmcp_client(&["stdio", &argv.to_string()], &rmcp_steps(true)));
+
     let legacy = rmcp_client(&["http", &url, ALICE, "initialize"], &rmcp_steps(true));
     assert_eq!(legacy["protocol"], "2025-11-25", "{legacy}");
     check_rmcp("rmcp http initialize", &legacy, true);
@@ -318,18 +334,7 @@ fn rmcp_client_over_http_and_stdio() {
     // rmcp turns a 401 with `WWW-Authenticate` into `AuthRequired`.
     assert!(why.contains("Auth required"), "{why}");
 
-    // stdio: rmcp's child-process transport runs `fentaris serve --stdio`.
-    let cfg = s.dir().join(".fentaris/config.json");
-    let argv = json!([
-        env!("CARGO_BIN_EXE_fentaris"),
-        "serve",
-        "--stdio",
-        "--user",
-        "alice",
-        "--config",
-        cfg
-    ]);
-    let stdio = rmcp_client(&["stdio", &argv.to_string()], &rmcp_steps(true));
+    let stdio = stdio.join().unwrap();
     assert_eq!(stdio["protocol"], "2025-11-25", "{stdio}");
     check_rmcp("rmcp stdio", &stdio, true);
 }
@@ -495,6 +500,47 @@ fn script() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The session's GET stream until a `tools/list_changed` arrives after `toggled` was set
+/// (at most 20 s); every message read.
+fn listen_until_changed(url: &str, sid: &str, toggled: &AtomicBool) -> Vec<Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut resp = reqwest::Client::new()
+            .get(url)
+            .header("x-fentaris-api-key", ALICE)
+            .header("mcp-session-id", sid)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let (mut text, mut out) = (String::new(), Vec::new());
+        while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, resp.chunk()).await {
+            let after_toggle = toggled.load(Ordering::SeqCst);
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            // Complete lines only; a partial one waits for the next chunk.
+            let Some(end) = text.rfind('\n') else {
+                continue;
+            };
+            let lines: String = text.drain(..=end).collect();
+            for data in lines.lines().filter_map(|l| l.strip_prefix("data:")) {
+                if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                    let changed = v["method"] == "notifications/tools/list_changed";
+                    out.push(v);
+                    if changed && after_toggle {
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    })
+}
+
 fn capture_http_legacy(s: &Serve, cap: &mut Capture) {
     let url = s.url("/mcp");
     let key = [("x-fentaris-api-key", ALICE)];
@@ -518,13 +564,17 @@ fn capture_http_legacy(s: &Serve, cap: &mut Capture) {
     .unwrap();
     assert_eq!(st, 202);
     // The session's GET stream, for list_changed (and whatever else is unsolicited).
+    let toggled = Arc::new(AtomicBool::new(false));
     let listener = {
-        let (u, sid) = (url.clone(), sid.clone());
-        std::thread::spawn(move || listen_for(&u, ALICE, &sid, Duration::from_secs(5)))
+        let (u, sid, t) = (url.clone(), sid.clone(), toggled.clone());
+        std::thread::spawn(move || listen_until_changed(&u, &sid, &t))
     };
     std::thread::sleep(Duration::from_millis(500));
     let mut id = 0;
     for (method, mut params) in script() {
+        if params["name"] == "rmcp__toggle" {
+            toggled.store(true, Ordering::SeqCst);
+        }
         loop {
             id += 1;
             let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -646,12 +696,16 @@ impl StdioSession {
         self.stdin.flush().unwrap();
     }
 
-    /// Read until every request is answered, then `linger` longer (for notifications).
-    fn drain(&mut self, linger: Duration, cap: &mut Capture) {
-        let mut end: Option<Instant> = None;
+    /// Read until every request is answered (and, with `wait_for`, until a notification of
+    /// that method arrived, at most 5 s more).
+    fn drain(&mut self, wait_for: Option<&str>, cap: &mut Capture) {
+        let (mut end, mut seen): (Option<Instant>, bool) = (None, false);
         loop {
-            if self.pending == 0 && end.is_none() {
-                end = Some(Instant::now() + linger);
+            if self.pending == 0 {
+                if wait_for.is_none() || seen {
+                    return;
+                }
+                end.get_or_insert_with(|| Instant::now() + Duration::from_secs(5));
             }
             let budget = match end {
                 Some(e) => e.saturating_duration_since(Instant::now()),
@@ -661,6 +715,7 @@ impl StdioSession {
                 assert_eq!(self.pending, 0, "fentaris serve --stdio stopped answering");
                 return;
             };
+            seen |= wait_for.is_some_and(|w| m["method"] == w);
             let req = m
                 .get("id")
                 .and_then(Value::as_str)
@@ -673,9 +728,13 @@ impl StdioSession {
     }
 }
 
-fn capture_stdio(s: &Serve, cap: &mut Capture) {
-    let cfg = s.dir().join(".fentaris/config.json");
-    let mut child = fentaris_cmd(s.dir())
+/// The scripted session over `fentaris serve --stdio` (its own process, on the project in
+/// `dir`).
+fn capture_stdio(dir: &std::path::Path) -> Capture {
+    let mut captured = Capture { lines: Vec::new() };
+    let cap = &mut captured;
+    let cfg = dir.join(".fentaris/config.json");
+    let mut child = fentaris_cmd(dir)
         .args(["serve", "--stdio", "--user", "alice", "--config"])
         .arg(&cfg)
         .stdin(Stdio::piped())
@@ -706,7 +765,7 @@ fn capture_stdio(s: &Serve, cap: &mut Capture) {
         "initialize",
         json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "wire", "version": "1"}}),
     );
-    io.drain(Duration::ZERO, cap);
+    io.drain(None, cap);
     io.send(None, "notifications/initialized", json!({}));
     let script = script();
     let last = script.len() - 1;
@@ -717,13 +776,9 @@ fn capture_stdio(s: &Serve, cap: &mut Capture) {
             let id = format!("s-{n}");
             io.send(Some(id.clone()), method, params.clone());
             // After the last call (the toggle), wait for its list_changed.
-            let linger = if i == last {
-                Duration::from_secs(2)
-            } else {
-                Duration::ZERO
-            };
+            let wait_for = (i == last).then_some("notifications/tools/list_changed");
             let from = cap.lines.len();
-            io.drain(linger, cap);
+            io.drain(wait_for, cap);
             let msgs: Vec<Value> = cap.lines[from..]
                 .iter()
                 .map(|l| l["message"].clone())
@@ -745,6 +800,7 @@ fn capture_stdio(s: &Serve, cap: &mut Capture) {
     }
     let _ = child.wait();
     let _ = reader.join();
+    captured
 }
 
 #[test]
@@ -753,10 +809,15 @@ fn every_message_fentaris_writes_parses_as_rmcp_model() {
         return;
     }
     let (s, _files) = start();
+    // stdio in its own process, alongside the HTTP sessions (its shutdown takes seconds).
+    let stdio = {
+        let dir = s.dir().to_path_buf();
+        std::thread::spawn(move || capture_stdio(&dir))
+    };
     let mut cap = Capture { lines: Vec::new() };
     capture_http_legacy(&s, &mut cap);
     capture_http_modern(&s, &mut cap);
-    capture_stdio(&s, &mut cap);
+    cap.lines.extend(stdio.join().unwrap().lines);
 
     // The capture must hold what the check is about, or it proves nothing.
     let method_is = |m: &'static str| move |v: &Value| v["method"] == m;
@@ -764,10 +825,17 @@ fn every_message_fentaris_writes_parses_as_rmcp_model() {
         cap.count(method_is("notifications/progress")) >= 9,
         "progress: 3 per session"
     );
-    assert!(
-        cap.count(method_is("notifications/tools/list_changed")) >= 2,
-        "list_changed (GET and stdio)"
-    );
+    for context in ["http legacy GET", "stdio"] {
+        let changed = cap
+            .lines
+            .iter()
+            .filter(|l| {
+                l["context"] == context
+                    && l["message"]["method"] == "notifications/tools/list_changed"
+            })
+            .count();
+        assert!(changed >= 1, "no tools/list_changed captured on {context}");
+    }
     assert!(
         cap.count(method_is("notifications/message")) >= 2,
         "logging"
