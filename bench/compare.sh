@@ -145,7 +145,7 @@ reset_peak() { echo 5 > "/proc/$1/clear_refs" 2>/dev/null || true; }
 # --- build -----------------------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
     log "building (release): fentaris, examples test_upstream and loadgen"
-    (cd "$ROOT" && cargo build --release --quiet --bin fentaris --example test_upstream --example loadgen)
+    (cd "$ROOT" && cargo build --release --quiet -p fentaris --bin fentaris --example test_upstream --example loadgen)
 fi
 FENTARIS=${FENTARIS_BIN:-$TARGET/release/fentaris}
 UPSTREAM=$TARGET/release/examples/test_upstream
