@@ -89,7 +89,12 @@ pub fn run(ctx: &Context, cmd: AuthCommand) -> CliResult {
                 d.revoke_api_key(&user, &key_id)
             })
             .map_err(vault_error)?;
-            eprintln!("Revoked key {key_id} of `{}`.", escape_control(&user));
+            eprintln!(
+                "Revoked key {key_id} of `{}`: it is refused from now on. A running `fentaris serve` \
+                 applies this within a second (it follows the vault) and ends the sessions opened \
+                 with this key.",
+                escape_control(&user)
+            );
             Ok(())
         }
     }

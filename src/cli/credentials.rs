@@ -42,7 +42,11 @@ pub fn run(ctx: &Context, cmd: CredentialsCommand) -> CliResult {
             let (created, _) =
                 Vault::modify(&path, &key_lookup(), LOCK_TIMEOUT, |d| d.set(&name, &value))
                     .map_err(vault_error)?;
-            eprintln!("{} `{name}`.", if created { "Stored" } else { "Updated" });
+            eprintln!(
+                "{} `{name}`. A running `fentaris serve` applies it within a second (it follows \
+                 the vault): upstream connections using it restart with the new value.",
+                if created { "Stored" } else { "Updated" }
+            );
             Ok(())
         }
         CredentialsCommand::List { format } => {

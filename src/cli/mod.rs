@@ -16,6 +16,7 @@ mod serve;
 pub(crate) mod tools;
 mod vault;
 pub(crate) mod vault_access;
+mod vault_watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,0 +1,112 @@
+//! The operator's first hour (issue 16, CLI side): revocation reaches a running `serve`
+//! without flags, key rotation, `whoami`, every error of a config in one `policy check`,
+//! did-you-mean for names, `doctor`, `policy explain --request-id`.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+const BOB: &str = "bob-first-hour-key-0123456789abcdef";
+
+fn run(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = fentaris_cmd(dir);
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn base_config() -> Value {
+    json!({
+        "servers": [],
+        "groups": [{ "id": "dev", "users": ["bob", "alice"],
+            "policy": { "rules": [{ "mcp": "*", "allow": ["*"] }] } }]
+    })
+}
+
+fn list_tools(url: &str, key: &str) -> u16 {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+    http(
+        "POST",
+        url,
+        &[
+            ("x-fentaris-api-key", key),
+            ("mcp-protocol-version", "2025-11-25"),
+        ],
+        Some(&body),
+    )
+    .map(|(st, _, _)| st)
+    .unwrap_or(0)
+}
+
+fn key_ids(dir: &Path, user: &str) -> Vec<Value> {
+    let o = run(
+        dir,
+        &["auth", "api-key", "list", user, "--format", "json"],
+        None,
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    serde_json::from_slice::<Vec<Value>>(&o.stdout).unwrap()
+}
+
+#[test]
+fn revoking_a_key_takes_effect_in_a_running_serve_without_flags() {
+    let dir = project(&base_config());
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "add", "bob", "--value-stdin"],
+        Some(BOB),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let id = key_ids(dir.path(), "bob")[0]["keyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut s = spawn_serve(dir, &[]);
+    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
+    wait_for(&mut s, &readyz);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, BOB);
+    assert!(!sid.is_empty());
+
+    let o = run(s.dir(), &["auth", "api-key", "revoke", "bob", &id], None);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("Revoked key {id}")), "{err}");
+    assert!(err.contains("running `fentaris serve`"), "{err}");
+    let start = Instant::now();
+    loop {
+        if list_tools(&url, BOB) == 401 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the revoked key still works after 10 s\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Well within the poll interval plus a vault open.
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(s.log().contains("the vault changed"), "{}", s.log());
+}
