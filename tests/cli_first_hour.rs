@@ -110,3 +110,105 @@ fn revoking_a_key_takes_effect_in_a_running_serve_without_flags() {
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(s.log().contains("the vault changed"), "{}", s.log());
 }
+
+#[test]
+fn rotation_issues_a_new_key_and_expires_the_old_one_after_the_overlap() {
+    let dir = project(&base_config());
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "add", "bob", "--value-stdin"],
+        Some(BOB),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let old = key_ids(dir.path(), "bob")[0]["keyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "rotate", "bob", "--overlap", "2h"],
+        None,
+    );
+    let (new_key, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let new_key = new_key.trim().to_string();
+    assert!(new_key.starts_with("fnt_"), "{new_key}");
+    assert!(
+        err.contains(&format!("old key {old} stops working at")),
+        "{err}"
+    );
+    let keys = key_ids(dir.path(), "bob");
+    assert_eq!(keys.len(), 2);
+    let old_row = keys.iter().find(|k| k["keyId"] == old.as_str()).unwrap();
+    let expires = humantime::parse_rfc3339(old_row["expires"].as_str().unwrap()).unwrap();
+    let left = expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        left > Duration::from_secs(7000) && left <= Duration::from_secs(7200),
+        "{left:?}"
+    );
+    assert_eq!(old_row["status"], "active");
+    assert_eq!(keys[1]["age"], "now");
+    // With audit off, last use is said to be untracked rather than shown as "never".
+    assert_eq!(keys[1]["lastUsed"], "not tracked");
+
+    // whoami names both keys; a key nobody issued is refused with exit 1.
+    let o = run(dir.path(), &["auth", "whoami"], Some(&new_key));
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let new_id = &new_key[4..12];
+    assert!(out.contains(&format!("user bob, key {new_id}")), "{out}");
+    let o = run(dir.path(), &["auth", "whoami"], Some(BOB));
+    assert!(text(&o).0.contains(&format!("key {old}")), "{:?}", text(&o));
+    let o = run(
+        dir.path(),
+        &["auth", "whoami"],
+        Some("nobody-issued-this-key-0123456789"),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("not known here"), "{:?}", text(&o));
+
+    // Two active keys now: rotate must be told which; overlap 0 retires the old one at once.
+    let o = run(dir.path(), &["auth", "api-key", "rotate", "bob"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("2 active keys"), "{:?}", text(&o));
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "rotate", "bob", &old, "--overlap", "0s"],
+        None,
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = run(dir.path(), &["auth", "whoami"], Some(BOB));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("expired"), "{:?}", text(&o));
+}
+
+#[test]
+fn adding_a_key_for_an_undeclared_user_needs_new_user_and_suggests_the_name() {
+    let dir = project(&base_config());
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "add", "alcie", "--generate"],
+        None,
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(out.is_empty(), "no key may be printed: {out}");
+    assert!(err.contains("did you mean `alice`?"), "{err}");
+    assert!(err.contains("--new-user"), "{err}");
+    let o = run(
+        dir.path(),
+        &[
+            "auth",
+            "api-key",
+            "add",
+            "carol",
+            "--generate",
+            "--new-user",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).1.contains("not declared"), "{:?}", text(&o));
+}
