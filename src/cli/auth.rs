@@ -199,10 +199,16 @@ fn add(
     let (loaded, path) = ctx.vault_path()?;
     // A typo here would create a key nobody's policy applies to: the user must be in the
     // config, or be named new on purpose.
+    // (A config without any users yet is all top-level policy: nothing to mistype.)
+    let declared = loaded
+        .outcome
+        .config
+        .as_ref()
+        .map(crate::suggest::config_users)
+        .unwrap_or_default();
     if !new_user
-        && let Some(config) = &loaded.outcome.config
-        && let Some(m) =
-            crate::suggest::unknown_name("user", user, &crate::suggest::config_users(config))
+        && !declared.is_empty()
+        && let Some(m) = crate::suggest::unknown_name("user", user, &declared)
     {
         return Err(CliError::usage(format!(
             "{m}\nhelp: add the user to a group in the config first, or pass --new-user if a key for an undeclared user is intended (only the top-level policy applies to it)"
@@ -230,7 +236,7 @@ fn add(
         d.add_api_key(user, &key, key_id, label, expires)
     })
     .map_err(vault_error)?;
-    if new_user && let Some(config) = &loaded.outcome.config {
+    if let Some(config) = &loaded.outcome.config {
         let (engine, _) = crate::policy::Engine::compile(config);
         if !engine.is_declared_user(user) {
             eprintln!(
