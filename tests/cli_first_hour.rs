@@ -212,3 +212,35 @@ fn adding_a_key_for_an_undeclared_user_needs_new_user_and_suggests_the_name() {
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(text(&o).1.contains("not declared"), "{:?}", text(&o));
 }
+
+#[test]
+fn policy_check_reports_every_shape_error_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".fentaris")).unwrap();
+    std::fs::write(
+        dir.path().join(".fentaris/config.json"),
+        "{\n  \"servres\": [],\n  \"autoLog\": \"yes\",\n  \"groups\": [{ \"id\": \"g\", \"usres\": [] }]\n}\n",
+    )
+    .unwrap();
+    let o = run(dir.path(), &["policy", "check", "--format", "json"], None);
+    let (out, err) = text(&o);
+    assert_ne!(o.status.code(), Some(0), "{out}{err}");
+    for (pointer, line) in [("/servres", 2), ("/autoLog", 3), ("/groups/0/usres", 4)] {
+        assert!(
+            out.contains(&format!("\"{pointer}\"")),
+            "{pointer} (line {line}) missing from one run:\n{out}"
+        );
+    }
+
+    // A trailing comma is pointed at where it is, not where the list ends.
+    std::fs::write(
+        dir.path().join(".fentaris/config.json"),
+        "{\n  \"servers\": [],\n  \"groups\": [],\n}\n",
+    )
+    .unwrap();
+    let o = run(dir.path(), &["policy", "check"], None);
+    let (out, err) = text(&o);
+    let all = format!("{out}{err}");
+    assert!(all.contains(":3:15"), "{all}");
+    assert!(all.contains("remove this comma"), "{all}");
+}
