@@ -495,6 +495,7 @@ fn list(ctx: &Context, user: Option<&str>, format: ListFormat) -> CliResult {
         ListFormat::Table => {
             let mut t = comfy_table::Table::new();
             t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+            crate::cli::output::fit(&mut t);
             t.set_header([
                 "user",
                 "key id",

@@ -335,6 +335,7 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
         ListFormat::Table => {
             let mut t = comfy_table::Table::new();
             t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+            crate::cli::output::fit(&mut t);
             let mut header = vec!["server", "kind", "name", "description"];
             if subject.is_some() {
                 header.extend(["decision", "rule"]);
@@ -484,6 +485,7 @@ fn diff(ctx: &Context, args: DiffArgs) -> CliResult {
             } else {
                 let mut t = comfy_table::Table::new();
                 t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+                crate::cli::output::fit(&mut t);
                 t.set_header(["server", "kind", "name", "change"]);
                 for c in &changes {
                     t.add_row([

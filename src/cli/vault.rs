@@ -58,6 +58,7 @@ pub fn run(ctx: &Context, cmd: VaultCommand) -> CliResult {
             let env = read_envelope(&path).map_err(vault_error)?;
             let mut t = comfy_table::Table::new();
             t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+            crate::cli::output::fit(&mut t);
             t.set_header(["label", "public key"]);
             for r in &env.recipients {
                 t.add_row([r.label.as_str(), r.public_key.as_str()]);
