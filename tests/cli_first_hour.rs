@@ -244,3 +244,195 @@ fn policy_check_reports_every_shape_error_in_one_run() {
     assert!(all.contains(":3:15"), "{all}");
     assert!(all.contains("remove this comma"), "{all}");
 }
+
+fn explain_config() -> Value {
+    json!({
+        "autoLog": true,
+        "servers": [{ "name": "files", "transport": { "stdio": { "command": "true" } } }],
+        "groups": [{ "id": "dev", "users": ["alice"],
+            "policy": { "rules": [{ "mcp": "files", "allow": ["read_file"] }] } }]
+    })
+}
+
+#[test]
+fn names_get_did_you_mean_in_explain_connect_credentials_and_logs() {
+    let dir = project(&explain_config());
+    let o = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--user",
+            "alcie",
+            "--server",
+            "flies",
+            "--tool",
+            "read_file",
+        ],
+        None,
+    );
+    let (_, err) = text(&o);
+    assert!(err.contains("did you mean `alice`?"), "{err}");
+    assert!(err.contains("did you mean `files`?"), "{err}");
+
+    let o = run(
+        dir.path(),
+        &["connect", "claude-desktop", "--user", "alcie"],
+        None,
+    );
+    assert!(
+        text(&o).1.contains("did you mean `alice`?"),
+        "{:?}",
+        text(&o)
+    );
+
+    let o = run(
+        dir.path(),
+        &["credentials", "set", "github.token", "--value-stdin"],
+        Some("ghp_not_a_real_token_0123456789"),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("running `fentaris serve`"),
+        "{:?}",
+        text(&o)
+    );
+    let o = run(
+        dir.path(),
+        &["credentials", "remove", "github.tokn", "--yes"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("did you mean `github.token`?"),
+        "{:?}",
+        text(&o)
+    );
+
+    write_audit(dir.path());
+    let o = run(dir.path(), &["logs", "tail", "--user", "alcie"], None);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("did you mean `alice`?"),
+        "{:?}",
+        text(&o)
+    );
+    let o = run(dir.path(), &["logs", "tail", "--server", "flies"], None);
+    assert!(
+        text(&o).1.contains("did you mean `files`?"),
+        "{:?}",
+        text(&o)
+    );
+}
+
+/// Two request lines as `serve` writes them (the chain is not checked by these readers).
+fn write_audit(dir: &Path) {
+    let line = |id: &str, target: &str, decision: &str| {
+        json!({"time": "2026-12-01T10:00:00.000Z", "seq": 1, "event": "request", "requestId": id,
+            "subject": {"id": "alice", "groups": ["dev"], "keyId": "AbCdEf12"}, "server": "files",
+            "method": "tools/call", "operation": "tool:call", "target": target, "decision": decision,
+            "reason": "r", "outcome": "ok", "latencyMs": 1.0})
+        .to_string()
+    };
+    std::fs::create_dir_all(dir.join(".fentaris/logs")).unwrap();
+    std::fs::write(
+        dir.join(".fentaris/logs/audit.jsonl"),
+        format!(
+            "{}\n{}\n",
+            line("00aa11bb22cc33dd", "read_file", "allow"),
+            line("44ee55ff66aa77bb", "write_file", "allow")
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn explain_replays_a_logged_request_and_logs_tail_links_to_it() {
+    let dir = project(&explain_config());
+    write_audit(dir.path());
+    let o = run(dir.path(), &["logs", "tail"], None);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("44ee55ff66aa77bb"), "{out}");
+    assert!(
+        err.contains("fentaris policy explain --request-id 44ee55ff66aa77bb"),
+        "{err}"
+    );
+
+    let o = run(
+        dir.path(),
+        &["policy", "explain", "--request-id", "00aa11bb22cc33dd"],
+        None,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("ALLOW"), "{out}");
+    assert!(err.contains("logged decision: allow"), "{err}");
+
+    // Logged as allowed, denied by today's config: replayed and the difference said.
+    let o = run(
+        dir.path(),
+        &[
+            "policy",
+            "explain",
+            "--request-id",
+            "44ee55ff66aa77bb",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("the current config decides `deny`"), "{err}");
+
+    let o = run(
+        dir.path(),
+        &["policy", "explain", "--request-id", "ffffffffffffffff"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("no request ffffffffffffffff"),
+        "{:?}",
+        text(&o)
+    );
+}
+
+#[test]
+fn connect_write_shows_the_entry_before_asking() {
+    let dir = project(&explain_config());
+    let o = run(dir.path(), &["connect", "cursor", "--write"], None);
+    let (_, err) = text(&o);
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "off a terminal without --yes: refused"
+    );
+    let entry = err.find("\"mcpServers\"").expect(&err);
+    let question = err.find("Add the `fentaris` entry above").expect(&err);
+    assert!(entry < question, "{err}");
+    assert!(!dir.path().join(".cursor/mcp.json").exists());
+}
+
+#[test]
+fn tables_fit_the_terminal_width() {
+    let dir = project(&explain_config());
+    write_audit(dir.path());
+    let widest = |cols: Option<&str>| {
+        let mut c = fentaris_cmd(dir.path());
+        c.args(["logs", "tail"]);
+        match cols {
+            Some(w) => c.env("COLUMNS", w),
+            None => c.env_remove("COLUMNS"),
+        };
+        let o = c.output().unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(widest(None) > 100);
+    assert!(widest(Some("80")) <= 80, "{}", widest(Some("80")));
+}

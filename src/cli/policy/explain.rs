@@ -10,7 +10,7 @@ use crate::config::SpanIndex;
 use crate::policy::{Effect, Engine, RuleInfo, RuleStatus};
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["tool", "operation"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["tool", "operation", "request_id"])))]
 pub struct ExplainArgs {
     /// The user (subject) making the request
     #[arg(long, required_unless_present = "request_id")]
