@@ -436,3 +436,18 @@ fn tables_fit_the_terminal_width() {
     assert!(widest(None) > 100);
     assert!(widest(Some("80")) <= 80, "{}", widest(Some("80")));
 }
+
+#[test]
+fn github_format_fails_when_it_prints_an_error_annotation() {
+    let dir = project(&json!({
+        "servers": [{ "name": "s", "transport": { "stdio": { "command": "true" } } }],
+        "groups": [{ "id": "g", "users": ["a"], "policy": { "rules": [{ "mcp": "*", "allow": "*" }] } }]
+    }));
+    let o = run(dir.path(), &["policy", "check", "--format", "github"], None);
+    let (out, _) = text(&o);
+    assert!(out.contains("::error "), "{out}");
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    // The human format keeps security warnings advisory unless --deny-warnings.
+    let o = run(dir.path(), &["policy", "check"], None);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+}

@@ -58,7 +58,11 @@ pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
         CheckFormat::Github => render_github(&report),
     };
     output::print(&text);
-    if Summary::of(diags).fails(args.deny_warnings) {
+    let summary = Summary::of(diags);
+    // GitHub annotations: a printed `::error` (security warnings are errors there) fails the
+    // step, so the check and the annotations agree.
+    let github_error = args.format == CheckFormat::Github && summary.security_warnings > 0;
+    if summary.fails(args.deny_warnings) || github_error {
         return Err(CliError::silent(1));
     }
     Ok(())
