@@ -451,3 +451,95 @@ fn github_format_fails_when_it_prints_an_error_annotation() {
     let o = run(dir.path(), &["policy", "check"], None);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
 }
+
+#[test]
+fn doctor_and_policy_check_find_missing_commands_and_busy_ports() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = project(&json!({
+        "listen": format!("127.0.0.1:{port}"),
+        "adminListen": format!("127.0.0.1:{}", free_port()),
+        "servers": [
+            { "name": "ok", "transport": { "stdio": { "command": "true" } } },
+            { "name": "gone", "transport": { "stdio": { "command": "no-such-mcp-server-cmd" } } }
+        ],
+        "groups": [{ "id": "g", "users": ["a"], "policy": { "rules": [{ "mcp": "ok", "allow": "t" }] } }]
+    }));
+    let o = run(dir.path(), &["doctor", "--format", "json"], None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let checks: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let status = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"].as_str().unwrap().starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {out}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status("config"), "ok");
+    assert_eq!(status("listen"), "fail");
+    assert_eq!(status("adminListen"), "ok");
+    assert_eq!(status("server ok"), "ok");
+    assert_eq!(status("server gone"), "fail");
+    assert!(["ok", "warn"].contains(&status("landlock").as_str()));
+    drop(busy);
+
+    let o = run(dir.path(), &["policy", "check", "--format", "json"], None);
+    let (out, _) = text(&o);
+    assert!(out.contains("FNT094"), "{out}");
+    assert!(out.contains("/servers/1/transport/stdio/command"), "{out}");
+    assert!(!out.contains("/servers/0/transport/stdio/command"), "{out}");
+}
+
+#[test]
+fn old_keys_and_credentials_are_flagged_with_max_key_age() {
+    let dir = project(&json!({
+        "identity": { "maxKeyAge": "1s" },
+        "servers": [],
+        "groups": [{ "id": "g", "users": ["bob"], "policy": { "rules": [] } }]
+    }));
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "add", "bob", "--value-stdin"],
+        Some(BOB),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = run(
+        dir.path(),
+        &["credentials", "set", "gh.token", "--value-stdin"],
+        Some("not-a-real-token-0123456789"),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    std::thread::sleep(Duration::from_millis(2100));
+    let o = run(dir.path(), &["policy", "check", "--format", "json"], None);
+    let (out, _) = text(&o);
+    assert!(out.contains("FNT205"), "{out}");
+    assert!(out.contains("API key"), "{out}");
+    assert!(out.contains("credential `gh.token`"), "{out}");
+    assert!(out.contains("fentaris auth api-key rotate bob"), "{out}");
+    let o = run(dir.path(), &["vault", "status"], None);
+    let (_, err) = text(&o);
+    assert!(err.contains("FNT205") && err.contains("gh.token"), "{err}");
+
+    // Off by default: the same vault without maxKeyAge has no such finding.
+    let cfg = dir.path().join(".fentaris/config.json");
+    std::fs::write(
+        &cfg,
+        json!({ "servers": [], "groups": [{ "id": "g", "users": ["bob"], "policy": { "rules": [] } }] })
+            .to_string(),
+    )
+    .unwrap();
+    let o = run(dir.path(), &["policy", "check", "--format", "json"], None);
+    assert!(!text(&o).0.contains("FNT205"), "{:?}", text(&o));
+    // A malformed age is a config error.
+    std::fs::write(
+        &cfg,
+        json!({ "identity": { "maxKeyAge": "soon" }, "servers": [] }).to_string(),
+    )
+    .unwrap();
+    let o = run(dir.path(), &["policy", "check", "--format", "json"], None);
+    assert!(text(&o).0.contains("/identity/maxKeyAge"), "{:?}", text(&o));
+    assert_eq!(o.status.code(), Some(1));
+}

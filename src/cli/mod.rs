@@ -8,6 +8,7 @@ mod completions;
 mod config;
 mod connect;
 mod credentials;
+mod doctor;
 mod init;
 mod logs;
 mod output;
@@ -69,6 +70,9 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
+    /// Check this machine can run the config: ports, upstream commands, Node, vault key,
+    /// Landlock
+    Doctor(doctor::DoctorArgs),
 }
 
 /// The clap command, for completions and man pages.
@@ -163,6 +167,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Tools(c) => tools::run(&ctx, c),
         Command::Connect(a) => connect::run(&ctx, a),
         Command::Completions(a) => completions::run(a),
+        Command::Doctor(a) => doctor::run(&ctx, a),
     }
 }
 
