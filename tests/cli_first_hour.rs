@@ -543,3 +543,67 @@ fn old_keys_and_credentials_are_flagged_with_max_key_age() {
     assert!(text(&o).0.contains("/identity/maxKeyAge"), "{:?}", text(&o));
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn man_pages_have_the_usual_sections() {
+    let man = repo().join("man");
+    let mut pages = 0;
+    for e in std::fs::read_dir(&man).unwrap() {
+        let path = e.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for section in [
+            ".SH EXAMPLES",
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+        ] {
+            assert!(text.contains(section), "{}: no {section}", path.display());
+        }
+        pages += 1;
+    }
+    assert!(pages > 20, "{pages}");
+    let rotate = std::fs::read_to_string(man.join("fentaris-auth-api-key-rotate.1")).unwrap();
+    assert!(
+        rotate.contains("fentaris auth api\\-key rotate alice"),
+        "{rotate}"
+    );
+}
+
+/// What the dynamic completion offers for the last word of `words`.
+fn complete(dir: &Path, words: &[&str]) -> Vec<String> {
+    let o = fentaris_cmd(dir)
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+        .env("_CLAP_IFS", "\n")
+        .arg("--")
+        .args(words)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn completion_offers_users_servers_and_operations_from_the_config() {
+    let dir = project(&explain_config());
+    let users = complete(dir.path(), &["fentaris", "policy", "explain", "--user", ""]);
+    assert_eq!(users, ["alice"]);
+    let servers = complete(dir.path(), &["fentaris", "logs", "tail", "--server", ""]);
+    assert_eq!(servers, ["files"]);
+    let users = complete(dir.path(), &["fentaris", "auth", "api-key", "add", "al"]);
+    assert_eq!(users, ["alice"]);
+    let ops = complete(
+        dir.path(),
+        &["fentaris", "policy", "explain", "--operation", "resource:"],
+    );
+    assert!(ops.iter().any(|o| o == "resource:read"), "{ops:?}");
+    // The registration script that `source <(COMPLETE=bash fentaris)` runs.
+    let o = fentaris_cmd(dir.path())
+        .env("COMPLETE", "bash")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("complete"));
+}

@@ -24,6 +24,7 @@ pub enum ApiKeyCommand {
     #[command(group(clap::ArgGroup::new("how").required(true).args(["value_stdin", "generate"])))]
     Add {
         /// The user the key authenticates as
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
         user: String,
         /// Read the key from stdin (at least 20 characters, no whitespace)
         #[arg(long)]
@@ -44,6 +45,7 @@ pub enum ApiKeyCommand {
     /// Issue a new key for USER and expire the old one after an overlap (the new key is
     /// printed once)
     Rotate {
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
         user: String,
         /// The key to replace (default: USER's only active key)
         key_id: Option<String>,
@@ -57,12 +59,17 @@ pub enum ApiKeyCommand {
     /// List keys with their age and last use (never the keys themselves)
     List {
         /// Only this user's keys
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
         user: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
     /// Revoke a key
-    Revoke { user: String, key_id: String },
+    Revoke {
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
+        user: String,
+        key_id: String,
+    },
 }
 
 /// Table or JSON.

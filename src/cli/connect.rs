@@ -57,7 +57,7 @@ pub struct ConnectArgs {
     #[arg(value_enum)]
     pub client: Client,
     /// The user the client acts as (required for claude-desktop, which starts `serve --stdio`)
-    #[arg(long, value_name = "U")]
+    #[arg(long, value_name = "U", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
     pub user: Option<String>,
     /// The entry's name in the client's config
     #[arg(long, value_name = "NAME", default_value = "fentaris")]

@@ -24,6 +24,7 @@ pub enum CredentialsCommand {
     },
     /// Remove an entry
     Remove {
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_credentials))]
         name: String,
         /// Do not ask for confirmation
         #[arg(long)]

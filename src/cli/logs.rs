@@ -42,10 +42,10 @@ pub struct Selection {
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
     /// Only records of this user
-    #[arg(long, value_name = "USER")]
+    #[arg(long, value_name = "USER", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
     pub user: Option<String>,
     /// Only records about this server
-    #[arg(long, value_name = "SERVER")]
+    #[arg(long, value_name = "SERVER", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_servers))]
     pub server: Option<String>,
     /// Only records of this tenant
     #[arg(long, value_name = "TENANT")]

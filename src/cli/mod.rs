@@ -4,7 +4,7 @@
 //! config, I/O).
 
 mod auth;
-mod completions;
+pub(crate) mod completions;
 mod config;
 mod connect;
 mod credentials;
@@ -128,6 +128,8 @@ pub fn main() -> ExitCode {
     // Before any thread starts: FENTARIS_* secrets out of the environment, no ptrace/proc.
     crate::harden::take_reserved_env();
     crate::harden::non_dumpable();
+    // `COMPLETE=bash fentaris …`: dynamic completion with names from the config.
+    completions::complete_from_env();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => e.exit(),

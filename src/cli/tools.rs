@@ -39,10 +39,10 @@ pub enum ToolsCommand {
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only this server
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_servers))]
     pub server: Option<String>,
     /// Show the policy decision for this user on every row (and use their credentials)
-    #[arg(long, value_name = "U")]
+    #[arg(long, value_name = "U", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
     pub user: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,

@@ -13,10 +13,10 @@ use crate::policy::{Effect, Engine, RuleInfo, RuleStatus};
 #[command(group(clap::ArgGroup::new("what").required(true).args(["tool", "operation", "request_id"])))]
 pub struct ExplainArgs {
     /// The user (subject) making the request
-    #[arg(long, required_unless_present = "request_id")]
+    #[arg(long, required_unless_present = "request_id", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
     pub user: Option<String>,
     /// The server, by its config name
-    #[arg(long, required_unless_present = "request_id")]
+    #[arg(long, required_unless_present = "request_id", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_servers))]
     pub server: Option<String>,
     /// Replay the decision of a logged request (the `request` column of `fentaris logs tail`)
     /// under the current config
@@ -26,7 +26,7 @@ pub struct ExplainArgs {
     #[arg(long, conflicts_with_all = ["operation", "target", "target_kind"])]
     pub tool: Option<String>,
     /// An operation, e.g. resource:read, prompt:get, resources:list, custom:<method>
-    #[arg(long)]
+    #[arg(long, add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_operations))]
     pub operation: Option<String>,
     /// The target: a name or URI (for list operations: an item, to ask whether it is shown)
     #[arg(long, requires = "operation")]
