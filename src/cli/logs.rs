@@ -472,13 +472,48 @@ impl Follower {
             (_, Err(_)) => false,
         };
         if rotated {
-            // Lines written to the old file just before it was renamed, then the new file.
+            // Lines written to the old file just before it was renamed, then the files that
+            // were rotated in between polls (a busy log rotates more than once per poll),
+            // oldest first, then the new file.
             self.drain(&mut out)?;
             self.partial.clear();
+            let old = self.cur.as_ref().map(|(_, ino)| *ino);
+            // Open the new file first: files rotated after it are found at the next poll.
             self.cur = self.open();
+            let new = self.cur.as_ref().map(|(_, ino)| *ino);
+            if let Some(old) = old {
+                for f in self.rotated_between(old, new) {
+                    let lines = lines(&f)?;
+                    out.extend(lines);
+                }
+            }
             self.drain(&mut out)?;
         }
         Ok(out)
+    }
+
+    /// The rotated files newer than the one with inode `old` (which now sits at some
+    /// `path.K`) and older than the one with inode `new` (if that was rotated too), oldest
+    /// first. Empty when `old` is not found.
+    fn rotated_between(&self, old: u64, new: Option<u64>) -> Vec<PathBuf> {
+        let mut newer = Vec::new();
+        for i in 1..10_000 {
+            let p = crate::audit::writer::rotated(&self.path, i);
+            let Ok(m) = std::fs::metadata(&p) else {
+                return Vec::new();
+            };
+            let ino = inode(&m);
+            if ino == old {
+                newer.reverse();
+                return newer;
+            }
+            if Some(ino) == new {
+                newer.clear();
+            } else {
+                newer.push(p);
+            }
+        }
+        Vec::new()
     }
 }
 
