@@ -607,3 +607,57 @@ fn completion_offers_users_servers_and_operations_from_the_config() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("complete"));
 }
+
+#[test]
+fn a_changed_credential_reaches_the_upstream_of_a_running_serve_without_flags() {
+    if !ready() {
+        return;
+    }
+    const ALICE: &str = "alice-first-hour-key-0123456789ab";
+    let dir = project(&json!({
+        "servers": [{ "name": "env", "transport": { "stdio": {
+            "command": python(), "args": [env_server()],
+            "env": { "TOKEN": { "vault": "tok" } } } } }],
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "env", "allow": "env" }] } }]
+    }));
+    let o = run(
+        dir.path(),
+        &["credentials", "set", "tok", "--value-stdin"],
+        Some("first-value"),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let s = serve_in(dir, &[("ALICE_KEY", ALICE)]);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, ALICE);
+    let token = || {
+        let r = raw_call(
+            &url,
+            ALICE,
+            &sid,
+            "tools/call",
+            json!({ "name": "env__env", "arguments": {} }),
+        );
+        let env: Value = r["result"]["content"][0]["text"]
+            .as_str()
+            .map(|t| serde_json::from_str(t).unwrap())
+            .unwrap_or_else(|| panic!("{r}"));
+        env["TOKEN"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(token(), "first-value");
+    let o = run(
+        s.dir(),
+        &["credentials", "set", "tok", "--value-stdin"],
+        Some("second-value"),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let start = Instant::now();
+    while token() != "second-value" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the upstream still has the old value\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
