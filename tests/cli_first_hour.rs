@@ -661,3 +661,40 @@ fn a_changed_credential_reaches_the_upstream_of_a_running_serve_without_flags() 
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn key_list_shows_last_use_from_the_audit_log() {
+    let dir = project(&explain_config());
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "add", "alice", "--value-stdin"],
+        Some(BOB),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let id = key_ids(dir.path(), "alice")[0]["keyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(key_ids(dir.path(), "alice")[0]["lastUsed"], "never");
+    std::fs::create_dir_all(dir.path().join(".fentaris/logs")).unwrap();
+    let line = |t: &str| {
+        json!({"time": t, "seq": 1, "event": "request", "requestId": "1",
+            "subject": {"id": "alice", "groups": ["dev"], "keyId": id}, "server": "files",
+            "method": "tools/call", "operation": "tool:call", "target": "read_file",
+            "decision": "allow"})
+        .to_string()
+    };
+    std::fs::write(
+        dir.path().join(".fentaris/logs/audit.jsonl"),
+        format!(
+            "{}\n{}\n",
+            line("2026-12-01T10:00:00.000Z"),
+            line("2026-12-02T11:30:00.000Z")
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        key_ids(dir.path(), "alice")[0]["lastUsed"],
+        "2026-12-02T11:30:00Z"
+    );
+}

@@ -397,7 +397,7 @@ fn whoami(ctx: &Context) -> CliResult {
 }
 
 /// When each key id was last seen in the audit log (requests carry `subject.keyId`). Only
-/// what `autoLog` recorded: `None` when there is no readable audit file.
+/// what `autoLog` recorded: `None` when audit is off (or written to stdout) or unreadable.
 fn last_used(
     loaded: &crate::config::Loaded,
 ) -> Option<std::collections::HashMap<String, SystemTime>> {
@@ -405,10 +405,8 @@ fn last_used(
     if !config.auto_log || config.audit.sink != crate::config::AuditSink::File {
         return None;
     }
+    // No file yet: audit is on and nothing was used.
     let files = crate::audit::read::file_set(&loaded.dir.join(&config.audit.path));
-    if files.is_empty() {
-        return None;
-    }
     let mut out = std::collections::HashMap::new();
     for f in files {
         for line in crate::audit::read::lines(&f).ok()? {
