@@ -698,3 +698,31 @@ fn key_list_shows_last_use_from_the_audit_log() {
         "2026-12-02T11:30:00Z"
     );
 }
+
+#[test]
+fn revoking_for_a_mistyped_user_names_the_owner() {
+    let dir = project(&base_config());
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "add", "bob", "--value-stdin"],
+        Some(BOB),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let id = key_ids(dir.path(), "bob")[0]["keyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = run(dir.path(), &["auth", "api-key", "revoke", "bbo", &id], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).1.contains(&format!("key {id} belongs to `bob`")),
+        "{:?}",
+        text(&o)
+    );
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "revoke", "bobb", "Zz9Zz9Zz"],
+        None,
+    );
+    assert!(text(&o).1.contains("did you mean `bob`?"), "{:?}", text(&o));
+}

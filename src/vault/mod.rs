@@ -651,9 +651,24 @@ impl Draft {
                 k.revoked = Some(now);
                 Ok(())
             }
-            None => Err(VaultError::Invalid(format!(
-                "`{user}` has no API key {key_id}; `fentaris auth api-key list {user}` shows the key ids"
-            ))),
+            None => {
+                // A mistyped user: name the one who holds this key id, or the closest user.
+                let owner = self.env.api_keys.iter().find(|k| k.key_id == key_id);
+                let hint = match owner {
+                    Some(k) => format!("key {key_id} belongs to `{}`", k.user),
+                    None => crate::suggest::did_you_mean(
+                        user,
+                        self.env.api_keys.iter().map(|k| k.user.as_str()),
+                    )
+                    .filter(|_| !self.env.api_keys.iter().any(|k| k.user == user))
+                    .unwrap_or_else(|| {
+                        format!("`fentaris auth api-key list {user}` shows the key ids")
+                    }),
+                };
+                Err(VaultError::Invalid(format!(
+                    "`{user}` has no API key {key_id}; {hint}"
+                )))
+            }
         }
     }
 
