@@ -37,6 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'The upstreams'' tools, prompts and resources; pin them (lock) and show drift (diff)')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check this machine can run the config: ports, upstream commands, Node, vault key, Landlock')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -119,6 +120,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         'fentaris;policy;explain' {
             [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user (subject) making the request')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The server, by its config name')
+            [CompletionResult]::new('--request-id', '--request-id', [CompletionResultType]::ParameterName, 'Replay the decision of a logged request (the `request` column of `fentaris logs tail`) under the current config')
             [CompletionResult]::new('--tool', '--tool', [CompletionResultType]::ParameterName, 'A tool name (shorthand for --operation tool:call --target TOOL)')
             [CompletionResult]::new('--operation', '--operation', [CompletionResultType]::ParameterName, 'An operation, e.g. resource:read, prompt:get, resources:list, custom:<method>')
             [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'The target: a name or URI (for list operations: an item, to ask whether it is shown)')
@@ -179,6 +181,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('api-key', 'api-key', [CompletionResultType]::ParameterValue, 'Manage client API keys')
+            [CompletionResult]::new('whoami', 'whoami', [CompletionResultType]::ParameterValue, 'Say which user and key id a key is (the key is read from stdin, never argv)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -189,7 +192,8 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a key for USER: generated (printed once) or read from stdin')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys (never the keys themselves)')
+            [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Issue a new key for USER and expire the old one after an overlap (the new key is printed once)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with their age and last use (never the keys themselves)')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -200,6 +204,17 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
             [CompletionResult]::new('--value-stdin', '--value-stdin', [CompletionResultType]::ParameterName, 'Read the key from stdin (at least 20 characters, no whitespace)')
             [CompletionResult]::new('--generate', '--generate', [CompletionResultType]::ParameterName, 'Generate a new fnt_… key and print it once')
+            [CompletionResult]::new('--new-user', '--new-user', [CompletionResultType]::ParameterName, 'USER is not declared in the config yet, and that is intended')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'fentaris;auth;api-key;rotate' {
+            [CompletionResult]::new('--overlap', '--overlap', [CompletionResultType]::ParameterName, 'How long the old key keeps working, so clients can switch (0s: at once)')
+            [CompletionResult]::new('--expires-in', '--expires-in', [CompletionResultType]::ParameterName, 'Expire the new key after this long, e.g. 90d')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -225,12 +240,16 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         }
         'fentaris;auth;api-key;help' {
             [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a key for USER: generated (printed once) or read from stdin')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys (never the keys themselves)')
+            [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Issue a new key for USER and expire the old one after an overlap (the new key is printed once)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with their age and last use (never the keys themselves)')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'fentaris;auth;api-key;help;add' {
+            break
+        }
+        'fentaris;auth;api-key;help;rotate' {
             break
         }
         'fentaris;auth;api-key;help;list' {
@@ -242,24 +261,40 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         'fentaris;auth;api-key;help;help' {
             break
         }
+        'fentaris;auth;whoami' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'fentaris;auth;help' {
             [CompletionResult]::new('api-key', 'api-key', [CompletionResultType]::ParameterValue, 'Manage client API keys')
+            [CompletionResult]::new('whoami', 'whoami', [CompletionResultType]::ParameterValue, 'Say which user and key id a key is (the key is read from stdin, never argv)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'fentaris;auth;help;api-key' {
             [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a key for USER: generated (printed once) or read from stdin')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys (never the keys themselves)')
+            [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Issue a new key for USER and expire the old one after an overlap (the new key is printed once)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with their age and last use (never the keys themselves)')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key')
             break
         }
         'fentaris;auth;help;api-key;add' {
             break
         }
+        'fentaris;auth;help;api-key;rotate' {
+            break
+        }
         'fentaris;auth;help;api-key;list' {
             break
         }
         'fentaris;auth;help;api-key;revoke' {
+            break
+        }
+        'fentaris;auth;help;whoami' {
             break
         }
         'fentaris;auth;help;help' {
@@ -623,6 +658,15 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'fentaris;doctor' {
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'format')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'fentaris;help' {
             [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create .fentaris/ with a deny-by-default starter config')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Print the config''s JSON Schema, or the resolved config')
@@ -635,6 +679,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'The upstreams'' tools, prompts and resources; pin them (lock) and show drift (diff)')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('doctor', 'doctor', [CompletionResultType]::ParameterValue, 'Check this machine can run the config: ports, upstream commands, Node, vault key, Landlock')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -672,21 +717,29 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         }
         'fentaris;help;auth' {
             [CompletionResult]::new('api-key', 'api-key', [CompletionResultType]::ParameterValue, 'Manage client API keys')
+            [CompletionResult]::new('whoami', 'whoami', [CompletionResultType]::ParameterValue, 'Say which user and key id a key is (the key is read from stdin, never argv)')
             break
         }
         'fentaris;help;auth;api-key' {
             [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Add a key for USER: generated (printed once) or read from stdin')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys (never the keys themselves)')
+            [CompletionResult]::new('rotate', 'rotate', [CompletionResultType]::ParameterValue, 'Issue a new key for USER and expire the old one after an overlap (the new key is printed once)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List keys with their age and last use (never the keys themselves)')
             [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a key')
             break
         }
         'fentaris;help;auth;api-key;add' {
             break
         }
+        'fentaris;help;auth;api-key;rotate' {
+            break
+        }
         'fentaris;help;auth;api-key;list' {
             break
         }
         'fentaris;help;auth;api-key;revoke' {
+            break
+        }
+        'fentaris;help;auth;whoami' {
             break
         }
         'fentaris;help;credentials' {
@@ -773,6 +826,9 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
             break
         }
         'fentaris;help;completions' {
+            break
+        }
+        'fentaris;help;doctor' {
             break
         }
         'fentaris;help;help' {

@@ -31,6 +31,9 @@ _fentaris() {
             fentaris,credentials)
                 cmd="fentaris__subcmd__credentials"
                 ;;
+            fentaris,doctor)
+                cmd="fentaris__subcmd__doctor"
+                ;;
             fentaris,help)
                 cmd="fentaris__subcmd__help"
                 ;;
@@ -58,6 +61,9 @@ _fentaris() {
             fentaris__subcmd__auth,help)
                 cmd="fentaris__subcmd__auth__subcmd__help"
                 ;;
+            fentaris__subcmd__auth,whoami)
+                cmd="fentaris__subcmd__auth__subcmd__whoami"
+                ;;
             fentaris__subcmd__auth__subcmd__api__subcmd__key,add)
                 cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__add"
                 ;;
@@ -69,6 +75,9 @@ _fentaris() {
                 ;;
             fentaris__subcmd__auth__subcmd__api__subcmd__key,revoke)
                 cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__revoke"
+                ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key,rotate)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__rotate"
                 ;;
             fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help,add)
                 cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__add"
@@ -82,11 +91,17 @@ _fentaris() {
             fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help,revoke)
                 cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__revoke"
                 ;;
+            fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help,rotate)
+                cmd="fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__rotate"
+                ;;
             fentaris__subcmd__auth__subcmd__help,api-key)
                 cmd="fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key"
                 ;;
             fentaris__subcmd__auth__subcmd__help,help)
                 cmd="fentaris__subcmd__auth__subcmd__help__subcmd__help"
+                ;;
+            fentaris__subcmd__auth__subcmd__help,whoami)
+                cmd="fentaris__subcmd__auth__subcmd__help__subcmd__whoami"
                 ;;
             fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key,add)
                 cmd="fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__add"
@@ -96,6 +111,9 @@ _fentaris() {
                 ;;
             fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key,revoke)
                 cmd="fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__revoke"
+                ;;
+            fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key,rotate)
+                cmd="fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__rotate"
                 ;;
             fentaris__subcmd__config,help)
                 cmd="fentaris__subcmd__config__subcmd__help"
@@ -154,6 +172,9 @@ _fentaris() {
             fentaris__subcmd__help,credentials)
                 cmd="fentaris__subcmd__help__subcmd__credentials"
                 ;;
+            fentaris__subcmd__help,doctor)
+                cmd="fentaris__subcmd__help__subcmd__doctor"
+                ;;
             fentaris__subcmd__help,help)
                 cmd="fentaris__subcmd__help__subcmd__help"
                 ;;
@@ -178,6 +199,9 @@ _fentaris() {
             fentaris__subcmd__help__subcmd__auth,api-key)
                 cmd="fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key"
                 ;;
+            fentaris__subcmd__help__subcmd__auth,whoami)
+                cmd="fentaris__subcmd__help__subcmd__auth__subcmd__whoami"
+                ;;
             fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key,add)
                 cmd="fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__add"
                 ;;
@@ -186,6 +210,9 @@ _fentaris() {
                 ;;
             fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key,revoke)
                 cmd="fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__revoke"
+                ;;
+            fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key,rotate)
+                cmd="fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__rotate"
                 ;;
             fentaris__subcmd__help__subcmd__config,schema)
                 cmd="fentaris__subcmd__help__subcmd__config__subcmd__schema"
@@ -401,7 +428,7 @@ _fentaris() {
 
     case "${cmd}" in
         fentaris)
-            opts="-h -V --config --help --version init config policy serve auth credentials vault logs tools connect completions help"
+            opts="-h -V --config --help --version init config policy serve auth credentials vault logs tools connect completions doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -419,7 +446,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__auth)
-            opts="-h -V --config --help --version api-key help"
+            opts="-h -V --config --help --version api-key whoami help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -437,7 +464,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__auth__subcmd__api__subcmd__key)
-            opts="-h -V --config --help --version add list revoke help"
+            opts="-h -V --config --help --version add rotate list revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -455,7 +482,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__add)
-            opts="-h -V --value-stdin --generate --label --expires-in --config --help --version"
+            opts="-h -V --value-stdin --generate --label --expires-in --new-user --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -481,7 +508,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help)
-            opts="add list revoke help"
+            opts="add rotate list revoke help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -550,6 +577,20 @@ _fentaris() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__help__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__list)
             opts="-h -V --format --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -590,8 +631,34 @@ _fentaris() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fentaris__subcmd__auth__subcmd__api__subcmd__key__subcmd__rotate)
+            opts="-h -V --overlap --expires-in --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --overlap)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expires-in)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fentaris__subcmd__auth__subcmd__help)
-            opts="api-key help"
+            opts="api-key whoami help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -605,7 +672,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key)
-            opts="add list revoke"
+            opts="add rotate list revoke"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -660,6 +727,20 @@ _fentaris() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fentaris__subcmd__auth__subcmd__help__subcmd__api__subcmd__key__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fentaris__subcmd__auth__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -667,6 +748,38 @@ _fentaris() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__help__subcmd__whoami)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__auth__subcmd__whoami)
+            opts="-h -V --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -978,8 +1091,30 @@ _fentaris() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fentaris__subcmd__doctor)
+            opts="-h -V --format --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fentaris__subcmd__help)
-            opts="init config policy serve auth credentials vault logs tools connect completions help"
+            opts="init config policy serve auth credentials vault logs tools connect completions doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -993,7 +1128,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__help__subcmd__auth)
-            opts="api-key"
+            opts="api-key whoami"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1007,7 +1142,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key)
-            opts="add list revoke"
+            opts="add rotate list revoke"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1051,6 +1186,34 @@ _fentaris() {
         fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__revoke)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__auth__subcmd__api__subcmd__key__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__auth__subcmd__whoami)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1177,6 +1340,20 @@ _fentaris() {
         fentaris__subcmd__help__subcmd__credentials__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fentaris__subcmd__help__subcmd__doctor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1805,7 +1982,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__policy__subcmd__explain)
-            opts="-h -V --user --server --tool --operation --target --target-kind --format --config --help --version"
+            opts="-h -V --user --server --request-id --tool --operation --target --target-kind --format --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1816,6 +1993,10 @@ _fentaris() {
                     return 0
                     ;;
                 --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-id)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

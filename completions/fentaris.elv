@@ -34,6 +34,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand tools 'The upstreams'' tools, prompts and resources; pin them (lock) and show drift (diff)'
             cand connect 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris'
             cand completions 'Print a shell completion script'
+            cand doctor 'Check this machine can run the config: ports, upstream commands, Node, vault key, Landlock'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fentaris;init'= {
@@ -105,6 +106,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;policy;explain'= {
             cand --user 'The user (subject) making the request'
             cand --server 'The server, by its config name'
+            cand --request-id 'Replay the decision of a logged request (the `request` column of `fentaris logs tail`) under the current config'
             cand --tool 'A tool name (shorthand for --operation tool:call --target TOOL)'
             cand --operation 'An operation, e.g. resource:read, prompt:get, resources:list, custom:<method>'
             cand --target 'The target: a name or URI (for list operations: an item, to ask whether it is shown)'
@@ -157,6 +159,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand api-key 'Manage client API keys'
+            cand whoami 'Say which user and key id a key is (the key is read from stdin, never argv)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fentaris;auth;api-key'= {
@@ -166,7 +169,8 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand add 'Add a key for USER: generated (printed once) or read from stdin'
-            cand list 'List keys (never the keys themselves)'
+            cand rotate 'Issue a new key for USER and expire the old one after an overlap (the new key is printed once)'
+            cand list 'List keys with their age and last use (never the keys themselves)'
             cand revoke 'Revoke a key'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -176,6 +180,16 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
             cand --value-stdin 'Read the key from stdin (at least 20 characters, no whitespace)'
             cand --generate 'Generate a new fnt_… key and print it once'
+            cand --new-user 'USER is not declared in the config yet, and that is intended'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'fentaris;auth;api-key;rotate'= {
+            cand --overlap 'How long the old key keeps working, so clients can switch (0s: at once)'
+            cand --expires-in 'Expire the new key after this long, e.g. 90d'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -198,11 +212,14 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         }
         &'fentaris;auth;api-key;help'= {
             cand add 'Add a key for USER: generated (printed once) or read from stdin'
-            cand list 'List keys (never the keys themselves)'
+            cand rotate 'Issue a new key for USER and expire the old one after an overlap (the new key is printed once)'
+            cand list 'List keys with their age and last use (never the keys themselves)'
             cand revoke 'Revoke a key'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fentaris;auth;api-key;help;add'= {
+        }
+        &'fentaris;auth;api-key;help;rotate'= {
         }
         &'fentaris;auth;api-key;help;list'= {
         }
@@ -210,20 +227,33 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         }
         &'fentaris;auth;api-key;help;help'= {
         }
+        &'fentaris;auth;whoami'= {
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'fentaris;auth;help'= {
             cand api-key 'Manage client API keys'
+            cand whoami 'Say which user and key id a key is (the key is read from stdin, never argv)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fentaris;auth;help;api-key'= {
             cand add 'Add a key for USER: generated (printed once) or read from stdin'
-            cand list 'List keys (never the keys themselves)'
+            cand rotate 'Issue a new key for USER and expire the old one after an overlap (the new key is printed once)'
+            cand list 'List keys with their age and last use (never the keys themselves)'
             cand revoke 'Revoke a key'
         }
         &'fentaris;auth;help;api-key;add'= {
         }
+        &'fentaris;auth;help;api-key;rotate'= {
+        }
         &'fentaris;auth;help;api-key;list'= {
         }
         &'fentaris;auth;help;api-key;revoke'= {
+        }
+        &'fentaris;auth;help;whoami'= {
         }
         &'fentaris;auth;help;help'= {
         }
@@ -532,6 +562,14 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'fentaris;doctor'= {
+            cand --format 'format'
+            cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'fentaris;help'= {
             cand init 'Create .fentaris/ with a deny-by-default starter config'
             cand config 'Print the config''s JSON Schema, or the resolved config'
@@ -544,6 +582,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
             cand tools 'The upstreams'' tools, prompts and resources; pin them (lock) and show drift (diff)'
             cand connect 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris'
             cand completions 'Print a shell completion script'
+            cand doctor 'Check this machine can run the config: ports, upstream commands, Node, vault key, Landlock'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'fentaris;help;init'= {
@@ -571,17 +610,23 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         }
         &'fentaris;help;auth'= {
             cand api-key 'Manage client API keys'
+            cand whoami 'Say which user and key id a key is (the key is read from stdin, never argv)'
         }
         &'fentaris;help;auth;api-key'= {
             cand add 'Add a key for USER: generated (printed once) or read from stdin'
-            cand list 'List keys (never the keys themselves)'
+            cand rotate 'Issue a new key for USER and expire the old one after an overlap (the new key is printed once)'
+            cand list 'List keys with their age and last use (never the keys themselves)'
             cand revoke 'Revoke a key'
         }
         &'fentaris;help;auth;api-key;add'= {
         }
+        &'fentaris;help;auth;api-key;rotate'= {
+        }
         &'fentaris;help;auth;api-key;list'= {
         }
         &'fentaris;help;auth;api-key;revoke'= {
+        }
+        &'fentaris;help;auth;whoami'= {
         }
         &'fentaris;help;credentials'= {
             cand set 'Store a secret (hidden prompt on a terminal, or --value-stdin)'
@@ -645,6 +690,8 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;help;connect'= {
         }
         &'fentaris;help;completions'= {
+        }
+        &'fentaris;help;doctor'= {
         }
         &'fentaris;help;help'= {
         }

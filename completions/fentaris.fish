@@ -38,6 +38,7 @@ complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "logs" -d 'Read th
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "tools" -d 'The upstreams\' tools, prompts and resources; pin them (lock) and show drift (diff)'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "connect" -d 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "doctor" -d 'Check this machine can run the config: ports, upstream commands, Node, vault key, Landlock'
 complete -c fentaris -n "__fish_fentaris_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand init" -l dir -d 'Folder in which to create .fentaris/ (default: the working directory)' -r -F
 complete -c fentaris -n "__fish_fentaris_using_subcommand init" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
@@ -78,6 +79,7 @@ complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_see
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from explain" -l user -d 'The user (subject) making the request' -r
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from explain" -l server -d 'The server, by its config name' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from explain" -l request-id -d 'Replay the decision of a logged request (the `request` column of `fentaris logs tail`) under the current config' -r
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from explain" -l tool -d 'A tool name (shorthand for --operation tool:call --target TOOL)' -r
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from explain" -l operation -d 'An operation, e.g. resource:read, prompt:get, resources:list, custom:<method>' -r
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from explain" -l target -d 'The target: a name or URI (for list operations: an item, to ask whether it is shown)' -r
@@ -104,19 +106,25 @@ complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l stdio -d 'Se
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l watch -d 'Reload when the config or the vault changes (SIGHUP always reloads)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key help" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
-complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key help" -s h -l help -d 'Print help'
-complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key help" -s V -l version -d 'Print version'
-complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key help" -f -a "api-key" -d 'Manage client API keys'
-complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key whoami help" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key whoami help" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key whoami help" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key whoami help" -f -a "api-key" -d 'Manage client API keys'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key whoami help" -f -a "whoami" -d 'Say which user and key id a key is (the key is read from stdin, never argv)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and not __fish_seen_subcommand_from api-key whoami help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from api-key" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
 complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from api-key" -s h -l help -d 'Print help'
 complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from api-key" -s V -l version -d 'Print version'
 complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from api-key" -f -a "add" -d 'Add a key for USER: generated (printed once) or read from stdin'
-complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from api-key" -f -a "list" -d 'List keys (never the keys themselves)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from api-key" -f -a "rotate" -d 'Issue a new key for USER and expire the old one after an overlap (the new key is printed once)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from api-key" -f -a "list" -d 'List keys with their age and last use (never the keys themselves)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from api-key" -f -a "revoke" -d 'Revoke a key'
 complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from api-key" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from whoami" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from whoami" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from whoami" -s V -l version -d 'Print version'
 complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from help" -f -a "api-key" -d 'Manage client API keys'
+complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from help" -f -a "whoami" -d 'Say which user and key id a key is (the key is read from stdin, never argv)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand auth; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand credentials; and not __fish_seen_subcommand_from set list remove help" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
 complete -c fentaris -n "__fish_fentaris_using_subcommand credentials; and not __fish_seen_subcommand_from set list remove help" -s h -l help -d 'Print help'
@@ -262,24 +270,31 @@ complete -c fentaris -n "__fish_fentaris_using_subcommand connect" -s V -l versi
 complete -c fentaris -n "__fish_fentaris_using_subcommand completions" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
 complete -c fentaris -n "__fish_fentaris_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c fentaris -n "__fish_fentaris_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "init" -d 'Create .fentaris/ with a deny-by-default starter config'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "config" -d 'Print the config\'s JSON Schema, or the resolved config'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "policy" -d 'Check, explain and test policy'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "serve" -d 'Run the proxy (streamable HTTP, or --stdio for one client)'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "auth" -d 'Client API keys'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "credentials" -d 'Upstream secrets in the vault'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "vault" -d 'The vault: status, rekey, trust, recipients'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "logs" -d 'Read the audit trail: tail, summary, verify'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "tools" -d 'The upstreams\' tools, prompts and resources; pin them (lock) and show drift (diff)'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "connect" -d 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand doctor" -l format -r -f -a "table\t''
+json\t''"
+complete -c fentaris -n "__fish_fentaris_using_subcommand doctor" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
+complete -c fentaris -n "__fish_fentaris_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c fentaris -n "__fish_fentaris_using_subcommand doctor" -s V -l version -d 'Print version'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "init" -d 'Create .fentaris/ with a deny-by-default starter config'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "config" -d 'Print the config\'s JSON Schema, or the resolved config'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "policy" -d 'Check, explain and test policy'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "serve" -d 'Run the proxy (streamable HTTP, or --stdio for one client)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "auth" -d 'Client API keys'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "credentials" -d 'Upstream secrets in the vault'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "vault" -d 'The vault: status, rekey, trust, recipients'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "logs" -d 'Read the audit trail: tail, summary, verify'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "tools" -d 'The upstreams\' tools, prompts and resources; pin them (lock) and show drift (diff)'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "connect" -d 'Point an MCP client (Claude Code, Claude Desktop, Cursor, VS Code) at this Fentaris'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "completions" -d 'Print a shell completion script'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "doctor" -d 'Check this machine can run the config: ports, upstream commands, Node, vault key, Landlock'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and not __fish_seen_subcommand_from init config policy serve auth credentials vault logs tools connect completions doctor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "schema" -d 'Print the JSON Schema of config.json (generated from the types)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print the resolved config, defaults filled in (credential sources shown as references)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Validate the config: every finding with a code, a location and help'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "explain" -d 'Explain the decision for one request: the deciding rule, rules that lost, near misses'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "test" -d 'Run policy test cases (default: policy-tests.json beside the config)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from auth" -f -a "api-key" -d 'Manage client API keys'
+complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from auth" -f -a "whoami" -d 'Say which user and key id a key is (the key is read from stdin, never argv)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from credentials" -f -a "set" -d 'Store a secret (hidden prompt on a terminal, or --value-stdin)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from credentials" -f -a "list" -d 'List entry names and dates (never values)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand help; and __fish_seen_subcommand_from credentials" -f -a "remove" -d 'Remove an entry'

@@ -83,10 +83,12 @@ catalogue! {
     UNUSED_CREDENTIAL = "FNT202", Warning, "UnusedCredential", "A credential binding is never referenced.";
     GROUP_WITHOUT_POLICY = "FNT203", Warning, "GroupWithoutPolicy", "A group has no policy, so its users are denied everything.";
     GLOB_CLASS_LITERAL = "FNT204", Warning, "GlobClassLooksLiteral", "A `[...]` in a rule's server or target is a glob class that matches one character, though it looks like literal text (a name in brackets, an IPv6 host); escape the brackets to match them.";
+    OLD_SECRET = "FNT205", Warning, "OldKeyOrCredential", "A vault API key or credential is older than `identity.maxKeyAge`: rotate it (`fentaris auth api-key rotate`, `fentaris credentials set`).";
     DUPLICATE_RULE = "FNT300", Suggestion, "DuplicateRule", "A rule repeats an earlier rule of the same policy.";
     VAULT_UNVERIFIED = "FNT090", Info, "VaultUnverified", "The vault's integrity was not verified: no vault key is available here (as in CI).";
     PER_SESSION_CONNECTIONS = "FNT093", Info, "PerSessionConnections", "A stdio server that some policy may let reach a client (sampling, elicitation, roots, log lines) gets one connection per session, so what it sends during a call reaches only the client that caused it.";
     AUDIT_HASH_CHAIN = "FNT092", Info, "AuditPlainHashChain", "Audit lines are chained with plain SHA-256 because there is no vault: edits are detected only if whoever edits does not recompute the chain.";
+    COMMAND_NOT_FOUND = "FNT094", Info, "CommandNotFound", "A stdio server's command is not found on PATH (or at its path) on the machine that ran the check, so the server cannot start there (`fentaris doctor` checks the machine that will serve).";
     VAULT_INVALID = "FNT091", Error, "VaultInvalid", "The vault file is unreadable, tampered, rolled back, or does not open with the available key.";
 }
 

@@ -36,6 +36,14 @@ fn init_creates_a_clean_deny_by_default_project() {
     for f in ["config.json", "config.schema.json", ".gitignore"] {
         assert!(tmp.path().join(".fentaris").join(f).is_file(), "{f}");
     }
+    // The starter audits from the first request and runs a pinned upstream.
+    let starter: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join(".fentaris/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(starter["autoLog"], true);
+    let args = starter["servers"][0]["transport"]["stdio"]["args"].to_string();
+    assert!(args.contains("server-everything@2026."), "{args}");
     let gi = std::fs::read_to_string(tmp.path().join(".fentaris/.gitignore")).unwrap();
     for line in ["credentials.enc.json", "logs/", "*.key"] {
         assert!(gi.lines().any(|l| l == line), "{line}");

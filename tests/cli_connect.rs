@@ -56,10 +56,13 @@ fn snippets_use_each_clients_format() {
         cursor,
         json!({"mcpServers": {"fentaris": {"url": url, "headers": {"x-team-key": "${env:FENTARIS_API_KEY}"}}}})
     );
+    // VS Code does not substitute ${env:…} in HTTP headers: it prompts through an input.
     let vscode = stdout_json(fentaris(dir).args(["connect", "vscode", "--name", "fx"]));
     assert_eq!(
         vscode,
-        json!({"servers": {"fx": {"type": "http", "url": url, "headers": {"x-team-key": "${env:FENTARIS_API_KEY}"}}}})
+        json!({"servers": {"fx": {"type": "http", "url": url, "headers": {"x-team-key": "${input:fentaris-api-key}"}}},
+            "inputs": [{"type": "promptString", "id": "fentaris-api-key",
+                "description": "Fentaris API key (fentaris auth api-key add USER --generate)", "password": true}]})
     );
     // Claude Desktop cannot send headers: a stdio command with the absolute config path.
     let desk = stdout_json(fentaris(dir).args([
@@ -162,7 +165,18 @@ fn write_creates_a_missing_file() {
         serde_json::from_str(&std::fs::read_to_string(dir.join(".vscode/mcp.json")).unwrap())
             .unwrap();
     assert_eq!(v["servers"]["fentaris"]["type"], "http");
+    assert_eq!(v["inputs"][0]["id"], "fentaris-api-key");
+    assert_eq!(v["inputs"].as_array().unwrap().len(), 1);
     assert!(!dir.join(".vscode/mcp.json.bak").exists());
+    // Writing again adds no second input.
+    fentaris(dir)
+        .args(["connect", "vscode", "--write", "--yes"])
+        .assert()
+        .success();
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".vscode/mcp.json")).unwrap())
+            .unwrap();
+    assert_eq!(v["inputs"].as_array().unwrap().len(), 1);
 }
 
 #[test]

@@ -181,8 +181,22 @@ fn api_key_add_validates_input_and_warns_on_unknown_users() {
         .args(["auth", "api-key", "add", "alice"])
         .assert()
         .code(2);
+    // A user the config does not declare is refused unless named new on purpose.
     p.cmd()
         .args(["auth", "api-key", "add", "zed", "--value-stdin"])
+        .write_stdin("zed-key-0123456789abcdefghij\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--new-user"));
+    p.cmd()
+        .args([
+            "auth",
+            "api-key",
+            "add",
+            "zed",
+            "--value-stdin",
+            "--new-user",
+        ])
         .write_stdin("zed-key-0123456789abcdefghij\n")
         .assert()
         .success()

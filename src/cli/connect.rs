@@ -10,9 +10,11 @@
 //! - Cursor: project file `.cursor/mcp.json` (global `~/.cursor/mcp.json`), `{"mcpServers":
 //!   {NAME: {"url", "headers"}}}`; values may use `${env:NAME}` (<https://cursor.com/docs/mcp>).
 //! - VS Code: workspace file `.vscode/mcp.json`, `{"servers": {NAME: {"type": "http", "url",
-//!   "headers"}}, "inputs": []}`; predefined variables such as `${env:NAME}` may be used in a
-//!   server's configuration
-//!   (<https://code.visualstudio.com/docs/copilot/reference/mcp-configuration>).
+//!   "headers"}}, "inputs": [...]}`. The key is an input variable, `${input:fentaris-api-key}`
+//!   with a `promptString` input (`password: true`): VS Code asks once and keeps it in its
+//!   secret storage (<https://code.visualstudio.com/docs/copilot/reference/mcp-configuration>,
+//!   "Input variables"). `${env:NAME}` is not used: it is not substituted in the headers of
+//!   HTTP servers (microsoft/vscode issue 245237).
 //! - Claude Desktop: `claude_desktop_config.json` in the per-OS app folder (macOS
 //!   `~/Library/Application Support/Claude/`, Windows `%APPDATA%\Claude\`; on Linux, where
 //!   there is no official build, `$XDG_CONFIG_HOME/Claude/`), `{"mcpServers": {NAME:
@@ -55,7 +57,7 @@ pub struct ConnectArgs {
     #[arg(value_enum)]
     pub client: Client,
     /// The user the client acts as (required for claude-desktop, which starts `serve --stdio`)
-    #[arg(long, value_name = "U")]
+    #[arg(long, value_name = "U", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
     pub user: Option<String>,
     /// The entry's name in the client's config
     #[arg(long, value_name = "NAME", default_value = "fentaris")]
@@ -99,13 +101,28 @@ impl Client {
             _ => "mcpServers",
         }
     }
-    /// How the client spells a reference to an environment variable.
+    /// How the client spells a reference to the key: an environment variable, or for VS
+    /// Code an input it prompts for.
     fn env_ref(self, var: &str) -> String {
         match self {
             Client::ClaudeCode => format!("${{{var}}}"),
+            Client::Vscode => format!("${{input:{VSCODE_INPUT}}}"),
             _ => format!("${{env:{var}}}"),
         }
     }
+}
+
+/// The id of VS Code's input variable for the key.
+pub const VSCODE_INPUT: &str = "fentaris-api-key";
+
+/// VS Code's input declaration: a password prompt, kept in VS Code's secret storage.
+fn vscode_input() -> Value {
+    json!({
+        "type": "promptString",
+        "id": VSCODE_INPUT,
+        "description": "Fentaris API key (fentaris auth api-key add USER --generate)",
+        "password": true,
+    })
 }
 
 /// The client's config file: project-level for Claude Code, Cursor and VS Code (`project` is
@@ -212,14 +229,25 @@ pub fn run(ctx: &Context, args: ConnectArgs) -> CliResult {
     };
     let item = entry(client, &url, &header, key.as_deref(), stdio);
     let file = config_file(client, &project)?;
-    let snippet = json!({ client.root_key(): { &args.name: item.clone() } });
+    if let Some(u) = args.user.as_deref()
+        && let Some(m) =
+            crate::suggest::unknown_name("user", u, &crate::suggest::config_users(&config))
+    {
+        eprintln!("warning: {m}; only the top-level policy applies to it");
+    }
+    // VS Code prompts for the key through an input variable declared beside the server.
+    let input = (client == Client::Vscode && key.is_none()).then(vscode_input);
+    let mut snippet = json!({ client.root_key(): { &args.name: item.clone() } });
+    if let Some(i) = &input {
+        snippet["inputs"] = json!([i]);
+    }
     if !args.write {
         match args.format {
             ConnectFormat::Json => output::print_json(&json!({
                 "client": client.label(),
                 "file": file.display().to_string(),
                 "snippet": snippet,
-                "env": if stdio.is_none() && key.is_none() { Some(KEY_VAR) } else { None },
+                "env": if stdio.is_none() && key.is_none() && input.is_none() { Some(KEY_VAR) } else { None },
             })),
             ConnectFormat::Text => {
                 output::print(&format!(
@@ -230,7 +258,11 @@ pub fn run(ctx: &Context, args: ConnectArgs) -> CliResult {
                     "Add this to {} (or run again with --write).",
                     display_path(&file)
                 );
-                if stdio.is_none() && key.is_none() {
+                if input.is_some() {
+                    eprintln!(
+                        "VS Code asks for the key (input `{VSCODE_INPUT}`) when it first starts the server, and keeps it in its secret storage."
+                    );
+                } else if stdio.is_none() && key.is_none() {
                     eprintln!(
                         "{} sends ${KEY_VAR} as `{header}`: set it to your key (`fentaris auth api-key add USER --generate`) where {} starts.",
                         client.label(),
@@ -241,7 +273,15 @@ pub fn run(ctx: &Context, args: ConnectArgs) -> CliResult {
         }
         return Ok(());
     }
-    write(&file, client, &args.name, item, args.yes, args.format)
+    write(
+        &file,
+        client,
+        &args.name,
+        item,
+        input,
+        args.yes,
+        args.format,
+    )
 }
 
 /// Merge `item` into the client's file: keep everything else, back up first, write atomically.
@@ -250,6 +290,7 @@ fn write(
     client: Client,
     name: &str,
     item: Value,
+    input: Option<Value>,
     yes: bool,
     format: ConnectFormat,
 ) -> CliResult {
@@ -283,15 +324,38 @@ fn write(
         )));
     };
     let replaces = servers.get(name).is_some_and(|old| *old != item);
-    if servers.get(name) == Some(&item) {
+    let same_entry = servers.get(name) == Some(&item);
+    servers.insert(name.to_string(), item.clone());
+    // VS Code: the input the entry refers to, added unless one with its id is there.
+    let mut adds_input = false;
+    if let Some(i) = input {
+        let inputs = root.entry("inputs").or_insert_with(|| json!([]));
+        let Some(list) = inputs.as_array_mut() else {
+            return Err(CliError::fatal(format!(
+                "`inputs` in {shown} is not an array; nothing was changed"
+            )));
+        };
+        if !list.iter().any(|x| x.get("id") == i.get("id")) {
+            list.push(i);
+            adds_input = true;
+        }
+    }
+    if same_entry && !adds_input {
         eprintln!("{shown} already has this `{name}` entry; nothing to do");
         return Ok(());
     }
-    servers.insert(name.to_string(), item);
+    // Show what is about to be written before asking.
+    if format == ConnectFormat::Text {
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ client.root_key(): { name: item } }))
+                .unwrap_or_default()
+        );
+    }
     let question = if replaces {
-        format!("Replace the `{name}` entry in {shown}?")
+        format!("Replace the `{name}` entry in {shown} with the one above?")
     } else {
-        format!("Add the `{name}` entry to {shown}?")
+        format!("Add the `{name}` entry above to {shown}?")
     };
     confirm(&question, yes)?;
     if let Some(dir) = file.parent() {

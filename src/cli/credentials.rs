@@ -24,6 +24,7 @@ pub enum CredentialsCommand {
     },
     /// Remove an entry
     Remove {
+        #[arg(add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_credentials))]
         name: String,
         /// Do not ask for confirmation
         #[arg(long)]
@@ -42,7 +43,11 @@ pub fn run(ctx: &Context, cmd: CredentialsCommand) -> CliResult {
             let (created, _) =
                 Vault::modify(&path, &key_lookup(), LOCK_TIMEOUT, |d| d.set(&name, &value))
                     .map_err(vault_error)?;
-            eprintln!("{} `{name}`.", if created { "Stored" } else { "Updated" });
+            eprintln!(
+                "{} `{name}`. A running `fentaris serve` applies it within a second (it follows \
+                 the vault): upstream connections using it restart with the new value.",
+                if created { "Stored" } else { "Updated" }
+            );
             Ok(())
         }
         CredentialsCommand::List { format } => {
@@ -56,6 +61,7 @@ pub fn run(ctx: &Context, cmd: CredentialsCommand) -> CliResult {
                 ListFormat::Table => {
                     let mut t = comfy_table::Table::new();
                     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+                    crate::cli::output::fit(&mut t);
                     t.set_header(["name", "created", "updated"]);
                     for (n, e) in entries {
                         t.add_row([n.as_str(), e.created.as_str(), e.updated.as_str()]);
@@ -69,8 +75,15 @@ pub fn run(ctx: &Context, cmd: CredentialsCommand) -> CliResult {
             let (_, path) = ctx.vault_path()?;
             let env = crate::vault::read_envelope(&path).map_err(vault_error)?;
             if !env.entries.contains_key(&name) {
+                let hint =
+                    crate::suggest::did_you_mean(&name, env.entries.keys().map(String::as_str))
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_else(|| {
+                            "; `fentaris credentials list` shows the entries".into()
+                        });
                 return Err(CliError::findings(format!(
-                    "the vault has no entry `{name}`; nothing was changed"
+                    "the vault has no entry `{}`{hint}\nnothing was changed",
+                    crate::diagnostics::escape_control(&name)
                 )));
             }
             confirm(&format!("Remove `{name}` from the vault?"), yes)?;

@@ -21,12 +21,13 @@ pub struct InitArgs {
 pub const STARTER_CONFIG: &str = r#"{
   "$schema": "./config.schema.json",
   "description": "Fentaris project config. Deny by default: a client may use only what a policy rule allows. Add upstream servers under `servers`, rules under `policies`, and users under `groups`. Check it with `fentaris policy check`; see `fentaris config schema` and the .fentaris.example/ folder of the Fentaris repository for every option.",
+  "autoLog": true,
   "servers": [
     {
       "name": "everything",
-      "description": "The MCP reference server, from npm.",
+      "description": "The MCP reference server, from npm, at a pinned version (an unpinned npx package runs whatever is published next).",
       "transport": {
-        "stdio": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"] }
+        "stdio": { "command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything@2026.8.31"] }
       }
     }
   ],

@@ -42,10 +42,10 @@ pub struct Selection {
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
     /// Only records of this user
-    #[arg(long, value_name = "USER")]
+    #[arg(long, value_name = "USER", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
     pub user: Option<String>,
     /// Only records about this server
-    #[arg(long, value_name = "SERVER")]
+    #[arg(long, value_name = "SERVER", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_servers))]
     pub server: Option<String>,
     /// Only records of this tenant
     #[arg(long, value_name = "TENANT")]
@@ -214,7 +214,17 @@ fn tail(ctx: &Context, a: TailArgs) -> CliResult {
     let existing = existing
         .into_iter()
         .filter_map(|l| parse(&l).map(|v| (l, v)));
+    let mut existing_names = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
     for (line, v) in existing {
+        if let Some(u) = v.pointer("/subject/id").and_then(Value::as_str) {
+            existing_names.0.insert(u.to_string());
+        }
+        if let Some(s) = v.get("server").and_then(Value::as_str) {
+            existing_names.1.insert(s.to_string());
+        }
         if f.matches(&v) {
             last.push_back((line, v));
             if last.len() > a.lines {
@@ -222,8 +232,23 @@ fn tail(ctx: &Context, a: TailArgs) -> CliResult {
             }
         }
     }
+    if last.is_empty() {
+        hint_unknown_names(ctx, &a.select, &existing_names);
+    }
     match (a.format, a.follow) {
-        (TailFormat::Table, false) => output::print(&table(last.iter().map(|(_, v)| v), color)),
+        (TailFormat::Table, false) => {
+            output::print(&table(last.iter().map(|(_, v)| v), color));
+            if let Some(id) = last
+                .iter()
+                .rev()
+                .find_map(|(_, v)| v.get("requestId").and_then(Value::as_str))
+            {
+                eprintln!(
+                    "why a decision was made: fentaris policy explain --request-id {}",
+                    escape_control(id)
+                );
+            }
+        }
         _ => {
             for (line, v) in &last {
                 print_one(a.format, line, v, color);
@@ -248,6 +273,40 @@ fn tail(ctx: &Context, a: TailArgs) -> CliResult {
     }
 }
 
+type SeenNames = (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+);
+
+/// Nothing matched: a `--user` or `--server` that is neither in the config nor in the log is
+/// probably a typo. Say so, with the closest name (on stderr; the output stays empty).
+fn hint_unknown_names(ctx: &Context, sel: &Selection, seen: &SeenNames) {
+    let config = ctx.load().ok().and_then(|l| l.outcome.config);
+    let mut users: Vec<String> = seen.0.iter().cloned().collect();
+    let mut servers: Vec<String> = seen.1.iter().cloned().collect();
+    if let Some(c) = &config {
+        users.extend(crate::suggest::config_users(c));
+        servers.extend(crate::suggest::config_servers(c));
+    }
+    users.sort();
+    users.dedup();
+    servers.sort();
+    servers.dedup();
+    for (what, given, known) in [
+        ("user", &sel.user, &users),
+        ("server", &sel.server, &servers),
+    ] {
+        if let Some(g) = given
+            && let Some(m) = crate::suggest::unknown_name(what, g, known)
+        {
+            eprintln!(
+                "note: {}",
+                m.replace("in the config", "in the config or the log")
+            );
+        }
+    }
+}
+
 fn read_error(path: &Path, e: std::io::Error) -> CliError {
     CliError::fatal(format!("cannot read {}: {e}", path.display()))
 }
@@ -266,7 +325,7 @@ fn field(v: &Value, pointer: &str) -> String {
 
 /// The columns of a record: time, subject, server, target, decision (or event), outcome,
 /// reason, latency.
-fn columns(v: &Value) -> [String; 8] {
+fn columns(v: &Value) -> [String; 9] {
     let time = field(v, "/time").replace('T', " ").replace('Z', "");
     let target = match field(v, "/target") {
         t if t.is_empty() => field(v, "/method"),
@@ -290,6 +349,7 @@ fn columns(v: &Value) -> [String; 8] {
         field(v, "/outcome"),
         field(v, "/reason"),
         latency,
+        field(v, "/requestId"),
     ]
 }
 
@@ -324,6 +384,7 @@ fn table<'a>(records: impl Iterator<Item = &'a Value>, color: bool) -> String {
     use comfy_table::{Cell, Color};
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    crate::cli::output::fit(&mut t);
     if color {
         t.enforce_styling();
     } else {
@@ -331,6 +392,7 @@ fn table<'a>(records: impl Iterator<Item = &'a Value>, color: bool) -> String {
     }
     t.set_header([
         "time", "subject", "server", "target", "decision", "outcome", "reason", "latency",
+        "request",
     ]);
     for v in records {
         let c = columns(v);
@@ -468,6 +530,7 @@ fn summary(ctx: &Context, a: SummaryArgs) -> CliResult {
     if !s.denials.is_empty() {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+        crate::cli::output::fit(&mut t);
         t.force_no_tty();
         t.set_header(["denials", "subject", "server", "target", "last"]);
         for d in &s.denials {

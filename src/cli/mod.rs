@@ -4,10 +4,11 @@
 //! config, I/O).
 
 mod auth;
-mod completions;
+pub(crate) mod completions;
 mod config;
 mod connect;
 mod credentials;
+mod doctor;
 mod init;
 mod logs;
 mod output;
@@ -16,6 +17,7 @@ mod serve;
 pub(crate) mod tools;
 mod vault;
 pub(crate) mod vault_access;
+mod vault_watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,6 +70,9 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
+    /// Check this machine can run the config: ports, upstream commands, Node, vault key,
+    /// Landlock
+    Doctor(doctor::DoctorArgs),
 }
 
 /// The clap command, for completions and man pages.
@@ -123,6 +128,8 @@ pub fn main() -> ExitCode {
     // Before any thread starts: FENTARIS_* secrets out of the environment, no ptrace/proc.
     crate::harden::take_reserved_env();
     crate::harden::non_dumpable();
+    // `COMPLETE=bash fentaris …`: dynamic completion with names from the config.
+    completions::complete_from_env();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -162,6 +169,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Tools(c) => tools::run(&ctx, c),
         Command::Connect(a) => connect::run(&ctx, a),
         Command::Completions(a) => completions::run(a),
+        Command::Doctor(a) => doctor::run(&ctx, a),
     }
 }
 

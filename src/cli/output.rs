@@ -29,6 +29,30 @@ pub fn print(s: &str) {
     let _ = out.flush();
 }
 
+/// The width tables must fit: `COLUMNS` when set, else the terminal's width when stdout is
+/// one; `None` (no limit) for pipes and files, so scripts get whole cells.
+pub fn table_width() -> Option<u16> {
+    if let Some(w) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|w| *w >= 20)
+    {
+        return Some(w);
+    }
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    comfy_table::Table::new().width()
+}
+
+/// Make a table fit [`table_width`]: long cells wrap instead of running past the edge.
+pub fn fit(t: &mut comfy_table::Table) {
+    if let Some(w) = table_width() {
+        t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        t.set_width(w);
+    }
+}
+
 /// Print JSON to stdout, pretty, with a trailing newline.
 pub fn print_json(v: &impl serde::Serialize) {
     match serde_json::to_string_pretty(v) {

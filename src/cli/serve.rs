@@ -310,6 +310,8 @@ fn serve(
             trusted,
             eager,
         )));
+        // The vault is always followed (revocations apply without --watch): cli/vault_watch.rs.
+        super::vault_watch::spawn(app.clone(), vault_path.clone(), args.watch);
         crate::proxy::reload::spawn_triggers(app.clone(), config_path, vault_path, args.watch);
         serve_http_bound(app, bound).await
     })

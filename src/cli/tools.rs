@@ -39,10 +39,10 @@ pub enum ToolsCommand {
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Only this server
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_servers))]
     pub server: Option<String>,
     /// Show the policy decision for this user on every row (and use their credentials)
-    #[arg(long, value_name = "U")]
+    #[arg(long, value_name = "U", add = clap_complete::ArgValueCandidates::new(crate::cli::completions::complete_users))]
     pub user: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
@@ -335,6 +335,7 @@ fn list(ctx: &Context, args: ListArgs) -> CliResult {
         ListFormat::Table => {
             let mut t = comfy_table::Table::new();
             t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+            crate::cli::output::fit(&mut t);
             let mut header = vec!["server", "kind", "name", "description"];
             if subject.is_some() {
                 header.extend(["decision", "rule"]);
@@ -484,6 +485,7 @@ fn diff(ctx: &Context, args: DiffArgs) -> CliResult {
             } else {
                 let mut t = comfy_table::Table::new();
                 t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+                crate::cli::output::fit(&mut t);
                 t.set_header(["server", "kind", "name", "change"]);
                 for c in &changes {
                     t.add_row([

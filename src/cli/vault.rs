@@ -58,6 +58,7 @@ pub fn run(ctx: &Context, cmd: VaultCommand) -> CliResult {
             let env = read_envelope(&path).map_err(vault_error)?;
             let mut t = comfy_table::Table::new();
             t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+            crate::cli::output::fit(&mut t);
             t.set_header(["label", "public key"]);
             for r in &env.recipients {
                 t.add_row([r.label.as_str(), r.public_key.as_str()]);
@@ -90,10 +91,27 @@ pub fn run(ctx: &Context, cmd: VaultCommand) -> CliResult {
 }
 
 fn status(ctx: &Context, format: ListFormat) -> CliResult {
-    let (_, path) = ctx.vault_path()?;
+    let (loaded, path) = ctx.vault_path()?;
     let env = read_envelope(&path).map_err(vault_error)?;
     let lookup = key_lookup();
     let now = std::time::SystemTime::now();
+    // identity.maxKeyAge: keys and credentials due for rotation, on stderr.
+    if let Some(max) = loaded
+        .outcome
+        .config
+        .as_ref()
+        .and_then(|c| c.identity.max_key_age.as_deref())
+        .and_then(|a| crate::config::max_key_age(a).ok())
+    {
+        for d in crate::config::old_secret_findings(max, &env, now) {
+            eprintln!(
+                "warning[{}]: {}\n  help: {}",
+                d.code,
+                d.message,
+                d.help.unwrap_or_default()
+            );
+        }
+    }
     let revoked = env.api_keys.iter().filter(|k| k.revoked.is_some()).count();
     let expired = env
         .api_keys

@@ -139,7 +139,7 @@ pub fn check_source(text: &str) -> CheckOutcome {
         Err(d) => {
             return CheckOutcome {
                 config: None,
-                diagnostics: vec![*d],
+                diagnostics: every_shape_error(body, *d),
                 spans: SpanIndex::lines(text),
             };
         }
@@ -183,6 +183,66 @@ pub fn check_source(text: &str) -> CheckOutcome {
     }
 }
 
+/// After the first shape error, the others: the offending member is taken out of the
+/// document and it is deserialised again, until it fits (at most 200 rounds). Errors about an
+/// object something was taken out of (a required field now missing) are not reported. So one run
+/// of `policy check` names every typo, not one per CI round. Pure.
+fn every_shape_error(body: &str, first: Diagnostic) -> Vec<Diagnostic> {
+    let mut out = vec![first];
+    if out[0].code != codes::SCHEMA.id {
+        return out;
+    }
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) else {
+        return out;
+    };
+    let spans = SpanIndex::new(body);
+    let mut removed: Vec<String> = Vec::new();
+    let mut last = out[0].clone();
+    for _ in 0..200 {
+        let Some(gone) = take_out(&mut value, &last.pointer) else {
+            break;
+        };
+        removed.push(gone);
+        let e = match serde_path_to_error::deserialize::<_, Config>(&value) {
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let d = serde_diagnostic(&e, &spans);
+        // An object we took a member out of may now miss a field or match no variant.
+        let caused_by_us = removed
+            .iter()
+            .any(|r| r.starts_with(&format!("{}/", d.pointer)));
+        if out
+            .iter()
+            .any(|o| o.pointer == d.pointer && o.message == d.message)
+        {
+            break;
+        }
+        if !caused_by_us {
+            out.push(d.clone());
+        }
+        last = d;
+    }
+    out.sort_by_key(|d| d.span.map(|s| (s.line, s.column)).unwrap_or((0, 0)));
+    out
+}
+
+/// Remove the deepest object member at or above `pointer`; returns its pointer.
+fn take_out(value: &mut serde_json::Value, pointer: &str) -> Option<String> {
+    let mut p = pointer.to_string();
+    while let Some(i) = p.rfind('/') {
+        let (parent, token) = (&p[..i], &p[i + 1..]);
+        let key = token.replace("~1", "/").replace("~0", "~");
+        if let Some(obj) = value.pointer_mut(parent).and_then(|v| v.as_object_mut())
+            && obj.remove(&key).is_some()
+        {
+            return Some(p);
+        }
+        p.truncate(i);
+    }
+    None
+}
+
 /// Parse any JSON document into `T`, turning the first error into a located diagnostic
 /// (FNT001 for syntax, FNT002 for shape). Pure.
 pub fn parse_json<T: serde::de::DeserializeOwned>(
@@ -200,11 +260,41 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
         )
         .help("fix the JSON syntax (comments and trailing commas are not allowed)");
         d.span = Some(spans.span_at(e.line(), e.column()));
+        // serde_json reports a trailing comma where the list ends: point at the comma.
+        if e.to_string().contains("trailing comma")
+            && let Some(comma) = comma_before(text, e.line(), e.column())
+        {
+            let (line, column) = spans.position(comma);
+            d.span = Some(crate::diagnostics::Span {
+                line,
+                column,
+                end_line: line,
+                end_column: column + 1,
+            });
+            d.help = Some("remove this comma: JSON allows no comma after the last item".into());
+        }
         return Err(Box::new(d));
     }
     let spans = SpanIndex::new(text);
     let v = parse_typed(text, &spans)?;
     Ok((v, spans))
+}
+
+/// The byte offset of the `,` before serde_json's position (line, byte column), skipping
+/// whitespace.
+fn comma_before(text: &str, line: usize, byte_col: usize) -> Option<usize> {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let at = (start + byte_col.saturating_sub(1)).min(text.len());
+    let before = text.get(..at)?;
+    let (i, c) = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !c.is_whitespace())?;
+    (c == ',').then_some(i)
 }
 
 fn parse_typed<T: serde::de::DeserializeOwned>(
@@ -307,6 +397,45 @@ mod tests {
         assert_eq!(d.pointer, "/servers/0/transport/stdio/comand");
         assert_eq!(d.span.unwrap().line, 3);
         assert_eq!(d.help.as_deref(), Some("did you mean `command`?"));
+    }
+
+    #[test]
+    fn every_shape_error_is_reported_at_once() {
+        let text = "{\n  \"servres\": [],\n  \"servers\": [{\"name\": \"fs\", \"transport\": {\"stdio\": {\"comand\": \"npx\"}}}],\n  \"autoLog\": \"yes\",\n  \"groups\": [{\"id\": \"g\", \"usres\": []}]\n}\n";
+        let out = check_source(text);
+        assert!(out.config.is_none());
+        let got: Vec<_> = out
+            .diagnostics
+            .iter()
+            .map(|d| (d.span.unwrap().line, d.pointer.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, "/servres"),
+                (3, "/servers/0/transport/stdio/comand"),
+                (4, "/autoLog"),
+                (5, "/groups/0/usres"),
+            ],
+            "{:#?}",
+            out.diagnostics
+        );
+        // `comand` taken out leaves `command` missing: that is not a second finding.
+        assert!(
+            !out.diagnostics
+                .iter()
+                .any(|d| d.message.contains("missing field `command`"))
+        );
+    }
+
+    #[test]
+    fn trailing_comma_points_at_the_comma() {
+        let out = check_source("{\n  \"servers\": [],\n  \"groups\": [] ,\n}\n");
+        let d = &out.diagnostics[0];
+        assert_eq!(d.code, "FNT001");
+        let span = d.span.unwrap();
+        assert_eq!((span.line, span.column), (3, 16), "{d:?}");
+        assert!(d.help.as_deref().unwrap().contains("remove this comma"));
     }
 
     #[test]

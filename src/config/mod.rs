@@ -9,7 +9,9 @@ pub use load::{CheckOutcome, ConfigError, Loaded, check_source, discover, load_f
 pub use model::*;
 pub use spans::SpanIndex;
 pub use validate::looks_like_secret;
-pub use validate::{check_vault_entries, validate, vault_references};
+pub use validate::{
+    check_vault_entries, max_key_age, old_secret_findings, validate, vault_references,
+};
 
 /// The JSON Schema of the config file, generated from the types.
 pub fn json_schema() -> serde_json::Value {

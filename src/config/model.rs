@@ -252,6 +252,10 @@ pub struct Identity {
     /// Identity asserted by a trusted reverse proxy. Off unless configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_headers: Option<TrustedHeaders>,
+    /// Warn (`policy check`, `vault status`) about vault API keys and credentials older than
+    /// this, e.g. `90d`. Off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_key_age: Option<String>,
 }
 
 impl Default for Identity {
@@ -261,6 +265,7 @@ impl Default for Identity {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             trusted_headers: None,
+            max_key_age: None,
         }
     }
 }

@@ -342,6 +342,18 @@ impl Validator<'_> {
                 format!("`{}` is not a valid header name", id.api_key_header),
             ));
         }
+        if let Some(age) = &id.max_key_age
+            && let Err(e) = max_key_age(age)
+        {
+            self.push(
+                Diagnostic::new(
+                    codes::BAD_VALUE,
+                    "/identity/maxKeyAge",
+                    format!("`{age}` is not a key age: {e}"),
+                )
+                .help("write a duration such as 90d or 2160h"),
+            );
+        }
         if let Some(t) = &id.trusted_headers {
             let base = "/identity/trustedHeaders";
             if t.proxies.is_empty() {
@@ -1024,6 +1036,81 @@ fn valid_cidr(s: &str) -> bool {
             _ => false,
         },
     }
+}
+
+/// FNT205: active vault API keys created, and credentials last set, longer than `max_age`
+/// before `now`. Pure: the caller reads the vault envelope (dates are not secret) and the
+/// clock.
+pub fn old_secret_findings(
+    max_age: std::time::Duration,
+    envelope: &crate::vault::Envelope,
+    now: std::time::SystemTime,
+) -> Vec<Diagnostic> {
+    let older = |stamp: &str| {
+        humantime::parse_rfc3339(stamp)
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .filter(|age| *age > max_age)
+    };
+    let days = |d: std::time::Duration| d.as_secs() / 86_400;
+    let limit = humantime::format_duration(max_age);
+    let mut out = Vec::new();
+    for k in &envelope.api_keys {
+        let expired = k
+            .expires
+            .as_deref()
+            .and_then(|e| humantime::parse_rfc3339(e).ok())
+            .is_some_and(|e| now >= e);
+        if k.revoked.is_some() || expired {
+            continue;
+        }
+        if let Some(age) = older(&k.created) {
+            out.push(
+                Diagnostic::new(
+                    codes::OLD_SECRET,
+                    "/identity/maxKeyAge",
+                    format!(
+                        "API key {} of `{}` is {} days old, older than maxKeyAge ({limit})",
+                        k.key_id,
+                        crate::diagnostics::escape_control(&k.user),
+                        days(age)
+                    ),
+                )
+                .help(format!(
+                    "fentaris auth api-key rotate {} {}",
+                    crate::diagnostics::escape_control(&k.user),
+                    k.key_id
+                )),
+            );
+        }
+    }
+    for (name, e) in &envelope.entries {
+        if let Some(age) = older(&e.updated) {
+            out.push(
+                Diagnostic::new(
+                    codes::OLD_SECRET,
+                    "/identity/maxKeyAge",
+                    format!(
+                        "credential `{name}` was last set {} days ago, longer than maxKeyAge ({limit})",
+                        days(age)
+                    ),
+                )
+                .help(format!(
+                    "rotate it upstream, then `fentaris credentials set {name}`"
+                )),
+            );
+        }
+    }
+    out
+}
+
+/// `identity.maxKeyAge` as a duration: more than zero.
+pub fn max_key_age(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("it must be more than zero".into());
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -602,6 +602,39 @@ impl Draft {
         Ok(id)
     }
 
+    /// Make a key expire at `at` (or keep its earlier expiry); for rotation with an overlap.
+    /// Returns the expiry in force.
+    pub fn expire_api_key(
+        &mut self,
+        user: &str,
+        key_id: &str,
+        at: SystemTime,
+    ) -> Result<String, VaultError> {
+        let Some(k) = self
+            .env
+            .api_keys
+            .iter_mut()
+            .find(|k| k.user == user && k.key_id == key_id)
+        else {
+            return Err(VaultError::Invalid(format!(
+                "`{user}` has no API key {key_id}; `fentaris auth api-key list {user}` shows the key ids"
+            )));
+        };
+        if k.revoked.is_some() {
+            return Err(VaultError::Invalid(format!(
+                "key {key_id} of `{user}` is revoked; rotate a key that is still active"
+            )));
+        }
+        let current = k
+            .expires
+            .as_deref()
+            .and_then(|e| humantime::parse_rfc3339(e).ok());
+        if current.is_none_or(|c| c > at) {
+            k.expires = Some(humantime::format_rfc3339_seconds(at).to_string());
+        }
+        Ok(k.expires.clone().unwrap_or_default())
+    }
+
     /// Revoke a key (kept, marked revoked, so listings and audits can name it).
     pub fn revoke_api_key(&mut self, user: &str, key_id: &str) -> Result<(), VaultError> {
         let now = self.now.clone();
@@ -618,9 +651,24 @@ impl Draft {
                 k.revoked = Some(now);
                 Ok(())
             }
-            None => Err(VaultError::Invalid(format!(
-                "`{user}` has no API key {key_id}; `fentaris auth api-key list {user}` shows the key ids"
-            ))),
+            None => {
+                // A mistyped user: name the one who holds this key id, or the closest user.
+                let owner = self.env.api_keys.iter().find(|k| k.key_id == key_id);
+                let hint = match owner {
+                    Some(k) => format!("key {key_id} belongs to `{}`", k.user),
+                    None => crate::suggest::did_you_mean(
+                        user,
+                        self.env.api_keys.iter().map(|k| k.user.as_str()),
+                    )
+                    .filter(|_| !self.env.api_keys.iter().any(|k| k.user == user))
+                    .unwrap_or_else(|| {
+                        format!("`fentaris auth api-key list {user}` shows the key ids")
+                    }),
+                };
+                Err(VaultError::Invalid(format!(
+                    "`{user}` has no API key {key_id}; {hint}"
+                )))
+            }
         }
     }
 
@@ -827,6 +875,14 @@ impl ApiKeyIndex {
 
     pub fn is_empty(&self) -> bool {
         self.by_digest.is_empty()
+    }
+
+    /// Who a presented key is, even when it can no longer log in: the match, its expiry and
+    /// whether it is revoked. `None` for a key this vault does not know.
+    pub fn identify(&self, presented: &str) -> Option<(ApiKeyMatch, Option<SystemTime>, bool)> {
+        let d = crypto::api_key_digest(&self.subkey, presented);
+        let (stored, entry) = self.by_digest.get_key_value(&d)?;
+        bool::from(stored.ct_eq(&d)).then(|| entry.clone())
     }
 
     /// The user and key id of a valid key; `None` for unknown, expired or revoked keys.

@@ -40,6 +40,11 @@ pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
         diags.extend(vault_findings(config, &loaded));
         if !loaded.outcome.has_errors() {
             diags.extend(connection_findings(config, &loaded));
+            let mut found = crate::cli::doctor::command_findings(config, &loaded.dir);
+            for d in &mut found {
+                d.span = loaded.outcome.spans.value_span(&d.pointer);
+            }
+            diags.extend(found);
         }
     }
     if args.online && !loaded.outcome.has_errors() {
@@ -58,7 +63,11 @@ pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
         CheckFormat::Github => render_github(&report),
     };
     output::print(&text);
-    if Summary::of(diags).fails(args.deny_warnings) {
+    let summary = Summary::of(diags);
+    // GitHub annotations: a printed `::error` (security warnings are errors there) fails the
+    // step, so the check and the annotations agree.
+    let github_error = args.format == CheckFormat::Github && summary.security_warnings > 0;
+    if summary.fails(args.deny_warnings) || github_error {
         return Err(CliError::silent(1));
     }
     Ok(())
@@ -73,6 +82,18 @@ fn vault_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
         Ok(env) => {
             let names = env.entries.keys().cloned().collect();
             let mut d = check_vault_entries(config, Some(&names));
+            if let Some(max) = config
+                .identity
+                .max_key_age
+                .as_deref()
+                .and_then(|a| crate::config::max_key_age(a).ok())
+            {
+                d.extend(crate::config::old_secret_findings(
+                    max,
+                    &env,
+                    std::time::SystemTime::now(),
+                ));
+            }
             match Vault::open(&path, &key_lookup(), OpenOptions::default()) {
                 Ok(_) => {}
                 Err(VaultError::NoKey { .. } | VaultError::KeyLocked { .. }) => d.push(

@@ -1,0 +1,124 @@
+//! `serve` follows the vault without `--watch`: revoking or rotating an API key, or changing a
+//! credential, takes effect in a running `serve` within about a second.
+//!
+//! A cheap poll (one `stat` every 500 ms: inode, mtime, size) notices a new vault file (every
+//! write is a rename of a fresh file); the vault is then re-opened (verified) and the front
+//! state is rebuilt from the *running* config with the new keys and credentials. The config
+//! file itself is not re-read (that is `--watch` and SIGHUP), so a config being edited, or one
+//! with errors, never holds back a revocation. Sessions opened with a key that no longer logs
+//! in are ended; connections whose credentials changed are closed (they restart on demand).
+//! A vault that cannot be re-opened leaves the running state in place and logs an error that
+//! says so (the data key is needed to read the new key list, so there is nothing better to
+//! apply).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use crate::identity::KeyVerifier;
+use crate::proxy::http::{App, FrontState};
+use crate::vault::{KeyLookup, Vault};
+
+/// How often the vault file is looked at.
+pub const POLL: Duration = Duration::from_millis(500);
+
+type Stamp = Option<(u64, SystemTime, u64)>;
+
+fn stamp(p: &Path) -> Stamp {
+    let m = std::fs::metadata(p).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((ino, m.modified().ok()?, m.len()))
+}
+
+/// Start following `vault_path` (a no-op with `--watch`, whose watcher reloads config and
+/// vault together). Must be called inside the runtime.
+pub fn spawn(app: Arc<App>, vault_path: PathBuf, watch: bool) {
+    if watch {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut last = stamp(&vault_path);
+        loop {
+            tokio::time::sleep(POLL).await;
+            let now = stamp(&vault_path);
+            if now == last {
+                continue;
+            }
+            last = now;
+            match reload_vault(&app, &vault_path).await {
+                Ok(summary) => tracing::info!("{summary}"),
+                Err(e) => {
+                    tracing::error!(
+                        "the vault changed but cannot be re-opened, so the keys and credentials in force are unchanged: {e}\nhelp: fix the vault (`fentaris vault status`), then send SIGHUP or restart `fentaris serve`"
+                    );
+                    app.st().proxy.audit.write(
+                        crate::audit::Record::new("vault.reload")
+                            .detail(json!({ "outcome": "rejected" })),
+                    );
+                }
+            }
+        }
+    });
+}
+
+/// Re-open the vault and put its keys and credentials in force under the running config.
+pub async fn reload_vault(app: &Arc<App>, vault_path: &Path) -> Result<String, String> {
+    let old = app.st();
+    let config = old.proxy.config.clone();
+    let vault = if vault_path.exists() {
+        Some(
+            Vault::open(vault_path, &KeyLookup::from_env(), Default::default())
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        if let Some((name, _)) = crate::config::vault_references(&config).first() {
+            return Err(format!(
+                "the config uses vault entry `{name}` but the vault at {} is gone",
+                vault_path.display()
+            ));
+        }
+        None
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let (verifier, warnings) = KeyVerifier::build(&config, vault.as_ref(), &env);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let trusted = crate::proxy::reload::trusted_of(&config, vault.as_ref(), &env)?;
+    let pins =
+        crate::proxy::pinning::Pins::load(&old.proxy.config_dir).map_err(|e| e.to_string())?;
+    let mut proxy = old
+        .proxy
+        .reloaded(config, vault, Box::new(|k: &str| std::env::var(k).ok()));
+    proxy.pins = pins;
+    let proxy = proxy.shared();
+    app.swap(FrontState::new(
+        proxy.clone(),
+        verifier,
+        trusted,
+        old.eager.clone(),
+    ));
+    old.proxy.retired.cancel();
+    let closed = proxy.close_stale().await;
+    let ended = app.end_sessions_without_live_key().await;
+    proxy
+        .audit
+        .write(crate::audit::Record::new("vault.reload").detail(json!({
+            "outcome": "applied",
+            "restartedOrStopped": closed,
+            "sessionsEnded": ended,
+        })));
+    Ok(format!(
+        "the vault changed: keys and credentials reloaded; connections closed for: {}; sessions ended (revoked or expired keys): {ended}",
+        if closed.is_empty() {
+            "none".to_string()
+        } else {
+            closed.join(", ")
+        }
+    ))
+}
