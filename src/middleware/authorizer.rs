@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Auth, Config, CredentialSource, Middleware};
+use crate::jsonrpc::RpcError;
 use crate::policy::{Pattern, Subject};
-use crate::proxy::RpcError;
 use crate::secret::Secret;
 
 /// Default time an authorizer has to answer.

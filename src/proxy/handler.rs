@@ -82,98 +82,20 @@ impl CallerInfo {
     }
 }
 
-/// A JSON-RPC error for the client.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RpcError {
-    pub code: i64,
-    pub message: String,
-    pub data: Option<Value>,
-}
+use crate::jsonrpc::code;
+pub use crate::jsonrpc::{Kind, RpcError, limit_retry_after};
 
-impl RpcError {
-    pub fn new(code: i64, message: impl Into<String>) -> Self {
-        RpcError {
-            code,
-            message: message.into(),
-            data: None,
-        }
-    }
-    /// A request refused by a per-user limit (`limits.NAME`): HTTP 429 with `Retry-After`.
-    pub fn limit(name: &str, retry_after: u32, message: impl Into<String>) -> Self {
-        let mut e = RpcError::new(-32000, message);
-        e.data =
-            Some(json!({ LIMIT_KEY: format!("limits.{name}"), "retryAfterSeconds": retry_after }));
-        e
-    }
-    pub fn to_json(&self) -> Value {
-        let mut e = json!({ "code": self.code, "message": self.message });
-        if let Some(d) = &self.data {
-            e["data"] = d.clone();
-        }
-        e
-    }
-}
-
-/// Marks an error as one of Fentaris' per-user limits (upstreams cannot set it).
-const LIMIT_KEY: &str = "fentarisLimit";
-
-/// `Retry-After` seconds when a response is an error from [`RpcError::limit`].
-pub fn limit_retry_after(response: &Value) -> Option<u32> {
-    let data = response.get("error")?.get("data")?;
-    data.get(LIMIT_KEY)?.as_str()?;
-    Some(
-        data.get("retryAfterSeconds")
-            .and_then(Value::as_u64)
-            .unwrap_or(1)
-            .min(3600) as u32,
-    )
-}
-
-/// The error for a tool that is denied, hidden or unknown: the same in every case.
-pub fn unknown_tool(name: &str) -> RpcError {
-    RpcError::new(-32602, format!("Unknown tool: {name}"))
-}
-/// The error for a prompt that is denied, hidden or unknown.
-pub fn unknown_prompt(name: &str) -> RpcError {
-    RpcError::new(-32602, format!("Unknown prompt: {name}"))
-}
-/// The error for a resource that is denied, hidden or unknown.
-pub fn unknown_resource(uri: &str) -> RpcError {
-    RpcError::new(-32002, format!("Resource not found: {uri}"))
-}
-fn method_not_found(method: &str) -> RpcError {
-    RpcError::new(-32601, format!("Method not found: {method}"))
-}
-fn invalid_params(msg: impl Into<String>) -> RpcError {
-    RpcError::new(-32602, msg)
-}
-
+/// The client's error for a failed upstream call, of the kind the audit trail records.
 fn upstream_error(server: &str, e: UpstreamError) -> RpcError {
     match e {
-        UpstreamError::Rpc(v) => RpcError {
-            code: v.get("code").and_then(Value::as_i64).unwrap_or(-32603),
-            message: v
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("upstream error")
-                .to_string(),
-            data: v.get("data").cloned().map(|mut d| {
-                // Only Fentaris' own limits answer 429.
-                if let Some(o) = d.as_object_mut() {
-                    o.remove(LIMIT_KEY);
-                }
-                d
-            }),
-        },
-        UpstreamError::Cancelled => RpcError::new(-32800, "request cancelled"),
+        UpstreamError::Rpc(v) => RpcError::from_upstream(v),
+        UpstreamError::Cancelled => RpcError::cancelled(),
         other => {
-            crate::audit::record::note(|s| {
-                s.outcome = Some(match other {
-                    UpstreamError::Timeout(_) => "timeout",
-                    _ => "unavailable",
-                })
-            });
-            RpcError::new(-32603, format!("upstream `{server}`: {}", describe(&other)))
+            let kind = match other {
+                UpstreamError::Timeout(_) => Kind::Timeout,
+                _ => Kind::Unavailable,
+            };
+            RpcError::internal(format!("upstream `{server}`: {}", describe(&other))).kind(kind)
         }
     }
 }
@@ -394,7 +316,7 @@ impl Proxy {
     ) -> Result<Arc<Upstream>, RpcError> {
         let subject = caller.map(|c| &*c.subject);
         let (decl, owner) = find_server(&self.config, subject, server)
-            .ok_or_else(|| RpcError::new(-32602, format!("Unknown server: {server}")))?;
+            .ok_or_else(|| RpcError::invalid_params(format!("Unknown server: {server}")))?;
         // A private server's credentials come from its own group first.
         let group = owner.or(group);
         let secrets = Secrets {
@@ -412,12 +334,9 @@ impl Proxy {
         );
         let (spec, mut key) = built.map_err(|e| {
             tracing::warn!(server, "cannot build the upstream connection: {e}");
-            RpcError::new(
-                -32603,
-                format!(
-                    "upstream `{server}` is not available: its credentials could not be resolved"
-                ),
-            )
+            RpcError::internal(format!(
+                "upstream `{server}` is not available: its credentials could not be resolved"
+            ))
         })?;
         if decl.isolation == crate::config::Isolation::Session
             || (caller.is_some() && self.isolated_by_default(decl))
@@ -429,10 +348,9 @@ impl Proxy {
                 }) => key.push_str(&format!("#s:{sid}")),
                 Some(c) => key.push_str(&format!("#u:{}", c.subject.id)),
                 None => {
-                    return Err(RpcError::new(
-                        -32603,
-                        format!("upstream `{server}` is isolated per session"),
-                    ));
+                    return Err(RpcError::internal(format!(
+                        "upstream `{server}` is isolated per session"
+                    )));
                 }
             }
         }
@@ -480,7 +398,7 @@ impl Proxy {
                 crate::diagnostics::Escaped(&e.to_string())
             );
             self.metrics.upstream_failure(server);
-            RpcError::new(-32603, format!("upstream `{server}` is not available: {e}"))
+            RpcError::internal(format!("upstream `{server}` is not available: {e}"))
         })?;
         if fresh {
             self.on_connected(server, &up, &key);
@@ -809,7 +727,7 @@ impl Proxy {
         self.audit
             .admit()
             .await
-            .map_err(|e| RpcError::new(-32603, e.to_string()))?;
+            .map_err(|e| RpcError::internal(e.to_string()))?;
         let record = self.request_record(caller, method, &params);
         let slot = crate::audit::record::new_slot(record.request_id.clone());
         // If this future is dropped (the client went away, shutdown), the record is still
@@ -833,14 +751,7 @@ impl Proxy {
         self.metrics
             .request(&server_label, method, metric_outcome(&result), took);
         record.server = Some(server_label);
-        record.outcome = Some(match &result {
-            Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => "tool_error",
-            Ok(_) => "ok",
-            Err(e) if e.code == -32800 => "cancelled",
-            Err(_) if slot.decision == Some("deny") => "denied",
-            Err(e) if slot.decision.is_none() && matches!(e.code, -32602..=-32600) => "invalid",
-            Err(_) => "error",
-        });
+        record.outcome = Some(audit_outcome(&result, slot.decision));
         if let Err(e) = &result {
             record.error_code = Some(e.code);
         }
@@ -921,7 +832,7 @@ impl Proxy {
             }
             "completion/complete" => self.complete(caller, params, ct).await,
             "logging/setLevel" => self.set_level(caller, &params),
-            m if m.starts_with("tasks/") => Err(method_not_found(m)),
+            m if m.starts_with("tasks/") => Err(RpcError::method_not_found(m)),
             other => self.custom(caller, other, params, progress, ct).await,
         };
         (label, r)
@@ -1082,11 +993,11 @@ impl Proxy {
             Some(c) => {
                 let (server, uc) = self
                     .open_cursor(&caller.subject, c)
-                    .ok_or_else(|| invalid_params("invalid cursor"))?;
+                    .ok_or_else(|| RpcError::invalid_params("invalid cursor"))?;
                 let i = servers
                     .iter()
                     .position(|s| *s == server)
-                    .ok_or_else(|| invalid_params("invalid cursor"))?;
+                    .ok_or_else(|| RpcError::invalid_params("invalid cursor"))?;
                 (i, uc)
             }
         };
@@ -1307,7 +1218,7 @@ impl Proxy {
             Ok(()) => Ok(up.knows(kind, name) == Some(true)),
             Err(UpstreamError::Transport(why)) => {
                 tracing::warn!(server = %up.server, "{why}");
-                Err(RpcError::new(-32603, why))
+                Err(RpcError::internal(why))
             }
             Err(_) => Ok(false),
         }
@@ -1323,13 +1234,13 @@ impl Proxy {
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
         let hidden = |n: &str| match kind {
-            NameKind::Tool => unknown_tool(n),
-            NameKind::Prompt => unknown_prompt(n),
+            NameKind::Tool => RpcError::unknown_tool(n),
+            NameKind::Prompt => RpcError::unknown_prompt(n),
         };
         let given = params
             .get("name")
             .and_then(Value::as_str)
-            .ok_or_else(|| invalid_params("`name` is required"))?
+            .ok_or_else(|| RpcError::invalid_params("`name` is required"))?
             .to_string();
         let (server, name) = self.split(caller, &given).ok_or_else(|| hidden(&given))?;
         let name = name.to_string();
@@ -1415,9 +1326,7 @@ impl Proxy {
             .me
             .get()
             .and_then(std::sync::Weak::upgrade)
-            .ok_or_else(|| {
-                RpcError::new(-32603, "middleware needs a shared proxy (Proxy::shared)")
-            })?;
+            .ok_or_else(|| RpcError::internal("middleware needs a shared proxy (Proxy::shared)"))?;
         let ctx = Ctx::new(
             caller.subject.clone(),
             step.server,
@@ -1683,18 +1592,15 @@ impl Proxy {
             .collect();
         hits.dedup();
         match hits.len() {
-            0 => Err(unknown_resource(uri)),
+            0 => Err(RpcError::unknown_resource(uri)),
             1 => Ok(hits.remove(0)),
-            _ => Err(RpcError::new(
-                -32602,
-                format!(
-                    "resource {uri} is offered by several servers; read it through one of: {}",
-                    hits.iter()
-                        .map(|s| format!("/mcp/{s}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
+            _ => Err(RpcError::invalid_params(format!(
+                "resource {uri} is offered by several servers; read it through one of: {}",
+                hits.iter()
+                    .map(|s| format!("/mcp/{s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
         }
     }
 
@@ -1709,18 +1615,19 @@ impl Proxy {
         let raw = params
             .get("uri")
             .and_then(Value::as_str)
-            .ok_or_else(|| invalid_params("`uri` is required"))?
+            .ok_or_else(|| RpcError::invalid_params("`uri` is required"))?
             .to_string();
         let canonical = crate::policy::uri::canonicalize(&raw)
-            .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
+            .map_err(|e| RpcError::invalid_params(format!("invalid resource URI: {e}")))?;
         let server = match &caller.endpoint {
             Endpoint::Server(s) => s.clone(),
             Endpoint::All => {
                 if method != "resources/read" {
                     return Err(RpcError::new(
-                        -32601,
+                        code::METHOD_NOT_FOUND,
                         "subscriptions are offered on the per-server endpoints (/mcp/<server>)",
-                    ));
+                    )
+                    .kind(Kind::Invalid));
                 }
                 self.route_uri(caller, &canonical)?
             }
@@ -1731,10 +1638,10 @@ impl Proxy {
             Operation::ResourceSubscribe
         };
         let req = Request::new(&server, op.clone(), &canonical, TargetKind::Resource)
-            .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
+            .map_err(|e| RpcError::invalid_params(format!("invalid resource URI: {e}")))?;
         let d = self.decide(caller, &req);
         if !d.is_allow() {
-            return Err(unknown_resource(&raw));
+            return Err(RpcError::unknown_resource(&raw));
         }
         let up = self.upstream_for(caller, &server, &d).await?;
         params["uri"] = Value::String(canonical.clone());
@@ -1758,7 +1665,7 @@ impl Proxy {
         let r#ref = params
             .get("ref")
             .cloned()
-            .ok_or_else(|| invalid_params("`ref` is required"))?;
+            .ok_or_else(|| RpcError::invalid_params("`ref` is required"))?;
         let kind = r#ref.get("type").and_then(Value::as_str).unwrap_or("");
         let mut sent_uri = String::new();
         let (server, target, tkind) = match kind {
@@ -1766,10 +1673,10 @@ impl Proxy {
                 let given = r#ref
                     .get("name")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| invalid_params("`ref.name` is required"))?;
+                    .ok_or_else(|| RpcError::invalid_params("`ref.name` is required"))?;
                 let (server, name) = self
                     .split(caller, given)
-                    .ok_or_else(|| unknown_prompt(given))?;
+                    .ok_or_else(|| RpcError::unknown_prompt(given))?;
                 params["ref"]["name"] = Value::String(name.to_string());
                 (server, name.to_string(), TargetKind::Prompt)
             }
@@ -1777,10 +1684,10 @@ impl Proxy {
                 let raw = r#ref
                     .get("uri")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| invalid_params("`ref.uri` is required"))?;
+                    .ok_or_else(|| RpcError::invalid_params("`ref.uri` is required"))?;
                 // Canonical (or refused) like resources/read; forwarded in that form.
                 let uri = crate::policy::uri::canonicalize_reference(raw)
-                    .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
+                    .map_err(|e| RpcError::invalid_params(format!("invalid resource URI: {e}")))?;
                 let server = match &caller.endpoint {
                     Endpoint::Server(s) => s.clone(),
                     Endpoint::All => self.route_uri(caller, &uri)?,
@@ -1790,18 +1697,18 @@ impl Proxy {
                 (server, uri, TargetKind::ResourceTemplate)
             }
             other => {
-                return Err(invalid_params(format!(
+                return Err(RpcError::invalid_params(format!(
                     "unknown completion reference type `{other}`"
                 )));
             }
         };
         let req = Request::new(&server, Operation::CompletionComplete, &target, tkind)
-            .map_err(|e| invalid_params(format!("invalid resource URI: {e}")))?;
+            .map_err(|e| RpcError::invalid_params(format!("invalid resource URI: {e}")))?;
         let d = self.decide(caller, &req);
         if !d.is_allow() {
             return Err(match tkind {
-                TargetKind::Prompt => unknown_prompt(&target),
-                _ => unknown_resource(&sent_uri),
+                TargetKind::Prompt => RpcError::unknown_prompt(&target),
+                _ => RpcError::unknown_resource(&sent_uri),
             });
         }
         let up = self.upstream_for(caller, &server, &d).await?;
@@ -1811,7 +1718,7 @@ impl Proxy {
                 .ensure_known(&up, NameKind::Prompt, &target, ct)
                 .await?
         {
-            return Err(unknown_prompt(&target));
+            return Err(RpcError::unknown_prompt(&target));
         }
         let mw = match tkind {
             TargetKind::Prompt => MwKind::Prompt,
@@ -1838,11 +1745,11 @@ impl Proxy {
                 .is_allow()
         });
         if !allowed {
-            return Err(method_not_found("logging/setLevel"));
+            return Err(RpcError::method_not_found("logging/setLevel"));
         }
         let level = params.get("level").and_then(Value::as_str).unwrap_or("");
         let rank = log_rank(level).ok_or_else(|| {
-            invalid_params(format!(
+            RpcError::invalid_params(format!(
                 "invalid log level `{}`; use one of: {}",
                 level.chars().take(32).collect::<String>(),
                 LOG_LEVELS.join(", ")
@@ -1864,12 +1771,12 @@ impl Proxy {
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
         let Endpoint::Server(server) = &caller.endpoint else {
-            return Err(method_not_found(method));
+            return Err(RpcError::method_not_found(method));
         };
         let req = Request::server_op(server, Operation::Custom(method.into()));
         let d = self.decide(caller, &req);
         if !d.is_allow() {
-            return Err(method_not_found(method));
+            return Err(RpcError::method_not_found(method));
         }
         let up = self.upstream_for(caller, server, &d).await?;
         let step = Step {
@@ -1968,8 +1875,27 @@ struct Step<'a> {
 fn metric_outcome(result: &Result<Value, RpcError>) -> &'static str {
     match result {
         Ok(_) => "ok",
-        Err(e) if e.code == -32800 => "cancelled",
+        Err(e) if e.kind == Kind::Cancelled => "cancelled",
         Err(_) => "error",
+    }
+}
+
+/// The outcome of a request in its audit line, from the kind of its error and the policy
+/// decision (`None`: it never reached policy).
+fn audit_outcome(result: &Result<Value, RpcError>, decision: Option<&str>) -> &'static str {
+    let e = match result {
+        Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => return "tool_error",
+        Ok(_) => return "ok",
+        Err(e) => e,
+    };
+    match e.kind {
+        Kind::Cancelled => "cancelled",
+        Kind::DeniedByMiddleware => "denied_by_middleware",
+        Kind::Timeout => "timeout",
+        Kind::Unavailable => "unavailable",
+        _ if decision == Some("deny") => "denied",
+        Kind::Invalid if decision.is_none() => "invalid",
+        _ => "error",
     }
 }
 
