@@ -380,7 +380,7 @@ impl Proxy {
                 server,
                 &key,
                 &spec,
-                self.metrics.1.clone(),
+                self.metrics.messages_dropped(server),
                 || self.client_capabilities(server),
                 self.config.limits.max_upstream_message_bytes,
             )
@@ -1464,14 +1464,12 @@ impl Proxy {
             Some(r) if allowed && r >= min => {
                 let _ = channel
                     .sink
-                    .send(json!({ "jsonrpc": "2.0", "method": method, "params": params }));
+                    .send(crate::jsonrpc::notification(method, Some(params)));
             }
             // Below the session's level: not wanted, not a loss.
             Some(_) if allowed => {}
             _ => {
-                self.metrics
-                    .1
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.messages_dropped(server).inc();
             }
         }
     }

@@ -402,7 +402,7 @@ impl Pool {
         server: &str,
         key: &str,
         spec: &Spec,
-        dropped: Arc<std::sync::atomic::AtomicU64>,
+        dropped: prometheus_client::metrics::counter::Counter,
         client_capabilities: impl FnOnce() -> serde_json::Value,
         max_message: usize,
     ) -> Result<(Arc<Upstream>, bool), String> {

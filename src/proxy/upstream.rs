@@ -126,7 +126,7 @@ struct Shared {
     closed: CancellationToken,
     close_reason: Mutex<Option<String>>,
     /// Shared with the metrics: messages that could not be tied to a request or session.
-    dropped: std::sync::Arc<AtomicU64>,
+    dropped: prometheus_client::metrics::counter::Counter,
     /// The largest message accepted (`limits.maxUpstreamMessageBytes`).
     max_message: usize,
 }
@@ -159,7 +159,7 @@ impl Shared {
         match (id, method) {
             (Some(id), None) => {
                 let Some(n) = id.as_u64() else {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.dropped.inc();
                     return None;
                 };
                 let waiter = self
@@ -184,7 +184,7 @@ impl Shared {
                         let _ = w.send(outcome);
                     }
                     None => {
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.dropped.inc();
                     }
                 }
                 None
@@ -241,7 +241,7 @@ impl Shared {
                         return None;
                     }
                 }
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped.inc();
                 tracing::warn!(server = %self.name, method = %crate::diagnostics::Escaped(&method), "refused a server-to-client request that cannot be tied to a client request");
                 Some(json!({
                     "jsonrpc": "2.0", "id": id,
@@ -265,7 +265,7 @@ impl Shared {
                                 let _ = tx.send(params);
                             }
                             None => {
-                                self.dropped.fetch_add(1, Ordering::Relaxed);
+                                self.dropped.inc();
                             }
                         }
                     }
@@ -281,7 +281,7 @@ impl Shared {
                         match token {
                             Some(t) => t.cancel(),
                             None => {
-                                self.dropped.fetch_add(1, Ordering::Relaxed);
+                                self.dropped.inc();
                             }
                         }
                     }
@@ -309,18 +309,18 @@ impl Shared {
                                 .is_ok()
                         });
                         if !sent {
-                            self.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.dropped.inc();
                         }
                     }
                     _ => {
                         // Anything else that cannot be tied: not delivered.
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.dropped.inc();
                     }
                 }
                 None
             }
             (None, None) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped.inc();
                 None
             }
         }
@@ -394,7 +394,7 @@ impl Upstream {
         server: &str,
         spec: &Spec,
         init_timeout: Duration,
-        dropped: std::sync::Arc<AtomicU64>,
+        dropped: prometheus_client::metrics::counter::Counter,
         isolated: bool,
         client_capabilities: Value,
         max_message: usize,
@@ -570,11 +570,6 @@ impl Upstream {
     pub fn knows(&self, kind: NameKind, name: &str) -> Option<bool> {
         let mut k = self.shared.known.lock().unwrap_or_else(|e| e.into_inner());
         k.slot(kind).as_ref().map(|set| set.contains(name))
-    }
-
-    /// Messages dropped because they could not be tied to a request or session.
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Send a notification (fire and forget).
@@ -1015,7 +1010,7 @@ fn spawn_stdio(
                     }
                 }
                 Err(_) => {
-                    sh.dropped.fetch_add(1, Ordering::Relaxed);
+                    sh.dropped.inc();
                     tracing::warn!(server = %name, "upstream wrote a line that is not JSON-RPC to stdout");
                 }
             }
