@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
@@ -119,10 +121,7 @@ pub fn deliver_reply(replies: &Replies, msg: &Value) {
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| id.to_string());
-    let waiter = replies
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&key);
+    let waiter = replies.lock().remove(&key);
     if let Some(w) = waiter {
         let answer = match (msg.get("result"), msg.get("error")) {
             (Some(r), _) => Ok(r.clone()),
@@ -560,11 +559,7 @@ impl Proxy {
 
     fn on_connected(&self, server: &str, up: &Arc<Upstream>, key: &str) {
         let caps = up.init.get("capabilities").cloned().unwrap_or(json!({}));
-        self.caps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(server.to_string())
-            .or_insert(caps);
+        self.caps.lock().entry(server.to_string()).or_insert(caps);
         self.metrics.upstream_started(server);
         self.audit.write(
             Record::new("upstream.start")
@@ -646,13 +641,13 @@ impl Proxy {
 
     /// Whether every server that needs no subject-specific credentials is connected.
     pub fn known_capabilities(&self) -> HashMap<String, Value> {
-        self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.caps.lock().clone()
     }
 
     /// Capabilities for `initialize`/`server/discover`: the union of what the visible servers
     /// offer (tools, prompts, resources, completions, logging), never `tasks`.
     pub fn capabilities(&self, subject: &Subject, endpoint: &Endpoint) -> Value {
-        let caps = self.caps.lock().unwrap_or_else(|e| e.into_inner());
+        let caps = self.caps.lock();
         let servers: Vec<String> = match endpoint {
             Endpoint::All => self
                 .engine
@@ -1146,7 +1141,7 @@ impl Proxy {
     }
 
     fn record_routes(&self, server: &str, op: &Operation, items: &[Value], first: bool) {
-        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut routes = self.routes.lock();
         let r = routes.entry(server.to_string()).or_default();
         match op {
             Operation::ResourcesList => {
@@ -1527,18 +1522,10 @@ impl Proxy {
             NEXT_CLIENT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
         let (tx, rx) = tokio::sync::oneshot::channel();
-        channel
-            .replies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), tx);
+        channel.replies.lock().insert(id.clone(), tx);
         let msg = json!({ "jsonrpc": "2.0", "id": id, "method": req.method, "params": req.params });
         if channel.sink.send(msg).is_err() {
-            channel
-                .replies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
+            channel.replies.lock().remove(&id);
             refuse(req, "the client is gone".into());
             return None;
         }
@@ -1562,10 +1549,7 @@ impl Proxy {
                     Some(Err(json!({ "code": -32800, "message": "the request that caused it has ended" })))
                 }
             };
-            replies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
+            replies.lock().remove(&id);
             if let Some(a) = answer {
                 let _ = req.reply.send(a);
             }
@@ -1575,7 +1559,7 @@ impl Proxy {
     /// Route a resource URI on `/mcp` to the one visible server that listed it.
     fn route_uri(&self, caller: &Caller, uri: &str) -> Result<String, RpcError> {
         let visible: Vec<String> = self.servers(caller);
-        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let routes = self.routes.lock();
         let mut hits: Vec<String> = visible
             .iter()
             .filter(|s| {
@@ -1843,7 +1827,7 @@ pub fn subject_ref(caller: &Caller) -> SubjectRef {
 struct PendingRecord {
     audit: Arc<AuditLog>,
     record: Option<Record>,
-    slot: Arc<Mutex<crate::audit::Slot>>,
+    slot: Arc<std::sync::Mutex<crate::audit::Slot>>,
     started: Instant,
 }
 

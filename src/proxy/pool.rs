@@ -227,13 +227,13 @@ pub fn spec_key(server: &str, spec: &Spec) -> String {
 #[derive(Default)]
 pub struct Pool {
     conns: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Upstream>>>>>,
-    last_used: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    last_used: parking_lot::Mutex<HashMap<String, std::time::Instant>>,
     /// Exits and failed starts by key: the restart backoff and the crash-loop limit.
-    health: std::sync::Mutex<HashMap<String, Health>>,
+    health: parking_lot::Mutex<HashMap<String, Health>>,
     /// Set by `shutdown`: connections closing now are not restarted.
     stopping: std::sync::atomic::AtomicBool,
     /// Open (or starting) session-isolated connections per user (`limits.maxChildrenPerUser`).
-    children: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    children: Arc<parking_lot::Mutex<HashMap<String, usize>>>,
 }
 
 /// A connection that exits this many times within [`CRASH_WINDOW`] stays down.
@@ -275,7 +275,7 @@ type BuiltSpec = (Arc<Spec>, Arc<str>);
 /// so a request still running on a replaced config cannot put a stale spec in the new one.
 #[derive(Default)]
 pub struct SpecCache {
-    specs: std::sync::Mutex<HashMap<String, BuiltSpec>>,
+    specs: parking_lot::Mutex<HashMap<String, BuiltSpec>>,
 }
 
 impl SpecCache {
@@ -297,19 +297,13 @@ impl SpecCache {
             id.push(':');
             id.push_str(part);
         }
-        if let Some((spec, key)) = self
-            .specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
+        if let Some((spec, key)) = self.specs.lock().get(&id) {
             return Ok((spec.clone(), key.to_string()));
         }
         let spec = Arc::new(build()?);
         let key = spec_key(server, &spec);
         self.specs
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .insert(id, (spec.clone(), Arc::from(key.as_str())));
         Ok((spec, key))
     }
@@ -319,7 +313,7 @@ impl Pool {
     /// Record an exit (or a failed start) of `key`: when to restart, or that it stays down.
     pub fn note_exit(&self, key: &str) -> AfterExit {
         let now = std::time::Instant::now();
-        let mut all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.health.lock();
         let h = all.entry(key.to_string()).or_default();
         h.exits.push_back(now);
         while h
@@ -341,7 +335,7 @@ impl Pool {
 
     /// Whether `key` may be (re)started now; the error says why not.
     fn may_start(&self, server: &str, key: &str) -> Result<(), String> {
-        let all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let all = self.health.lock();
         match all.get(key) {
             Some(h) if h.down => Err(format!(
                 "upstream `{server}` is down: it exited {CRASH_LIMIT} times within {}s (fix it, then restart Fentaris)",
@@ -360,7 +354,7 @@ impl Pool {
 
     /// Where `key` stands after its last exit or failed start.
     pub fn state(&self, key: &str) -> AfterExit {
-        let all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let all = self.health.lock();
         match all.get(key) {
             Some(h) if h.down => AfterExit::Down(h.exits.len()),
             Some(Health {
@@ -372,11 +366,7 @@ impl Pool {
 
     /// Whether the connection `key` is down after a crash loop.
     pub fn is_down(&self, key: &str) -> bool {
-        self.health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .is_some_and(|h| h.down)
+        self.health.lock().get(key).is_some_and(|h| h.down)
     }
 
     /// Whether a closed connection was closed on purpose (removed from the pool, or the pool
@@ -408,7 +398,6 @@ impl Pool {
     ) -> Result<(Arc<Upstream>, bool), String> {
         self.last_used
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .insert(key.to_string(), std::time::Instant::now());
         let cell = {
             let mut map = self.conns.lock().await;
@@ -485,7 +474,7 @@ impl Pool {
     /// Close connections whose key contains `marker` and that were not used for `max_idle`.
     pub async fn reap_idle(&self, marker: &str, max_idle: std::time::Duration) {
         let idle: Vec<String> = {
-            let mut used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            let mut used = self.last_used.lock();
             let keys: Vec<String> = used
                 .iter()
                 .filter(|(k, t)| k.contains(marker) && t.elapsed() > max_idle)
@@ -540,7 +529,7 @@ impl Pool {
 
     /// Count one more isolated connection for `user`, unless it has `max` already.
     pub fn reserve_child(&self, user: &str, max: usize) -> bool {
-        let mut m = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.children.lock();
         let n = m.entry(user.to_string()).or_default();
         if *n >= max {
             return false;
@@ -565,8 +554,8 @@ impl Pool {
     }
 }
 
-fn release(children: &std::sync::Mutex<HashMap<String, usize>>, user: &str) {
-    let mut m = children.lock().unwrap_or_else(|e| e.into_inner());
+fn release(children: &parking_lot::Mutex<HashMap<String, usize>>, user: &str) {
+    let mut m = children.lock();
     if let Some(n) = m.get_mut(user) {
         *n = n.saturating_sub(1);
         if *n == 0 {

@@ -9,9 +9,9 @@
 //! to ([`Relayed`]); anything that cannot be tied to a request (log lines, server-to-client
 //! requests on a shared stdio connection) is dropped or refused, and counted.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -133,15 +133,9 @@ struct Shared {
 
 impl Shared {
     fn fail_all(&self, reason: &str) {
-        *self.close_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        *self.close_reason.lock() = Some(reason.to_string());
         self.closed.cancel();
-        let pending: Vec<Pending> = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
+        let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
         for p in pending {
             let _ = p.send(Err(json!({ "code": -32603, "message": reason })));
         }
@@ -162,11 +156,7 @@ impl Shared {
                     self.dropped.inc();
                     return None;
                 };
-                let waiter = self
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&n);
+                let waiter = self.pending.lock().remove(&n);
                 match waiter {
                     Some(w) => {
                         // Moved out, not cloned: a result may be large.
@@ -198,11 +188,7 @@ impl Shared {
                     return Some(json!({ "jsonrpc": "2.0", "id": id, "result": {} }));
                 }
                 let bridge = self.bridge(origin);
-                let replier = self
-                    .replier
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let replier = self.replier.lock().clone();
                 if let (Some(tx), Some(replier)) = (bridge, replier) {
                     let (rtx, rrx) = oneshot::channel();
                     let params = msg.get("params").cloned().unwrap_or(json!({}));
@@ -215,10 +201,7 @@ impl Shared {
                         withdrawn: withdrawn.clone(),
                     };
                     if tx.send(Relayed::Request(request)).is_ok() {
-                        self.inbound
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(key.clone(), withdrawn.clone());
+                        self.inbound.lock().insert(key.clone(), withdrawn.clone());
                         let inbound = self.inbound.clone();
                         tokio::spawn(async move {
                             let answer = tokio::select! {
@@ -230,10 +213,7 @@ impl Shared {
                                 // Withdrawn by the upstream: no answer is owed.
                                 _ = withdrawn.cancelled() => None,
                             };
-                            inbound
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .remove(&key);
+                            inbound.lock().remove(&key);
                             if let Some(a) = answer {
                                 replier(a);
                             }
@@ -253,13 +233,7 @@ impl Shared {
                 match method.as_str() {
                     "notifications/progress" => {
                         let token = params.get("progressToken").map(token_key);
-                        let tx = token.and_then(|t| {
-                            self.progress
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .get(&t)
-                                .cloned()
-                        });
+                        let tx = token.and_then(|t| self.progress.lock().get(&t).cloned());
                         match tx {
                             Some(tx) => {
                                 let _ = tx.send(params);
@@ -272,12 +246,7 @@ impl Shared {
                     "notifications/cancelled" => {
                         // The upstream withdraws a request it sent us: tell the client.
                         let key = params.get("requestId").map(token_key);
-                        let token = key.and_then(|k| {
-                            self.inbound
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .remove(&k)
-                        });
+                        let token = key.and_then(|k| self.inbound.lock().remove(&k));
                         match token {
                             Some(t) => t.cancel(),
                             None => {
@@ -286,11 +255,11 @@ impl Shared {
                         }
                     }
                     "notifications/tools/list_changed" => {
-                        self.known.lock().unwrap_or_else(|e| e.into_inner()).tools = None;
+                        self.known.lock().tools = None;
                         let _ = self.events.send(Event::ToolsChanged);
                     }
                     "notifications/prompts/list_changed" => {
-                        self.known.lock().unwrap_or_else(|e| e.into_inner()).prompts = None;
+                        self.known.lock().prompts = None;
                         let _ = self.events.send(Event::PromptsChanged);
                     }
                     "notifications/resources/list_changed" => {
@@ -332,7 +301,7 @@ impl Shared {
     /// them (`origin`, HTTP upstreams), or, on a connection isolated to one session (or one
     /// stateless subject), any running request of it: every one belongs to the same client.
     fn bridge(&self, origin: Option<u64>) -> Option<mpsc::UnboundedSender<Relayed>> {
-        let b = self.bridges.lock().unwrap_or_else(|e| e.into_inner());
+        let b = self.bridges.lock();
         origin.and_then(|o| b.get(&o).cloned()).or_else(|| {
             if self.isolated {
                 b.values().next().cloned()
@@ -478,7 +447,7 @@ impl Upstream {
                 let t = target.clone();
                 tokio::spawn(async move { t.reply(v).await });
             });
-            *shared.replier.lock().unwrap_or_else(|e| e.into_inner()) = Some(replier);
+            *shared.replier.lock() = Some(replier);
         }
         let mut up = Upstream {
             server: server.to_string(),
@@ -492,7 +461,7 @@ impl Upstream {
             "clientInfo": { "name": "fentaris", "version": env!("CARGO_PKG_VERSION") }
         });
         if let Conn::Http(h) = &up.conn {
-            *h.init.lock().unwrap_or_else(|e| e.into_inner()) = Some(params.clone());
+            *h.init.lock() = Some(params.clone());
         }
         let init = up
             .call(
@@ -511,7 +480,7 @@ impl Upstream {
                 .and_then(Value::as_str)
                 .unwrap_or(UPSTREAM_PROTOCOL)
                 .to_string();
-            *h.protocol.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.clone());
+            *h.protocol.lock() = Some(v.clone());
             // Replies to the upstream's requests carry the negotiated revision too.
             let target = HttpTarget {
                 client: h.client.clone(),
@@ -526,7 +495,7 @@ impl Upstream {
                 let t = target.clone();
                 tokio::spawn(async move { t.reply(v).await });
             });
-            *up.shared.replier.lock().unwrap_or_else(|e| e.into_inner()) = Some(replier);
+            *up.shared.replier.lock() = Some(replier);
         }
         up.init = init;
         up.notify("notifications/initialized", None).await;
@@ -555,7 +524,7 @@ impl Upstream {
         names: impl Iterator<Item = &'a str>,
         first_page: bool,
     ) {
-        let mut k = self.shared.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut k = self.shared.known.lock();
         let slot = k.slot(kind);
         if first_page || slot.is_none() {
             *slot = Some(Default::default());
@@ -568,7 +537,7 @@ impl Upstream {
     /// Whether `name` is, byte for byte, a name of the upstream's last list (`None`: no list
     /// seen since the last change).
     pub fn knows(&self, kind: NameKind, name: &str) -> Option<bool> {
-        let mut k = self.shared.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut k = self.shared.known.lock();
         k.slot(kind).as_ref().map(|set| set.contains(name))
     }
 
@@ -582,12 +551,7 @@ impl Upstream {
             Conn::Stdio { tx, .. } => {
                 if tx.send(msg.to_string()).is_err()
                     && let Some(id) = id
-                    && let Some(p) = self
-                        .shared
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id)
+                    && let Some(p) = self.shared.pending.lock().remove(&id)
                 {
                     let _ = p.send(Err(json!({ "code": -32603, "message": format!("upstream `{}` is not running", self.server) })));
                 }
@@ -599,7 +563,7 @@ impl Upstream {
                         url: h.url.clone(),
                         headers: h.headers.clone(),
                         session: h.session.clone(),
-                        protocol: h.protocol.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                        protocol: h.protocol.lock().clone(),
                         init: h.init.clone(),
                         reinit: h.reinit.clone(),
                     },
@@ -624,39 +588,22 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Value, UpstreamError> {
         if self.shared.closed.is_cancelled() {
-            let reason = self
-                .shared
-                .close_reason
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let reason = self.shared.close_reason.lock().clone();
             return Err(UpstreamError::Closed(reason.unwrap_or_else(|| {
                 format!("upstream `{}` is closed", self.server)
             })));
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
+        self.shared.pending.lock().insert(id, tx);
         if let Some(b) = bridge {
-            self.shared
-                .bridges
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, b.clone());
+            self.shared.bridges.lock().insert(id, b.clone());
         }
         // Progress passes through here: each notification restarts the timeout.
         let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
         let token = progress.map(|_| {
             let t = format!("fnt-{id}");
-            self.shared
-                .progress
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(t.clone(), ptx.clone());
+            self.shared.progress.lock().insert(t.clone(), ptx.clone());
             t
         });
         drop(ptx);
@@ -776,22 +723,10 @@ impl Upstream {
     }
 
     fn forget(&self, id: u64, token: Option<&str>) {
-        self.shared
-            .bridges
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.shared.bridges.lock().remove(&id);
+        self.shared.pending.lock().remove(&id);
         if let Some(t) = token {
-            self.shared
-                .progress
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(t);
+            self.shared.progress.lock().remove(t);
         }
     }
 
@@ -821,7 +756,7 @@ impl Upstream {
             }
         }
         if let Conn::Http(h) = &self.conn {
-            let session = h.session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let session = h.session.lock().clone();
             if let Some(s) = session {
                 let _ = h
                     .client
@@ -949,7 +884,7 @@ fn spawn_stdio(
     let replier: Replier = std::sync::Arc::new(move |v: Value| {
         let _ = reply_line.send(v.to_string());
     });
-    *shared.replier.lock().unwrap_or_else(|e| e.into_inner()) = Some(replier);
+    *shared.replier.lock() = Some(replier);
     // Writer: every message queued so far in one write (one syscall per burst, not two per
     // message).
     tokio::spawn(async move {
@@ -1106,20 +1041,11 @@ impl HttpTarget {
     /// initialize params (once, however many requests noticed), so the request can be retried.
     async fn reinitialize(&self, expired: Option<&str>) -> Result<(), String> {
         let _one = self.reinit.lock().await;
-        let now = self
-            .session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let now = self.session.lock().clone();
         if now.as_deref() != expired {
             return Ok(()); // another request already opened a new session
         }
-        let params = self
-            .init
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or("no initialize params")?;
+        let params = self.init.lock().clone().ok_or("no initialize params")?;
         let post = |body: Value, session: Option<&str>| {
             let mut req = self
                 .client
@@ -1154,7 +1080,7 @@ impl HttpTarget {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let _ = resp.bytes().await;
-        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = sid.clone();
+        *self.session.lock() = sid.clone();
         let _ = post(
             json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
             sid.as_deref(),
@@ -1165,11 +1091,7 @@ impl HttpTarget {
 
     /// POST a reply (to a server-to-client request) back to the upstream.
     async fn reply(&self, reply: Value) {
-        let session = self
-            .session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let session = self.session.lock().clone();
         let mut req = self
             .client
             .post(&self.url)
@@ -1215,20 +1137,12 @@ async fn http_post_once(
 ) {
     let fail = |shared: &Shared, message: String| {
         if let Some(id) = id
-            && let Some(p) = shared
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id)
+            && let Some(p) = shared.pending.lock().remove(&id)
         {
             let _ = p.send(Err(json!({ "code": -32603, "message": message })));
         }
     };
-    let session = target
-        .session
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let session = target.session.lock().clone();
     let mut req = target
         .client
         .post(&target.url)
@@ -1313,7 +1227,7 @@ async fn http_post_once(
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
     {
-        *target.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.to_string());
+        *target.session.lock() = Some(s.to_string());
     }
     let is_sse = resp
         .headers()
