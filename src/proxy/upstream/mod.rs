@@ -9,6 +9,8 @@
 //! to ([`Relayed`]); anything that cannot be tied to a request (log lines, server-to-client
 //! requests on a shared stdio connection) is dropped or refused, and counted.
 
+mod sse;
+
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -1235,53 +1237,32 @@ async fn http_post_once(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("text/event-stream"));
     if is_sse {
-        let mut resp = resp;
-        // Bytes, not text, until an event is complete: a character may span two chunks.
-        let mut buf: Vec<u8> = Vec::new();
-        // Where the search for the end of the current event resumes (no rescans).
-        let mut scanned = 0usize;
-        let max = shared.max_message;
-        loop {
-            match resp.chunk().await {
-                Ok(Some(bytes)) => {
-                    buf.extend_from_slice(&bytes);
-                    while let Some(end) = next_event_end(&buf, scanned) {
-                        scanned = 0;
-                        let raw: Vec<u8> = buf.drain(..end.1).collect();
-                        let event = String::from_utf8_lossy(&raw[..end.0]).into_owned();
-                        let data: Vec<&str> = event
-                            .lines()
-                            .filter_map(|l| l.strip_prefix("data:"))
-                            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                            .collect();
-                        if data.is_empty() {
-                            continue;
-                        }
-                        if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n"))
-                            && let Some(reply) = shared.dispatch(v, id)
-                        {
-                            target.reply(reply).await;
-                        }
-                    }
-                    scanned = buf.len();
-                    if buf.len() > max {
-                        // Stop reading (dropping the response closes the stream).
-                        fail(&shared, too_large(&shared.name, max, "an SSE event"));
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
+        use futures_util::StreamExt as _;
+        let events = sse::data_events(sse::body_chunks(resp), shared.max_message);
+        tokio::pin!(events);
+        while let Some(event) = events.next().await {
+            let data = match event {
+                Ok(data) => data,
+                Err(sse::SseError::TooLarge) => {
+                    // Stop reading (dropping the response closes the stream).
                     fail(
                         &shared,
-                        format!(
-                            "upstream `{}` stream failed: {}",
-                            shared.name,
-                            e.without_url()
-                        ),
+                        too_large(&shared.name, shared.max_message, "an SSE event"),
                     );
                     return;
                 }
+                Err(e) => {
+                    fail(
+                        &shared,
+                        format!("upstream `{}` stream failed: {e}", shared.name),
+                    );
+                    return;
+                }
+            };
+            if let Ok(v) = serde_json::from_str::<Value>(&data)
+                && let Some(reply) = shared.dispatch(v, id)
+            {
+                target.reply(reply).await;
             }
         }
         fail(
@@ -1341,25 +1322,6 @@ fn too_large(server: &str, max: usize, what: &str) -> String {
     )
 }
 
-/// [`find_event_end`], searching only from `scanned` (minus the 3 bytes a `\r\n\r\n` split
-/// across chunks may have left there): the bytes before were searched already.
-fn next_event_end(buf: &[u8], scanned: usize) -> Option<(usize, usize)> {
-    let base = scanned.saturating_sub(3).min(buf.len());
-    find_event_end(&buf[base..]).map(|(a, b)| (a + base, b + base))
-}
-
-/// The end of the first complete SSE event in `buf`: (end of its text, end including the
-/// blank line).
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let find = |needle: &[u8]| buf.windows(needle.len()).position(|w| w == needle);
-    let a = find(b"\n\n").map(|i| (i, i + 2));
-    let b = find(b"\r\n\r\n").map(|i| (i, i + 4));
-    match (a, b) {
-        (Some(x), Some(y)) => Some(if x.0 < y.0 { x } else { y }),
-        (x, y) => x.or(y),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1393,17 +1355,5 @@ mod tests {
         assert_eq!(got[0], (Line::Complete, "0123456789".into()));
         let got = lines(b"01234567890\n", 10).await;
         assert_eq!(got[0].0, Line::TooLong);
-    }
-
-    #[test]
-    fn sse_event_ends_are_found_across_chunks() {
-        assert_eq!(find_event_end(b"data: 1\n\ndata: 2\n\n"), Some((7, 9)));
-        assert_eq!(find_event_end(b"data: 1\r\n\r\n"), Some((7, 11)));
-        assert_eq!(find_event_end(b"data: 1\r\n\r"), None);
-        // The end was split across chunks: found when resuming from the old length.
-        assert_eq!(next_event_end(b"data: 1\r\n\r\n", 10), Some((7, 11)));
-        assert_eq!(next_event_end(b"data: 1\n\n", 9), Some((7, 9)));
-        assert_eq!(next_event_end(b"data: 1\n", 8), None);
-        assert_eq!(next_event_end(b"ab", 10), None);
     }
 }
