@@ -13,7 +13,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
-use super::pool::{DEFAULT_REQUEST_TIMEOUT, Pool, Secrets, build_spec, find_server};
+use super::pool::{
+    ConnKey, DEFAULT_REQUEST_TIMEOUT, Owner, Pool, Secrets, build_spec, find_server,
+};
 use super::upstream::{Event, NameKind, Relayed, Upstream, UpstreamError, describe};
 use crate::audit::record::{ClientRef, Record, SubjectRef};
 use crate::audit::{AuditLog, args_shape, redact_uri};
@@ -137,11 +139,11 @@ pub fn deliver_reply(replies: &Replies, msg: &Value) {
 static NEXT_CLIENT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// An upstream notification for sessions: the server, the key of the connection that sent it
-/// (a connection isolated to one session ends in `#s:<session id>`), and the event.
+/// (which says whether it is isolated to one session), and the event.
 #[derive(Debug, Clone)]
 pub struct ServerEvent {
     pub server: String,
-    pub connection: String,
+    pub connection: ConnKey,
     pub event: Event,
 }
 
@@ -149,10 +151,7 @@ impl ServerEvent {
     /// Whether a session (`None`: a stateless caller) may receive it: events of a connection
     /// isolated to one session reach only that session.
     pub fn for_session(&self, session: Option<&str>) -> bool {
-        match self.connection.rsplit_once("#s:") {
-            Some((_, owner)) => session == Some(owner),
-            None => !self.connection.contains("#u:"),
-        }
+        self.connection.reaches(session)
     }
 }
 
@@ -292,10 +291,7 @@ impl Proxy {
             }
         }
         self.pool
-            .close_unless(|key| {
-                let base: String = key.splitn(3, '#').take(2).collect::<Vec<_>>().join("#");
-                valid.contains(&base)
-            })
+            .close_unless(|key| valid.contains(key.spec()))
             .await
     }
 
@@ -344,8 +340,8 @@ impl Proxy {
             match caller {
                 Some(Caller {
                     session: Some(sid), ..
-                }) => key.push_str(&format!("#s:{sid}")),
-                Some(c) => key.push_str(&format!("#u:{}", c.subject.id)),
+                }) => key = key.owned_by(Owner::Session(sid.clone())),
+                Some(c) => key = key.owned_by(Owner::User(c.subject.id.clone())),
                 None => {
                     return Err(RpcError::internal(format!(
                         "upstream `{server}` is isolated per session"
@@ -357,7 +353,7 @@ impl Proxy {
         // against its user's `limits.maxChildrenPerUser`.
         let mut reserved: Option<&str> = None;
         if let Some(Caller { subject, .. }) = caller
-            && key.contains("#s:")
+            && matches!(key.owner(), Owner::Session(_))
             && !self.pool.live(&key).await
         {
             let max = self.config.limits.max_children_per_user;
@@ -412,7 +408,7 @@ impl Proxy {
     }
 
     /// The pool key of a server's shared connection (no subject, no group).
-    fn shared_key(&self, server: &str) -> Option<String> {
+    fn shared_key(&self, server: &str) -> Option<ConnKey> {
         let (decl, owner) = find_server(&self.config, None, server)?;
         let secrets = Secrets {
             config: &self.config,
@@ -557,19 +553,19 @@ impl Proxy {
             .unwrap_or(DEFAULT_REQUEST_TIMEOUT)
     }
 
-    fn on_connected(&self, server: &str, up: &Arc<Upstream>, key: &str) {
+    fn on_connected(&self, server: &str, up: &Arc<Upstream>, key: &ConnKey) {
         let caps = up.init.get("capabilities").cloned().unwrap_or(json!({}));
         self.caps.lock().entry(server.to_string()).or_insert(caps);
         self.metrics.upstream_started(server);
         self.audit.write(
             Record::new("upstream.start")
                 .server(server)
-                .detail(json!({ "connection": connection_label(key) })),
+                .detail(json!({ "connection": key.label() })),
         );
         let mut rx = up.events();
         let tx = self.events.clone();
         let name = server.to_string();
-        let key = key.to_string();
+        let key = key.clone();
         let audit = self.audit.clone();
         tokio::spawn(async move {
             let event = |event| ServerEvent {
@@ -583,7 +579,7 @@ impl Proxy {
                         audit.write(
                             Record::new("upstream.exit")
                                 .server(&name)
-                                .detail(json!({ "connection": connection_label(&key) })),
+                                .detail(json!({ "connection": key.label() })),
                         );
                         let _ = tx.send(event(Event::Closed));
                         break;
@@ -1878,18 +1874,6 @@ fn audit_outcome(result: &Result<Value, RpcError>, decision: Option<&str>) -> &'
         _ if decision == Some("deny") => "denied",
         Kind::Invalid if decision.is_none() => "invalid",
         _ => "error",
-    }
-}
-
-/// Which connection of a server an audit record is about, without the key's digest
-/// (it hashes the resolved credentials).
-fn connection_label(key: &str) -> String {
-    if let Some((_, sid)) = key.rsplit_once("#s:") {
-        format!("session:{sid}")
-    } else if let Some((_, user)) = key.rsplit_once("#u:") {
-        format!("user:{user}")
-    } else {
-        "shared".to_string()
     }
 }
 
