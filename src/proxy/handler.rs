@@ -16,7 +16,7 @@ use super::metrics::Metrics;
 use super::pool::{
     ConnKey, DEFAULT_REQUEST_TIMEOUT, Owner, Pool, Secrets, build_spec, find_server,
 };
-use super::upstream::{Event, NameKind, Relayed, Upstream, UpstreamError, describe};
+use super::upstream::{Event, NameKind, Relayed, Upstream, UpstreamError};
 use crate::audit::record::{ClientRef, Record, SubjectRef};
 use crate::audit::{AuditLog, args_shape, redact_uri};
 use crate::config::Config;
@@ -94,12 +94,12 @@ fn upstream_error(server: &str, e: UpstreamError) -> RpcError {
     match e {
         UpstreamError::Rpc(v) => RpcError::from_upstream(v),
         UpstreamError::Cancelled => RpcError::cancelled(),
-        other => {
-            let kind = match other {
-                UpstreamError::Timeout(_) => Kind::Timeout,
-                _ => Kind::Unavailable,
-            };
-            RpcError::internal(format!("upstream `{server}`: {}", describe(&other))).kind(kind)
+        UpstreamError::Timeout(_) => {
+            RpcError::internal(format!("upstream `{server}`: {e}")).kind(Kind::Timeout)
+        }
+        // These name the server already.
+        UpstreamError::Closed(m) | UpstreamError::Transport(m) => {
+            RpcError::internal(m).kind(Kind::Unavailable)
         }
     }
 }
@@ -1023,7 +1023,7 @@ impl Proxy {
                     tracing::warn!(
                         server,
                         "left out of the aggregated list: {}",
-                        crate::diagnostics::Escaped(&describe(&e))
+                        crate::diagnostics::Escaped(&e.to_string())
                     );
                     continue;
                 }

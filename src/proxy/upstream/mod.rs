@@ -43,16 +43,27 @@ pub enum Spec {
     },
 }
 
-/// What went wrong with an upstream request.
-#[derive(Debug, Clone)]
+/// What went wrong with an upstream request. The messages of `Closed` and `Transport` name
+/// the server already.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// The upstream answered with a JSON-RPC error (passed through unchanged).
+    #[error("{}", rpc_message(.0))]
     Rpc(Value),
-    /// The connection is gone.
+    /// The connection is gone (or never started).
+    #[error("{0}")]
     Closed(String),
+    #[error("timed out after {}s", .0.as_secs_f32())]
     Timeout(Duration),
+    #[error("cancelled")]
     Cancelled,
+    /// This request could not be carried (HTTP status, unreadable or oversized answer).
+    #[error("{0}")]
     Transport(String),
+}
+
+fn rpc_message(v: &Value) -> &str {
+    v.get("message").and_then(Value::as_str).unwrap_or("error")
 }
 
 /// Notifications that sessions may receive.
@@ -65,7 +76,8 @@ pub enum Event {
     Closed,
 }
 
-type Pending = oneshot::Sender<Result<Value, Value>>;
+/// Where the answer to one of our requests goes.
+type Pending = oneshot::Sender<Result<Value, UpstreamError>>;
 
 /// A request from the upstream to the client (sampling, elicitation, roots), handed to the
 /// downstream request that caused it.
@@ -139,7 +151,7 @@ impl Shared {
         self.closed.cancel();
         let pending: Vec<Pending> = self.pending.lock().drain().map(|(_, p)| p).collect();
         for p in pending {
-            let _ = p.send(Err(json!({ "code": -32603, "message": reason })));
+            let _ = p.send(Err(UpstreamError::Closed(reason.to_string())));
         }
         let _ = self.events.send(Event::Closed);
     }
@@ -168,10 +180,11 @@ impl Shared {
                         };
                         let outcome = match (obj.remove("result"), obj.remove("error")) {
                             (Some(r), _) => Ok(r),
-                            (None, Some(e)) => Err(e),
-                            (None, None) => Err(
-                                json!({ "code": -32603, "message": "upstream sent a response with neither result nor error" }),
-                            ),
+                            (None, Some(e)) => Err(UpstreamError::Rpc(e)),
+                            (None, None) => Err(UpstreamError::Transport(format!(
+                                "upstream `{}` sent a response with neither result nor error",
+                                self.name
+                            ))),
                         };
                         let _ = w.send(outcome);
                     }
@@ -555,7 +568,10 @@ impl Upstream {
                     && let Some(id) = id
                     && let Some(p) = self.shared.pending.lock().remove(&id)
                 {
-                    let _ = p.send(Err(json!({ "code": -32603, "message": format!("upstream `{}` is not running", self.server) })));
+                    let _ = p.send(Err(UpstreamError::Closed(format!(
+                        "upstream `{}` is not running",
+                        self.server
+                    ))));
                 }
             }
             Conn::Http(h) => {
@@ -653,7 +669,7 @@ impl Upstream {
                     }
                     break match r {
                         Ok(Ok(v)) => Ok(v),
-                        Ok(Err(e)) => Err(UpstreamError::Rpc(e)),
+                        Ok(Err(e)) => Err(e),
                         Err(_) => Err(UpstreamError::Closed(format!("upstream `{}` closed the connection", self.server))),
                     };
                 }
@@ -814,17 +830,7 @@ impl PageLimits {
 
 /// A one-line description of an upstream error for logs and client messages.
 pub fn describe(e: &UpstreamError) -> String {
-    match e {
-        UpstreamError::Rpc(v) => v
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("error")
-            .to_string(),
-        UpstreamError::Closed(r) => r.clone(),
-        UpstreamError::Timeout(d) => format!("timed out after {}s", d.as_secs_f32()),
-        UpstreamError::Cancelled => "cancelled".into(),
-        UpstreamError::Transport(t) => t.clone(),
-    }
+    e.to_string()
 }
 
 fn origin_of(url: &str) -> String {
@@ -1141,7 +1147,7 @@ async fn http_post_once(
         if let Some(id) = id
             && let Some(p) = shared.pending.lock().remove(&id)
         {
-            let _ = p.send(Err(json!({ "code": -32603, "message": message })));
+            let _ = p.send(Err(UpstreamError::Transport(message)));
         }
     };
     let session = target.session.lock().clone();
