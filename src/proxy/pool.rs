@@ -661,3 +661,14 @@ mod tests {
         assert_eq!(a, c);
     }
 }
+
+#[cfg(test)]
+impl Pool {
+    /// Put a ready connection under `key` (an in-memory upstream in tests).
+    pub(crate) async fn insert(&self, key: ConnKey, up: Arc<Upstream>) {
+        self.conns
+            .lock()
+            .await
+            .insert(key, Arc::new(OnceCell::new_with(Some(up))));
+    }
+}

@@ -146,6 +146,31 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(
+        server: &str,
+        dropped: prometheus_client::metrics::counter::Counter,
+        isolated: bool,
+        max_message: usize,
+    ) -> std::sync::Arc<Shared> {
+        let (events, _) = broadcast::channel(64);
+        std::sync::Arc::new(Shared {
+            name: server.to_string(),
+            known: Mutex::new(Known::default()),
+            bridges: Mutex::new(HashMap::new()),
+            isolated,
+            replier: Mutex::new(None),
+            inbound: Default::default(),
+            pending: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            events,
+            closed: CancellationToken::new(),
+            close_reason: Mutex::new(None),
+            dropped,
+            max_message,
+        })
+    }
+
     fn fail_all(&self, reason: &str) {
         *self.close_reason.lock() = Some(reason.to_string());
         self.closed.cancel();
@@ -383,23 +408,7 @@ impl Upstream {
         client_capabilities: Value,
         max_message: usize,
     ) -> Result<std::sync::Arc<Upstream>, String> {
-        let (events, _) = broadcast::channel(64);
-        let shared = std::sync::Arc::new(Shared {
-            name: server.to_string(),
-            known: Mutex::new(Known::default()),
-            bridges: Mutex::new(HashMap::new()),
-            isolated,
-            replier: Mutex::new(None),
-            inbound: Default::default(),
-            pending: Mutex::new(HashMap::new()),
-            progress: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            events,
-            closed: CancellationToken::new(),
-            close_reason: Mutex::new(None),
-            dropped,
-            max_message,
-        });
+        let shared = Shared::new(server, dropped, isolated, max_message);
         let conn = match spec {
             Spec::Stdio {
                 command,
@@ -464,12 +473,23 @@ impl Upstream {
             });
             *shared.replier.lock() = Some(replier);
         }
-        let mut up = Upstream {
+        Upstream {
             server: server.to_string(),
             conn,
             shared,
             init: Value::Null,
-        };
+        }
+        .handshake(client_capabilities, init_timeout)
+        .await
+    }
+
+    /// `initialize`, then `notifications/initialized`.
+    async fn handshake(
+        mut self,
+        client_capabilities: Value,
+        init_timeout: Duration,
+    ) -> Result<std::sync::Arc<Upstream>, String> {
+        let up = &mut self;
         let params = json!({
             "protocolVersion": UPSTREAM_PROTOCOL,
             "capabilities": client_capabilities,
@@ -514,7 +534,30 @@ impl Upstream {
         }
         up.init = init;
         up.notify("notifications/initialized", None).await;
-        Ok(std::sync::Arc::new(up))
+        Ok(std::sync::Arc::new(self))
+    }
+
+    /// A connection over an in-memory pipe speaking newline-delimited JSON-RPC (the other
+    /// end plays the upstream), initialized like a child's.
+    #[cfg(test)]
+    pub(crate) async fn in_memory(
+        server: &str,
+        io: tokio::io::DuplexStream,
+    ) -> Result<std::sync::Arc<Upstream>, String> {
+        let shared = Shared::new(server, Default::default(), false, 1 << 20);
+        let (read, write) = tokio::io::split(io);
+        let tx = wire_lines(server, write, read, &shared);
+        Upstream {
+            server: server.to_string(),
+            conn: Conn::Stdio {
+                tx,
+                child: tokio::sync::Mutex::new(None),
+            },
+            shared,
+            init: Value::Null,
+        }
+        .handshake(json!({}), Duration::from_secs(5))
+        .await
     }
 
     /// Subscribe to list-changed and resource-updated notifications.
@@ -887,6 +930,50 @@ fn spawn_stdio(
     let stdin = child.stdin().take().ok_or("no stdin")?;
     let stdout = child.stdout().take().ok_or("no stdout")?;
     let stderr = child.stderr().take();
+    let tx = wire_lines(server, stdin, stdout, shared);
+    // Stderr: into our log, with the server name, at a bounded rate.
+    if let Some(err) = stderr {
+        let name = server.to_string();
+        tokio::spawn(async move {
+            // Split on bytes: a line that is not UTF-8 must not end the forwarding (the
+            // child would then block on a full stderr pipe).
+            let mut lines = BufReader::new(err).split(b'\n');
+            let mut window = tokio::time::Instant::now();
+            let mut count = 0u32;
+            while let Ok(Some(line)) = lines.next_segment().await {
+                let line = String::from_utf8_lossy(&line);
+                if window.elapsed() > Duration::from_secs(10) {
+                    window = tokio::time::Instant::now();
+                    count = 0;
+                }
+                count += 1;
+                if count <= 50 {
+                    let line: String = line.chars().take(500).collect();
+                    tracing::info!(server = %name, "upstream stderr: {}", crate::diagnostics::escape_control(&line));
+                } else if count == 51 {
+                    tracing::info!(server = %name, "upstream stderr: (more lines suppressed for 10s)");
+                }
+            }
+        });
+    }
+    Ok(Conn::Stdio {
+        tx,
+        child: tokio::sync::Mutex::new(Some(child)),
+    })
+}
+
+/// Connect a newline-delimited JSON-RPC stream (a child's stdin and stdout, or an in-memory
+/// pipe in tests) to `shared`: returns the sender of lines to write.
+fn wire_lines<W, R>(
+    server: &str,
+    stdin: W,
+    stdout: R,
+    shared: &std::sync::Arc<Shared>,
+) -> mpsc::UnboundedSender<String>
+where
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let reply_line = tx.clone();
     let replier: Replier = std::sync::Arc::new(move |v: Value| {
@@ -960,35 +1047,7 @@ fn spawn_stdio(
         }
         sh.fail_all(&format!("upstream `{name}` exited or closed its output"));
     });
-    // Stderr: into our log, with the server name, at a bounded rate.
-    if let Some(err) = stderr {
-        let name = server.to_string();
-        tokio::spawn(async move {
-            // Split on bytes: a line that is not UTF-8 must not end the forwarding (the
-            // child would then block on a full stderr pipe).
-            let mut lines = BufReader::new(err).split(b'\n');
-            let mut window = tokio::time::Instant::now();
-            let mut count = 0u32;
-            while let Ok(Some(line)) = lines.next_segment().await {
-                let line = String::from_utf8_lossy(&line);
-                if window.elapsed() > Duration::from_secs(10) {
-                    window = tokio::time::Instant::now();
-                    count = 0;
-                }
-                count += 1;
-                if count <= 50 {
-                    let line: String = line.chars().take(500).collect();
-                    tracing::info!(server = %name, "upstream stderr: {}", crate::diagnostics::escape_control(&line));
-                } else if count == 51 {
-                    tracing::info!(server = %name, "upstream stderr: (more lines suppressed for 10s)");
-                }
-            }
-        });
-    }
-    Ok(Conn::Stdio {
-        tx,
-        child: tokio::sync::Mutex::new(Some(child)),
-    })
+    tx
 }
 
 /// How reading one line ended.
