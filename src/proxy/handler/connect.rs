@@ -340,7 +340,10 @@ impl Proxy {
         let mut bad = Vec::new();
         for (method, key) in [("tools/list", "tools"), ("prompts/list", "prompts")] {
             let Ok(r) = up
-                .call(method, json!({}), None, None, &ct, DEFAULT_REQUEST_TIMEOUT)
+                .call(
+                    crate::proxy::upstream::Call::new(method, json!({}), DEFAULT_REQUEST_TIMEOUT),
+                    &ct,
+                )
                 .await
             else {
                 continue;

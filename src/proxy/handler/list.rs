@@ -79,12 +79,12 @@ impl Proxy {
             let first = params.get("cursor").is_none_or(Value::is_null);
             let mut result = up
                 .call(
-                    method,
-                    strip_progress(params),
-                    None,
-                    None,
+                    crate::proxy::upstream::Call::new(
+                        method,
+                        strip_progress(params),
+                        self.timeout(server),
+                    ),
                     ct,
-                    self.timeout(server),
                 )
                 .await
                 .map_err(|e| upstream_error(server, e))?;
@@ -141,7 +141,10 @@ impl Proxy {
                 p["cursor"] = c.clone();
             }
             let mut page = match up
-                .call(method, p, None, None, ct, self.timeout(server))
+                .call(
+                    crate::proxy::upstream::Call::new(method, p, self.timeout(server)),
+                    ct,
+                )
                 .await
             {
                 Ok(r) => r,

@@ -2,6 +2,7 @@
 //! each decided, guarded by middleware and forwarded.
 
 use super::*;
+use crate::proxy::upstream::Call;
 
 impl Proxy {
     /// Whether `name` is one of the upstream's tools or prompts, refreshing the list once
@@ -205,7 +206,7 @@ impl Proxy {
         let _timing = UpstreamTiming(sent);
         let Some(channel) = channel else {
             return up
-                .call(method, params, None, None, ct, timeout)
+                .call(Call::new(method, params, timeout), ct)
                 .await
                 .map_err(|e| upstream_error(server, e));
         };
@@ -223,12 +224,10 @@ impl Proxy {
             }
         };
         let call = up.call(
-            method,
-            params,
-            channel.token.is_some().then_some(&ptx),
-            Some(&btx),
+            Call::new(method, params, timeout)
+                .progress(channel.token.is_some().then_some(&ptx))
+                .bridge(&btx),
             ct,
-            timeout,
         );
         tokio::pin!(call);
         let mut relayed: Vec<tokio::task::JoinHandle<()>> = Vec::new();

@@ -386,6 +386,39 @@ struct HttpConn {
     reinit: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
+/// One request to an upstream: what to send, how long to wait for it (each progress
+/// notification restarts the wait), and where its progress notifications and the upstream's
+/// requests and log lines tied to it go.
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub params: Value,
+    pub timeout: Duration,
+    pub progress: Option<&'a mpsc::UnboundedSender<Value>>,
+    pub bridge: Option<&'a mpsc::UnboundedSender<Relayed>>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(method: &'a str, params: Value, timeout: Duration) -> Call<'a> {
+        Call {
+            method,
+            params,
+            timeout,
+            progress: None,
+            bridge: None,
+        }
+    }
+    /// Progress notifications go to `to` (the request then carries our progress token).
+    pub fn progress(mut self, to: Option<&'a mpsc::UnboundedSender<Value>>) -> Call<'a> {
+        self.progress = to;
+        self
+    }
+    /// The upstream's requests and log lines tied to this request go to `to`.
+    pub fn bridge(mut self, to: &'a mpsc::UnboundedSender<Relayed>) -> Call<'a> {
+        self.bridge = Some(to);
+        self
+    }
+}
+
 /// One initialized upstream connection.
 pub struct Upstream {
     pub server: String,
@@ -498,12 +531,8 @@ impl Upstream {
         }
         let init = up
             .call(
-                "initialize",
-                params,
-                None,
-                None,
+                Call::new("initialize", params, init_timeout),
                 &CancellationToken::new(),
-                init_timeout,
             )
             .await
             .map_err(|e| format!("initialize failed: {}", describe(&e)))?;
@@ -623,13 +652,16 @@ impl Upstream {
     /// notifications for this request, in wire order and all before the result.
     pub async fn call(
         &self,
-        method: &str,
-        mut params: Value,
-        progress: Option<&mpsc::UnboundedSender<Value>>,
-        bridge: Option<&mpsc::UnboundedSender<Relayed>>,
+        call: Call<'_>,
         ct: &CancellationToken,
-        timeout: Duration,
     ) -> Result<Value, UpstreamError> {
+        let Call {
+            method,
+            mut params,
+            timeout,
+            progress,
+            bridge,
+        } = call;
         if self.shared.closed.is_cancelled() {
             let reason = self.shared.close_reason.lock().clone();
             return Err(UpstreamError::Closed(reason.unwrap_or_else(|| {
@@ -735,7 +767,7 @@ impl Upstream {
                 p["cursor"] = c;
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let r = match tokio::time::timeout(left, self.call(method, p, None, None, ct, per_call))
+            let r = match tokio::time::timeout(left, self.call(Call::new(method, p, per_call), ct))
                 .await
             {
                 Ok(r) => r?,
