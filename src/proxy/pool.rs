@@ -612,6 +612,17 @@ fn release(children: &parking_lot::Mutex<HashMap<String, usize>>, user: &str) {
 }
 
 #[cfg(test)]
+impl Pool {
+    /// Put a ready connection under `key` (an in-memory upstream in tests).
+    pub(crate) async fn insert(&self, key: ConnKey, up: Arc<Upstream>) {
+        self.conns
+            .lock()
+            .await
+            .insert(key, Arc::new(OnceCell::new_with(Some(up))));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -659,16 +670,5 @@ mod tests {
         // Same spec under another group: the same connection.
         let (_, c) = cache.spec("fs", Some("h"), None, spec).unwrap();
         assert_eq!(a, c);
-    }
-}
-
-#[cfg(test)]
-impl Pool {
-    /// Put a ready connection under `key` (an in-memory upstream in tests).
-    pub(crate) async fn insert(&self, key: ConnKey, up: Arc<Upstream>) {
-        self.conns
-            .lock()
-            .await
-            .insert(key, Arc::new(OnceCell::new_with(Some(up))));
     }
 }
