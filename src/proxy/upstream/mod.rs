@@ -520,23 +520,22 @@ impl Upstream {
         client_capabilities: Value,
         init_timeout: Duration,
     ) -> Result<std::sync::Arc<Upstream>, String> {
-        let up = &mut self;
         let params = json!({
             "protocolVersion": UPSTREAM_PROTOCOL,
             "capabilities": client_capabilities,
             "clientInfo": { "name": "fentaris", "version": env!("CARGO_PKG_VERSION") }
         });
-        if let Conn::Http(h) = &up.conn {
+        if let Conn::Http(h) = &self.conn {
             *h.init.lock() = Some(params.clone());
         }
-        let init = up
+        let init = self
             .call(
                 Call::new("initialize", params, init_timeout),
                 &CancellationToken::new(),
             )
             .await
             .map_err(|e| format!("initialize failed: {}", describe(&e)))?;
-        if let Conn::Http(h) = &up.conn {
+        if let Conn::Http(h) = &self.conn {
             let v = init
                 .get("protocolVersion")
                 .and_then(Value::as_str)
@@ -549,10 +548,10 @@ impl Upstream {
                 let t = target.clone();
                 tokio::spawn(async move { t.reply(v).await });
             });
-            *up.shared.replier.lock() = Some(replier);
+            *self.shared.replier.lock() = Some(replier);
         }
-        up.init = init;
-        up.notify("notifications/initialized", None).await;
+        self.init = init;
+        self.notify("notifications/initialized", None).await;
         Ok(std::sync::Arc::new(self))
     }
 
