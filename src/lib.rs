@@ -12,6 +12,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod harden;
 pub mod identity;
+pub mod jsonrpc;
 pub mod middleware;
 pub mod pinning;
 pub mod policy;

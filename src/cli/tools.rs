@@ -153,12 +153,12 @@ async fn list_all(
         }
         let r = up
             .call(
-                method,
-                p,
-                None,
-                None,
+                crate::proxy::upstream::Call::new(
+                    method,
+                    p,
+                    crate::proxy::pool::DEFAULT_REQUEST_TIMEOUT,
+                ),
                 ct,
-                crate::proxy::pool::DEFAULT_REQUEST_TIMEOUT,
             )
             .await
             .map_err(|e| format!("{method}: {}", crate::proxy::upstream::describe(&e)))?;

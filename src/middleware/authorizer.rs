@@ -9,16 +9,16 @@
 //! Allow answers are cached only when `cacheAllowFor` is set, keyed by subject, server,
 //! operation, target and a digest of the arguments.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Auth, Config, CredentialSource, Middleware};
+use crate::jsonrpc::RpcError;
 use crate::policy::{Pattern, Subject};
-use crate::proxy::RpcError;
 use crate::secret::Secret;
 
 /// Default time an authorizer has to answer.
@@ -118,7 +118,7 @@ impl Authorizers {
             }
             let key = a.cache_for.map(|_| cache_key(q));
             if let Some(k) = &key {
-                let cache = a.cache.lock().unwrap_or_else(|e| e.into_inner());
+                let cache = a.cache.lock();
                 if cache.get(k).is_some_and(|until| *until > Instant::now()) {
                     continue;
                 }
@@ -138,7 +138,7 @@ impl Authorizers {
             match answer {
                 Ok(()) => {
                     if let (Some(k), Some(ttl)) = (key, a.cache_for) {
-                        let mut cache = a.cache.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut cache = a.cache.lock();
                         let now = Instant::now();
                         cache.retain(|_, until| *until > now);
                         cache.insert(k, now + ttl);

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::audit::AuditLog;
+pub use crate::jsonrpc::RpcError;
 use crate::policy::Subject;
-use crate::proxy::RpcError;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -41,7 +41,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub type MwResult = Result<Value, RpcError>;
 
 /// The JSON-RPC code of a denial by middleware, an argument schema or the authorizer.
-pub const DENIED: i64 = -32003;
+pub const DENIED: i64 = crate::jsonrpc::code::DENIED;
 
 /// One middleware step: an async function of `(ctx, next)`.
 pub trait Middleware: Send + Sync + 'static {
@@ -63,12 +63,9 @@ where
 pub fn denial(who: &'static str, message: &str) -> RpcError {
     crate::audit::record::note(|s| {
         s.decision = Some("deny");
-        s.outcome = Some("denied_by_middleware");
         s.reason = Some(format!("{who}: {message}"));
     });
-    let mut e = RpcError::new(DENIED, format!("denied: {message}"));
-    e.data = Some(json!({ "deniedBy": who, "reason": message }));
-    e
+    RpcError::denied(who, message)
 }
 
 /// The request as middleware sees it. Cheap to clone; everything is read-only.

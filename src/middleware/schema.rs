@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::config::{Config, Middleware};
+use crate::jsonrpc::RpcError;
 use crate::policy::Pattern;
-use crate::proxy::RpcError;
 
 struct Rule {
     server: Pattern,

@@ -256,7 +256,7 @@ impl App {
     async fn close_isolated(&self, sids: &[String]) {
         let pool = self.st().proxy.pool.clone();
         for sid in sids {
-            pool.close_matching(&format!("#s:{sid}")).await;
+            pool.close_session(sid).await;
         }
     }
 

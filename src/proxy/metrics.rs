@@ -1,205 +1,296 @@
-//! Prometheus text metrics: requests by server, method, decision and outcome; latency;
-//! upstream starts and failures.
+//! Prometheus metrics (`prometheus-client`): requests by server, method and outcome; policy
+//! decisions; latency; upstream starts, failures, exits, restarts and crash loops; upstream
+//! messages dropped because they could not be tied to a client; drifted tools; refused keys.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-#[derive(Default)]
-struct Inner {
-    requests: BTreeMap<(String, String, String), u64>,
-    decisions: BTreeMap<(String, String, &'static str), u64>,
-    latency: BTreeMap<String, ([u64; BUCKETS.len()], u64, f64)>,
-    upstream_starts: BTreeMap<String, u64>,
-    upstream_failures: BTreeMap<String, u64>,
-    upstream_exits: BTreeMap<String, u64>,
-    upstream_restarts: BTreeMap<String, u64>,
-    upstream_down: BTreeMap<String, u64>,
-    auth_failures: u64,
-    tool_drift: BTreeMap<String, usize>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    server: String,
+    method: String,
+    outcome: &'static str,
 }
 
-/// Counters, behind one lock (cheap next to an upstream round trip).
-#[derive(Default)]
-pub struct Metrics(
-    Mutex<Inner>,
-    pub std::sync::Arc<std::sync::atomic::AtomicU64>,
-);
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    server: String,
+    operation: String,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabels {
+    server: String,
+}
+
+type PerServer<M> = Family<ServerLabels, M>;
+type Latency = Family<MethodLabels, Histogram, fn() -> Histogram>;
+
+/// The proxy's metrics; each family has its own lock-light map (a read lock per update once
+/// a label set exists).
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    latency: Latency,
+    upstream_starts: PerServer<Counter>,
+    upstream_failures: PerServer<Counter>,
+    upstream_exits: PerServer<Counter>,
+    upstream_restarts: PerServer<Counter>,
+    upstream_down: PerServer<Gauge>,
+    messages_dropped: PerServer<Counter>,
+    tool_drift: PerServer<Gauge>,
+    auth_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn server(s: &str) -> ServerLabels {
+    ServerLabels { server: s.into() }
+}
 
 impl Metrics {
-    fn with(&self, f: impl FnOnce(&mut Inner)) {
-        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-    pub fn request(&self, server: &str, method: &str, outcome: &str, took: Duration) {
-        self.with(|m| {
-            *m.requests
-                .entry((server.into(), method.into(), outcome.into()))
-                .or_default() += 1;
-            let e = m
-                .latency
-                .entry(method.into())
-                .or_insert(([0; BUCKETS.len()], 0, 0.0));
-            let s = took.as_secs_f64();
-            for (i, b) in BUCKETS.iter().enumerate() {
-                if s <= *b {
-                    e.0[i] += 1;
-                }
-            }
-            e.1 += 1;
-            e.2 += s;
-        });
-    }
-    pub fn decision(&self, server: &str, operation: &str, allow: bool) {
-        self.with(|m| {
-            *m.decisions
-                .entry((
-                    server.into(),
-                    operation.into(),
-                    if allow { "allow" } else { "deny" },
-                ))
-                .or_default() += 1
-        });
-    }
-    pub fn upstream_started(&self, server: &str) {
-        self.with(|m| *m.upstream_starts.entry(server.into()).or_default() += 1);
-    }
-    pub fn upstream_failure(&self, server: &str) {
-        self.with(|m| *m.upstream_failures.entry(server.into()).or_default() += 1);
-    }
-    /// An upstream exited (or closed its output) without being asked to.
-    pub fn upstream_exit(&self, server: &str) {
-        self.with(|m| *m.upstream_exits.entry(server.into()).or_default() += 1);
-    }
-    pub fn upstream_restart(&self, server: &str) {
-        self.with(|m| *m.upstream_restarts.entry(server.into()).or_default() += 1);
-    }
-    /// 1 while a server is down after a crash loop.
-    pub fn upstream_down(&self, server: &str, down: bool) {
-        self.with(|m| {
-            m.upstream_down.insert(server.into(), u64::from(down));
-        });
-    }
-    /// Tools of `server` hidden because they drifted from `tools.lock.json`.
-    pub fn tool_drift(&self, server: &str, n: usize) {
-        self.with(|m| {
-            m.tool_drift.insert(server.into(), n);
-        });
-    }
-    pub fn auth_failure(&self) {
-        self.with(|m| m.auth_failures += 1);
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::default();
+        let decisions = Family::default();
+        let latency: Latency = Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        let (starts, failures, exits, restarts) = Default::default();
+        let (down, dropped, drift) = Default::default();
+        let auth_failures = Counter::default();
+        // Counters are registered without `_total`: the encoder adds it.
+        registry.register(
+            "fentaris_requests",
+            "MCP requests by server, method and outcome",
+            Family::clone(&requests),
+        );
+        registry.register(
+            "fentaris_decisions",
+            "Policy decisions by server, operation and decision",
+            Family::clone(&decisions),
+        );
+        registry.register(
+            "fentaris_request_duration_seconds",
+            "Request latency",
+            latency.clone(),
+        );
+        let per_server: [(&str, &str, &PerServer<Counter>); 5] = [
+            (
+                "fentaris_upstream_starts",
+                "Upstream connections started (restarts included)",
+                &starts,
+            ),
+            (
+                "fentaris_upstream_failures",
+                "Upstream connections that failed to start",
+                &failures,
+            ),
+            (
+                "fentaris_upstream_exits",
+                "Upstreams that exited or closed their output unasked",
+                &exits,
+            ),
+            (
+                "fentaris_upstream_restarts",
+                "Upstreams restarted after an exit",
+                &restarts,
+            ),
+            (
+                "fentaris_upstream_messages_dropped",
+                "Upstream log lines and requests that could not be tied to a client",
+                &dropped,
+            ),
+        ];
+        for (name, help, family) in per_server {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "fentaris_upstream_down",
+            "1 while an upstream stays down after a crash loop",
+            PerServer::<Gauge>::clone(&down),
+        );
+        registry.register(
+            "fentaris_tool_drift",
+            "Tools hidden because their definition is new or changed since tools.lock.json",
+            PerServer::<Gauge>::clone(&drift),
+        );
+        registry.register(
+            "fentaris_auth_failures",
+            "Requests refused for a missing or invalid API key",
+            auth_failures.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            decisions,
+            latency,
+            upstream_starts: starts,
+            upstream_failures: failures,
+            upstream_exits: exits,
+            upstream_restarts: restarts,
+            upstream_down: down,
+            messages_dropped: dropped,
+            tool_drift: drift,
+            auth_failures,
+        }
     }
 
-    /// The Prometheus text exposition.
+    pub fn request(&self, server: &str, method: &str, outcome: &'static str, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                server: server.into(),
+                method: method.into(),
+                outcome,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels {
+                method: method.into(),
+            })
+            .observe(took.as_secs_f64());
+    }
+    pub fn decision(&self, server: &str, operation: &str, allow: bool) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                server: server.into(),
+                operation: operation.into(),
+                decision: if allow { "allow" } else { "deny" },
+            })
+            .inc();
+    }
+    pub fn upstream_started(&self, s: &str) {
+        self.upstream_starts.get_or_create(&server(s)).inc();
+    }
+    pub fn upstream_failure(&self, s: &str) {
+        self.upstream_failures.get_or_create(&server(s)).inc();
+    }
+    /// An upstream exited (or closed its output) without being asked to.
+    pub fn upstream_exit(&self, s: &str) {
+        self.upstream_exits.get_or_create(&server(s)).inc();
+    }
+    pub fn upstream_restart(&self, s: &str) {
+        self.upstream_restarts.get_or_create(&server(s)).inc();
+    }
+    /// 1 while a server is down after a crash loop.
+    pub fn upstream_down(&self, s: &str, down: bool) {
+        self.upstream_down
+            .get_or_create(&server(s))
+            .set(i64::from(down));
+    }
+    /// The counter of `s`'s upstream messages that were dropped or refused because they could
+    /// not be tied to a client (handed to each connection of the server).
+    pub fn messages_dropped(&self, s: &str) -> Counter {
+        self.messages_dropped.get_or_create(&server(s)).clone()
+    }
+    /// Tools of `server` hidden because they drifted from `tools.lock.json`.
+    pub fn tool_drift(&self, s: &str, n: usize) {
+        self.tool_drift
+            .get_or_create(&server(s))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    pub fn auth_failure(&self) {
+        self.auth_failures.inc();
+    }
+
+    /// The text exposition, without the closing `# EOF` (the admin endpoint appends the audit
+    /// sink's counters).
     pub fn render(&self) -> String {
-        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        let esc = |s: &str| {
-            s.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        };
-        out.push_str("# HELP fentaris_requests_total MCP requests by server, method and outcome.\n# TYPE fentaris_requests_total counter\n");
-        for ((s, meth, o), n) in &m.requests {
-            let _ = writeln!(
-                out,
-                "fentaris_requests_total{{server=\"{}\",method=\"{}\",outcome=\"{}\"}} {n}",
-                esc(s),
-                esc(meth),
-                esc(o)
-            );
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            return String::new();
         }
-        out.push_str("# HELP fentaris_decisions_total Policy decisions by server, operation and decision.\n# TYPE fentaris_decisions_total counter\n");
-        for ((s, op, d), n) in &m.decisions {
-            let _ = writeln!(
-                out,
-                "fentaris_decisions_total{{server=\"{}\",operation=\"{}\",decision=\"{d}\"}} {n}",
-                esc(s),
-                esc(op)
-            );
+        if let Some(body) = out.strip_suffix("# EOF\n") {
+            out.truncate(body.len());
         }
-        out.push_str("# HELP fentaris_request_duration_seconds Request latency.\n# TYPE fentaris_request_duration_seconds histogram\n");
-        for (meth, (b, count, sum)) in &m.latency {
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "fentaris_request_duration_seconds_bucket{{method=\"{}\",le=\"{le}\"}} {}",
-                    esc(meth),
-                    b[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "fentaris_request_duration_seconds_bucket{{method=\"{}\",le=\"+Inf\"}} {count}",
-                esc(meth)
-            );
-            let _ = writeln!(
-                out,
-                "fentaris_request_duration_seconds_sum{{method=\"{}\"}} {sum}",
-                esc(meth)
-            );
-            let _ = writeln!(
-                out,
-                "fentaris_request_duration_seconds_count{{method=\"{}\"}} {count}",
-                esc(meth)
-            );
-        }
-        out.push_str("# HELP fentaris_upstream_starts_total Upstream connections started (restarts included).\n# TYPE fentaris_upstream_starts_total counter\n");
-        for (s, n) in &m.upstream_starts {
-            let _ = writeln!(
-                out,
-                "fentaris_upstream_starts_total{{server=\"{}\"}} {n}",
-                esc(s)
-            );
-        }
-        out.push_str("# HELP fentaris_upstream_failures_total Upstream connections that failed to start.\n# TYPE fentaris_upstream_failures_total counter\n");
-        for (s, n) in &m.upstream_failures {
-            let _ = writeln!(
-                out,
-                "fentaris_upstream_failures_total{{server=\"{}\"}} {n}",
-                esc(s)
-            );
-        }
-        for (name, help, kind, map) in [
-            (
-                "fentaris_upstream_exits_total",
-                "Upstreams that exited or closed their output unasked.",
-                "counter",
-                &m.upstream_exits,
-            ),
-            (
-                "fentaris_upstream_restarts_total",
-                "Upstreams restarted after an exit.",
-                "counter",
-                &m.upstream_restarts,
-            ),
-            (
-                "fentaris_upstream_down",
-                "1 while an upstream stays down after a crash loop.",
-                "gauge",
-                &m.upstream_down,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (s, n) in map {
-                let _ = writeln!(out, "{name}{{server=\"{}\"}} {n}", esc(s));
-            }
-        }
-        if !m.tool_drift.is_empty() {
-            out.push_str("# HELP fentaris_tool_drift Tools hidden because their definition is new or changed since tools.lock.json.\n# TYPE fentaris_tool_drift gauge\n");
-            for (s, n) in &m.tool_drift {
-                let _ = writeln!(out, "fentaris_tool_drift{{server=\"{}\"}} {n}", esc(s));
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP fentaris_auth_failures_total Requests refused for a missing or invalid API key.\n# TYPE fentaris_auth_failures_total counter\nfentaris_auth_failures_total {}",
-            m.auth_failures
-        );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn every_metric_keeps_its_name_and_labels() {
+        let m = Metrics::new();
+        m.request("fs", "tools/call", "ok", Duration::from_millis(3));
+        m.request("fs", "tools/call", "ok", Duration::from_millis(30));
+        m.decision("fs", "tools:call", false);
+        m.upstream_started("fs");
+        m.upstream_failure("fs");
+        m.upstream_exit("fs");
+        m.upstream_restart("fs");
+        m.upstream_down("fs", true);
+        m.tool_drift("fs", 2);
+        m.auth_failure();
+        let dropped = m.messages_dropped("fs");
+        dropped.inc();
+        m.messages_dropped("fs").inc();
+        let t = m.render();
+        for (series, want) in [
+            (
+                r#"fentaris_requests_total{server="fs",method="tools/call",outcome="ok"}"#,
+                2.0,
+            ),
+            (
+                r#"fentaris_decisions_total{server="fs",operation="tools:call",decision="deny"}"#,
+                1.0,
+            ),
+            (
+                r#"fentaris_request_duration_seconds_bucket{le="0.005",method="tools/call"}"#,
+                1.0,
+            ),
+            (
+                r#"fentaris_request_duration_seconds_count{method="tools/call"}"#,
+                2.0,
+            ),
+            (r#"fentaris_upstream_starts_total{server="fs"}"#, 1.0),
+            (r#"fentaris_upstream_failures_total{server="fs"}"#, 1.0),
+            (r#"fentaris_upstream_exits_total{server="fs"}"#, 1.0),
+            (r#"fentaris_upstream_restarts_total{server="fs"}"#, 1.0),
+            (r#"fentaris_upstream_down{server="fs"}"#, 1.0),
+            (
+                r#"fentaris_upstream_messages_dropped_total{server="fs"}"#,
+                2.0,
+            ),
+            (r#"fentaris_tool_drift{server="fs"}"#, 2.0),
+            ("fentaris_auth_failures_total", 1.0),
+        ] {
+            assert_eq!(value(&t, series), Some(want), "{series} in\n{t}");
+        }
+        assert!(!t.contains("# EOF"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.request("a\"b\nc", "x", "ok", Duration::ZERO);
+        let t = m.render();
+        assert!(t.contains(r#"server="a\"b\nc""#), "{t}");
     }
 }

@@ -142,7 +142,7 @@ pub async fn serve_http_bound(
                 app.st()
                     .proxy
                     .pool
-                    .reap_idle("#u:", Duration::from_secs(600))
+                    .reap_idle_users(Duration::from_secs(600))
                     .await;
             }
         })

@@ -6,7 +6,9 @@
 //! Without a lock file nothing is pinned. The digests and the file are [`crate::pinning`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -52,8 +54,8 @@ impl Pins {
         self.lock.is_some()
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// Whether one listed tool may be shown and called (always, without a lock).
@@ -175,11 +177,7 @@ impl Pins {
                     Ok(_) => {}
                 }
             }
-            state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .verdicts
-                .remove(&id);
+            state.lock().verdicts.remove(&id);
         });
         ok
     }

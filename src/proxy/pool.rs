@@ -223,17 +223,79 @@ pub fn spec_key(server: &str, spec: &Spec) -> String {
     )
 }
 
+/// Which connection of a server: its spec key (the server name and a digest of everything
+/// the upstream sees, from [`spec_key`]) and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    spec: Arc<str>,
+    owner: Owner,
+}
+
+/// Whose a connection is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// Shared by every subject whose spec is the same.
+    Shared,
+    /// Isolated to one downstream session.
+    Session(String),
+    /// Isolated to one stateless caller (a subject without a session).
+    User(String),
+}
+
+impl ConnKey {
+    pub fn shared(spec: Arc<str>) -> ConnKey {
+        ConnKey {
+            spec,
+            owner: Owner::Shared,
+        }
+    }
+    /// The same spec, isolated to `owner`.
+    pub fn owned_by(self, owner: Owner) -> ConnKey {
+        ConnKey { owner, ..self }
+    }
+    /// The spec key.
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+    /// Whether the connection belongs to one session or caller.
+    pub fn isolated(&self) -> bool {
+        self.owner != Owner::Shared
+    }
+    /// Whether a session (`None`: a stateless caller) may receive this connection's events:
+    /// those of a connection isolated to one session reach only that session, those of a
+    /// stateless caller's connection reach no session.
+    pub fn reaches(&self, session: Option<&str>) -> bool {
+        match &self.owner {
+            Owner::Shared => true,
+            Owner::Session(owner) => session == Some(owner.as_str()),
+            Owner::User(_) => false,
+        }
+    }
+    /// Which connection this is, for audit records: without the digest (it hashes the
+    /// resolved credentials).
+    pub fn label(&self) -> String {
+        match &self.owner {
+            Owner::Shared => "shared".to_string(),
+            Owner::Session(sid) => format!("session:{sid}"),
+            Owner::User(user) => format!("user:{user}"),
+        }
+    }
+}
+
 /// Live connections by key. A closed connection is replaced on next use.
 #[derive(Default)]
 pub struct Pool {
-    conns: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Upstream>>>>>,
-    last_used: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    conns: tokio::sync::Mutex<HashMap<ConnKey, Arc<OnceCell<Arc<Upstream>>>>>,
+    last_used: parking_lot::Mutex<HashMap<ConnKey, std::time::Instant>>,
     /// Exits and failed starts by key: the restart backoff and the crash-loop limit.
-    health: std::sync::Mutex<HashMap<String, Health>>,
+    health: parking_lot::Mutex<HashMap<ConnKey, Health>>,
     /// Set by `shutdown`: connections closing now are not restarted.
     stopping: std::sync::atomic::AtomicBool,
     /// Open (or starting) session-isolated connections per user (`limits.maxChildrenPerUser`).
-    children: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    children: Arc<parking_lot::Mutex<HashMap<String, usize>>>,
 }
 
 /// A connection that exits this many times within [`CRASH_WINDOW`] stays down.
@@ -275,11 +337,11 @@ type BuiltSpec = (Arc<Spec>, Arc<str>);
 /// so a request still running on a replaced config cannot put a stale spec in the new one.
 #[derive(Default)]
 pub struct SpecCache {
-    specs: std::sync::Mutex<HashMap<String, BuiltSpec>>,
+    specs: parking_lot::Mutex<HashMap<String, BuiltSpec>>,
 }
 
 impl SpecCache {
-    /// The spec and key of `server` for (`group`, `subject`), built by `build` on first use.
+    /// The spec and (shared) connection key of `server` for (`group`, `subject`), built by `build` on first use.
     /// Pass `subject` only when the spec depends on it (`resolveHeaders`). Failures are not
     /// remembered.
     pub fn spec(
@@ -288,7 +350,7 @@ impl SpecCache {
         group: Option<&str>,
         subject: Option<&str>,
         build: impl FnOnce() -> Result<Spec, String>,
-    ) -> Result<(Arc<Spec>, String), String> {
+    ) -> Result<(Arc<Spec>, ConnKey), String> {
         let mut id = String::with_capacity(server.len() + 32);
         for part in [Some(server), group, subject] {
             // Length-prefixed, so no choice of names can make two tuples collide.
@@ -297,30 +359,22 @@ impl SpecCache {
             id.push(':');
             id.push_str(part);
         }
-        if let Some((spec, key)) = self
-            .specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-        {
-            return Ok((spec.clone(), key.to_string()));
+        if let Some((spec, key)) = self.specs.lock().get(&id) {
+            return Ok((spec.clone(), ConnKey::shared(key.clone())));
         }
         let spec = Arc::new(build()?);
-        let key = spec_key(server, &spec);
-        self.specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (spec.clone(), Arc::from(key.as_str())));
-        Ok((spec, key))
+        let key: Arc<str> = Arc::from(spec_key(server, &spec));
+        self.specs.lock().insert(id, (spec.clone(), key.clone()));
+        Ok((spec, ConnKey::shared(key)))
     }
 }
 
 impl Pool {
     /// Record an exit (or a failed start) of `key`: when to restart, or that it stays down.
-    pub fn note_exit(&self, key: &str) -> AfterExit {
+    pub fn note_exit(&self, key: &ConnKey) -> AfterExit {
         let now = std::time::Instant::now();
-        let mut all = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        let h = all.entry(key.to_string()).or_default();
+        let mut all = self.health.lock();
+        let h = all.entry(key.clone()).or_default();
         h.exits.push_back(now);
         while h
             .exits
@@ -340,8 +394,8 @@ impl Pool {
     }
 
     /// Whether `key` may be (re)started now; the error says why not.
-    fn may_start(&self, server: &str, key: &str) -> Result<(), String> {
-        let all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+    fn may_start(&self, server: &str, key: &ConnKey) -> Result<(), String> {
+        let all = self.health.lock();
         match all.get(key) {
             Some(h) if h.down => Err(format!(
                 "upstream `{server}` is down: it exited {CRASH_LIMIT} times within {}s (fix it, then restart Fentaris)",
@@ -359,8 +413,8 @@ impl Pool {
     }
 
     /// Where `key` stands after its last exit or failed start.
-    pub fn state(&self, key: &str) -> AfterExit {
-        let all = self.health.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn state(&self, key: &ConnKey) -> AfterExit {
+        let all = self.health.lock();
         match all.get(key) {
             Some(h) if h.down => AfterExit::Down(h.exits.len()),
             Some(Health {
@@ -371,21 +425,17 @@ impl Pool {
     }
 
     /// Whether the connection `key` is down after a crash loop.
-    pub fn is_down(&self, key: &str) -> bool {
-        self.health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .is_some_and(|h| h.down)
+    pub fn is_down(&self, key: &ConnKey) -> bool {
+        self.health.lock().get(key).is_some_and(|h| h.down)
     }
 
     /// Whether a closed connection was closed on purpose (removed from the pool, or the pool
     /// is shutting down) rather than by the upstream exiting.
-    pub async fn closed_on_purpose(&self, key: &str, up: &Arc<Upstream>) -> bool {
+    pub async fn closed_on_purpose(&self, key: &ConnKey, up: &Arc<Upstream>) -> bool {
         if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
             return true;
         }
-        // Closing on purpose removes the key (close_matching, close_unless, reaping); a key
+        // Closing on purpose removes the key (close_session, close_unless, reaping); a key
         // still present means the upstream went away by itself, even if a request has
         // already started a new connection under it.
         let _ = up;
@@ -400,20 +450,19 @@ impl Pool {
     pub async fn get(
         &self,
         server: &str,
-        key: &str,
+        key: &ConnKey,
         spec: &Spec,
-        dropped: Arc<std::sync::atomic::AtomicU64>,
+        dropped: prometheus_client::metrics::counter::Counter,
         client_capabilities: impl FnOnce() -> serde_json::Value,
         max_message: usize,
     ) -> Result<(Arc<Upstream>, bool), String> {
         self.last_used
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), std::time::Instant::now());
+            .insert(key.clone(), std::time::Instant::now());
         let cell = {
             let mut map = self.conns.lock().await;
             let entry = map
-                .entry(key.to_string())
+                .entry(key.clone())
                 .or_insert_with(|| Arc::new(OnceCell::new()));
             if entry.get().is_some_and(|u| u.is_closed()) {
                 *entry = Arc::new(OnceCell::new());
@@ -430,7 +479,7 @@ impl Pool {
                     spec,
                     INIT_TIMEOUT,
                     dropped,
-                    key.contains("#s:") || key.contains("#u:"),
+                    key.isolated(),
                     client_capabilities(),
                     max_message,
                 )
@@ -444,30 +493,17 @@ impl Pool {
         Ok((up.clone(), fresh))
     }
 
-    /// Close the connections whose key ends with `suffix` (a session's isolated ones).
-    pub async fn close_matching(&self, suffix: &str) {
-        let closing: Vec<Arc<Upstream>> = {
-            let mut map = self.conns.lock().await;
-            let keys: Vec<String> = map
-                .keys()
-                .filter(|k| k.ends_with(suffix))
-                .cloned()
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| map.remove(&k))
-                .filter_map(|c| c.get().cloned())
-                .collect()
-        };
-        for up in closing {
-            up.shutdown().await;
-        }
+    /// Close a session's isolated connections.
+    pub async fn close_session(&self, session: &str) {
+        let owner = Owner::Session(session.to_string());
+        self.close_unless(|k| k.owner != owner).await;
     }
 
     /// Close every connection whose key `keep` rejects; returns their servers.
-    pub async fn close_unless(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    pub async fn close_unless(&self, keep: impl Fn(&ConnKey) -> bool) -> Vec<String> {
         let closing: Vec<Arc<Upstream>> = {
             let mut map = self.conns.lock().await;
-            let keys: Vec<String> = map.keys().filter(|k| !keep(k)).cloned().collect();
+            let keys: Vec<ConnKey> = map.keys().filter(|k| !keep(k)).cloned().collect();
             keys.into_iter()
                 .filter_map(|k| map.remove(&k))
                 .filter_map(|c| c.get().cloned())
@@ -482,13 +518,13 @@ impl Pool {
         servers
     }
 
-    /// Close connections whose key contains `marker` and that were not used for `max_idle`.
-    pub async fn reap_idle(&self, marker: &str, max_idle: std::time::Duration) {
-        let idle: Vec<String> = {
-            let mut used = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
-            let keys: Vec<String> = used
+    /// Close stateless callers' isolated connections that were not used for `max_idle`.
+    pub async fn reap_idle_users(&self, max_idle: std::time::Duration) {
+        let idle: Vec<ConnKey> = {
+            let mut used = self.last_used.lock();
+            let keys: Vec<ConnKey> = used
                 .iter()
-                .filter(|(k, t)| k.contains(marker) && t.elapsed() > max_idle)
+                .filter(|(k, t)| matches!(k.owner, Owner::User(_)) && t.elapsed() > max_idle)
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in &keys {
@@ -496,8 +532,8 @@ impl Pool {
             }
             keys
         };
-        for k in idle {
-            self.close_matching(&k).await;
+        if !idle.is_empty() {
+            self.close_unless(|k| !idle.contains(k)).await;
         }
     }
 
@@ -529,7 +565,7 @@ impl Pool {
 /// Session-isolated connections per user (`limits.maxChildrenPerUser`).
 impl Pool {
     /// Whether `key` has a live connection (using it starts nothing).
-    pub async fn live(&self, key: &str) -> bool {
+    pub async fn live(&self, key: &ConnKey) -> bool {
         self.conns
             .lock()
             .await
@@ -540,7 +576,7 @@ impl Pool {
 
     /// Count one more isolated connection for `user`, unless it has `max` already.
     pub fn reserve_child(&self, user: &str, max: usize) -> bool {
-        let mut m = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.children.lock();
         let n = m.entry(user.to_string()).or_default();
         if *n >= max {
             return false;
@@ -565,12 +601,74 @@ impl Pool {
     }
 }
 
-fn release(children: &std::sync::Mutex<HashMap<String, usize>>, user: &str) {
-    let mut m = children.lock().unwrap_or_else(|e| e.into_inner());
+fn release(children: &parking_lot::Mutex<HashMap<String, usize>>, user: &str) {
+    let mut m = children.lock();
     if let Some(n) = m.get_mut(user) {
         *n = n.saturating_sub(1);
         if *n == 0 {
             m.remove(user);
         }
+    }
+}
+
+#[cfg(test)]
+impl Pool {
+    /// Put a ready connection under `key` (an in-memory upstream in tests).
+    pub(crate) async fn insert(&self, key: ConnKey, up: Arc<Upstream>) {
+        self.conns
+            .lock()
+            .await
+            .insert(key, Arc::new(OnceCell::new_with(Some(up))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_keys_say_whose_events_reach_whom() {
+        let shared = ConnKey::shared(Arc::from("fs#0123"));
+        let mine = shared.clone().owned_by(Owner::Session("s1".into()));
+        let stateless = shared.clone().owned_by(Owner::User("alice".into()));
+        assert!(shared.reaches(Some("s1")) && shared.reaches(None));
+        assert!(mine.reaches(Some("s1")));
+        assert!(!mine.reaches(Some("s2")) && !mine.reaches(None));
+        // A session id that merely ends like another is another session.
+        assert!(!mine.reaches(Some("xs1")));
+        assert!(!stateless.reaches(Some("alice")) && !stateless.reaches(None));
+        assert_eq!(
+            [shared.label(), mine.label(), stateless.label()],
+            ["shared", "session:s1", "user:alice"]
+        );
+        assert!(!shared.isolated() && mine.isolated() && stateless.isolated());
+        assert_eq!(mine.spec(), "fs#0123");
+        assert_ne!(shared, mine);
+    }
+
+    #[test]
+    fn specs_are_built_once_per_server_group_and_subject() {
+        let cache = SpecCache::default();
+        let spec = || {
+            Ok(Spec::Stdio {
+                command: "true".into(),
+                args: vec![],
+                env: Default::default(),
+                cwd: None,
+            })
+        };
+        let (_, a) = cache.spec("fs", Some("g"), None, spec).unwrap();
+        let (_, b) = cache
+            .spec("fs", Some("g"), None, || Err("built twice".into()))
+            .unwrap();
+        assert_eq!(a, b);
+        assert!(
+            cache
+                .spec("fs", Some("h"), None, || Err("x".into()))
+                .is_err()
+        );
+        // Same spec under another group: the same connection.
+        let (_, c) = cache.spec("fs", Some("h"), None, spec).unwrap();
+        assert_eq!(a, c);
     }
 }

@@ -1,0 +1,252 @@
+//! `Proxy::handle` in process, against an in-memory upstream; and the pure helpers.
+
+use super::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// An upstream in memory: tools `echo` and `secret`; `echo` reports progress first when
+/// asked to. Answers every request, ignores notifications.
+fn fake_upstream(io: tokio::io::DuplexStream) {
+    tokio::spawn(async move {
+        let (r, mut w) = tokio::io::split(io);
+        let mut lines = BufReader::new(r).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let (Some(id), Some(method)) = (msg.get("id"), msg["method"].as_str()) else {
+                continue;
+            };
+            let mut out = String::new();
+            let result = match method {
+                "initialize" => json!({
+                    "protocolVersion": super::super::upstream::UPSTREAM_PROTOCOL,
+                    "capabilities": { "tools": { "listChanged": true } },
+                    "serverInfo": { "name": "fake", "version": "1" }
+                }),
+                "tools/list" => json!({ "tools": [
+                    { "name": "echo", "inputSchema": { "type": "object" }, "x-extra": 1 },
+                    { "name": "secret", "inputSchema": { "type": "object" } }
+                ] }),
+                "tools/call" => {
+                    if let Some(t) = msg.pointer("/params/_meta/progressToken") {
+                        out.push_str(
+                            &crate::jsonrpc::notification(
+                                "notifications/progress",
+                                Some(json!({ "progressToken": t, "progress": 1 })),
+                            )
+                            .to_string(),
+                        );
+                        out.push('\n');
+                    }
+                    json!({ "content": [{ "type": "text", "text": msg["params"]["arguments"]["text"] }] })
+                }
+                _ => json!({}),
+            };
+            out.push_str(&crate::jsonrpc::response(id.clone(), result).to_string());
+            out.push('\n');
+            if w.write_all(out.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// A proxy whose server `mem` is the in-memory upstream; alice may call `echo` only.
+async fn proxy() -> Arc<Proxy> {
+    let config: Config = serde_json::from_value(json!({
+        "servers": [{ "name": "mem", "transport": { "stdio": { "command": "unused" } } }],
+        "groups": [{ "id": "g", "users": ["alice"],
+            "policy": { "rules": [{ "mcp": "mem", "allow": ["echo"] }] } }]
+    }))
+    .unwrap();
+    let proxy = Proxy::new(config, PathBuf::from("."), None, Box::new(|_| None)).shared();
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    fake_upstream(theirs);
+    let up = Upstream::in_memory("mem", ours).await.unwrap();
+    let key = proxy.shared_key("mem").unwrap();
+    proxy.pool.insert(key, up).await;
+    proxy
+}
+
+fn caller(proxy: &Proxy, endpoint: Endpoint) -> Caller {
+    Caller {
+        subject: Arc::new(proxy.engine.subject("alice")),
+        endpoint,
+        modern: false,
+        session: None,
+        info: Arc::default(),
+    }
+}
+
+#[tokio::test]
+async fn lists_show_only_what_policy_allows_and_keep_unknown_fields() {
+    let proxy = proxy().await;
+    let ct = CancellationToken::new();
+    let c = caller(&proxy, Endpoint::Server("mem".into()));
+    let list = proxy
+        .handle(&c, "tools/list", json!({}), None, &ct)
+        .await
+        .unwrap();
+    let tools = list["tools"].as_array().unwrap();
+    assert_eq!(tools.len(), 1, "{list}");
+    assert_eq!(tools[0]["name"], "echo");
+    assert_eq!(tools[0]["x-extra"], 1);
+}
+
+#[tokio::test]
+async fn a_denied_tool_is_unknown_and_an_allowed_one_is_forwarded() {
+    let proxy = proxy().await;
+    let ct = CancellationToken::new();
+    let c = caller(&proxy, Endpoint::Server("mem".into()));
+    let call = |name: &str| json!({ "name": name, "arguments": { "text": "hi" } });
+    let denied = proxy
+        .handle(&c, "tools/call", call("secret"), None, &ct)
+        .await
+        .unwrap_err();
+    let unknown = proxy
+        .handle(&c, "tools/call", call("nope"), None, &ct)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (denied.code, denied.message.as_str()),
+        (-32602, "Unknown tool: secret")
+    );
+    assert_eq!(unknown.code, denied.code);
+    let ok = proxy
+        .handle(&c, "tools/call", call("echo"), None, &ct)
+        .await
+        .unwrap();
+    assert_eq!(ok["content"][0]["text"], "hi");
+    // The 2026-07-28 shape for modern callers.
+    let modern = Caller { modern: true, ..c };
+    let ok = proxy
+        .handle(&modern, "tools/call", call("echo"), None, &ct)
+        .await
+        .unwrap();
+    assert_eq!(ok["resultType"], "complete");
+}
+
+#[tokio::test]
+async fn progress_reaches_the_caller_with_its_own_token_before_the_result() {
+    let proxy = proxy().await;
+    let ct = CancellationToken::new();
+    let c = caller(&proxy, Endpoint::Server("mem".into()));
+    let (sink, mut rx) = mpsc::unbounded_channel();
+    let progress = Progress {
+        token: Some(json!("mine")),
+        sink,
+        replies: Replies::default(),
+    };
+    let params = json!({ "name": "echo", "arguments": { "text": "hi" }, "_meta": { "progressToken": "mine" } });
+    let ok = proxy
+        .handle(&c, "tools/call", params, Some(progress), &ct)
+        .await
+        .unwrap();
+    assert_eq!(ok["content"][0]["text"], "hi");
+    let note = rx.try_recv().expect("progress before the result");
+    assert_eq!(note["method"], "notifications/progress");
+    assert_eq!(note["params"]["progressToken"], "mine");
+}
+
+#[tokio::test]
+async fn a_cancelled_request_is_cancelled() {
+    let proxy = proxy().await;
+    let c = caller(&proxy, Endpoint::Server("mem".into()));
+    // Names known first (a cancelled first call cannot list them).
+    let live = CancellationToken::new();
+    proxy
+        .handle(&c, "tools/list", json!({}), None, &live)
+        .await
+        .unwrap();
+    let ct = CancellationToken::new();
+    ct.cancel();
+    let e = proxy
+        .handle(
+            &c,
+            "tools/call",
+            json!({ "name": "echo", "arguments": {} }),
+            None,
+            &ct,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!((e.code, e.kind), (-32800, Kind::Cancelled));
+    assert_eq!(metric_outcome(&Err(e)), "cancelled");
+}
+
+#[test]
+fn audit_outcomes_come_from_the_kind_and_the_decision() {
+    let err = |e: RpcError| Err::<Value, _>(e);
+    assert_eq!(
+        audit_outcome(&Ok(json!({ "isError": true })), Some("allow")),
+        "tool_error"
+    );
+    assert_eq!(audit_outcome(&Ok(json!({})), Some("allow")), "ok");
+    assert_eq!(
+        audit_outcome(&err(RpcError::unknown_tool("x")), Some("deny")),
+        "denied"
+    );
+    assert_eq!(
+        audit_outcome(&err(RpcError::unknown_tool("x")), None),
+        "invalid"
+    );
+    assert_eq!(
+        audit_outcome(&err(RpcError::denied("middleware", "no")), Some("deny")),
+        "denied_by_middleware"
+    );
+    let timeout = upstream_error(
+        "s",
+        UpstreamError::Timeout(std::time::Duration::from_secs(1)),
+    );
+    assert_eq!(audit_outcome(&err(timeout), Some("allow")), "timeout");
+    let gone = upstream_error("s", UpstreamError::Closed("upstream `s` exited".into()));
+    assert_eq!(gone.message, "upstream `s` exited");
+    assert_eq!(audit_outcome(&err(gone), Some("allow")), "unavailable");
+    let theirs = upstream_error(
+        "s",
+        UpstreamError::Rpc(json!({ "code": -32602, "message": "bad" })),
+    );
+    assert_eq!(audit_outcome(&err(theirs), Some("allow")), "error");
+}
+
+#[test]
+fn progress_tokens_and_the_new_envelope_are_stripped_before_forwarding() {
+    let p = strip_progress(json!({ "a": 1, "_meta": {
+        "progressToken": "t",
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {},
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/logLevel": "info"
+    } }));
+    assert_eq!(p, json!({ "a": 1 }));
+    let p = strip_progress(json!({ "_meta": { "progressToken": "t", "keep": true } }));
+    assert_eq!(p, json!({ "_meta": { "keep": true } }));
+}
+
+#[test]
+fn modern_results_get_result_type_and_cache_hints() {
+    let v = modernize(json!({ "tools": [] }), "tools/list");
+    assert_eq!(
+        v,
+        json!({ "tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private" })
+    );
+    let v = modernize(
+        json!({ "content": [], "resultType": "other" }),
+        "tools/call",
+    );
+    assert_eq!(v, json!({ "content": [], "resultType": "other" }));
+}
+
+#[test]
+fn events_of_isolated_connections_reach_only_their_session() {
+    let key = ConnKey::shared(Arc::from("mem#00"));
+    let ev = |connection: ConnKey| ServerEvent {
+        server: "mem".into(),
+        connection,
+        event: Event::ToolsChanged,
+    };
+    assert!(ev(key.clone()).for_session(Some("a")));
+    let mine = ev(key.clone().owned_by(Owner::Session("a".into())));
+    assert!(mine.for_session(Some("a")) && !mine.for_session(Some("b")));
+    assert!(!ev(key.owned_by(Owner::User("u".into()))).for_session(None));
+}
