@@ -63,25 +63,25 @@ pub struct Trusted {
     pub proxies: Vec<ipnet::IpNet>,
 }
 
-/// What the config and the vault decide for the HTTP front: replaced whole on reload, so a
-/// request sees one config from start to end.
+/// What the config and the vault decide for the HTTP front: replaced whole on reload. A
+/// request loads it once (in [`guard`]) and decides everything against that one state.
+/// Built only by [`super::build::Prepared`].
 pub struct FrontState {
-    pub trusted: Option<Trusted>,
-    pub proxy: Arc<Proxy>,
-    pub verifier: KeyVerifier,
-    pub api_key_header: String,
-    pub allowed_hosts: Vec<String>,
-    pub allowed_origins: Vec<String>,
+    pub(super) trusted: Option<Trusted>,
+    pub(crate) proxy: Arc<Proxy>,
+    pub(super) verifier: KeyVerifier,
+    pub(super) api_key_header: String,
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
     /// Servers that must be connected for `/readyz`.
-    pub eager: Vec<String>,
+    pub(super) eager: Vec<String>,
 }
 
 impl FrontState {
-    pub fn new(
+    pub(super) fn new(
         proxy: Arc<Proxy>,
         verifier: KeyVerifier,
         trusted: Option<Trusted>,
-        eager: Vec<String>,
     ) -> FrontState {
         let id = &proxy.config.identity;
         FrontState {
@@ -93,10 +93,15 @@ impl FrontState {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             allowed_origins: id.allowed_origins.clone(),
+            eager: super::eager_servers(&proxy.config),
             proxy,
             verifier,
-            eager,
         }
+    }
+
+    /// The proxy of this state.
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
     }
 }
 
@@ -180,8 +185,7 @@ impl App {
 
 impl App {
     /// Take one of `user`'s in-flight slots, or `None` at the limit.
-    fn user_slot(&self, user: &str) -> Option<UserSlot> {
-        let max = self.st().proxy.config.limits.max_inflight_per_user;
+    fn user_slot(&self, user: &str, max: usize) -> Option<UserSlot> {
         let mut m = self
             .inflight_by_user
             .lock()
@@ -198,9 +202,8 @@ impl App {
     }
 
     /// Whether `addr` has used up its failed authentications for this minute.
-    fn auth_limited(&self, addr: Option<std::net::IpAddr>) -> bool {
+    fn auth_limited(&self, addr: Option<std::net::IpAddr>, max: u32) -> bool {
         let Some(addr) = addr else { return false };
-        let max = self.st().proxy.config.limits.auth_failures_per_minute;
         let m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
         m.get(&addr).is_some_and(|(since, n)| {
             since.elapsed() < std::time::Duration::from_secs(60) && *n >= max
@@ -318,16 +321,17 @@ struct Authed {
     subject: Arc<Subject>,
     /// The client's address (the forwarded one when a trusted proxy sent the request).
     address: Option<String>,
+    /// The state the request was authenticated against, and is decided against throughout.
+    st: Arc<FrontState>,
 }
 
 /// The client's address: the TCP peer, or, when the peer is a configured trusted proxy, the
 /// nearest address in `X-Forwarded-For` that is not one.
-pub fn client_address(app: &App, req: &Request) -> Option<std::net::IpAddr> {
+pub fn client_address(st: &FrontState, req: &Request) -> Option<std::net::IpAddr> {
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip())?;
-    let st = app.st();
     let proxies = st
         .trusted
         .as_ref()
@@ -397,6 +401,8 @@ fn host_of(authority: &str) -> String {
 
 /// Host/Origin checks, authentication, and endpoint visibility, for every /mcp request.
 async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    // One state for the whole request: a reload meanwhile does not mix two configs.
+    let st = app.st();
     // DNS rebinding: the Host must be ours, and a browser Origin must be allowed.
     let host = req
         .headers()
@@ -404,7 +410,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .map(host_of)
         .unwrap_or_default();
-    if !is_loopback_host(&host) && !app.st().allowed_hosts.contains(&host) {
+    if !is_loopback_host(&host) && !st.allowed_hosts.contains(&host) {
         return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed").into_response();
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
@@ -412,13 +418,13 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         let (scheme, rest) = o.split_once("://").unwrap_or(("", ""));
         let ohost = host_of(rest.split('/').next().unwrap_or(""));
         let loopback_origin = matches!(scheme, "http" | "https") && is_loopback_host(&ohost);
-        if !app.st().allowed_origins.iter().any(|a| a == o) && !loopback_origin {
+        if !st.allowed_origins.iter().any(|a| a == o) && !loopback_origin {
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
         }
     }
-    let ip = client_address(&app, &req);
+    let ip = client_address(&st, &req);
     let address = ip.map(|a| a.to_string());
-    if app.auth_limited(ip) {
+    if app.auth_limited(ip, st.proxy.config.limits.auth_failures_per_minute) {
         let mut r = json_response(
             StatusCode::TOO_MANY_REQUESTS,
             json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Too many failed authentications from this address; try again in a minute" } }),
@@ -427,14 +433,13 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return r;
     }
-    let identity = match trusted_identity(&app, &req) {
+    let identity = match trusted_identity(&st, &req) {
         Some(Ok(i)) => Ok(i),
         Some(Err(())) => Err(
             "trusted identity headers refused (not from a listed proxy, wrong secret, or undeclared user)",
         ),
-        None => match presented_key(req.headers(), &app.st().api_key_header) {
-            Ok(k) => app
-                .st()
+        None => match presented_key(req.headers(), &st.api_key_header) {
+            Ok(k) => st
                 .verifier
                 .verify(k)
                 .ok_or("unknown, revoked or expired API key"),
@@ -448,7 +453,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
     let identity = match identity {
         Ok(i) => i,
         Err(why) => {
-            app.st().proxy.metrics.auth_failure();
+            st.proxy.metrics.auth_failure();
             app.note_auth_failure(ip);
             // Never the presented key: only why it failed, from where, and for what.
             let mut r = Record::new("auth.failed");
@@ -459,11 +464,13 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
                 address: address.clone(),
                 ..ClientRef::default()
             };
-            app.st().proxy.audit.write(r);
+            st.proxy.audit.write(r);
             let mut r = json_response(
                 StatusCode::UNAUTHORIZED,
-                json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Unauthorized: a valid API key is required" } }),
+                json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": format!("Unauthorized: invalid or missing API key (header {})", st.api_key_header) } }),
             );
+            // A challenge without `resource_metadata`: nothing points an MCP client at an
+            // OAuth authorization server (Fentaris takes API keys, not OAuth tokens).
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"fentaris\""),
@@ -471,11 +478,11 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
             return r;
         }
     };
-    let subject = Arc::new(app.st().proxy.engine.subject(&identity.user));
+    let subject = Arc::new(st.proxy.engine.subject(&identity.user));
     // `/mcp/<server>` for a server the subject cannot see answers like an unknown path.
     let path = req.uri().path().to_string();
     if let Some(name) = path.strip_prefix("/mcp/")
-        && !app.st().proxy.engine.can_use(&subject, name)
+        && !st.proxy.engine.can_use(&subject, name)
     {
         return not_found();
     }
@@ -483,6 +490,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         identity,
         subject,
         address,
+        st,
     });
     next.run(req).await
 }
@@ -490,8 +498,7 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
 /// `None`: the request asserts no identity by header. `Some(Err)`: it does, but not from a
 /// listed proxy address, without the right shared secret, or naming an undeclared user: the
 /// request is refused (never silently downgraded to another identity).
-fn trusted_identity(app: &App, req: &Request) -> Option<Result<Identity, ()>> {
-    let st = app.st();
+fn trusted_identity(st: &FrontState, req: &Request) -> Option<Result<Identity, ()>> {
     let t = st.trusted.as_ref()?;
     let user = req.headers().get(t.user_header.as_str())?;
     let peer = req
@@ -510,7 +517,7 @@ fn trusted_identity(app: &App, req: &Request) -> Option<Result<Identity, ()>> {
         });
     let user = user.to_str().ok().map(str::trim).filter(|u| !u.is_empty());
     match user {
-        Some(u) if from_proxy && secret_ok && app.st().proxy.engine.is_declared_user(u) => {
+        Some(u) if from_proxy && secret_ok && st.proxy.engine.is_declared_user(u) => {
             Some(Ok(Identity {
                 user: u.to_string(),
                 key_id: "trusted-header".into(),
@@ -568,9 +575,10 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
     let Some(authed) = req.extensions().get::<Authed>().cloned() else {
         return not_found();
     };
+    let st = authed.st.clone();
     let endpoint = endpoint_of(server);
     let (parts, body) = req.into_parts();
-    let limits = &app.st().proxy.config.limits;
+    let limits = &st.proxy.config.limits;
     let max = limits.max_body_bytes;
     let read_timeout = limits.header_read_timeout.0;
     let bytes: Bytes = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, max))
@@ -710,7 +718,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
     match method.as_str() {
         "initialize" => {
             let open = app.sessions.lock().unwrap_or_else(|e| e.into_inner()).len();
-            if open >= app.st().proxy.config.limits.max_sessions {
+            if open >= st.proxy.config.limits.max_sessions {
                 return json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     reply(Err(RpcError::new(
@@ -719,7 +727,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                     ))),
                 );
             }
-            let per_user = app.st().proxy.config.limits.max_sessions_per_user;
+            let per_user = st.proxy.config.limits.max_sessions_per_user;
             let mine = app
                 .sessions
                 .lock()
@@ -741,7 +749,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 return r;
             }
-            let result = initialize_result(&app.st().proxy, &authed.subject, &endpoint, &params);
+            let result = initialize_result(&st.proxy, &authed.subject, &endpoint, &params);
             let sid = new_session_id();
             let session = Arc::new(Session {
                 user: authed.identity.user.clone(),
@@ -757,12 +765,9 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
                 subject: authed.subject.clone(),
                 closed: CancellationToken::new(),
             });
-            app.st().proxy.audit.write(session_record(
-                "session.open",
-                &sid,
-                &session,
-                "initialize",
-            ));
+            st.proxy
+                .audit
+                .write(session_record("session.open", &sid, &session, "initialize"));
             app.sessions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -776,11 +781,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         "server/discover" => {
             return json_response(
                 StatusCode::OK,
-                reply(Ok(discover_result(
-                    &app.st().proxy,
-                    &authed.subject,
-                    &endpoint,
-                ))),
+                reply(Ok(discover_result(&st.proxy, &authed.subject, &endpoint))),
             );
         }
         _ => {}
@@ -848,14 +849,17 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         modern,
         info,
     };
-    let Some(slot) = app.user_slot(&authed.identity.user) else {
+    let Some(slot) = app.user_slot(
+        &authed.identity.user,
+        st.proxy.config.limits.max_inflight_per_user,
+    ) else {
         let mut r = json_response(
             StatusCode::TOO_MANY_REQUESTS,
             reply(Err(RpcError::new(
                 -32000,
                 format!(
                     "too many requests in flight for this user (limits.maxInflightPerUser is {})",
-                    app.st().proxy.config.limits.max_inflight_per_user
+                    st.proxy.config.limits.max_inflight_per_user
                 ),
             ))),
         );
@@ -923,7 +927,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         true => {
             // Progress, requests to the client, then the response, on this request's stream.
             let (tx, rx) = mpsc::unbounded_channel::<Value>();
-            let proxy = app.st().proxy.clone();
+            let proxy = st.proxy.clone();
             let sink = tx.clone();
             let replies = session
                 .as_ref()
@@ -987,11 +991,7 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
         }
         false => {
             let _inflight = inflight_guard;
-            let result = app
-                .st()
-                .proxy
-                .handle(&caller, &method, params, None, &ct)
-                .await;
+            let result = st.proxy.handle(&caller, &method, params, None, &ct).await;
             after(result.is_ok());
             limited(reply(result))
         }
@@ -1229,7 +1229,7 @@ fn readyz(app: &Arc<App>) -> (StatusCode, String) {
                 down.join(", ")
             ),
         )
-    } else if !app.st().proxy.audit.healthy() {
+    } else if !st.proxy.audit.healthy() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the audit log cannot be written\n".to_string(),
