@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
-use super::lifecycle::{SUPPORTED_VERSIONS, discover_result, initialize_result, is_modern};
+use super::lifecycle::{SUPPORTED_VERSIONS, answer_locally, initialize_result, is_modern};
 use super::upstream::Event;
 use crate::audit::record::{ClientRef, Record, SubjectRef};
 use crate::identity::{Identity, KeyVerifier, presented_key};
@@ -360,6 +360,10 @@ pub fn client_address(st: &FrontState, req: &Request) -> Option<std::net::IpAddr
 
 fn rpc_error_body(id: Option<&Value>, e: &RpcError) -> Value {
     json!({ "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": e.to_json() })
+}
+
+fn internal() -> RpcError {
+    RpcError::new(-32603, "internal error")
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
@@ -779,10 +783,8 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             return r;
         }
         "server/discover" => {
-            return json_response(
-                StatusCode::OK,
-                reply(Ok(discover_result(&st.proxy, &authed.subject, &endpoint))),
-            );
+            let r = answer_locally(&st.proxy, &authed.subject, &endpoint, &method);
+            return json_response(StatusCode::OK, reply(r.ok_or_else(internal)));
         }
         _ => {}
     }
@@ -819,15 +821,8 @@ async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
             ),
         );
     }
-    if method == "ping" {
-        return json_response(
-            StatusCode::OK,
-            if modern {
-                reply(Err(RpcError::new(-32601, "Method not found: ping")))
-            } else {
-                reply(Ok(json!({})))
-            },
-        );
+    if let Some(r) = answer_locally(&st.proxy, &authed.subject, &endpoint, &method) {
+        return json_response(StatusCode::OK, reply(Ok(r)));
     }
     let session_id = parts
         .headers
