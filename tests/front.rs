@@ -350,3 +350,116 @@ fn reloads_under_load_never_decide_a_request_on_two_configs() {
     let log = s.log();
     assert!(log.matches("config reloaded").count() >= 10, "{log}");
 }
+
+/// `--admin-listen` puts the admin endpoints where asked; when the default admin address is
+/// taken (another instance), `--listen` alone still starts, without them, and says so.
+#[test]
+fn admin_listen_flag_and_a_taken_default_admin_port() {
+    if !ready() {
+        return;
+    }
+    let config = json!({
+        "groups": [ { "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }], "policy": { "rules": [] } } ]
+    });
+    // Taken: by us, or already by someone else.
+    let _held = std::net::TcpListener::bind("127.0.0.1:8766");
+    let run = |extra: &[&str]| {
+        let dir = project(&config);
+        let port = free_port();
+        let stderr = dir.path().join("serve.stderr");
+        let mut cmd = fentaris_cmd(dir.path());
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("ALICE_KEY", ALICE)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let s = Serve {
+            child: cmd.spawn().unwrap(),
+            port,
+            admin: 0,
+            _dir: dir,
+            stderr,
+        };
+        let start = Instant::now();
+        while http("GET", &s.url("/healthz"), &[], None).map(|r| r.0) != Ok(200) {
+            assert!(start.elapsed() < Duration::from_secs(30), "{}", s.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    };
+    let s = run(&[]);
+    let log = s.log();
+    assert!(
+        log.contains("the admin endpoints (/readyz, /metrics) are not served")
+            && log.contains("--admin-listen"),
+        "{log}"
+    );
+    drop(s);
+    let admin = free_port();
+    let s = run(&["--admin-listen", &format!("127.0.0.1:{admin}")]);
+    let (code, _, body) = http(
+        "GET",
+        &format!("http://127.0.0.1:{admin}/readyz"),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!((code, body.as_str()), (200, "ready\n"), "{}", s.log());
+}
+
+/// `serve --stdio` answers `initialize` before a slow upstream is up, says on stderr what it
+/// waits for, and tells the client to list again once the upstream is there.
+#[test]
+fn stdio_answers_initialize_at_once_and_announces_late_upstreams() {
+    if !ready() {
+        return;
+    }
+    let script = format!("sleep 2; exec '{}' '{}'", python(), env_server().display());
+    let config = json!({
+        "servers": [ { "name": "slow", "transport": { "stdio": { "command": "sh", "args": ["-c", script] } } } ],
+        "groups": [ { "id": "g", "users": ["alice"], "policy": { "rules": [ { "mcp": "slow", "allow": "pid" } ] } } ]
+    });
+    let dir = project(&config);
+    let stderr = dir.path().join("stdio.stderr");
+    let mut child = fentaris_cmd(dir.path())
+        .args(["serve", "--stdio", "--user", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let start = Instant::now();
+    writeln!(stdin, "{}", init()).unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let answered = start.elapsed();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["id"], 1, "{v}");
+    assert_eq!(
+        v["result"]["capabilities"]["tools"]["listChanged"], true,
+        "{v}"
+    );
+    assert!(
+        answered < Duration::from_millis(1500),
+        "initialize took {answered:?}"
+    );
+    let mut methods = Vec::new();
+    while methods.len() < 3 {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "stdout closed");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        methods.push(v["method"].as_str().unwrap_or("").to_string());
+    }
+    assert!(start.elapsed() >= Duration::from_secs(2));
+    assert!(
+        methods.contains(&"notifications/tools/list_changed".to_string()),
+        "{methods:?}"
+    );
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    assert!(log.contains("waiting for upstream slow"), "{log}");
+}
