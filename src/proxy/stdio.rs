@@ -141,23 +141,18 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             let _ = out_tx.send(reply(Ok(r)));
             continue;
         }
-        match method.as_str() {
-            "initialize" => {
-                info = Arc::new(
-                    CallerInfo::new("stdio", Some("stdio".into())).with_client_info(&params),
-                );
-                let mut r = Record::new("session.open");
-                r.session = Some("stdio".into());
-                r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
-                r.client = info.client.clone();
-                proxy.audit.write(r);
-                let _ = out_tx.send(reply(Ok(initialize_result(
-                    &proxy, &subject, &endpoint, &params,
-                ))));
-                initialized.notify_one();
-                continue;
-            }
-            _ => {}
+        if method == "initialize" {
+            info =
+                Arc::new(CallerInfo::new("stdio", Some("stdio".into())).with_client_info(&params));
+            let mut r = Record::new("session.open");
+            r.session = Some("stdio".into());
+            r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
+            r.client = info.client.clone();
+            proxy.audit.write(r);
+            let result = initialize_result(&proxy, &subject, &endpoint, &params);
+            let _ = out_tx.send(reply(Ok(result)));
+            initialized.notify_one();
+            continue;
         }
         let caller = Caller {
             session: Some("stdio".into()),
