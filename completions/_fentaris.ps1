@@ -164,6 +164,7 @@ Register-ArgumentCompleter -Native -CommandName 'fentaris' -ScriptBlock {
         'fentaris;serve' {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Listen address for MCP clients (default: `listen` in the config, 127.0.0.1:8765)')
             [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user the stdio client acts as')
+            [CompletionResult]::new('--admin-listen', '--admin-listen', [CompletionResultType]::ParameterName, 'Listen address of the admin endpoints /readyz and /metrics (default: `adminListen` in the config, 127.0.0.1:8766; when that default is taken, they are left out)')
             [CompletionResult]::new('--threads', '--threads', [CompletionResultType]::ParameterName, 'Worker threads (default: one per CPU, less one left to the upstreams and the audit writer; at least 1)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)')
             [CompletionResult]::new('--stdio', '--stdio', [CompletionResultType]::ParameterName, 'Serve one client over stdin/stdout instead of HTTP (logs go to stderr)')

@@ -2124,7 +2124,7 @@ _fentaris() {
             return 0
             ;;
         fentaris__subcmd__serve)
-            opts="-h -V --listen --stdio --user --watch --threads --config --help --version"
+            opts="-h -V --listen --stdio --user --admin-listen --watch --threads --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2135,6 +2135,10 @@ _fentaris() {
                     return 0
                     ;;
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

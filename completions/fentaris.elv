@@ -143,6 +143,7 @@ set edit:completion:arg-completer[fentaris] = {|@words|
         &'fentaris;serve'= {
             cand --listen 'Listen address for MCP clients (default: `listen` in the config, 127.0.0.1:8765)'
             cand --user 'The user the stdio client acts as'
+            cand --admin-listen 'Listen address of the admin endpoints /readyz and /metrics (default: `adminListen` in the config, 127.0.0.1:8766; when that default is taken, they are left out)'
             cand --threads 'Worker threads (default: one per CPU, less one left to the upstreams and the audit writer; at least 1)'
             cand --config 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)'
             cand --stdio 'Serve one client over stdin/stdout instead of HTTP (logs go to stderr)'

@@ -100,6 +100,7 @@ complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_see
 complete -c fentaris -n "__fish_fentaris_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l listen -d 'Listen address for MCP clients (default: `listen` in the config, 127.0.0.1:8765)' -r
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l user -d 'The user the stdio client acts as' -r
+complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l admin-listen -d 'Listen address of the admin endpoints /readyz and /metrics (default: `adminListen` in the config, 127.0.0.1:8766; when that default is taken, they are left out)' -r
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l threads -d 'Worker threads (default: one per CPU, less one left to the upstreams and the audit writer; at least 1)' -r
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l config -d 'Config file (default: $FENTARIS_CONFIG, else the nearest .fentaris/config.json upward)' -r -F
 complete -c fentaris -n "__fish_fentaris_using_subcommand serve" -l stdio -d 'Serve one client over stdin/stdout instead of HTTP (logs go to stderr)'

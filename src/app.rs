@@ -471,36 +471,23 @@ impl App {
     /// Validate, start the upstreams and serve HTTP. Fails with the same diagnostics as
     /// `policy check` when the model has errors.
     pub async fn start(self) -> Result<Running, StartError> {
+        use crate::proxy::build::{AdminAddr, Listeners, Prepared, Serving, protect_children};
         let config = self.config()?;
-        let vault_path = self.dir.join(crate::vault::VAULT_FILE);
-        let vault = if vault_path.exists() {
-            Some(
-                crate::vault::Vault::open(
-                    &vault_path,
-                    &crate::vault::KeyLookup::from_env(),
-                    Default::default(),
-                )
-                .map_err(|e| StartError::Io(e.to_string()))?,
-            )
-        } else {
-            None
-        };
+        let vault = crate::proxy::reload::open_vault(&self.dir, &config).map_err(StartError::Io)?;
         let listen: SocketAddr = config
             .listen
             .parse()
             .map_err(|e| StartError::Io(format!("listen `{}`: {e}", config.listen)))?;
-        let env = |k: &str| std::env::var(k).ok();
-        let (verifier, warnings) =
-            crate::identity::KeyVerifier::build(&config, vault.as_ref(), &env);
-        for w in warnings {
-            tracing::warn!("{w}");
-        }
+        let admin = AdminAddr::of(&config, None).map_err(StartError::Io)?;
+        // The same preparation as `fentaris serve`: API keys, trusted headers, tools lock.
+        let prepared = Prepared::new(config, &self.dir, vault).map_err(StartError::Io)?;
         // Bind before the audit log is opened: a start that fails writes nothing into it.
-        let listener = tokio::net::TcpListener::bind(listen)
+        let listeners = Listeners::bind(listen, admin)
             .await
-            .map_err(|e| StartError::Io(format!("cannot listen on {listen}: {e}")))?;
+            .map_err(StartError::Io)?;
+        let config = prepared.config();
         let audit = if config.auto_log {
-            let key = match &vault {
+            let key = match prepared.vault() {
                 Some(v) => crate::audit::ChainKey::Hmac(v.audit_key()),
                 None => crate::audit::ChainKey::Sha256,
             };
@@ -513,31 +500,13 @@ impl App {
         } else {
             crate::audit::AuditLog::off()
         };
-        let eager = crate::proxy::eager_servers(&config);
-        let mut proxy = crate::proxy::Proxy::new(
-            config,
-            self.dir.clone(),
-            vault,
-            Box::new(|k: &str| std::env::var(k).ok()),
-        );
-        proxy.audit = Arc::new(audit);
-        proxy.middleware = self.middleware;
-        let proxy = proxy.shared();
+        protect_children(&self.dir, None, config);
+        let state = prepared.start(audit, self.middleware);
+        let proxy = state.proxy().clone();
         crate::proxy::connect_eager(&proxy).await;
-        let app = Arc::new(crate::proxy::http::App::new(
-            crate::proxy::http::FrontState::new(proxy.clone(), verifier, None, eager),
-        ));
-        let addr = listener
-            .local_addr()
-            .map_err(|e| StartError::Io(e.to_string()))?;
-        let stop = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(crate::proxy::serve_on(listener, app, stop.clone()));
-        Ok(Running {
-            addr,
-            stop,
-            task,
-            proxy,
-        })
+        let front = Arc::new(crate::proxy::http::App::new(state));
+        let serving = Serving::start(front, listeners).map_err(StartError::Io)?;
+        Ok(Running { serving, proxy })
     }
 }
 
@@ -559,22 +528,23 @@ impl GroupScope<'_> {
 
 /// A started app.
 pub struct Running {
-    addr: SocketAddr,
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    serving: crate::proxy::build::Serving,
     proxy: Arc<crate::proxy::Proxy>,
 }
 
 impl Running {
     /// Where MCP clients connect: `http://<addr>/mcp`.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.serving.local_addr()
+    }
+    /// Where `/readyz` and `/metrics` are served (`adminListen`); `None` when the default
+    /// address was taken by another instance.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.serving.admin_addr()
     }
     /// Stop serving, close the upstreams, flush the audit log.
     pub async fn shutdown(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-        self.proxy.pool.shutdown().await;
+        self.serving.shutdown().await;
         self.proxy.audit.close(std::time::Duration::from_secs(5));
     }
     /// Serve until SIGINT or SIGTERM, then shut down.

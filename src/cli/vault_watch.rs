@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
-use crate::identity::KeyVerifier;
-use crate::proxy::http::{App, FrontState};
+use crate::proxy::build::Prepared;
+use crate::proxy::http::App;
 use crate::vault::{KeyLookup, Vault};
 
 /// How often the vault file is looked at.
@@ -84,25 +84,12 @@ pub async fn reload_vault(app: &Arc<App>, vault_path: &Path) -> Result<String, S
         }
         None
     };
-    let env = |k: &str| std::env::var(k).ok();
-    let (verifier, warnings) = KeyVerifier::build(&config, vault.as_ref(), &env);
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    let trusted = crate::proxy::reload::trusted_of(&config, vault.as_ref(), &env)?;
-    let pins =
-        crate::proxy::pinning::Pins::load(&old.proxy.config_dir).map_err(|e| e.to_string())?;
-    let mut proxy = old
-        .proxy
-        .reloaded(config, vault, Box::new(|k: &str| std::env::var(k).ok()));
-    proxy.pins = pins;
-    let proxy = proxy.shared();
-    app.swap(FrontState::new(
-        proxy.clone(),
-        verifier,
-        trusted,
-        old.eager.clone(),
-    ));
+    // The same builder as a start and a config reload (proxy/build.rs): keys, trusted
+    // headers and the tools lock resolved from the running config and the new vault.
+    let prepared = Prepared::new(config, &old.proxy.config_dir, vault)?;
+    let state = prepared.reload(&old.proxy);
+    let proxy = state.proxy().clone();
+    app.swap(state);
     old.proxy.retired.cancel();
     let closed = proxy.close_stale().await;
     let ended = app.end_sessions_without_live_key().await;

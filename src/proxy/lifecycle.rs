@@ -53,6 +53,23 @@ pub fn discover_result(proxy: &Proxy, subject: &Subject, endpoint: &Endpoint) ->
     })
 }
 
+/// The requests Fentaris answers itself within a session or stateless request, the same
+/// over HTTP and stdio (both framings call this before handing a request to
+/// [`Proxy::handle`]): `server/discover` and `ping` (in every protocol revision).
+/// `initialize` is not here: it opens a session, which each framing keeps its own way.
+pub fn answer_locally(
+    proxy: &Proxy,
+    subject: &Subject,
+    endpoint: &Endpoint,
+    method: &str,
+) -> Option<Value> {
+    match method {
+        "server/discover" => Some(discover_result(proxy, subject, endpoint)),
+        "ping" => Some(json!({})),
+        _ => None,
+    }
+}
+
 fn instructions(proxy: &Proxy, endpoint: &Endpoint) -> String {
     match endpoint {
         Endpoint::All => format!(

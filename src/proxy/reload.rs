@@ -14,11 +14,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
-use super::http::{App, FrontState, Trusted};
-use super::{connect_eager, eager_servers};
+use super::connect_eager;
+use super::http::{App, Trusted};
 use crate::audit::Record;
 use crate::config::Config;
-use crate::identity::KeyVerifier;
 use crate::vault::{Vault, VaultError};
 
 /// The config in force: the digest of its bytes, and the identity (device, inode) of its
@@ -174,12 +173,10 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
         }
     };
     let vault = open_vault(&loaded.dir, &config)?;
-    let env = |k: &str| std::env::var(k).ok();
-    let (verifier, warnings) = KeyVerifier::build(&config, vault.as_ref(), &env);
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    let trusted = trusted_of(&config, vault.as_ref(), &env)?;
+    // Keys, trusted headers and the tools lock as they are now; a lock file that cannot be
+    // read rejects the reload (fail closed), as it refuses a start.
+    let prepared = super::build::Prepared::new(config, &loaded.dir, vault)?;
+    let config = prepared.config();
     let old = app.st();
     for (what, a, b) in [
         ("listen", &old.proxy.config.listen, &config.listen),
@@ -196,16 +193,9 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
     if old.proxy.config.audit != config.audit || old.proxy.config.auto_log != config.auto_log {
         tracing::warn!("audit settings changed: they take effect when Fentaris restarts");
     }
-    // Tool pinning follows the lock file as it is now; one that cannot be read rejects the
-    // reload (fail closed), as it refuses a start.
-    let pins = super::pinning::Pins::load(&loaded.dir).map_err(|e| e.to_string())?;
-    let eager = eager_servers(&config);
-    let mut proxy = old
-        .proxy
-        .reloaded(config, vault, Box::new(|k: &str| std::env::var(k).ok()));
-    proxy.pins = pins;
-    let proxy = proxy.shared();
-    app.swap(FrontState::new(proxy.clone(), verifier, trusted, eager));
+    let state = prepared.reload(&old.proxy);
+    let proxy = state.proxy().clone();
+    app.swap(state);
     old.proxy.retired.cancel();
     let closed = proxy.close_stale().await;
     // Requests that were still running on the old config may have reopened an old

@@ -10,11 +10,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
-use super::lifecycle::{discover_result, initialize_result, is_modern};
+use super::lifecycle::{answer_locally, initialize_result, is_modern};
 use super::upstream::Event;
 use crate::audit::record::{Record, SubjectRef};
 
-/// Serve one client on stdin/stdout until stdin closes.
+/// Serve one client on stdin/stdout until stdin closes. `initialize` is answered at once;
+/// the eager upstreams start meanwhile ("waiting for upstream X" on stderr), and when they
+/// are up the client is told to list again (`list_changed`).
 pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     let subject = Arc::new(proxy.engine.subject(user));
     let endpoint = Endpoint::All;
@@ -61,6 +63,38 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             }
         });
     }
+    let initialized = Arc::new(tokio::sync::Notify::new());
+    {
+        let proxy = proxy.clone();
+        let tx = out_tx.clone();
+        let initialized = initialized.clone();
+        tokio::spawn(async move {
+            let eager = super::eager_servers(&proxy.config);
+            if eager.is_empty() {
+                return;
+            }
+            for name in &eager {
+                tracing::info!("waiting for upstream {name}");
+            }
+            super::connect_eager(&proxy).await;
+            let up = proxy.known_capabilities();
+            for name in &eager {
+                match up.contains_key(name) {
+                    true => tracing::info!("upstream {name} is up"),
+                    false => tracing::warn!("upstream {name} did not start (see above)"),
+                }
+            }
+            // Notifications only after the client's initialize.
+            initialized.notified().await;
+            for method in [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed",
+            ] {
+                let _ = tx.send(json!({ "jsonrpc": "2.0", "method": method }));
+            }
+        });
+    }
     let inflight: Arc<Mutex<HashMap<String, CancellationToken>>> = Arc::default();
     let replies: super::handler::Replies = Arc::default();
     let mut info = Arc::new(CallerInfo::new("stdio", Some("stdio".into())));
@@ -103,30 +137,22 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             Ok(v) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
             Err(e) => json!({ "jsonrpc": "2.0", "id": id, "error": e.to_json() }),
         };
-        match method.as_str() {
-            "initialize" => {
-                info = Arc::new(
-                    CallerInfo::new("stdio", Some("stdio".into())).with_client_info(&params),
-                );
-                let mut r = Record::new("session.open");
-                r.session = Some("stdio".into());
-                r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
-                r.client = info.client.clone();
-                proxy.audit.write(r);
-                let _ = out_tx.send(reply(Ok(initialize_result(
-                    &proxy, &subject, &endpoint, &params,
-                ))));
-                continue;
-            }
-            "server/discover" => {
-                let _ = out_tx.send(reply(Ok(discover_result(&proxy, &subject, &endpoint))));
-                continue;
-            }
-            "ping" => {
-                let _ = out_tx.send(reply(Ok(json!({}))));
-                continue;
-            }
-            _ => {}
+        if let Some(r) = answer_locally(&proxy, &subject, &endpoint, &method) {
+            let _ = out_tx.send(reply(Ok(r)));
+            continue;
+        }
+        if method == "initialize" {
+            info =
+                Arc::new(CallerInfo::new("stdio", Some("stdio".into())).with_client_info(&params));
+            let mut r = Record::new("session.open");
+            r.session = Some("stdio".into());
+            r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
+            r.client = info.client.clone();
+            proxy.audit.write(r);
+            let result = initialize_result(&proxy, &subject, &endpoint, &params);
+            let _ = out_tx.send(reply(Ok(result)));
+            initialized.notify_one();
+            continue;
         }
         let caller = Caller {
             session: Some("stdio".into()),

@@ -1,0 +1,253 @@
+//! Who is calling: Host and Origin checks, API keys or trusted identity headers, the
+//! client's address, and the per-address limit on failed authentications.
+
+use super::*;
+
+/// Identity asserted by a trusted reverse proxy (`identity.trustedHeaders`), resolved.
+pub struct Trusted {
+    pub user_header: String,
+    pub secret_header: String,
+    pub secret: crate::secret::Secret,
+    pub proxies: Vec<ipnet::IpNet>,
+}
+
+impl App {
+    /// Whether `addr` has used up its failed authentications for this minute.
+    pub(super) fn auth_limited(&self, addr: Option<std::net::IpAddr>, max: u32) -> bool {
+        let Some(addr) = addr else { return false };
+        let m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&addr).is_some_and(|(since, n)| {
+            since.elapsed() < std::time::Duration::from_secs(60) && *n >= max
+        })
+    }
+
+    pub(super) fn note_auth_failure(&self, addr: Option<std::net::IpAddr>) {
+        let Some(addr) = addr else { return };
+        let mut m = self.auth_failures.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() > 100_000 {
+            m.retain(|_, (since, _)| since.elapsed() < std::time::Duration::from_secs(60));
+        }
+        let e = m.entry(addr).or_insert((std::time::Instant::now(), 0));
+        if e.0.elapsed() >= std::time::Duration::from_secs(60) {
+            *e = (std::time::Instant::now(), 0);
+        }
+        e.1 += 1;
+    }
+}
+
+/// The authenticated caller, put into request extensions by the auth layer.
+#[derive(Clone)]
+pub(super) struct Authed {
+    pub(super) identity: Identity,
+    pub(super) subject: Arc<Subject>,
+    /// The client's address (the forwarded one when a trusted proxy sent the request).
+    pub(super) address: Option<String>,
+    /// The state the request was authenticated against, and is decided against throughout.
+    pub(super) st: Arc<FrontState>,
+}
+
+/// The client's address: the TCP peer, or, when the peer is a configured trusted proxy, the
+/// nearest address in `X-Forwarded-For` that is not one.
+pub fn client_address(st: &FrontState, req: &Request) -> Option<std::net::IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    let proxies = st
+        .trusted
+        .as_ref()
+        .map(|t| t.proxies.as_slice())
+        .unwrap_or(&[]);
+    let trusted = |ip: &std::net::IpAddr| proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .collect::<Vec<_>>();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer),
+    )
+}
+
+pub(super) fn is_loopback_host(h: &str) -> bool {
+    h == "localhost"
+        || h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+pub(super) fn host_of(authority: &str) -> String {
+    let a = authority.trim().to_ascii_lowercase();
+    if let Some(rest) = a.strip_prefix('[') {
+        return format!("[{}]", rest.split(']').next().unwrap_or(""));
+    }
+    a.rsplit_once(':')
+        .map(|(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h.to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .unwrap_or(a)
+}
+
+/// Host/Origin checks, authentication, and endpoint visibility, for every /mcp request.
+pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    // One state for the whole request: a reload meanwhile does not mix two configs.
+    let st = app.st();
+    // DNS rebinding: the Host must be ours, and a browser Origin must be allowed.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(host_of)
+        .unwrap_or_default();
+    if !is_loopback_host(&host) && !st.allowed_hosts.contains(&host) {
+        return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed").into_response();
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let o = origin.to_str().unwrap_or("");
+        let (scheme, rest) = o.split_once("://").unwrap_or(("", ""));
+        let ohost = host_of(rest.split('/').next().unwrap_or(""));
+        let loopback_origin = matches!(scheme, "http" | "https") && is_loopback_host(&ohost);
+        if !st.allowed_origins.iter().any(|a| a == o) && !loopback_origin {
+            return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
+        }
+    }
+    let ip = client_address(&st, &req);
+    let address = ip.map(|a| a.to_string());
+    if app.auth_limited(ip, st.proxy.config.limits.auth_failures_per_minute) {
+        let mut r = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Too many failed authentications from this address; try again in a minute" } }),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return r;
+    }
+    let identity = match trusted_identity(&st, &req) {
+        Some(Ok(i)) => Ok(i),
+        Some(Err(())) => Err(
+            "trusted identity headers refused (not from a listed proxy, wrong secret, or undeclared user)",
+        ),
+        None => match presented_key(req.headers(), &st.api_key_header) {
+            Ok(k) => st
+                .verifier
+                .verify(k)
+                .ok_or("unknown, revoked or expired API key"),
+            Err(crate::identity::KeyProblem::Missing) => Err("no API key"),
+            Err(crate::identity::KeyProblem::Conflicting) => {
+                Err("two different API keys (header and Authorization)")
+            }
+            Err(crate::identity::KeyProblem::Invalid) => Err("malformed credentials"),
+        },
+    };
+    let identity = match identity {
+        Ok(i) => i,
+        Err(why) => {
+            st.proxy.metrics.auth_failure();
+            app.note_auth_failure(ip);
+            // Never the presented key: only why it failed, from where, and for what.
+            let mut r = Record::new("auth.failed");
+            r.reason = Some(why.to_string());
+            r.method = Some(req.method().to_string());
+            r.target = Some(req.uri().path().chars().take(256).collect());
+            r.client = ClientRef {
+                address: address.clone(),
+                ..ClientRef::default()
+            };
+            st.proxy.audit.write(r);
+            let mut r = json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": format!("Unauthorized: invalid or missing API key (header {})", st.api_key_header) } }),
+            );
+            // A challenge without `resource_metadata`: nothing points an MCP client at an
+            // OAuth authorization server (Fentaris takes API keys, not OAuth tokens).
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"fentaris\""),
+            );
+            return r;
+        }
+    };
+    let subject = Arc::new(st.proxy.engine.subject(&identity.user));
+    // `/mcp/<server>` for a server the subject cannot see answers like an unknown path.
+    let path = req.uri().path().to_string();
+    if let Some(name) = path.strip_prefix("/mcp/")
+        && !st.proxy.engine.can_use(&subject, name)
+    {
+        return not_found();
+    }
+    req.extensions_mut().insert(Authed {
+        identity,
+        subject,
+        address,
+        st,
+    });
+    next.run(req).await
+}
+
+/// `None`: the request asserts no identity by header. `Some(Err)`: it does, but not from a
+/// listed proxy address, without the right shared secret, or naming an undeclared user: the
+/// request is refused (never silently downgraded to another identity).
+pub(super) fn trusted_identity(st: &FrontState, req: &Request) -> Option<Result<Identity, ()>> {
+    let t = st.trusted.as_ref()?;
+    let user = req.headers().get(t.user_header.as_str())?;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let from_proxy = peer.is_some_and(|ip| t.proxies.iter().any(|n| n.contains(&ip)));
+    let secret_ok = req
+        .headers()
+        .get(t.secret_header.as_str())
+        .is_some_and(|v| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                v.as_bytes(),
+                t.secret.expose().as_bytes(),
+            ))
+        });
+    let user = user.to_str().ok().map(str::trim).filter(|u| !u.is_empty());
+    match user {
+        Some(u) if from_proxy && secret_ok && st.proxy.engine.is_declared_user(u) => {
+            Some(Ok(Identity {
+                user: u.to_string(),
+                key_id: "trusted-header".into(),
+            }))
+        }
+        _ => Some(Err(())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn hosts() {
+        assert_eq!(host_of("127.0.0.1:8765"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:8765"), "[::1]");
+        assert_eq!(host_of("Example.COM"), "example.com");
+        assert!(is_loopback_host("localhost"));
+        assert!(
+            is_loopback_host("127.0.0.1")
+                && is_loopback_host("[::1]")
+                && is_loopback_host("127.1.2.3")
+        );
+        assert!(!is_loopback_host("evil.example"));
+        assert!(!is_loopback_host("127.evil.example"));
+        assert!(!is_loopback_host("127.0.0.1.evil.example"));
+    }
+}

@@ -1,0 +1,173 @@
+//! The streamable-HTTP downstream: `/mcp` (aggregated) and `/mcp/<server>`, authentication
+//! on every POST, GET and DELETE, sessions bound to the subject that opened them, Host and
+//! Origin checks, `/healthz`; and the admin listener (`/readyz`, `/metrics`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rand::RngCore;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
+use super::lifecycle::{SUPPORTED_VERSIONS, answer_locally, initialize_result, is_modern};
+use super::upstream::Event;
+use crate::audit::record::{ClientRef, Record, SubjectRef};
+use crate::identity::{Identity, KeyVerifier, presented_key};
+use crate::policy::Subject;
+
+mod admin;
+mod auth;
+mod post;
+mod sessions;
+mod stream;
+
+pub use admin::admin_router;
+use auth::{Authed, guard};
+pub use auth::{Trusted, client_address};
+pub use post::nesting_exceeds;
+use post::{post_all, post_one};
+use sessions::{
+    InflightGuard, Session, delete_all, delete_one, new_session_id, session_of, session_record,
+};
+use stream::{get_all, get_one};
+
+/// What the config and the vault decide for the HTTP front: replaced whole on reload. A
+/// request loads it once (in [`guard`]) and decides everything against that one state.
+/// Built only by [`super::build::Prepared`].
+pub struct FrontState {
+    pub(super) trusted: Option<Trusted>,
+    pub(crate) proxy: Arc<Proxy>,
+    pub(super) verifier: KeyVerifier,
+    pub(super) api_key_header: String,
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+    /// Servers that must be connected for `/readyz`.
+    pub(super) eager: Vec<String>,
+}
+
+impl FrontState {
+    pub(super) fn new(
+        proxy: Arc<Proxy>,
+        verifier: KeyVerifier,
+        trusted: Option<Trusted>,
+    ) -> FrontState {
+        let id = &proxy.config.identity;
+        FrontState {
+            trusted,
+            api_key_header: id.api_key_header.to_ascii_lowercase(),
+            allowed_hosts: id
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            allowed_origins: id.allowed_origins.clone(),
+            eager: super::eager_servers(&proxy.config),
+            proxy,
+            verifier,
+        }
+    }
+
+    /// The proxy of this state.
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+}
+
+/// Shared state of the HTTP front: the current [`State`], and what outlives a reload
+/// (sessions, per-user and per-address counters).
+pub struct App {
+    state: arc_swap::ArcSwap<FrontState>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Requests in flight per user (`limits.maxInflightPerUser`).
+    inflight_by_user: Arc<Mutex<HashMap<String, usize>>>,
+    /// Failed authentications per client address in the current minute.
+    auth_failures: Mutex<HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+}
+
+impl App {
+    pub fn new(state: FrontState) -> App {
+        App {
+            state: arc_swap::ArcSwap::from_pointee(state),
+            sessions: Mutex::new(HashMap::new()),
+            inflight_by_user: Arc::default(),
+            auth_failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The current state (config, policy, keys).
+    pub fn st(&self) -> Arc<FrontState> {
+        self.state.load_full()
+    }
+
+    /// Put a new state in place (reload); returns the one it replaced.
+    pub fn swap(&self, state: FrontState) -> Arc<FrontState> {
+        self.state.swap(Arc::new(state))
+    }
+}
+
+fn rpc_error_body(id: Option<&Value>, e: &RpcError) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": e.to_json() })
+}
+
+fn internal() -> RpcError {
+    RpcError::new(-32603, "internal error")
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not Found").into_response()
+}
+
+fn endpoint_of(server: Option<String>) -> Endpoint {
+    match server {
+        Some(s) => Endpoint::Server(s),
+        None => Endpoint::All,
+    }
+}
+
+fn accepts_sse(h: &HeaderMap) -> bool {
+    h.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"))
+}
+
+/// The main router.
+pub fn router(app: Arc<App>) -> Router {
+    let mcp = Router::new()
+        .route(
+            "/mcp",
+            axum::routing::post(post_all)
+                .get(get_all)
+                .delete(delete_all),
+        )
+        .route(
+            "/mcp/{server}",
+            axum::routing::post(post_one)
+                .get(get_one)
+                .delete(delete_one),
+        )
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(mcp)
+        .fallback(|| async { not_found() })
+        .with_state(app)
+}

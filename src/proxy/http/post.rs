@@ -1,0 +1,548 @@
+//! POST: one JSON-RPC message from the client, read within limits, then answered by the
+//! session dispatcher (lifecycle) or handed to the proxy.
+
+// The `Err` of the checks below is the refusal itself (an HTTP response), on the refusal
+// path only: boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
+use super::*;
+
+/// Whether `bytes` (JSON text) nests arrays/objects deeper than `max`.
+pub fn nesting_exceeds(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+pub(super) async fn post_all(State(app): State<Arc<App>>, req: Request) -> Response {
+    post(app, None, req).await
+}
+pub(super) async fn post_one(
+    State(app): State<Arc<App>>,
+    Path(server): Path<String>,
+    req: Request,
+) -> Response {
+    post(app, Some(server), req).await
+}
+
+/// `status` with a JSON-RPC error answering `id`.
+fn refuse(status: StatusCode, id: Option<&Value>, e: RpcError) -> Response {
+    json_response(status, rpc_error_body(id, &e))
+}
+
+/// [`refuse`] with `Retry-After: secs`.
+fn refuse_for(status: StatusCode, id: &Value, e: RpcError, secs: &'static str) -> Response {
+    let mut r = refuse(status, Some(id), e);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
+    r
+}
+
+fn reply(id: &Value, result: Result<Value, RpcError>) -> Value {
+    match result {
+        Ok(r) => json!({ "jsonrpc": "2.0", "id": id, "result": r }),
+        Err(e) => rpc_error_body(Some(id), &e),
+    }
+}
+
+/// One POST: the message, then the lifecycle (sessions, revisions) and the dispatch. The
+/// whole request uses `authed.st`, the state it was authenticated against.
+pub(super) async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
+    let Some(authed) = req.extensions().get::<Authed>().cloned() else {
+        return not_found();
+    };
+    let endpoint = endpoint_of(server);
+    let (parts, body) = req.into_parts();
+    let msg = match read_message(&authed.st, body).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let header_version = match protocol_header(&parts.headers, msg.get("id")) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let session = match session_of(&app, &parts.headers, &authed, &endpoint) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let params = msg.get("params").cloned().unwrap_or(json!({}));
+    let method = msg
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let (Some(method), Some(id)) = (method, msg.get("id").cloned()) else {
+        return accept_other(session.as_deref(), &msg, &params);
+    };
+    let st = &authed.st;
+    match method.as_str() {
+        "initialize" => return open_session(&app, &authed, endpoint, &id, &params),
+        // Answered with or without a session, in every revision.
+        "server/discover" => {
+            let r = answer_locally(&st.proxy, &authed.subject, &endpoint, &method);
+            return json_response(StatusCode::OK, reply(&id, r.ok_or_else(internal)));
+        }
+        _ => {}
+    }
+    let has_session = session.is_some();
+    let modern = match stateless_checks(
+        &parts.headers,
+        has_session,
+        &header_version,
+        &id,
+        &method,
+        &params,
+    ) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if let Some(r) = answer_locally(&st.proxy, &authed.subject, &endpoint, &method) {
+        return json_response(StatusCode::OK, reply(&id, Ok(r)));
+    }
+    let request = Forward {
+        session_id: parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| has_session)
+            .map(str::to_string),
+        session,
+        stream: accepts_sse(&parts.headers),
+        endpoint,
+        modern,
+        id,
+        method,
+        params,
+    };
+    forward(&app, &authed, request).await
+}
+
+/// The body, read within `limits` (size, time, nesting), as one JSON-RPC 2.0 message.
+async fn read_message(st: &FrontState, body: axum::body::Body) -> Result<Value, Response> {
+    let limits = &st.proxy.config.limits;
+    let read_timeout = limits.header_read_timeout.0;
+    let bad = |status, e| Err(refuse(status, None, e));
+    let bytes: Bytes = match tokio::time::timeout(
+        read_timeout,
+        axum::body::to_bytes(body, limits.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return bad(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RpcError::new(-32600, "request body too large"),
+            );
+        }
+        Err(_) => {
+            return bad(
+                StatusCode::REQUEST_TIMEOUT,
+                RpcError::new(
+                    -32600,
+                    format!(
+                        "the request body did not arrive within {}s (limits.headerReadTimeout)",
+                        read_timeout.as_secs_f32()
+                    ),
+                ),
+            );
+        }
+    };
+    if nesting_exceeds(&bytes, limits.max_json_depth) {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            RpcError::new(
+                -32600,
+                format!(
+                    "the request nests deeper than {} levels (limits.maxJsonDepth)",
+                    limits.max_json_depth
+                ),
+            ),
+        );
+    }
+    let msg: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                RpcError::new(-32700, format!("parse error: {e}")),
+            );
+        }
+    };
+    if msg.is_array() {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            RpcError::new(-32600, "JSON-RPC batches are not supported"),
+        );
+    }
+    if !msg.is_object() || msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            msg.get("id"),
+            RpcError::new(-32600, "not a JSON-RPC 2.0 message"),
+        ));
+    }
+    Ok(msg)
+}
+
+/// `MCP-Protocol-Version`, when sent: one Fentaris speaks.
+fn protocol_header(h: &HeaderMap, id: Option<&Value>) -> Result<Option<String>, Response> {
+    let version = h
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match &version {
+        Some(v) if !SUPPORTED_VERSIONS.contains(&v.as_str()) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            id,
+            RpcError::new(
+                -32600,
+                format!(
+                    "unsupported MCP-Protocol-Version {v}; supported: {}",
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
+            ),
+        )),
+        _ => Ok(version),
+    }
+}
+
+/// A notification (cancellation) or the client's answer to a relayed request: 202.
+fn accept_other(session: Option<&Session>, msg: &Value, params: &Value) -> Response {
+    match (msg.get("method").and_then(Value::as_str), session) {
+        (Some("notifications/cancelled"), Some(s)) => {
+            if let Some(rid) = params.get("requestId")
+                && let Some(ct) = s
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&rid.to_string())
+            {
+                ct.cancel();
+            }
+        }
+        // The client's answer to a request Fentaris relayed (sampling, elicitation, roots).
+        (None, Some(s)) if msg.get("id").is_some() => {
+            crate::proxy::handler::deliver_reply(&s.replies, msg);
+        }
+        _ => {}
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// `initialize`: a new session bound to this subject and endpoint, within the session caps.
+fn open_session(
+    app: &App,
+    authed: &Authed,
+    endpoint: Endpoint,
+    id: &Value,
+    params: &Value,
+) -> Response {
+    let limits = &authed.st.proxy.config.limits;
+    let (open, mine) = {
+        let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = sessions
+            .values()
+            .filter(|s| s.user == authed.identity.user)
+            .count();
+        (sessions.len(), mine)
+    };
+    if open >= limits.max_sessions {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(id),
+            RpcError::new(
+                -32000,
+                "too many open sessions (limits.maxSessions); try again later",
+            ),
+        );
+    }
+    if mine >= limits.max_sessions_per_user {
+        return refuse_for(
+            StatusCode::TOO_MANY_REQUESTS,
+            id,
+            RpcError::new(
+                -32000,
+                format!(
+                    "too many open sessions for this user (limits.maxSessionsPerUser is {}); end unused sessions with DELETE or wait for them to go idle",
+                    limits.max_sessions_per_user
+                ),
+            ),
+            "5",
+        );
+    }
+    let result = initialize_result(&authed.st.proxy, &authed.subject, &endpoint, params);
+    let sid = new_session_id();
+    let session = Arc::new(Session {
+        user: authed.identity.user.clone(),
+        endpoint,
+        inflight: Mutex::new(HashMap::new()),
+        subscriptions: Mutex::new(HashSet::new()),
+        replies: Default::default(),
+        last_seen: Mutex::new(std::time::Instant::now()),
+        info: Arc::new(
+            CallerInfo::new(&authed.identity.key_id, authed.address.clone())
+                .with_client_info(params),
+        ),
+        subject: authed.subject.clone(),
+        closed: CancellationToken::new(),
+    });
+    authed
+        .st
+        .proxy
+        .audit
+        .write(session_record("session.open", &sid, &session, "initialize"));
+    app.sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(sid.clone(), session);
+    let mut r = json_response(StatusCode::OK, reply(id, Ok(result)));
+    if let Ok(v) = HeaderValue::from_str(&sid) {
+        r.headers_mut().insert("mcp-session-id", v);
+    }
+    r
+}
+
+/// Without a session, only a stateless (2026-07-28) request goes on, with a revision
+/// Fentaris speaks and an `Mcp-Method` header that matches. Returns whether it is one.
+fn stateless_checks(
+    h: &HeaderMap,
+    has_session: bool,
+    header_version: &Option<String>,
+    id: &Value,
+    method: &str,
+    params: &Value,
+) -> Result<bool, Response> {
+    if let Some(v) = crate::proxy::lifecycle::unsupported_meta_version(params) {
+        let mut e = RpcError::new(-32022, format!("unsupported protocol version {v}"));
+        e.data = Some(json!({ "supported": SUPPORTED_VERSIONS }));
+        return Err(refuse(StatusCode::BAD_REQUEST, Some(id), e));
+    }
+    let modern = !has_session && is_modern(params, header_version.as_deref());
+    if !has_session && !modern {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            Some(id),
+            RpcError::new(
+                -32000,
+                "Bad Request: no valid session; send initialize first",
+            ),
+        ));
+    }
+    if modern
+        && let Some(m) = h.get("mcp-method").and_then(|v| v.to_str().ok())
+        && m != method
+    {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            Some(id),
+            RpcError::new(-32020, "Mcp-Method header does not match the body"),
+        ));
+    }
+    Ok(modern)
+}
+
+/// A request for the proxy, past the lifecycle checks.
+struct Forward {
+    session: Option<Arc<Session>>,
+    session_id: Option<String>,
+    /// The client takes an SSE stream.
+    stream: bool,
+    endpoint: Endpoint,
+    modern: bool,
+    id: Value,
+    method: String,
+    params: Value,
+}
+
+/// Hand the request to the proxy, within the user's in-flight cap; answered as JSON, or on
+/// an SSE stream when it may report progress or call back the client.
+async fn forward(app: &App, authed: &Authed, rq: Forward) -> Response {
+    let max = authed.st.proxy.config.limits.max_inflight_per_user;
+    let Some(slot) = app.user_slot(&authed.identity.user, max) else {
+        return refuse_for(
+            StatusCode::TOO_MANY_REQUESTS,
+            &rq.id,
+            RpcError::new(
+                -32000,
+                format!(
+                    "too many requests in flight for this user (limits.maxInflightPerUser is {max})"
+                ),
+            ),
+            "1",
+        );
+    };
+    let info = match &rq.session {
+        Some(s) => s.info.clone(),
+        None => Arc::new(
+            CallerInfo::new(&authed.identity.key_id, authed.address.clone())
+                .with_client_info(rq.params.get("_meta").unwrap_or(&Value::Null)),
+        ),
+    };
+    let caller = Caller {
+        session: rq.session_id.clone(),
+        subject: authed.subject.clone(),
+        endpoint: rq.endpoint.clone(),
+        modern: rq.modern,
+        info,
+    };
+    let ct = CancellationToken::new();
+    let key = rq.id.to_string();
+    if let Some(s) = &rq.session {
+        s.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), ct.clone());
+    }
+    // Removes the in-flight entry (and frees the slot) even when the client goes away.
+    let guard = InflightGuard {
+        session: rq.session.clone(),
+        key,
+        _slot: slot,
+    };
+    let token = rq
+        .params
+        .get("_meta")
+        .and_then(|m| m.get("progressToken"))
+        .cloned();
+    // Requests that may report progress or cause requests to the client (sampling,
+    // elicitation, roots) get their own SSE stream when the client takes one.
+    let may_call_back = matches!(
+        rq.method.as_str(),
+        "tools/call" | "prompts/get" | "resources/read"
+    );
+    let proxy = authed.st.proxy.clone();
+    if rq.stream && (token.is_some() || (may_call_back && rq.session.is_some())) {
+        return streamed(proxy, caller, rq, token, ct, guard).await;
+    }
+    let result = proxy
+        .handle(&caller, &rq.method, rq.params.clone(), None, &ct)
+        .await;
+    finished(
+        rq.session.as_deref(),
+        &rq.method,
+        &rq.params,
+        result.is_ok(),
+    );
+    drop(guard);
+    limited(reply(&rq.id, result))
+}
+
+/// After a request: a successful `resources/(un)subscribe` on a server endpoint updates
+/// the session's subscriptions.
+fn finished(session: Option<&Session>, method: &str, params: &Value, ok: bool) {
+    let Some(s) = session else { return };
+    if ok
+        && let (Endpoint::Server(srv), Some(uri)) =
+            (&s.endpoint, params.get("uri").and_then(Value::as_str))
+    {
+        let canon = crate::policy::uri::canonicalize(uri).unwrap_or_else(|_| uri.to_string());
+        let mut subs = s.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+        match method {
+            "resources/subscribe" => {
+                subs.insert((srv.clone(), canon));
+            }
+            "resources/unsubscribe" => {
+                subs.remove(&(srv.clone(), canon));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Progress, requests to the client, then the response, on this request's stream.
+async fn streamed(
+    proxy: Arc<Proxy>,
+    caller: Caller,
+    rq: Forward,
+    token: Option<Value>,
+    ct: CancellationToken,
+    guard: InflightGuard,
+) -> Response {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    let sink = tx.clone();
+    let replies = rq
+        .session
+        .as_ref()
+        .map(|s| s.replies.clone())
+        .unwrap_or_default();
+    let id = rq.id.clone();
+    tokio::spawn(async move {
+        let progress = Progress {
+            token,
+            sink,
+            replies,
+        };
+        let work = proxy.handle(&caller, &rq.method, rq.params.clone(), Some(progress), &ct);
+        // The client went away (its stream was dropped): cancel the work (upstream calls,
+        // list paging) instead of finishing it for nobody; it then ends (and is audited) as
+        // cancelled.
+        tokio::pin!(work);
+        let result = tokio::select! {
+            r = &mut work => r,
+            _ = tx.closed() => {
+                ct.cancel();
+                work.await
+            }
+        };
+        finished(
+            rq.session.as_deref(),
+            &rq.method,
+            &rq.params,
+            result.is_ok(),
+        );
+        // Done before the answer leaves: a next request may reuse the id.
+        drop(guard);
+        let _ = tx.send(reply(&rq.id, result));
+    });
+    // A result that comes before any progress or request to the client is answered as plain
+    // JSON: one write instead of SSE headers, an event and the chunked end (the stream is
+    // opened only when something must precede the result).
+    let first = match rx.recv().await {
+        Some(v) if v.get("method").is_none() => return limited(v),
+        Some(v) => v,
+        None => return refuse(StatusCode::OK, Some(&id), internal()),
+    };
+    let stream = tokio_stream::StreamExt::chain(
+        tokio_stream::once(first),
+        tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+    );
+    let stream = tokio_stream::StreamExt::map(stream, |v: Value| {
+        Ok::<_, std::convert::Infallible>(SseEvent::default().event("message").data(v.to_string()))
+    });
+    Sse::new(stream).into_response()
+}
+
+/// The response to a request: HTTP 200, or 429 with `Retry-After` when a per-user limit
+/// refused it (see [`RpcError::limit`]).
+pub(super) fn limited(v: Value) -> Response {
+    match crate::proxy::handler::limit_retry_after(&v) {
+        Some(secs) => {
+            let mut r = json_response(StatusCode::TOO_MANY_REQUESTS, v);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+        None => json_response(StatusCode::OK, v),
+    }
+}
