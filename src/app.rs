@@ -545,7 +545,7 @@ impl Running {
     /// Stop serving, close the upstreams, flush the audit log.
     pub async fn shutdown(self) {
         self.serving.shutdown().await;
-        self.proxy.audit.close(std::time::Duration::from_secs(5));
+        self.proxy.audit().close(std::time::Duration::from_secs(5));
     }
     /// Serve until SIGINT or SIGTERM, then shut down.
     pub async fn wait(self) {

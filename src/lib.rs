@@ -16,7 +16,7 @@ pub mod jsonrpc;
 pub mod middleware;
 pub mod pinning;
 pub mod policy;
-pub mod proxy;
+pub(crate) mod proxy;
 pub mod secret;
 pub mod suggest;
 pub mod vault;

@@ -112,7 +112,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
     }
     let state = prepared.start(audit, Default::default());
     let proxy = state.proxy().clone();
-    proxy.audit.write(
+    proxy.audit().write(
         crate::audit::Record::new("serve.start").detail(serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
@@ -129,8 +129,8 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         }
         Some(bound) => serve_http(&rt, state, bound, args.watch, files),
     };
-    proxy.audit.write(crate::audit::Record::new("serve.stop"));
-    proxy.audit.close(std::time::Duration::from_secs(5));
+    proxy.audit().write(crate::audit::Record::new("serve.stop"));
+    proxy.audit().close(std::time::Duration::from_secs(5));
     result
 }
 
@@ -184,14 +184,14 @@ fn start_audit(
 
 /// One client on stdin/stdout; upstreams start meanwhile (see [`stdio::serve`]).
 fn serve_stdio(rt: &tokio::runtime::Runtime, proxy: &Arc<Proxy>, user: String) {
-    if !proxy.engine.is_declared_user(&user) {
+    if !proxy.engine().is_declared_user(&user) {
         tracing::warn!(
             "user `{user}` is not declared in any group; only the top-level policy applies"
         );
     }
     rt.block_on(async {
         stdio::serve(proxy.clone(), &user).await;
-        proxy.pool.shutdown().await;
+        proxy.pool().shutdown().await;
     });
 }
 
@@ -206,7 +206,7 @@ fn serve_http(
 ) -> CliResult {
     rt.block_on(async {
         let proxy = state.proxy().clone();
-        let names = eager_servers(&proxy.config);
+        let names = eager_servers(proxy.config());
         tokio::spawn(async move {
             // On a terminal, a line per server while they start, then how each went.
             let bars = start_progress(&names);

@@ -111,13 +111,13 @@ fn caller_for(proxy: &Proxy, server: &str, user: Option<&str>) -> Option<Caller>
     let user = match user {
         Some(u) => u.to_string(),
         None => {
-            if let Some(s) = proxy.config.servers.iter().find(|s| s.name == server) {
+            if let Some(s) = proxy.config().servers.iter().find(|s| s.name == server) {
                 // A per-session server needs a session: this command is one.
                 return (s.isolation == crate::config::Isolation::Session)
                     .then(|| caller(proxy, "fentaris-tools"));
             }
             let g = proxy
-                .config
+                .config()
                 .groups
                 .iter()
                 .find(|g| g.servers.iter().any(|s| s.name == server))?;
@@ -129,7 +129,7 @@ fn caller_for(proxy: &Proxy, server: &str, user: Option<&str>) -> Option<Caller>
 
 fn caller(proxy: &Proxy, user: &str) -> Caller {
     Caller {
-        subject: Arc::new(proxy.engine.subject(user)),
+        subject: Arc::new(proxy.engine().subject(user)),
         endpoint: Endpoint::All,
         modern: false,
         session: Some("fentaris-tools".into()),
@@ -232,7 +232,7 @@ pub fn snapshot(
                 Err(e) => return Err(CliError::fatal(format!("a listing task failed: {e}"))),
             }
         }
-        proxy.pool.shutdown().await;
+        proxy.pool().shutdown().await;
         Ok(out)
     });
     if let Some(m) = progress {
@@ -293,10 +293,10 @@ fn failures(results: &[Listed]) -> usize {
 
 fn list(ctx: &Context, args: ListArgs) -> CliResult {
     let (_, proxy) = build_proxy(ctx)?;
-    let servers = select(&proxy.config, args.server.as_deref())?;
+    let servers = select(proxy.config(), args.server.as_deref())?;
     let results = snapshot(&proxy, &servers, args.user.as_deref())?;
     let failed = failures(&results);
-    let engine = &proxy.engine;
+    let engine = &proxy.engine();
     let subject = args.user.as_deref().map(|u| engine.subject(u));
     let mut rows = Vec::new();
     for (server, r) in &results {
@@ -410,7 +410,7 @@ fn decision(
 pub fn current_pins(
     proxy: &Arc<Proxy>,
 ) -> Result<(BTreeMap<String, ServerPins>, Vec<String>), CliError> {
-    let servers = declared_servers(&proxy.config);
+    let servers = declared_servers(proxy.config());
     let results = snapshot(proxy, &servers, None)?;
     let mut pins = BTreeMap::new();
     let mut failed = Vec::new();

@@ -56,7 +56,7 @@ pub fn spawn(app: Arc<App>, vault_path: PathBuf, watch: bool) {
                     tracing::error!(
                         "the vault changed but cannot be re-opened, so the keys and credentials in force are unchanged: {e}\nhelp: fix the vault (`fentaris vault status`), then send SIGHUP or restart `fentaris serve`"
                     );
-                    app.st().proxy.audit.write(
+                    app.st().proxy.audit().write(
                         crate::audit::Record::new("vault.reload")
                             .detail(json!({ "outcome": "rejected" })),
                     );
@@ -69,7 +69,7 @@ pub fn spawn(app: Arc<App>, vault_path: PathBuf, watch: bool) {
 /// Re-open the vault and put its keys and credentials in force under the running config.
 pub async fn reload_vault(app: &Arc<App>, vault_path: &Path) -> Result<String, String> {
     let old = app.st();
-    let config = old.proxy.config.clone();
+    let config = old.proxy.config().clone();
     let vault = if vault_path.exists() {
         Some(
             Vault::open(vault_path, &KeyLookup::from_env(), Default::default())
@@ -86,15 +86,15 @@ pub async fn reload_vault(app: &Arc<App>, vault_path: &Path) -> Result<String, S
     };
     // The same builder as a start and a config reload (proxy/build.rs): keys, trusted
     // headers and the tools lock resolved from the running config and the new vault.
-    let prepared = Prepared::new(config, &old.proxy.config_dir, vault)?;
+    let prepared = Prepared::new(config, old.proxy.config_dir(), vault)?;
     let state = prepared.reload(&old.proxy);
     let proxy = state.proxy().clone();
     app.swap(state);
-    old.proxy.retired.cancel();
+    old.proxy.retired().cancel();
     let closed = proxy.close_stale().await;
     let ended = app.end_sessions_without_live_key().await;
     proxy
-        .audit
+        .audit()
         .write(crate::audit::Record::new("vault.reload").detail(json!({
             "outcome": "applied",
             "restartedOrStopped": closed,

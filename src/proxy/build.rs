@@ -71,17 +71,18 @@ impl Prepared {
 
     /// The first state: a new proxy writing to `audit`, running `middleware`.
     pub fn start(self, audit: AuditLog, middleware: Registry) -> FrontState {
-        let mut proxy = Proxy::new(self.config, self.dir, self.vault, env_lookup());
-        proxy.audit = Arc::new(audit);
-        proxy.middleware = middleware;
-        proxy.pins = self.pins;
+        let proxy = Proxy::new(self.config, self.dir, self.vault, env_lookup())
+            .with_audit(audit)
+            .with_middleware(middleware)
+            .with_pins(self.pins);
         FrontState::new(proxy.shared(), self.verifier, self.trusted)
     }
 
     /// The state after a reload: `old`'s pool, audit log, middleware and metrics carry on.
     pub fn reload(self, old: &Proxy) -> FrontState {
-        let mut proxy = old.reloaded(self.config, self.vault, env_lookup());
-        proxy.pins = self.pins;
+        let proxy = old
+            .reloaded(self.config, self.vault, env_lookup())
+            .with_pins(self.pins);
         FrontState::new(proxy.shared(), self.verifier, self.trusted)
     }
 }
@@ -268,10 +269,6 @@ impl Serving {
         })
     }
 
-    pub fn front(&self) -> &Arc<App> {
-        &self.front
-    }
-
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
@@ -288,21 +285,21 @@ impl Serving {
             let _ = tokio::time::timeout(Duration::from_secs(2), a).await;
         }
         self.reaper.abort();
-        self.front.st().proxy.pool.shutdown().await;
+        self.front.st().proxy.pool().shutdown().await;
     }
 }
 
 /// End idle sessions, and stateless callers' isolated connections, now and then.
 async fn reap(front: Arc<App>) {
     loop {
-        let idle = front.st().proxy.config.limits.session_idle.0;
+        let idle = front.st().proxy.config().limits.session_idle.0;
         tokio::time::sleep((idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))).await;
         let st = front.st();
         front
-            .reap_idle_sessions(st.proxy.config.limits.session_idle.0)
+            .reap_idle_sessions(st.proxy.config().limits.session_idle.0)
             .await;
         st.proxy
-            .pool
+            .pool()
             .reap_idle_users(Duration::from_secs(600))
             .await;
     }

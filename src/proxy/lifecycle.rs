@@ -74,7 +74,7 @@ fn instructions(proxy: &Proxy, endpoint: &Endpoint) -> String {
     match endpoint {
         Endpoint::All => format!(
             "Fentaris: tools and prompts of several servers, named <server>{}<name>. Calls are checked against policy.",
-            proxy.config.name_separator
+            proxy.config().name_separator
         ),
         Endpoint::Server(s) => {
             format!("Fentaris: the `{s}` server. Calls are checked against policy.")

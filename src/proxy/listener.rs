@@ -344,7 +344,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let configured = app.st().proxy.config.limits.max_connections;
+        let configured = app.st().proxy.config().limits.max_connections;
         let max = match fd_cap {
             Some(cap) if cap < configured => {
                 if !warned_fd {
@@ -435,7 +435,7 @@ async fn serve_conn(
     loop {
         let (header, idle) = {
             let st = app.st();
-            let l = &st.proxy.config.limits;
+            let l = &st.proxy.config().limits;
             (l.header_read_timeout.0, l.idle_timeout.0)
         };
         // Re-armed whenever the phase changes (`changed`); busy connections are also looked at

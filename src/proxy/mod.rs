@@ -22,7 +22,7 @@ pub mod upstream;
 
 use std::sync::Arc;
 
-pub use handler::{Caller, Endpoint, Proxy, RpcError};
+pub use handler::{Caller, Endpoint, Proxy};
 
 /// Top-level servers whose connection depends neither on the subject nor on the session:
 /// started at once, and required by `/readyz`.
@@ -40,7 +40,7 @@ pub fn eager_servers(config: &crate::config::Config) -> Vec<String> {
 /// Each one is then kept up (restarted with backoff when it exits; see [`Proxy::keep_up`]).
 /// Returns when every eager server has been tried once.
 pub async fn connect_eager(proxy: &Arc<Proxy>) {
-    let firsts: Vec<_> = eager_servers(&proxy.config)
+    let firsts: Vec<_> = eager_servers(proxy.config())
         .into_iter()
         .map(|name| {
             let (tx, rx) = tokio::sync::oneshot::channel();

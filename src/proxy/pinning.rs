@@ -50,10 +50,6 @@ impl Pins {
         }
     }
 
-    pub fn is_active(&self) -> bool {
-        self.lock.is_some()
-    }
-
     fn state(&self) -> parking_lot::MutexGuard<'_, State> {
         self.state.lock()
     }
@@ -73,7 +69,7 @@ impl Pins {
             if let Some(set) = st.drifted.get_mut(server)
                 && set.remove(name)
             {
-                proxy.metrics.tool_drift(server, set.len());
+                proxy.metrics().tool_drift(server, set.len());
             }
             return true;
         }
@@ -87,7 +83,7 @@ impl Pins {
                 server,
                 "tool `{shown}` is {change} since tools.lock.json: hidden and refused until `fentaris tools lock` accepts it"
             );
-            proxy.audit.write(
+            proxy.audit().write(
                 crate::audit::Record::new("drift")
                     .server(server)
                     .detail(json!({
@@ -100,7 +96,7 @@ impl Pins {
             );
             let set = st.drifted.entry(server.to_string()).or_default();
             set.insert(name.to_string());
-            proxy.metrics.tool_drift(server, set.len());
+            proxy.metrics().tool_drift(server, set.len());
         }
         false
     }
@@ -138,7 +134,7 @@ impl Pins {
                 "tools/list",
                 ct,
                 super::pool::DEFAULT_REQUEST_TIMEOUT,
-                &super::upstream::PageLimits::of(&proxy.config.limits),
+                &super::upstream::PageLimits::of(&proxy.config().limits),
                 |r| {
                     let mut bytes = 0;
                     for t in r

@@ -179,10 +179,10 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
     let config = prepared.config();
     let old = app.st();
     for (what, a, b) in [
-        ("listen", &old.proxy.config.listen, &config.listen),
+        ("listen", &old.proxy.config().listen, &config.listen),
         (
             "adminListen",
-            &old.proxy.config.admin_listen,
+            &old.proxy.config().admin_listen,
             &config.admin_listen,
         ),
     ] {
@@ -190,20 +190,20 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
             tracing::warn!("`{what}` changed: it takes effect when Fentaris restarts");
         }
     }
-    if old.proxy.config.audit != config.audit || old.proxy.config.auto_log != config.auto_log {
+    if old.proxy.config().audit != config.audit || old.proxy.config().auto_log != config.auto_log {
         tracing::warn!("audit settings changed: they take effect when Fentaris restarts");
     }
     let state = prepared.reload(&old.proxy);
     let proxy = state.proxy().clone();
     app.swap(state);
-    old.proxy.retired.cancel();
+    old.proxy.retired().cancel();
     let closed = proxy.close_stale().await;
     // Requests that were still running on the old config may have reopened an old
     // connection meanwhile: close those once they are done.
     let later = proxy.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(30)).await;
-        if !later.retired.is_cancelled() {
+        if !later.retired().is_cancelled() {
             later.close_stale().await;
         }
     });
@@ -214,7 +214,7 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
     let p = proxy.clone();
     tokio::spawn(async move { connect_eager(&p).await });
     proxy
-        .audit
+        .audit()
         .write(Record::new("config.reload").detail(json!({
             "outcome": "applied",
             "configBefore": before,
@@ -246,7 +246,7 @@ pub async fn reload_and_log(app: &Arc<App>, path: &Path) {
             let after = std::fs::read(path).ok().map(|b| digest(&b));
             app.st()
                 .proxy
-                .audit
+                .audit()
                 .write(Record::new("config.reload").detail(json!({
                     "outcome": "rejected",
                     "reason": reason,

@@ -18,7 +18,7 @@ use crate::audit::record::{Record, SubjectRef};
 /// the eager upstreams start meanwhile ("waiting for upstream X" on stderr), and when they
 /// are up the client is told to list again (`list_changed`).
 pub async fn serve(proxy: Arc<Proxy>, user: &str) {
-    let subject = Arc::new(proxy.engine.subject(user));
+    let subject = Arc::new(proxy.engine().subject(user));
     let endpoint = Endpoint::All;
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
     let writer = tokio::spawn(async move {
@@ -35,13 +35,13 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     {
         let tx = out_tx.clone();
         let visible: Vec<String> = proxy
-            .engine
+            .engine()
             .visible_servers(&subject)
             .into_iter()
-            .filter(|s| proxy.engine.can_use(&subject, s))
+            .filter(|s| proxy.engine().can_use(&subject, s))
             .map(str::to_string)
             .collect();
-        let mut rx = proxy.events.subscribe();
+        let mut rx = proxy.events().subscribe();
         tokio::spawn(async move {
             while let Ok(e) = rx.recv().await {
                 if !visible.contains(&e.server) || !e.for_session(Some("stdio")) {
@@ -69,7 +69,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
         let tx = out_tx.clone();
         let initialized = initialized.clone();
         tokio::spawn(async move {
-            let eager = super::eager_servers(&proxy.config);
+            let eager = super::eager_servers(proxy.config());
             if eager.is_empty() {
                 return;
             }
@@ -148,7 +148,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             r.session = Some("stdio".into());
             r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
             r.client = info.client.clone();
-            proxy.audit.write(r);
+            proxy.audit().write(r);
             let result = initialize_result(&proxy, &subject, &endpoint, &params);
             let _ = out_tx.send(reply(Ok(result)));
             initialized.notify_one();
@@ -192,7 +192,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     r.session = Some("stdio".into());
     r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
     r.reason = Some("the client closed stdin".into());
-    proxy.audit.write(r);
+    proxy.audit().write(r);
     drop(out_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
 }

@@ -177,7 +177,7 @@ fn online_findings(ctx: &Context, loaded: &Loaded) -> Result<Vec<Diagnostic>, Cl
             crate::diagnostics::escape_control(f)
         );
     }
-    let config = &proxy.config;
+    let config = &proxy.config();
     let pointer_of = |server: &str| {
         if let Some(i) = config.servers.iter().position(|s| s.name == server) {
             return format!("/servers/{i}/name");

@@ -165,24 +165,24 @@ pub type EnvLookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Process-wide proxy state.
 pub struct Proxy {
-    pub config: Config,
-    pub config_dir: PathBuf,
-    pub engine: Engine,
-    pub vault: Option<Vault>,
+    config: Config,
+    config_dir: PathBuf,
+    engine: Engine,
+    vault: Option<Vault>,
     /// Connections: shared by every config this process serves (reload keeps them).
-    pub pool: Arc<Pool>,
-    pub metrics: Arc<Metrics>,
+    pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
     /// Upstream specs built for this config.
     specs: super::pool::SpecCache,
     /// Cancelled when a reload replaces this proxy: its supervisors stop.
-    pub retired: CancellationToken,
-    pub env: EnvLookup,
+    retired: CancellationToken,
+    env: EnvLookup,
     /// The audit trail (off unless `autoLog`).
-    pub audit: Arc<AuditLog>,
+    audit: Arc<AuditLog>,
     /// Runtime middleware (library API).
-    pub middleware: Registry,
+    middleware: Registry,
     /// Tool pinning (`tools.lock.json`; off unless `serve` loads a lock).
-    pub pins: super::pinning::Pins,
+    pins: super::pinning::Pins,
     argument_rules: ArgumentRules,
     authorizers: Authorizers,
     /// This proxy, once shared (the middleware chain's last step needs an owned handle).
@@ -192,7 +192,7 @@ pub struct Proxy {
     /// Resource URIs and template prefixes each server listed (for routing on `/mcp`).
     routes: Arc<Mutex<HashMap<String, Routes>>>,
     /// (server, event) from every upstream connection.
-    pub events: broadcast::Sender<ServerEvent>,
+    events: broadcast::Sender<ServerEvent>,
     /// Key of Fentaris' own list cursors (from `cursorKey`, else random per process).
     cursor_key: crate::secret::SecretKey,
 }
@@ -204,6 +204,52 @@ struct Routes {
 }
 
 impl Proxy {
+    /// The validated config this proxy serves.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The folder of the config (tools lock, vault).
+    pub fn config_dir(&self) -> &std::path::Path {
+        &self.config_dir
+    }
+    /// The compiled policy.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+    /// Upstream connections (shared across reloads).
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+    /// Cancelled when a reload replaces this proxy.
+    pub fn retired(&self) -> &CancellationToken {
+        &self.retired
+    }
+    /// The audit trail.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+    /// (server, event) from every upstream connection.
+    pub fn events(&self) -> &broadcast::Sender<ServerEvent> {
+        &self.events
+    }
+    /// Set once, before the proxy is shared: where audit records go.
+    pub fn with_audit(mut self, audit: AuditLog) -> Proxy {
+        self.audit = Arc::new(audit);
+        self
+    }
+    /// Set once, before the proxy is shared: the runtime middleware.
+    pub fn with_middleware(mut self, middleware: Registry) -> Proxy {
+        self.middleware = middleware;
+        self
+    }
+    /// Set once, before the proxy is shared: the tools lock.
+    pub fn with_pins(mut self, pins: super::pinning::Pins) -> Proxy {
+        self.pins = pins;
+        self
+    }
     pub fn new(config: Config, config_dir: PathBuf, vault: Option<Vault>, env: EnvLookup) -> Proxy {
         let (engine, _) = Engine::compile(&config);
         let argument_rules = ArgumentRules::compile(&config);

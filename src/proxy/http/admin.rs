@@ -30,8 +30,8 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route(
             "/metrics",
             get(|State(app): State<Arc<App>>| async move {
-                let mut text = app.st().proxy.metrics.render();
-                if let Some((written, dropped, failures, queued)) = app.st().proxy.audit.counters() {
+                let mut text = app.st().proxy.metrics().render();
+                if let Some((written, dropped, failures, queued)) = app.st().proxy.audit().counters() {
                     use std::fmt::Write as _;
                     let _ = write!(
                         text,
@@ -61,7 +61,7 @@ pub(super) fn readyz(app: &Arc<App>) -> (StatusCode, String) {
                 down.join(", ")
             ),
         )
-    } else if !st.proxy.audit.healthy() {
+    } else if !st.proxy.audit().healthy() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the audit log cannot be written\n".to_string(),

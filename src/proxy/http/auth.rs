@@ -128,7 +128,7 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
     }
     let ip = client_address(&st, &req);
     let address = ip.map(|a| a.to_string());
-    if app.auth_limited(ip, st.proxy.config.limits.auth_failures_per_minute) {
+    if app.auth_limited(ip, st.proxy.config().limits.auth_failures_per_minute) {
         let mut r = json_response(
             StatusCode::TOO_MANY_REQUESTS,
             json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Too many failed authentications from this address; try again in a minute" } }),
@@ -157,7 +157,7 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
     let identity = match identity {
         Ok(i) => i,
         Err(why) => {
-            st.proxy.metrics.auth_failure();
+            st.proxy.metrics().auth_failure();
             app.note_auth_failure(ip);
             // Never the presented key: only why it failed, from where, and for what.
             let mut r = Record::new("auth.failed");
@@ -168,7 +168,7 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
                 address: address.clone(),
                 ..ClientRef::default()
             };
-            st.proxy.audit.write(r);
+            st.proxy.audit().write(r);
             let mut r = json_response(
                 StatusCode::UNAUTHORIZED,
                 json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": format!("Unauthorized: invalid or missing API key (header {})", st.api_key_header) } }),
@@ -182,11 +182,11 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
             return r;
         }
     };
-    let subject = Arc::new(st.proxy.engine.subject(&identity.user));
+    let subject = Arc::new(st.proxy.engine().subject(&identity.user));
     // `/mcp/<server>` for a server the subject cannot see answers like an unknown path.
     let path = req.uri().path().to_string();
     if let Some(name) = path.strip_prefix("/mcp/")
-        && !st.proxy.engine.can_use(&subject, name)
+        && !st.proxy.engine().can_use(&subject, name)
     {
         return not_found();
     }
@@ -221,7 +221,7 @@ pub(super) fn trusted_identity(st: &FrontState, req: &Request) -> Option<Result<
         });
     let user = user.to_str().ok().map(str::trim).filter(|u| !u.is_empty());
     match user {
-        Some(u) if from_proxy && secret_ok && st.proxy.engine.is_declared_user(u) => {
+        Some(u) if from_proxy && secret_ok && st.proxy.engine().is_declared_user(u) => {
             Some(Ok(Identity {
                 user: u.to_string(),
                 key_id: "trusted-header".into(),

@@ -32,9 +32,8 @@ mod sessions;
 mod stream;
 
 pub use admin::admin_router;
+pub use auth::Trusted;
 use auth::{Authed, guard};
-pub use auth::{Trusted, client_address};
-pub use post::nesting_exceeds;
 use post::{post_all, post_one};
 use sessions::{
     InflightGuard, Session, delete_all, delete_one, new_session_id, session_of, session_record,
@@ -61,7 +60,7 @@ impl FrontState {
         verifier: KeyVerifier,
         trusted: Option<Trusted>,
     ) -> FrontState {
-        let id = &proxy.config.identity;
+        let id = &proxy.config().identity;
         FrontState {
             trusted,
             api_key_header: id.api_key_header.to_ascii_lowercase(),
@@ -71,7 +70,7 @@ impl FrontState {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             allowed_origins: id.allowed_origins.clone(),
-            eager: super::eager_servers(&proxy.config),
+            eager: super::eager_servers(proxy.config()),
             proxy,
             verifier,
         }

@@ -139,7 +139,7 @@ pub(super) async fn post(app: Arc<App>, server: Option<String>, req: Request) ->
 
 /// The body, read within `limits` (size, time, nesting), as one JSON-RPC 2.0 message.
 async fn read_message(st: &FrontState, body: axum::body::Body) -> Result<Value, Response> {
-    let limits = &st.proxy.config.limits;
+    let limits = &st.proxy.config().limits;
     let read_timeout = limits.header_read_timeout.0;
     let bad = |status, e| Err(refuse(status, None, e));
     let bytes: Bytes = match tokio::time::timeout(
@@ -258,7 +258,7 @@ fn open_session(
     id: &Value,
     params: &Value,
 ) -> Response {
-    let limits = &authed.st.proxy.config.limits;
+    let limits = &authed.st.proxy.config().limits;
     let (open, mine) = {
         let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let mine = sessions
@@ -310,7 +310,7 @@ fn open_session(
     authed
         .st
         .proxy
-        .audit
+        .audit()
         .write(session_record("session.open", &sid, &session, "initialize"));
     app.sessions
         .lock()
@@ -378,7 +378,7 @@ struct Forward {
 /// Hand the request to the proxy, within the user's in-flight cap; answered as JSON, or on
 /// an SSE stream when it may report progress or call back the client.
 async fn forward(app: &App, authed: &Authed, rq: Forward) -> Response {
-    let max = authed.st.proxy.config.limits.max_inflight_per_user;
+    let max = authed.st.proxy.config().limits.max_inflight_per_user;
     let Some(slot) = app.user_slot(&authed.identity.user, max) else {
         return refuse_for(
             StatusCode::TOO_MANY_REQUESTS,

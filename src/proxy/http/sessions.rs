@@ -90,7 +90,7 @@ impl App {
                 .filter_map(|k| sessions.remove(&k).map(|s| (k, s)))
                 .collect()
         };
-        let audit = self.st().proxy.audit.clone();
+        let audit = self.st().proxy.audit().clone();
         for (sid, s) in &ended {
             audit.write(session_record("session.close", sid, s, reason));
             s.closed.cancel();
@@ -108,7 +108,7 @@ impl App {
 
     /// Close the upstream connections isolated to these (ended) sessions.
     pub(super) async fn close_isolated(&self, sids: &[String]) {
-        let pool = self.st().proxy.pool.clone();
+        let pool = self.st().proxy.pool().clone();
         for sid in sids {
             pool.close_session(sid).await;
         }

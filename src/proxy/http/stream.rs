@@ -33,7 +33,7 @@ pub(super) fn listen(app: Arc<App>, server: Option<String>, req: Request) -> Res
     // Notifications only about servers this subject can use now (seeing one is not enough;
     // re-checked per event against the current config), and only while the session lives.
     let (tx, rx) = mpsc::unbounded_channel::<Result<SseEvent, std::convert::Infallible>>();
-    let mut events = app.st().proxy.events.subscribe();
+    let mut events = app.st().proxy.events().subscribe();
     let closed = session.closed.clone();
     let user = authed.identity.user.clone();
     let app2 = app.clone();
@@ -50,8 +50,8 @@ pub(super) fn listen(app: Arc<App>, server: Option<String>, req: Request) -> Res
             };
             let srv = ev.server.clone();
             let st = app2.st();
-            let subject = st.proxy.engine.subject(&user);
-            if !st.proxy.engine.can_use(&subject, &srv)
+            let subject = st.proxy.engine().subject(&user);
+            if !st.proxy.engine().can_use(&subject, &srv)
                 || matches!(&session.endpoint, Endpoint::Server(s) if *s != srv)
                 || !ev.for_session(Some(&sid))
             {
