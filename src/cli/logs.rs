@@ -684,35 +684,83 @@ fn copied_note(
     String::new()
 }
 
-fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
-    let mut files = if a.files.is_empty() {
-        let path = audit_path(ctx, None)?;
-        let set = file_set(&path);
-        if set.is_empty() {
+/// The identity (device, inode, path) of every file of a set: a rotation renames them.
+fn identities(files: &[PathBuf]) -> Vec<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .map(|f| {
+            std::fs::symlink_metadata(f)
+                .ok()
+                .map(|m| (m.dev(), m.ino()))
+        })
+        .collect()
+}
+
+/// A live log read at one moment: its files, the checkpoint read before them, their lines.
+type Snapshot = (Vec<PathBuf>, PreRead, Vec<Vec<String>>);
+
+/// The files of a live log and their lines, read as one consistent snapshot: a rotation
+/// that happens while they are read (every file is renamed one step) is noticed by the
+/// files' identities, and the read starts over (bounded).
+fn live_snapshot(path: &Path, ctx: &Context) -> Result<Snapshot, CliError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let files = file_set(path);
+        if files.is_empty() {
             return Err(CliError::usage(format!(
                 "no audit log at {}",
-                super::display_path(&path)
+                super::display_path(path)
             )));
         }
-        set
-    } else {
-        a.files.clone()
-    };
-    let pre = pre_read_checkpoint(ctx, &files);
-    let live = a.files.is_empty();
-    let contents = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            // The active file of a running serve may end in a write in progress.
-            if live && i + 1 == files.len() {
-                crate::audit::read::whole_lines(f)
-            } else {
-                lines(f)
+        let before = identities(&files);
+        let pre = pre_read_checkpoint(ctx, &files);
+        let read = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                // The active file of a running serve may end in a write in progress.
+                if i + 1 == files.len() {
+                    crate::audit::read::whole_lines(f)
+                } else {
+                    lines(f)
+                }
+                .map_err(|e| (f.clone(), e))
+            })
+            .collect::<Result<Vec<_>, _>>();
+        let stable = file_set(path) == files && identities(&files) == before;
+        match read {
+            Ok(contents) if stable => return Ok((files, pre, contents)),
+            Err((f, e)) if stable || attempt >= 50 => {
+                return Err(CliError::fatal(format!("cannot read {}: {e}", f.display())));
             }
-            .map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display())))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+            Ok(_) if attempt >= 50 => {
+                return Err(CliError::fatal(format!(
+                    "the audit log at {} kept rotating while it was read; try again",
+                    super::display_path(path)
+                )));
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
+fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
+    let (mut files, pre, contents) = if a.files.is_empty() {
+        let path = audit_path(ctx, None)?;
+        live_snapshot(&path, ctx)?
+    } else {
+        let files = a.files.clone();
+        let pre = pre_read_checkpoint(ctx, &files);
+        let contents = files
+            .iter()
+            .map(|f| {
+                lines(f).map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        (files, pre, contents)
+    };
     let mut contents = contents;
     if a.files.is_empty() && contents.len() > 1 && contents.last().is_some_and(Vec::is_empty) {
         // A rotation in progress: the new file exists, its file.start not yet written.
