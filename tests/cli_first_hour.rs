@@ -726,3 +726,101 @@ fn revoking_for_a_mistyped_user_names_the_owner() {
     );
     assert!(text(&o).1.contains("did you mean `bob`?"), "{:?}", text(&o));
 }
+
+/// The HTTP status of an `initialize` with `key` (200: the key logs in).
+fn login(url: &str, key: &str) -> u16 {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    http("POST", url, &[("x-fentaris-api-key", key)], Some(&init))
+        .map(|(st, _, _)| st)
+        .unwrap_or(0)
+}
+
+fn until_status(s: &Serve, url: &str, key: &str, want: u16, what: &str) -> Duration {
+    let start = Instant::now();
+    while login(url, key) != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: still not HTTP {want} after 10 s\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+/// Replace a file the way every writer of the vault does (a fresh file renamed in place).
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-test");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn a_changed_vault_that_cannot_be_opened_fails_closed_until_it_opens_again() {
+    let dir = project(&base_config());
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "add", "bob", "--value-stdin"],
+        Some(BOB),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let mut s = spawn_serve(dir, &[]);
+    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
+    wait_for(&mut s, &readyz);
+    let url = s.url("/mcp");
+    assert_eq!(login(&url, BOB), 200);
+    let vault = s.dir().join(".fentaris/credentials.enc.json");
+    let good = std::fs::read(&vault).unwrap();
+
+    // Tampered (one byte of the sealed content flipped): the key list cannot be trusted.
+    let mut bad = good.clone();
+    let i = bad.len() / 2;
+    bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+    replace(&vault, &bad);
+    let took = until_status(&s, &url, BOB, 401, "a tampered vault");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let log = s.log();
+    assert!(
+        log.contains("cannot be opened") && log.contains("fail closed"),
+        "{log}"
+    );
+    assert!(!log.contains(BOB), "the key leaked into the log");
+
+    // Restored: the keys are back without a restart.
+    replace(&vault, &good);
+    until_status(&s, &url, BOB, 200, "the restored vault");
+
+    // Deleted: the same.
+    std::fs::remove_file(&vault).unwrap();
+    until_status(&s, &url, BOB, 401, "a deleted vault");
+}
+
+#[test]
+fn with_watch_an_invalid_config_being_edited_does_not_hold_back_a_revocation() {
+    let dir = project(&base_config());
+    let o = run(
+        dir.path(),
+        &["auth", "api-key", "add", "bob", "--value-stdin"],
+        Some(BOB),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let id = key_ids(dir.path(), "bob")[0]["keyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut s = spawn_serve_with(dir, &[], &["--watch"]);
+    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
+    wait_for(&mut s, &readyz);
+    let url = s.url("/mcp");
+    assert_eq!(login(&url, BOB), 200);
+    // The operator is half-way through an edit: the config does not parse.
+    let cfg = s.dir().join(".fentaris/config.json");
+    let text_now = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{},", text_now.trim_end())).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(s.log().contains("has errors"), "{}", s.log());
+    assert_eq!(login(&url, BOB), 200, "the running config stays");
+    let o = run(s.dir(), &["auth", "api-key", "revoke", "bob", &id], None);
+    assert!(o.status.success(), "{:?}", text(&o));
+    until_status(&s, &url, BOB, 401, "a revocation under an invalid config");
+}

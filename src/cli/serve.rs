@@ -222,8 +222,8 @@ fn serve_http(
         });
         let front = Arc::new(http::App::new(state));
         // The vault is always followed (revocations apply without --watch): cli/vault_watch.rs.
-        super::vault_watch::spawn(front.clone(), vault_path.clone(), watch);
-        crate::proxy::reload::spawn_triggers(front.clone(), config_path, vault_path, watch);
+        super::vault_watch::spawn(front.clone(), vault_path);
+        crate::proxy::reload::spawn_triggers(front.clone(), config_path, watch);
         let serving = Serving::start(front, bound)?;
         let listen = serving.local_addr();
         let admin = match serving.admin_addr() {

@@ -7,9 +7,14 @@
 //! file itself is not re-read (that is `--watch` and SIGHUP), so a config being edited, or one
 //! with errors, never holds back a revocation. Sessions opened with a key that no longer logs
 //! in are ended; connections whose credentials changed are closed (they restart on demand).
-//! A vault that cannot be re-opened leaves the running state in place and logs an error that
-//! says so (the data key is needed to read the new key list, so there is nothing better to
-//! apply).
+//! A changed vault that cannot be opened (tampered, truncated, deleted, its key gone) fails
+//! closed: API keys from the vault are refused (401) until a vault that opens is back, since
+//! the running key list may hold keys that were revoked in the change. Keys from the config
+//! (`apiKeys` from the environment) and the upstream credentials in force stay.
+//!
+//! Reloads are serialised with config reloads (`reload::RELOADING`), and the vault is
+//! followed with or without `--watch`, so an invalid config being edited never holds back a
+//! revocation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,12 +40,8 @@ fn stamp(p: &Path) -> Stamp {
     Some((ino, m.modified().ok()?, m.len()))
 }
 
-/// Start following `vault_path` (a no-op with `--watch`, whose watcher reloads config and
-/// vault together). Must be called inside the runtime.
-pub fn spawn(app: Arc<App>, vault_path: PathBuf, watch: bool) {
-    if watch {
-        return;
-    }
+/// Start following `vault_path`. Must be called inside the runtime.
+pub fn spawn(app: Arc<App>, vault_path: PathBuf) {
     tokio::spawn(async move {
         let mut last = stamp(&vault_path);
         loop {
@@ -53,12 +54,16 @@ pub fn spawn(app: Arc<App>, vault_path: PathBuf, watch: bool) {
             match reload_vault(&app, &vault_path).await {
                 Ok(summary) => tracing::info!("{summary}"),
                 Err(e) => {
+                    let ended = refuse_vault_keys(&app).await;
                     tracing::error!(
-                        "the vault changed but cannot be re-opened, so the keys and credentials in force are unchanged: {e}\nhelp: fix the vault (`fentaris vault status`), then send SIGHUP or restart `fentaris serve`"
+                        "the vault changed but cannot be opened, so API keys from the vault are refused until it can be (fail closed; {ended} sessions ended): {e}\nhelp: fix or restore the vault (`fentaris vault status`); it is picked up as soon as it opens"
                     );
-                    app.st().proxy.audit().write(
-                        crate::audit::Record::new("vault.reload")
-                            .detail(json!({ "outcome": "rejected" })),
+                    app.st().proxy().audit().write(
+                        crate::audit::Record::new("vault.reload").detail(json!({
+                            "outcome": "rejected",
+                            "vaultKeysRefused": true,
+                            "sessionsEnded": ended,
+                        })),
                     );
                 }
             }
@@ -66,8 +71,18 @@ pub fn spawn(app: Arc<App>, vault_path: PathBuf, watch: bool) {
     });
 }
 
+/// Fail closed after a vault change that cannot be opened: the running config and proxy
+/// stay, with a key verifier that knows no vault key. Returns the sessions ended.
+async fn refuse_vault_keys(app: &Arc<App>) -> usize {
+    let _one = crate::proxy::reload::RELOADING.lock().await;
+    let old = app.st();
+    app.swap(Prepared::without_vault_keys(&old));
+    app.end_sessions_without_live_key().await
+}
+
 /// Re-open the vault and put its keys and credentials in force under the running config.
 pub async fn reload_vault(app: &Arc<App>, vault_path: &Path) -> Result<String, String> {
+    let _one = crate::proxy::reload::RELOADING.lock().await;
     let old = app.st();
     let config = old.proxy.config().clone();
     let vault = if vault_path.exists() {

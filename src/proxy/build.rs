@@ -78,6 +78,14 @@ impl Prepared {
         FrontState::new(proxy.shared(), self.verifier, self.trusted)
     }
 
+    /// `old` with a key verifier that knows no vault key (config `apiKeys` only): what is
+    /// in force after the vault changed and could not be opened (fail closed).
+    pub fn without_vault_keys(old: &FrontState) -> FrontState {
+        let env = |k: &str| std::env::var(k).ok();
+        let (verifier, _) = KeyVerifier::build(old.proxy().config(), None, &env);
+        FrontState::new(old.proxy().clone(), verifier, old.trusted.clone())
+    }
+
     /// The state after a reload: `old`'s pool, audit log, middleware and metrics carry on.
     pub fn reload(self, old: &Proxy) -> FrontState {
         let proxy = old

@@ -29,6 +29,10 @@ struct Running {
 
 static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
+/// One reload at a time (a config reload and the vault follower's vault-only reload both
+/// read the running state and swap a new one: run together, one would undo the other).
+pub static RELOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `sha256:<hex>` of a config's bytes (what `config.reload` audit events carry).
 pub fn digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
@@ -146,6 +150,7 @@ pub fn open_vault(dir: &Path, config: &Config) -> Result<Option<Vault>, String> 
 
 /// Load `path` and, if it validates, put it in place. Returns a one-line summary.
 pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
+    let _one = RELOADING.lock().await;
     check_folder(path)?;
     let loaded = crate::config::load_file(path).map_err(|e| e.to_string())?;
     let before = running_digest();
@@ -262,8 +267,9 @@ fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Reload on SIGHUP, and (with `watch`) when the config or the vault file changes.
-pub fn spawn_triggers(app: Arc<App>, config_path: PathBuf, vault_path: PathBuf, watch: bool) {
+/// Reload on SIGHUP, and (with `watch`) when the config file changes. The vault is followed
+/// whatever `watch` says (`cli/vault_watch.rs`): a revocation never waits for a valid config.
+pub fn spawn_triggers(app: Arc<App>, config_path: PathBuf, watch: bool) {
     #[cfg(unix)]
     {
         let app = app.clone();
@@ -282,16 +288,14 @@ pub fn spawn_triggers(app: Arc<App>, config_path: PathBuf, vault_path: PathBuf, 
     }
     if watch {
         tokio::spawn(async move {
-            let files = [config_path.clone(), vault_path];
-            let mut last: Vec<_> = files.iter().map(|f| stamp(f)).collect();
+            let mut last = stamp(&config_path);
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let now: Vec<_> = files.iter().map(|f| stamp(f)).collect();
-                if now != last {
+                if stamp(&config_path) != last {
                     // Let a writer finish (editors write in several steps).
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    last = files.iter().map(|f| stamp(f)).collect();
-                    tracing::info!("{} or the vault changed: reloading", config_path.display());
+                    last = stamp(&config_path);
+                    tracing::info!("{} changed: reloading", config_path.display());
                     reload_and_log(&app, &config_path).await;
                 }
             }

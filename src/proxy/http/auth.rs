@@ -4,6 +4,7 @@
 use super::*;
 
 /// Identity asserted by a trusted reverse proxy (`identity.trustedHeaders`), resolved.
+#[derive(Clone)]
 pub struct Trusted {
     pub user_header: String,
     pub secret_header: String,
