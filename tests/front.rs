@@ -260,6 +260,34 @@ fn ping_is_answered_in_every_revision_over_http_and_stdio() {
         ask(&json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}))["result"],
         json!({})
     );
+    drop(ask);
+    // Not a message: answered with the JSON-RPC error, id null, and the session goes on.
+    for (line, code) in [
+        ("[1, 2]", -32600),
+        ("{\"jsonrpc\": \"2.0\", \"id\": 9, \"method\": 5}", -32600),
+        ("not json", -32700),
+    ] {
+        writeln!(stdin, "{line}").unwrap();
+        let v = loop {
+            let mut l = String::new();
+            assert!(out.read_line(&mut l).unwrap() > 0, "stdio closed");
+            let v: Value = serde_json::from_str(&l).unwrap();
+            if v.get("error").is_some() {
+                break v;
+            }
+        };
+        assert_eq!(v["error"]["code"], code, "{line}: {v}");
+        assert_eq!(v["id"], Value::Null, "{line}: {v}");
+    }
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "id": 5, "method": "ping"})
+    )
+    .unwrap();
+    let mut l = String::new();
+    out.read_line(&mut l).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&l).unwrap()["id"], 5, "{l}");
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }

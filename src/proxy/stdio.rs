@@ -13,6 +13,7 @@ use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
 use super::lifecycle::{answer_locally, initialize_result, is_modern};
 use super::upstream::Event;
 use crate::audit::record::{Record, SubjectRef};
+use crate::jsonrpc::Message;
 
 /// Serve one client on stdin/stdout until stdin closes. `initialize` is answered at once;
 /// the eager upstreams start meanwhile ("waiting for upstream X" on stderr), and when they
@@ -110,29 +111,36 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
                 continue;
             }
         };
-        let id = msg.get("id").cloned();
-        let method = msg
-            .get("method")
-            .and_then(Value::as_str)
-            .map(str::to_string);
         let params = msg.get("params").cloned().unwrap_or(json!({}));
-        if method.is_none() && id.is_some() {
-            // The client's answer to a request Fentaris relayed from an upstream.
-            super::handler::deliver_reply(&replies, &msg);
-            continue;
-        }
-        let (Some(method), Some(id)) = (method, id) else {
-            if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled")
-                && let Some(rid) = params.get("requestId")
-                && let Some(ct) = inflight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&rid.to_string())
-            {
-                ct.cancel();
+        let (id, method) = match Message::classify(&msg) {
+            Message::Request { id, method } => (id.clone(), method.to_string()),
+            Message::Response { .. } => {
+                // The client's answer to a request Fentaris relayed from an upstream.
+                super::handler::deliver_reply(&replies, &msg);
+                continue;
             }
-            continue;
+            Message::Notification { method } => {
+                if method == "notifications/cancelled"
+                    && let Some(rid) = params.get("requestId")
+                    && let Some(ct) = inflight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&rid.to_string())
+                {
+                    ct.cancel();
+                }
+                continue;
+            }
+            Message::Invalid => {
+                let e = RpcError::new(
+                    -32600,
+                    "invalid request: not a JSON-RPC request, notification or response",
+                );
+                let _ = out_tx.send(json!({ "jsonrpc": "2.0", "id": null, "error": e.to_json() }));
+                continue;
+            }
         };
+        let key = id.to_string();
         let reply = move |r: Result<Value, RpcError>| match r {
             Ok(v) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
             Err(e) => json!({ "jsonrpc": "2.0", "id": id, "error": e.to_json() }),
@@ -162,7 +170,6 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             info: info.clone(),
         };
         let ct = CancellationToken::new();
-        let key = msg.get("id").map(|i| i.to_string()).unwrap_or_default();
         inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
