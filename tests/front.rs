@@ -260,7 +260,6 @@ fn ping_is_answered_in_every_revision_over_http_and_stdio() {
         ask(&json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}))["result"],
         json!({})
     );
-    drop(ask);
     // Not a message: answered with the JSON-RPC error, id null, and the session goes on.
     for (line, code) in [
         ("[1, 2]", -32600),
