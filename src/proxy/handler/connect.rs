@@ -144,7 +144,7 @@ impl Proxy {
     }
 
     /// The pool key of a server's shared connection (no subject, no group).
-    pub(super) fn shared_key(&self, server: &str) -> Option<ConnKey> {
+    pub(crate) fn shared_key(&self, server: &str) -> Option<ConnKey> {
         let (decl, owner) = find_server(&self.config, None, server)?;
         let secrets = Secrets {
             config: &self.config,

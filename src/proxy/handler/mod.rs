@@ -713,4 +713,4 @@ fn modernize(mut v: Value, method: &str) -> Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

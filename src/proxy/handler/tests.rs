@@ -5,7 +5,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// An upstream in memory: tools `echo` and `secret`; `echo` reports progress first when
 /// asked to. Answers every request, ignores notifications.
-fn fake_upstream(io: tokio::io::DuplexStream) {
+pub(crate) fn fake_upstream(io: tokio::io::DuplexStream) {
     tokio::spawn(async move {
         let (r, mut w) = tokio::io::split(io);
         let mut lines = BufReader::new(r).lines();

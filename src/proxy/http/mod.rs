@@ -170,3 +170,6 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async { not_found() })
         .with_state(app)
 }
+
+#[cfg(test)]
+mod tests;
