@@ -818,6 +818,9 @@ impl Drop for Reaped {
 /// Names, sizes and modification times of the files in `dir`, recursively.
 fn listing(dir: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
     let mut out = BTreeMap::new();
+    // The folder itself too: a file created and removed again changes its mtime.
+    let m = std::fs::metadata(dir).unwrap();
+    out.insert(dir.to_path_buf(), (0, m.modified().unwrap()));
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
