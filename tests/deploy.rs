@@ -1171,3 +1171,313 @@ fn fallback_renderer_agrees_with_kubectl() {
         assert!(a == b, "{} differs:\nhere: {a}\nkubectl: {b}", key(a));
     }
 }
+
+/// A request to `path` on `https://mcp.example.com:PORT` (resolved to 127.0.0.1, trusting
+/// `ca`) or to a whole `http://` URL: (status, headers, body). Redirects are not followed.
+fn https(
+    ca: &Path,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, BTreeMap<String, String>, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cert = reqwest::Certificate::from_pem(read(ca).as_bytes()).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(cert)
+            .resolve("mcp.example.com", SocketAddr::from(([127, 0, 0, 1], port)))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        // A path on https://mcp.example.com:PORT, or a whole http:// URL.
+        let url = if path.starts_with("http://") {
+            path.to_string()
+        } else {
+            format!("https://mcp.example.com:{port}{path}")
+        };
+        let mut req = client.request(method.parse().unwrap(), url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(b.to_string());
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
+        let status = resp.status().as_u16();
+        let hs = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        (status, hs, resp.text().await.unwrap_or_default())
+    })
+}
+
+/// The audit records of `event` in a project's audit file (waiting up to 5 s for `want`).
+fn audit_events(dir: &Path, event: &str, want: usize) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let text =
+            std::fs::read_to_string(dir.join(".fentaris/logs/audit.jsonl")).unwrap_or_default();
+        let found: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["event"] == event)
+            .collect();
+        if found.len() >= want || start.elapsed() > Duration::from_secs(5) {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn nginx_example_proxies_sessions_and_keeps_identity_and_address_honest() {
+    if !need("nginx", &["-v"], "apt-get install nginx-light")
+        || !need("openssl", &["version"], "apt-get install openssl")
+    {
+        return;
+    }
+    // One replica behind the example (all three upstream entries point at it), trusting
+    // nginx (loopback) for X-Forwarded-For as the deployment trusts its load balancer.
+    let up_port = free_port();
+    let _up = Reaped(
+        Command::new(test_upstream())
+            .args(["--http", &format!("127.0.0.1:{up_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut config: Value =
+        serde_json::from_str(&read(&deploy().join("k8s/base/config.json"))).unwrap();
+    for s in config["servers"].as_array_mut().unwrap() {
+        s["transport"]["streamableHttp"]["url"] = json!(format!("http://127.0.0.1:{up_port}/mcp"));
+    }
+    config["identity"]["trustedHeaders"]["proxies"] = json!(["127.0.0.1/32"]);
+    // The test upstream's tool, for the bot to see.
+    config["policies"][1]["rules"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "mcp": "docs", "allow": "echo" }));
+    config["audit"] = json!({ "path": "logs/audit.jsonl" });
+    const SECRET: &str = "proxy-secret-0123456789abcdefgh";
+    const BOT_KEY: &str = "ci-bot-key-0123456789abcdefghij";
+    let replica = serve(
+        &config,
+        &[
+            ("CURSOR_KEY", "cursor-key-0123456789abcdefghijkl"),
+            ("PROXY_SHARED_SECRET", SECRET),
+            ("GITHUB_TOKEN", "github-token-0123456789abcdefghi"),
+            ("CI_BOT_API_KEY", BOT_KEY),
+        ],
+    );
+
+    // nginx with the example, on free loopback ports, with a fresh certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=mcp.example.com",
+            "-addext",
+            "subjectAltName=DNS:mcp.example.com",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (http_port, tls_port) = (free_port(), free_port());
+    let mut conf = read(&deploy().join("nginx/fentaris.conf"));
+    for (from, to) in [
+        (
+            "/etc/nginx/tls/fentaris.crt".to_string(),
+            crt.display().to_string(),
+        ),
+        (
+            "/etc/nginx/tls/fentaris.key".to_string(),
+            key.display().to_string(),
+        ),
+        (
+            "listen 80;".into(),
+            format!("listen 127.0.0.1:{http_port};"),
+        ),
+        ("listen [::]:80;".into(), String::new()),
+        (
+            "listen 443 ssl http2;".into(),
+            format!("listen 127.0.0.1:{tls_port} ssl http2;"),
+        ),
+        ("listen [::]:443 ssl http2;".into(), String::new()),
+        (
+            "10.0.1.11:8765".into(),
+            format!("127.0.0.1:{}", replica.port),
+        ),
+        (
+            "10.0.1.12:8765".into(),
+            format!("127.0.0.1:{}", replica.port),
+        ),
+        (
+            "10.0.1.13:8765".into(),
+            format!("127.0.0.1:{}", replica.port),
+        ),
+    ] {
+        assert!(
+            conf.contains(&from),
+            "deploy/nginx/fentaris.conf has no `{from}`"
+        );
+        conf = conf.replace(&from, &to);
+    }
+    std::fs::write(dir.path().join("fentaris.conf"), conf).unwrap();
+    let main = dir.path().join("nginx.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "daemon off;\nmaster_process off;\npid {0}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n  access_log off;\n  include {0}/fentaris.conf;\n}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let nginx_log = dir.path().join("nginx.stderr");
+    let mut nginx = Reaped(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&main)
+            .args(["-e", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&nginx_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+        if let Some(st) = nginx.0.try_wait().unwrap() {
+            panic!("nginx exited: {st}\n{}", read(&nginx_log));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nginx did not start\n{}",
+            read(&nginx_log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A legacy session through nginx: the session id comes back and is honoured.
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": { "name": "deploy-test", "version": "1" } } });
+    let bot = [("x-fentaris-api-key", BOT_KEY)];
+    let (code, hs, body) = https(&crt, tls_port, "POST", "/mcp", &bot, Some(&init));
+    assert_eq!(
+        code,
+        200,
+        "initialize through nginx: {body}\n{}",
+        replica.log()
+    );
+    let sid = hs
+        .get("mcp-session-id")
+        .expect("Mcp-Session-Id passes back through nginx")
+        .clone();
+    let with_sid = [
+        ("x-fentaris-api-key", BOT_KEY),
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let note = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let (code, _, _) = https(&crt, tls_port, "POST", "/mcp", &with_sid, Some(&note));
+    assert_eq!(code, 202);
+    let list = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/list" });
+    let (code, _, body) = https(&crt, tls_port, "POST", "/mcp", &with_sid, Some(&list));
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"docs__echo\""),
+        "the session's tools/list through nginx: {body}"
+    );
+    let (code, _, _) = https(&crt, tls_port, "DELETE", "/mcp", &with_sid, None);
+    assert_eq!(code, 200, "DELETE ends the session through nginx");
+
+    // Published: /healthz; not published: the admin endpoints; HTTP redirects to HTTPS.
+    assert_eq!(https(&crt, tls_port, "GET", "/healthz", &[], None).0, 200);
+    assert_eq!(https(&crt, tls_port, "GET", "/readyz", &[], None).0, 404);
+    assert_eq!(https(&crt, tls_port, "GET", "/metrics", &[], None).0, 404);
+    let (code, hs, _) = https(
+        &crt,
+        tls_port,
+        "GET",
+        &format!("http://127.0.0.1:{http_port}/mcp"),
+        &[("host", "mcp.example.com")],
+        None,
+    );
+    assert_eq!(code, 308);
+    assert_eq!(
+        hs.get("location").map(String::as_str),
+        Some("https://mcp.example.com/mcp")
+    );
+
+    // A client cannot assert an identity through nginx, even knowing the shared secret;
+    // straight to Fentaris from the trusted address the same headers would pass.
+    let asserted = [
+        ("x-fentaris-user", "ci-bot"),
+        ("x-fentaris-proxy-secret", SECRET),
+    ];
+    let (code, _, body) = https(&crt, tls_port, "POST", "/mcp", &asserted, Some(&init));
+    assert_eq!(
+        code, 401,
+        "nginx let a client-asserted identity through: {body}"
+    );
+    let (code, _, _) = http("POST", &replica.url("/mcp"), &asserted, Some(&init)).unwrap();
+    assert_eq!(code, 200, "the direct request is what nginx must prevent");
+
+    // The client address Fentaris records is the one nginx saw, not what the client claims.
+    let spoof = [
+        ("x-fentaris-api-key", "wrong-key-0123456789abcdefghij"),
+        ("x-forwarded-for", "203.0.113.9"),
+    ];
+    let (code, _, _) = https(&crt, tls_port, "POST", "/mcp", &spoof, Some(&init));
+    assert_eq!(code, 401);
+    let (code, _, _) = http("POST", &replica.url("/mcp"), &spoof, Some(&init)).unwrap();
+    assert_eq!(code, 401);
+    let failed = audit_events(replica.dir(), "auth.failed", 3);
+    let addresses: Vec<&str> = failed
+        .iter()
+        .filter_map(|r| r["client"]["address"].as_str())
+        .collect();
+    // The asserted identity (through nginx), the spoof through nginx, the spoof direct.
+    assert_eq!(
+        addresses,
+        ["127.0.0.1", "127.0.0.1", "203.0.113.9"],
+        "{failed:?}"
+    );
+}
