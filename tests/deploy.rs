@@ -961,9 +961,13 @@ fn base_config_serves_with_an_env_vault_key_and_writes_nothing_beside_it() {
         "the HEALTHCHECK command fails on a ready server\n{}",
         s.log()
     );
-    // Liveness: /healthz on the MCP listener.
-    let (code, _, body) = http("GET", &s.url("/healthz"), &[], None).unwrap();
+    // Liveness: /healthz on the MCP listener. The kubelet probes the pod's IP, so both
+    // answer whatever the Host (only /mcp checks it).
+    let pod_host = [("host", "10.1.2.3:8765")];
+    let (code, _, body) = http("GET", &s.url("/healthz"), &pod_host, None).unwrap();
     assert_eq!((code, body.as_str()), (200, "ok"));
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    assert_eq!(http("GET", &readyz, &pod_host, None).unwrap().0, 200);
 
     // The public host passes, another is refused; keys from the vault and from env work.
     let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
