@@ -59,16 +59,14 @@ fn a_client_that_never_follows_cursors_sees_and_calls_every_server() {
             "{mode}: one answer holds both servers, every upstream page"
         );
         assert!(tools.get("nextCursor").is_none(), "{mode}: {tools}");
-        assert_eq!(
-            ok(&r[1])["content"][0]["text"],
-            "pg called pg-t4",
-            "{mode}"
-        );
+        assert_eq!(ok(&r[1])["content"][0]["text"], "pg called pg-t4", "{mode}");
         let prompts = names(ok(&r[2]), "prompts", "name");
         assert_eq!(prompts[0], "everything__simple-prompt", "{mode}");
         assert_eq!(
             prompts[1..],
-            (0..5).map(|i| format!("pages__pg-p{i}")).collect::<Vec<_>>(),
+            (0..5)
+                .map(|i| format!("pages__pg-p{i}"))
+                .collect::<Vec<_>>(),
             "{mode}"
         );
         assert_eq!(
@@ -177,4 +175,38 @@ fn past_the_item_bound_cursors_page_without_losing_or_repeating_items() {
         ["a__a-t0", "a__a-t1", "a__a-t2"]
     );
     assert!(ok(&r[0])["nextCursor"].is_string(), "{}", r[0]);
+}
+
+#[test]
+fn first_pages_of_the_servers_are_read_concurrently() {
+    if !ready() {
+        return;
+    }
+    // Four upstreams that take 700 ms per list page: read one after another, an answer
+    // would take 2.8 s.
+    let servers: Vec<Value> = (0..4)
+        .map(|i| {
+            let mut s = lists_server(&format!("s{i}"), "x", 2, 5);
+            s["transport"]["stdio"]["args"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("700"));
+            s
+        })
+        .collect();
+    let config = json!({
+        "servers": servers,
+        "groups": [{ "id": "g", "users": [{ "id": "alice", "apiKeys": [{ "env": "ALICE_KEY" }] }],
+            "policy": { "rules": [{ "mcp": "*", "allow": "*" }] } }]
+    });
+    let s = serve(&config, &[("ALICE_KEY", ALICE)]);
+    let url = s.url("/mcp");
+    let sid = raw_session(&url, ALICE);
+    let t = std::time::Instant::now();
+    let r = raw_call(&url, ALICE, &sid, "tools/list", json!({}));
+    let took = t.elapsed();
+    eprintln!("four 700 ms upstreams listed in {took:?}");
+    assert_eq!(names(&r["result"], "tools", "name").len(), 8, "{r}");
+    assert!(r["result"].get("nextCursor").is_none(), "{r}");
+    assert!(took < std::time::Duration::from_millis(2100), "{took:?}");
 }

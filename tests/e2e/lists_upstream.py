@@ -1,17 +1,20 @@
 """A stdio MCP upstream with many items in small pages, for the aggregated-list tests
 (tests/e2e_lists.rs).
 
-usage: lists_upstream.py PREFIX COUNT PAGE_SIZE
+usage: lists_upstream.py PREFIX COUNT PAGE_SIZE [DELAY_MS]
 
 tools/list, prompts/list, resources/list and resources/templates/list each hold COUNT items
 (`PREFIX-t<i>`, `PREFIX-p<i>`, `PREFIX://r/<i>`, `PREFIX://tpl/<i>/{x}`), PAGE_SIZE per page,
 with `nextCursor` "page-<n>" while more follow. tools/call answers "PREFIX called NAME";
-prompts/get and resources/read answer likewise.
+prompts/get and resources/read answer likewise. With DELAY_MS, each list page is answered
+after that many milliseconds.
 """
 import json
 import sys
+import time
 
 prefix, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+delay = int(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0
 
 LISTS = {
     "tools/list": ("tools", lambda i: {"name": f"{prefix}-t{i}", "inputSchema": {"type": "object"}}),
@@ -44,6 +47,7 @@ for line in sys.stdin:
                   "serverInfo": {"name": f"lists-{prefix}", "version": "1"}}
     elif method in LISTS:
         key, item = LISTS[method]
+        time.sleep(delay)
         cursor = params.get("cursor")
         try:
             page = int(cursor.split("-")[1]) if cursor else 0

@@ -127,21 +127,38 @@ impl Proxy {
             }
         };
         let mut gather = Gather::new(start, servers.len(), Bounds::of(&self.config.limits));
+        let list = (key, item_key, method);
+        // First pages are read READ_AHEAD servers at a time, concurrently, so an answer waits
+        // for about the slowest upstream of each window rather than for their sum; what a
+        // bound leaves unused is dropped (at most READ_AHEAD - 1 pages).
+        let mut ahead: std::collections::VecDeque<(usize, Result<Option<Page>, RpcError>)> =
+            Default::default();
         let next = loop {
             match gather.next() {
                 Step::Done(next) => break next,
                 Step::Fetch { server, cursor } => {
-                    let page = self
-                        .aggregated_page(
-                            caller,
-                            &servers[server],
-                            &op,
-                            (key, item_key, method),
-                            cursor,
-                            ct,
-                        )
-                        .await?;
-                    match page {
+                    let page = match cursor {
+                        Some(c) => {
+                            self.aggregated_page(caller, &servers[server], &op, list, Some(c), ct)
+                                .await
+                        }
+                        None => {
+                            if ahead.front().is_none_or(|(i, _)| *i != server) {
+                                let window = server..servers.len().min(server + READ_AHEAD);
+                                let pages = window.clone().map(|i| {
+                                    self.aggregated_page(caller, &servers[i], &op, list, None, ct)
+                                });
+                                ahead = window
+                                    .zip(futures_util::future::join_all(pages).await)
+                                    .collect();
+                            }
+                            match ahead.pop_front() {
+                                Some((_, page)) => page,
+                                None => Ok(None),
+                            }
+                        }
+                    };
+                    match page? {
                         Some((kept, next)) => gather.page(kept, next),
                         None => gather.skip_server(),
                     }
@@ -168,7 +185,7 @@ impl Proxy {
         (key, item_key, method): (&str, &str, &str),
         cursor: Option<Value>,
         ct: &CancellationToken,
-    ) -> Result<Option<(Vec<(usize, Value)>, Option<Value>)>, RpcError> {
+    ) -> Result<Option<Page>, RpcError> {
         let Some(view) = self.engine.list_view(&caller.subject, server, op) else {
             return Ok(None);
         };
@@ -372,6 +389,13 @@ impl Proxy {
     }
 }
 
+/// Servers whose first page of an aggregated list is read concurrently.
+const READ_AHEAD: usize = 4;
+
+/// One upstream page of an aggregated list: the kept items with their index in the
+/// upstream's page, and its `nextCursor`.
+pub(super) type Page = (Vec<(usize, Value)>, Option<Value>);
+
 /// Where an aggregated list resumes: the server (index in [`Proxy::servers`]), the upstream
 /// cursor of the page to read, and how many items of that page were already answered.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -410,7 +434,10 @@ impl Bounds {
 #[derive(Debug, PartialEq)]
 pub(super) enum Step {
     /// Read this server's page at this upstream cursor.
-    Fetch { server: usize, cursor: Option<Value> },
+    Fetch {
+        server: usize,
+        cursor: Option<Value>,
+    },
     /// The answer is complete; `Some` where the next one resumes.
     Done(Option<Position>),
 }
@@ -586,7 +613,12 @@ mod tests {
 
     fn upstreams() -> Vec<Option<Vec<Vec<&'static str>>>> {
         vec![
-            Some(vec![vec!["a", "hx", "b"], vec!["c"], vec![], vec!["hy", "d", "e"]]),
+            Some(vec![
+                vec!["a", "hx", "b"],
+                vec!["c"],
+                vec![],
+                vec!["hy", "d", "e"],
+            ]),
             None,
             Some(vec![vec![]]),
             Some(vec![vec!["hz"]]),
@@ -750,7 +782,11 @@ mod tests {
             body.to_string(),
             String::new(),
         ] {
-            assert_eq!(p.open_cursor(&alice, "resources", &json!(bad)), None, "{bad}");
+            assert_eq!(
+                p.open_cursor(&alice, "resources", &json!(bad)),
+                None,
+                "{bad}"
+            );
         }
         assert_eq!(p.open_cursor(&alice, "resources", &json!(5)), None);
     }
