@@ -111,7 +111,11 @@ impl Proxy {
         let start = match params.get("cursor").filter(|c| !c.is_null()) {
             None => Position::default(),
             Some(c) => {
-                let invalid = || RpcError::invalid_params("invalid cursor");
+                let invalid = || {
+                    RpcError::invalid_params(format!(
+                        "invalid cursor: not one Fentaris gave this user for {method}, or its server is gone; list again without a cursor"
+                    ))
+                };
                 let (server, cursor, skip) = self
                     .open_cursor(&caller.subject, key, c)
                     .ok_or_else(invalid)?;
