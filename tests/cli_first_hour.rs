@@ -824,3 +824,56 @@ fn with_watch_an_invalid_config_being_edited_does_not_hold_back_a_revocation() {
     assert!(o.status.success(), "{:?}", text(&o));
     until_status(&s, &url, BOB, 401, "a revocation under an invalid config");
 }
+
+#[test]
+fn serve_stdio_refuses_a_user_declared_nowhere_and_suggests_the_name() {
+    let dir = project(&base_config());
+    let stdio = |user: &str| run(dir.path(), &["serve", "--stdio", "--user", user], None);
+    // A typo: refused before anything starts, with the closest user.
+    let o = stdio("alcie");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("no user `alcie` in the config; did you mean `alice`?")
+            && err.contains("help:"),
+        "{err}"
+    );
+    // No close match: the known users.
+    let (_, err) = text(&stdio("zed"));
+    assert!(err.contains("known users: `bob`, `alice`"), "{err}");
+    assert_eq!(stdio("").status.code(), Some(2));
+    // A declared user is served; stdin is closed at once, so it ends at once (it used to
+    // wait 5 s for its list-change forwarder).
+    let t = Instant::now();
+    let o = stdio("alice");
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(!text(&o).1.contains("not declared"), "{:?}", text(&o));
+    // A user who owns a vault key (added with --new-user) is known: served, with the
+    // warning that only the top-level policy applies.
+    let o = run(
+        dir.path(),
+        &[
+            "auth",
+            "api-key",
+            "add",
+            "carol",
+            "--generate",
+            "--new-user",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = stdio("carol");
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("only the top-level policy applies"),
+        "{:?}",
+        text(&o)
+    );
+    // A config without users is all top-level policy: any name is served.
+    let dir = project(&json!({ "servers": [], "policy": { "rules": [] } }));
+    let o = run(dir.path(), &["serve", "--stdio", "--user", "anyone"], None);
+    assert!(o.status.success(), "{:?}", text(&o));
+}

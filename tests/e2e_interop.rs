@@ -113,9 +113,14 @@ fn steps() -> Value {
 /// Check one client's results: the list shows only the allowed tool; per upstream the
 /// allowed call returns content and the denied one is an unknown tool.
 fn check(client: &str, results: &[Value]) {
-    // `/mcp` pages one upstream per response: the first page is the first server's.
+    // `/mcp` answers with every server's items (up to `limits.maxListItems`), so a client
+    // that does not follow `nextCursor` sees the allowed tool of each upstream.
     let listed = names(ok(&results[0]), "tools", "name");
-    assert_eq!(listed, vec!["everything__echo"], "{client}");
+    let allowed: Vec<String> = pairs()
+        .iter()
+        .map(|(server, ok, ..)| format!("{server}__{ok}"))
+        .collect();
+    assert_eq!(listed, allowed, "{client}");
     for (i, (server, allowed, _, denied, _)) in pairs().into_iter().enumerate() {
         let r = ok(&results[1 + 2 * i]);
         assert_ne!(r["isError"], true, "{client} × {server}: {allowed}: {r}");

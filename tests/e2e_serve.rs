@@ -679,15 +679,17 @@ fn aggregated_lists_page_with_tamper_checked_cursors() {
         { "mcp": "everything", "allow": "echo" },
         { "mcp": "env", "allow": ["echo", "env"] } ] });
     config["groups"][1]["policy"] = json!({ "rules": [{ "mcp": "*", "allow": "*" }] });
+    // Every server's items in one answer up to maxListItems (tests/e2e_lists.rs), then pages.
+    config["limits"] = json!({ "maxListItems": 2 });
     let s = serve(&config, &[("ALICE_KEY", ALICE), ("BOB_KEY", BOB)]);
     let url = s.url("/mcp");
     let sid = raw_session(&url, ALICE);
     let page1 = raw_call(&url, ALICE, &sid, "tools/list", json!({}));
     let names = |v: &Value| names(&v["result"], "tools", "name");
-    assert_eq!(names(&page1), ["everything__echo"]);
+    assert_eq!(names(&page1), ["everything__echo", "env__env"]);
     let cursor = page1["result"]["nextCursor"].as_str().unwrap().to_string();
     let page2 = raw_call(&url, ALICE, &sid, "tools/list", json!({"cursor": cursor}));
-    assert_eq!(names(&page2), ["env__env", "env__echo"]);
+    assert_eq!(names(&page2), ["env__echo"]);
     assert!(page2["result"].get("nextCursor").is_none());
     // A cursor is opaque, tamper-checked and bound to the subject it was given to.
     let mut tampered = cursor.clone();

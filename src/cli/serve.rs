@@ -72,6 +72,13 @@ pub fn run(ctx: &Context, args: ServeArgs) -> CliResult {
         }
         None
     };
+    if args.stdio {
+        check_stdio_user(
+            &config,
+            vault.as_ref(),
+            args.user.as_deref().unwrap_or_default(),
+        )?;
+    }
     let listen = match args.listen {
         Some(l) => l,
         None => config
@@ -180,6 +187,33 @@ fn start_audit(
         );
     }
     Ok(log)
+}
+
+/// `serve --stdio --user U`, like `auth api-key add`: a user declared nowhere (in no group of
+/// the config, and owning no key of the vault, as one added with `--new-user` does) is
+/// refused with a did-you-mean, since a typo would silently serve the top-level policy only.
+/// A config without users is all top-level policy: any name is accepted.
+fn check_stdio_user(
+    config: &crate::config::Config,
+    vault: Option<&Vault>,
+    user: &str,
+) -> CliResult {
+    if user.trim().is_empty() || user.chars().any(char::is_whitespace) {
+        return Err(CliError::usage(
+            "--user: a user id cannot be empty or contain whitespace",
+        ));
+    }
+    let declared = crate::suggest::config_users(config);
+    let has_key = vault.is_some_and(|v| v.envelope.api_keys.iter().any(|k| k.user == user));
+    if declared.is_empty() || has_key {
+        return Ok(());
+    }
+    match crate::suggest::unknown_name("user", user, &declared) {
+        Some(m) => Err(CliError::usage(format!(
+            "--user: {m}\nhelp: name a user of one of the config's groups (the one the client acts as), or add the user to a group"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// One client on stdin/stdout; upstreams start meanwhile (see [`stdio::serve`]).

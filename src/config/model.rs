@@ -141,12 +141,20 @@ pub struct Limits {
     #[serde(default = "default_max_upstream_message")]
     pub max_upstream_message_bytes: usize,
     /// Pages Fentaris itself reads from an upstream list (when it refreshes the names of
-    /// tools and prompts before a call). Default 100.
+    /// tools and prompts before a call), and upstream pages gathered into one answer of a
+    /// list on `/mcp`. Default 100.
     #[serde(default = "default_max_list_pages")]
     pub max_list_pages: usize,
-    /// Time Fentaris spends reading all pages of one upstream list. Default 30s.
+    /// Time Fentaris spends reading all pages of one upstream list; an answer of a list on
+    /// `/mcp` reads no further page after it. Default 30s.
     #[serde(default = "default_list_timeout")]
     pub list_timeout: HumanDuration,
+    /// Items in one answer of a list on `/mcp` (tools, prompts, resources or templates of
+    /// every server, gathered from their pages); past it, and past `maxUpstreamMessageBytes`
+    /// of items, the answer ends with a `nextCursor` that resumes where it stopped.
+    /// Default 1,000.
+    #[serde(default = "default_max_list_items")]
+    pub max_list_items: usize,
 }
 
 fn default_max_body() -> usize {
@@ -188,6 +196,9 @@ fn default_max_upstream_message() -> usize {
 fn default_max_list_pages() -> usize {
     100
 }
+fn default_max_list_items() -> usize {
+    1000
+}
 fn default_list_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
@@ -209,6 +220,7 @@ impl Default for Limits {
             max_upstream_message_bytes: default_max_upstream_message(),
             max_list_pages: default_max_list_pages(),
             list_timeout: default_list_timeout(),
+            max_list_items: default_max_list_items(),
         }
     }
 }

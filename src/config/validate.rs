@@ -209,6 +209,7 @@ impl Validator<'_> {
             ("maxChildrenPerUser", l.max_children_per_user),
             ("maxUpstreamMessageBytes", l.max_upstream_message_bytes),
             ("maxListPages", l.max_list_pages),
+            ("maxListItems", l.max_list_items),
         ];
         for (name, n) in counts {
             if n == 0 {

@@ -32,8 +32,8 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             }
         }
     });
-    // List changes of visible servers.
-    {
+    // List changes of visible servers (stopped when stdin closes, so the writer can end).
+    let changes = {
         let tx = out_tx.clone();
         let visible: Vec<String> = proxy
             .engine()
@@ -62,8 +62,8 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
                     break;
                 }
             }
-        });
-    }
+        })
+    };
     let initialized = Arc::new(tokio::sync::Notify::new());
     {
         let proxy = proxy.clone();
@@ -200,6 +200,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
     r.reason = Some("the client closed stdin".into());
     proxy.audit().write(r);
+    changes.abort();
     drop(out_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
 }
