@@ -445,3 +445,261 @@ fn bad_allowed_clients_are_reported_with_their_pointer() {
         "{text}"
     );
 }
+
+/// nginx from the system's packages, or `None` (skipped locally, a failure in CI).
+fn nginx_binary() -> Option<PathBuf> {
+    for p in ["/usr/sbin/nginx", "/usr/bin/nginx"] {
+        if Path::new(p).is_file() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    if std::env::var_os("E2E_REQUIRED").is_some() {
+        panic!("nginx is missing; install it with: apt-get install -y nginx-light");
+    }
+    eprintln!("skipped: nginx is not installed (apt-get install -y nginx-light)");
+    None
+}
+
+/// nginx in the foreground with its own prefix (config, pid, logs, temp folders), round-robin
+/// over `backends`, on a loopback port; stopped and reaped on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    prefix: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(bin: &Path, backends: &[u16]) -> Nginx {
+        let prefix = tempfile::tempdir().unwrap();
+        let p = prefix.path();
+        let port = free_port();
+        let servers: String = backends
+            .iter()
+            .map(|b| format!("    server 127.0.0.1:{b} max_fails=1 fail_timeout=60s;\n"))
+            .collect();
+        let conf = format!(
+            r#"daemon off;
+master_process on;
+worker_processes 1;
+pid {p}/nginx.pid;
+error_log {p}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  log_format balance '$request_method|$status|$upstream_addr';
+  access_log {p}/access.log balance;
+  client_body_temp_path {p}/body;
+  proxy_temp_path {p}/proxy;
+  fastcgi_temp_path {p}/fastcgi;
+  uwsgi_temp_path {p}/uwsgi;
+  scgi_temp_path {p}/scgi;
+  upstream fentaris {{
+{servers}  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://fentaris;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      # SSE answers and GET streams go through as they come.
+      proxy_buffering off;
+      proxy_read_timeout 60s;
+      # A replica that refuses connections: the request goes to the next one.
+      proxy_next_upstream error timeout;
+    }}
+  }}
+}}
+"#,
+            p = p.display()
+        );
+        std::fs::write(p.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(p)
+            .arg("-c")
+            .arg(p.join("nginx.conf"))
+            .arg("-e")
+            .arg(p.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(p.join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut n = Nginx {
+            child,
+            port,
+            prefix,
+        };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(st)) = n.child.try_wait() {
+                panic!("nginx exited: {st}\n{}", n.errors());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nginx did not start\n{}",
+                n.errors()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        n
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn errors(&self) -> String {
+        let p = self.prefix.path();
+        format!(
+            "{}{}",
+            std::fs::read_to_string(p.join("stderr")).unwrap_or_default(),
+            std::fs::read_to_string(p.join("error.log")).unwrap_or_default()
+        )
+    }
+
+    /// (method, status, upstream addresses tried) per request.
+    fn access(&self) -> Vec<(String, u16, String)> {
+        std::fs::read_to_string(self.prefix.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, '|');
+                Some((
+                    f.next()?.to_string(),
+                    f.next()?.parse().ok()?,
+                    f.next()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT: graceful stop of the master and its worker.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-QUIT", &self.child.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while let Ok(None) = self.child.try_wait() {
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- nginx ---\n{}", self.errors());
+        }
+    }
+}
+
+#[test]
+fn three_replicas_behind_nginx_lose_no_call_when_one_is_killed() {
+    if !ready() {
+        return;
+    }
+    let Some(bin) = nginx_binary() else { return };
+    let dir = project_with(true, json!({}));
+    let mut rs = start_all(dir.path(), 3);
+    let ports: Vec<u16> = rs.iter().map(|r| r.port).collect();
+    let lb = Nginx::start(&bin, &ports);
+    // The replica that dies half-way; the test started it and reaps it.
+    let victim = rs[1].child.id();
+    let (calls, kill_at) = (30, 15);
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/e2e/replica_client.py"))
+        .arg(lb.url("/mcp"))
+        .args([ALICE_KEY, "t__echo"])
+        .args([calls.to_string(), kill_at.to_string(), victim.to_string()])
+        .arg(rs[1].port.to_string());
+    let started = Instant::now();
+    let done = cmd.stdin(Stdio::null()).output().unwrap();
+    let took = started.elapsed();
+    assert!(
+        done.status.success(),
+        "replica client failed: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let out: Value = serde_json::from_slice(&done.stdout).unwrap();
+    let _ = rs[1].child.wait();
+    eprintln!("replica client: {out} in {took:?}");
+    for (session, protocol) in [("legacy", "2025-11-25"), ("stateless", "2026-07-28")] {
+        let r = &out[session];
+        assert_eq!(r["protocol"], protocol, "{out}");
+        assert_eq!(r["errors"], json!([]), "{session}: {out}");
+        assert_eq!(r["ok"], calls, "{session}: {out}");
+        // Every replica accepts the session's token: nothing to re-initialize.
+        assert_eq!(r["reinitialized"], 0, "{session}: {out}");
+    }
+
+    // nginx spread the calls over all three replicas before the kill, none reached the dead
+    // one after it, and every request got a good answer.
+    let access = lb.access();
+    let victim_addr = format!("127.0.0.1:{}", rs[1].port);
+    let served_by = |a: &str| a.rsplit(", ").next().unwrap_or("").to_string();
+    for r in &rs {
+        let addr = format!("127.0.0.1:{}", r.port);
+        assert!(
+            access
+                .iter()
+                .any(|(m, _, up)| m == "POST" && served_by(up) == addr),
+            "{addr} served nothing: {access:?}"
+        );
+    }
+    for (m, status, up) in &access {
+        if m == "POST" {
+            assert!(matches!(status, 200 | 202), "{m} {status} {up}");
+        }
+    }
+    assert!(
+        access
+            .iter()
+            .any(|(_, _, up)| up.starts_with(&victim_addr) && up.contains(", ")),
+        "after the kill nginx found the replica down and went on: {access:?}"
+    );
+
+    // The legacy session was opened on one replica and served by the others too.
+    drop(lb);
+    for r in rs.iter_mut() {
+        r.stop();
+    }
+    let opened: Vec<(usize, Value)> = rs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.records()
+                .into_iter()
+                .filter(|l| l["event"] == "session.open")
+                .map(move |l| (i, l))
+        })
+        .collect();
+    let first = opened
+        .iter()
+        .find(|(_, l)| l["reason"] == "initialize")
+        .map(|(_, l)| l["session"].clone())
+        .expect("the legacy session was opened");
+    let calls_by_replica: Vec<usize> = rs
+        .iter()
+        .map(|r| {
+            r.records()
+                .iter()
+                .filter(|l| {
+                    l["event"] == "request" && l["session"] == first && l["method"] == "tools/call"
+                })
+                .count()
+        })
+        .collect();
+    assert!(
+        calls_by_replica.iter().filter(|n| **n > 0).count() >= 2,
+        "one session, served by several replicas: {calls_by_replica:?}"
+    );
+    // Each replica's audit stream verifies on its own, the killed one's included.
+    for r in &rs {
+        verify(dir.path(), &r.audit);
+    }
+}

@@ -1,12 +1,14 @@
 """Drive replicas behind a load balancer with the official Python SDK (tests/e2e_replicas.rs).
 
-usage: replica_client.py URL API_KEY TOOL CALLS KILL_AT KILL_PID
+usage: replica_client.py URL API_KEY TOOL CALLS KILL_AT KILL_PID KILL_PORT
 
 Runs two clients at once through URL: a legacy session (2025-11-25, `Mcp-Session-Id`) and a
 stateless one (2026-07-28). Each calls TOOL (an echo tool) CALLS times in a row and checks
 every answer echoes its own message. When both have made KILL_AT calls they wait; the driver
-sends SIGKILL to KILL_PID (a replica the test started and reaps; 0: none), then both go on, so
-no call is in flight on the replica when it dies. A legacy call answered 404 ("Session
+sends SIGKILL to KILL_PID (a replica the test started and reaps; 0: none) and waits until
+its port KILL_PORT refuses connections (a dying process's listening socket still takes
+connections for a moment: a request sent then is in flight on it), then both go on, so no
+call is in flight on the replica when it dies. A legacy call answered 404 ("Session
 terminated") re-initializes and retries once, as the MCP transport spec says a client must.
 
 stdout: {"legacy": R, "stateless": R}, R = {"protocol": P, "ok": N, "errors": [...],
@@ -16,7 +18,9 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+import time
 
 import anyio
 import httpx2
@@ -69,9 +73,21 @@ async def calls_through(url, key, tool, calls, kill_at, mode, reached, resume, r
                         break
 
 
+def wait_refused(port):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"port {port} still takes connections after SIGKILL")
+
+
 async def main():
     url, key, tool = sys.argv[1], sys.argv[2], sys.argv[3]
     calls, kill_at, kill_pid = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+    kill_port = int(sys.argv[7])
     out = {}
     events = {m: (anyio.Event(), anyio.Event()) for m in ("legacy", "auto")}
     with anyio.fail_after(120):
@@ -82,6 +98,7 @@ async def main():
                 await reached.wait()
             if kill_pid:
                 os.kill(kill_pid, signal.SIGKILL)
+                await anyio.to_thread.run_sync(wait_refused, kill_port)
             for _, resume in events.values():
                 resume.set()
     json.dump({"legacy": out["legacy"], "stateless": out["auto"]}, sys.stdout)
