@@ -703,3 +703,32 @@ fn three_replicas_behind_nginx_lose_no_call_when_one_is_killed() {
         verify(dir.path(), &r.audit);
     }
 }
+
+#[test]
+fn policy_check_notes_sessions_tied_to_one_replica() {
+    let check = |config: Value| -> Vec<Value> {
+        let dir = project(&config);
+        let out = fentaris_cmd(dir.path())
+            .args(["policy", "check", "--format", "json"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["code"] == "FNT095")
+            .cloned()
+            .collect()
+    };
+    let found = check(json!({ "listen": "0.0.0.0:8765" }));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["location"]["pointer"], "/listen");
+    assert!(found[0]["help"].as_str().unwrap().contains("cursorKey"));
+    // A shared key, or a loopback listener, needs no note.
+    assert!(
+        check(json!({ "listen": "0.0.0.0:8765", "cursorKey": { "env": "SESSION_SECRET" } }))
+            .is_empty()
+    );
+    assert!(check(json!({ "listen": "127.0.0.1:8765" })).is_empty());
+}
