@@ -123,7 +123,12 @@ impl Drop for Replica {
 
 /// A project whose replicas share the config and the vault (API keys, the session secret).
 fn project_with(shared_key: bool, identity: Value) -> tempfile::TempDir {
+    project_limits(shared_key, identity, json!({}))
+}
+
+fn project_limits(shared_key: bool, identity: Value, limits: Value) -> tempfile::TempDir {
     let mut config = json!({
+        "limits": limits,
         "autoLog": true,
         "audit": { "sink": "stdout" },
         "identity": identity,
@@ -731,4 +736,30 @@ fn policy_check_notes_sessions_tied_to_one_replica() {
             .is_empty()
     );
     assert!(check(json!({ "listen": "127.0.0.1:8765" })).is_empty());
+}
+
+#[test]
+fn a_rebuilt_session_counts_against_the_session_caps_of_its_replica() {
+    if !ready() {
+        return;
+    }
+    let dir = project_limits(true, json!({}), json!({ "maxSessionsPerUser": 1 }));
+    let rs = start_all(dir.path(), 2);
+    let on_a = raw_session(&rs[0].url("/mcp"), ALICE_KEY);
+    let on_b = raw_session(&rs[1].url("/mcp"), ALICE_KEY);
+    // B holds alice's one session already: it will not rebuild another.
+    let (st, body) = post(&rs[1].url("/mcp"), ALICE_KEY, &on_a, &echo(2, "x"));
+    assert_eq!(st, 429, "{body}");
+    assert!(body.contains("limits.maxSessionsPerUser"), "{body}");
+    // Once that one ends, it does.
+    let (st, _, _) = http(
+        "DELETE",
+        &rs[1].url("/mcp"),
+        &[("x-fentaris-api-key", ALICE_KEY), ("mcp-session-id", &on_b)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let (st, body) = post(&rs[1].url("/mcp"), ALICE_KEY, &on_a, &echo(3, "x"));
+    assert_eq!(st, 200, "{body}");
 }

@@ -384,15 +384,22 @@ fn resume(
             .values()
             .filter(|s| s.user == authed.identity.user)
             .count();
-        if sessions.len() >= limits.max_sessions || mine >= limits.max_sessions_per_user {
-            return Err(Box::new(
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "5")],
-                    "too many open sessions on this replica (limits.maxSessions, limits.maxSessionsPerUser); try again later",
-                )
-                    .into_response(),
-            ));
+        // The caps of `initialize` hold for rebuilt sessions too (per replica).
+        let full = if sessions.len() >= limits.max_sessions {
+            Some((StatusCode::SERVICE_UNAVAILABLE, "limits.maxSessions"))
+        } else if mine >= limits.max_sessions_per_user {
+            Some((StatusCode::TOO_MANY_REQUESTS, "limits.maxSessionsPerUser"))
+        } else {
+            None
+        };
+        if let Some((status, limit)) = full {
+            let mut r = json_response(
+                status,
+                json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32000, "message": format!("too many open sessions on this replica ({limit}); end unused sessions with DELETE or try again later") } }),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return Err(Box::new(r));
         }
         let s = Arc::new(Session::of(authed, sid, endpoint.clone(), &claims));
         sessions.insert(sid.to_string(), s.clone());
