@@ -763,3 +763,36 @@ fn a_rebuilt_session_counts_against_the_session_caps_of_its_replica() {
     let (st, body) = post(&rs[1].url("/mcp"), ALICE_KEY, &on_a, &echo(3, "x"));
     assert_eq!(st, 200, "{body}");
 }
+
+#[test]
+fn with_a_shared_key_idleness_frees_a_replicas_copy_and_the_token_rebuilds_it() {
+    if !ready() {
+        return;
+    }
+    let dir = project_limits(true, json!({}), json!({ "sessionIdle": "1s" }));
+    let rs = start_all(dir.path(), 1);
+    let sid = raw_session(&rs[0].url("/mcp"), ALICE_KEY);
+    wait_until("the idle session is reaped", || {
+        rs[0]
+            .records()
+            .iter()
+            .any(|l| l["event"] == "session.close")
+    });
+    let (st, body) = post(&rs[0].url("/mcp"), ALICE_KEY, &sid, &echo(2, "back"));
+    assert_eq!(st, 200, "{body}");
+    let records = rs[0].records();
+    let close = records
+        .iter()
+        .find(|l| l["event"] == "session.close")
+        .unwrap();
+    assert!(
+        close["reason"].as_str().unwrap().contains("stays good"),
+        "{close}"
+    );
+    assert!(
+        records.iter().any(|l| l["event"] == "session.open"
+            && l["reason"].as_str().unwrap().starts_with("resumed")
+            && l["session"] == close["session"]),
+        "{records:?}"
+    );
+}

@@ -284,7 +284,11 @@ impl App {
                     .elapsed()
                     > max_idle
             },
-            "idle for longer than the session timeout",
+            if shared {
+                "idle here for longer than the session timeout (its token stays good on every replica until it expires)"
+            } else {
+                "idle for longer than the session timeout"
+            },
             !shared,
         ));
         self.close_isolated(&ended).await;
