@@ -89,6 +89,7 @@ catalogue! {
     PER_SESSION_CONNECTIONS = "FNT093", Info, "PerSessionConnections", "A stdio server that some policy may let reach a client (sampling, elicitation, roots, log lines) gets one connection per session, so what it sends during a call reaches only the client that caused it.";
     AUDIT_HASH_CHAIN = "FNT092", Info, "AuditPlainHashChain", "Audit lines are chained with plain SHA-256 because there is no vault: edits are detected only if whoever edits does not recompute the chain.";
     COMMAND_NOT_FOUND = "FNT094", Info, "CommandNotFound", "A stdio server's command is not found on PATH (or at its path) on the machine that ran the check, so the server cannot start there (`fentaris doctor` checks the machine that will serve).";
+    ONE_REPLICA_SESSIONS = "FNT095", Info, "SessionsOnOneReplica", "The listener is reachable from other machines but there is no `cursorKey`: session ids and list cursors are good only on the process that issued them, so replicas behind a load balancer need sticky sessions.";
     VAULT_INVALID = "FNT091", Error, "VaultInvalid", "The vault file is unreadable, tampered, rolled back, or does not open with the available key.";
 }
 

@@ -261,6 +261,11 @@ pub struct Identity {
     /// Origin header values accepted from browsers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
+    /// Client addresses or CIDR ranges allowed to connect to the MCP listener; others get 403
+    /// before any key check. Empty: every address. Behind a reverse proxy listed in
+    /// `trustedHeaders.proxies`, the client's forwarded address is checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_clients: Vec<String>,
     /// Identity asserted by a trusted reverse proxy. Off unless configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_headers: Option<TrustedHeaders>,
@@ -276,6 +281,7 @@ impl Default for Identity {
             api_key_header: default_api_key_header(),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            allowed_clients: Vec::new(),
             trusted_headers: None,
             max_key_age: None,
         }

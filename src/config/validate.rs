@@ -355,6 +355,18 @@ impl Validator<'_> {
                 .help("write a duration such as 90d or 2160h"),
             );
         }
+        for (i, c) in id.allowed_clients.iter().enumerate() {
+            if !valid_cidr(c) {
+                self.push(
+                    Diagnostic::new(
+                        codes::BAD_VALUE,
+                        format!("/identity/allowedClients/{i}"),
+                        format!("`{c}` is not an IP address or CIDR range"),
+                    )
+                    .help("write an address or a range, e.g. \"10.0.0.0/8\", \"192.168.1.20\" or \"fd00::/8\"; behind a reverse proxy, list the clients' addresses and the proxy in `trustedHeaders.proxies`"),
+                );
+            }
+        }
         if let Some(t) = &id.trusted_headers {
             let base = "/identity/trustedHeaders";
             if t.proxies.is_empty() {

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::Proxy;
-use super::http::{App, FrontState, Trusted};
+use super::http::{Access, App, FrontState, Trusted};
 use super::pinning::Pins;
 use crate::audit::AuditLog;
 use crate::config::Config;
@@ -29,6 +29,7 @@ pub struct Prepared {
     vault: Option<Vault>,
     verifier: KeyVerifier,
     trusted: Option<Trusted>,
+    access: Access,
     pins: Pins,
 }
 
@@ -46,6 +47,7 @@ impl Prepared {
             tracing::warn!("{w}");
         }
         let trusted = super::reload::trusted_of(&config, vault.as_ref(), &env)?;
+        let access = Access::resolve(&config, vault.as_ref(), &env)?;
         let pins = Pins::load(dir).map_err(|e| e.to_string())?;
         Ok(Prepared {
             config,
@@ -53,6 +55,7 @@ impl Prepared {
             vault,
             verifier,
             trusted,
+            access,
             pins,
         })
     }
@@ -75,7 +78,7 @@ impl Prepared {
             .with_audit(audit)
             .with_middleware(middleware)
             .with_pins(self.pins);
-        FrontState::new(proxy.shared(), self.verifier, self.trusted)
+        FrontState::new(proxy.shared(), self.verifier, self.trusted, self.access)
     }
 
     /// `old` with a key verifier that knows no vault key (config `apiKeys` only): what is
@@ -91,7 +94,7 @@ impl Prepared {
         let proxy = old
             .reloaded(self.config, self.vault, env_lookup())
             .with_pins(self.pins);
-        FrontState::new(proxy.shared(), self.verifier, self.trusted)
+        FrontState::new(proxy.shared(), self.verifier, self.trusted, self.access)
     }
 }
 

@@ -40,6 +40,7 @@ pub fn run(ctx: &Context, args: CheckArgs) -> CliResult {
         diags.extend(vault_findings(config, &loaded));
         if !loaded.outcome.has_errors() {
             diags.extend(connection_findings(config, &loaded));
+            diags.extend(replica_findings(config, &loaded));
             let mut found = crate::cli::doctor::command_findings(config, &loaded.dir);
             for d in &mut found {
                 d.span = loaded.outcome.spans.value_span(&d.pointer);
@@ -156,6 +157,25 @@ fn connection_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
             d
         })
         .collect()
+}
+
+/// FNT095: a listener other machines can reach, without a `cursorKey` shared by replicas.
+fn replica_findings(config: &Config, loaded: &Loaded) -> Vec<Diagnostic> {
+    let reachable = config
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| !a.ip().is_loopback());
+    if !reachable || config.cursor_key.is_some() {
+        return Vec::new();
+    }
+    let mut d = Diagnostic::new(
+        codes::ONE_REPLICA_SESSIONS,
+        "/listen",
+        "without `cursorKey`, session ids and list cursors are sealed under a random key per process: they work only on the replica that issued them",
+    )
+    .help("to run several replicas behind a load balancer without sticky sessions, set `cursorKey` to the same credential source on every replica (e.g. { \"vault\": \"session-key\" }); one replica needs nothing");
+    d.span = loaded.outcome.spans.value_span(&d.pointer);
+    vec![d]
 }
 
 /// `--online`: connect to every upstream and compare with `tools.lock.json` (FNT104).

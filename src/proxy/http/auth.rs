@@ -80,6 +80,27 @@ pub fn client_address(st: &FrontState, req: &Request) -> Option<std::net::IpAddr
     )
 }
 
+/// An address or CIDR range (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`).
+pub(super) fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .ok()
+}
+
+/// Whether `identity.allowedClients` lets `addr` in (an empty list lets everyone in; an
+/// unknown address only then). IPv4 clients of a dual-stack listener (`::ffff:a.b.c.d`) are
+/// matched as IPv4.
+pub(super) fn client_allowed(st: &FrontState, addr: Option<std::net::IpAddr>) -> bool {
+    let nets = &st.access.allowed_clients;
+    if nets.is_empty() {
+        return true;
+    }
+    addr.is_some_and(|a| {
+        let a = a.to_canonical();
+        nets.iter().any(|n| n.contains(&a))
+    })
+}
+
 pub(super) fn is_loopback_host(h: &str) -> bool {
     h == "localhost"
         || h.trim_start_matches('[')
@@ -108,6 +129,31 @@ pub(super) fn host_of(authority: &str) -> String {
 pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     // One state for the whole request: a reload meanwhile does not mix two configs.
     let st = app.st();
+    // `identity.allowedClients`: before anything else, so a refused address learns nothing
+    // (not even whether its key is valid).
+    let ip = client_address(&st, &req);
+    if !client_allowed(&st, ip) {
+        st.proxy.metrics().auth_failure();
+        // Audited up to the per-address failure budget a minute, so a refused address
+        // cannot flood the audit trail; refused either way.
+        let max = st.proxy.config().limits.auth_failures_per_minute;
+        if !app.auth_limited(ip, max) {
+            app.note_auth_failure(ip);
+            let mut r = Record::new("client.refused");
+            r.reason = Some("address not in identity.allowedClients".into());
+            r.method = Some(req.method().to_string());
+            r.target = Some(req.uri().path().chars().take(256).collect());
+            r.client = ClientRef {
+                address: ip.map(|a| a.to_string()),
+                ..ClientRef::default()
+            };
+            st.proxy.audit().write(r);
+        }
+        return json_response(
+            StatusCode::FORBIDDEN,
+            json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Forbidden: this client address is not allowed (identity.allowedClients)" } }),
+        );
+    }
     // DNS rebinding: the Host must be ours, and a browser Origin must be allowed.
     let host = req
         .headers()
@@ -127,7 +173,6 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
         }
     }
-    let ip = client_address(&st, &req);
     let address = ip.map(|a| a.to_string());
     if app.auth_limited(ip, st.proxy.config().limits.auth_failures_per_minute) {
         let mut r = json_response(

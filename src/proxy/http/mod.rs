@@ -13,7 +13,6 @@ use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rand::RngCore;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,14 +29,13 @@ mod auth;
 mod post;
 mod sessions;
 mod stream;
+pub mod token;
 
 pub use admin::admin_router;
 pub use auth::Trusted;
 use auth::{Authed, guard};
 use post::{post_all, post_one};
-use sessions::{
-    InflightGuard, Session, delete_all, delete_one, new_session_id, session_of, session_record,
-};
+use sessions::{InflightGuard, Session, delete_all, delete_one, session_of, session_record};
 use stream::{get_all, get_one};
 
 /// What the config and the vault decide for the HTTP front: replaced whole on reload. A
@@ -52,6 +50,56 @@ pub struct FrontState {
     allowed_origins: Vec<String>,
     /// Servers that must be connected for `/readyz`.
     pub(super) eager: Vec<String>,
+    /// Who may connect, and the key of session tokens every replica shares.
+    pub(super) access: Access,
+}
+
+/// What decides who may connect and which session ids a replica accepts: resolved when a
+/// config is prepared (a start or a reload), so a bad entry refuses it.
+#[derive(Default)]
+pub struct Access {
+    /// `identity.allowedClients`; empty: every address.
+    pub(super) allowed_clients: Vec<ipnet::IpNet>,
+    /// The session-token key derived from `cursorKey`; `None`: tokens are sealed under the
+    /// process's own key ([`App`]) and good only where they were issued.
+    pub(super) session_key: Option<Arc<token::TokenKey>>,
+}
+
+impl Access {
+    /// `identity.allowedClients` parsed, and the session-token key from `cursorKey`.
+    pub fn resolve(
+        config: &crate::config::Config,
+        vault: Option<&crate::vault::Vault>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Access, String> {
+        let allowed_clients = config
+            .identity
+            .allowed_clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                auth::parse_net(c).ok_or_else(|| {
+                    format!(
+                        "identity.allowedClients[{i}]: `{c}` is not an IP address or CIDR range\nhelp: e.g. \"10.0.0.0/8\" or \"192.168.1.20\""
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let session_key = match &config.cursor_key {
+            None => None,
+            Some(src) => {
+                let secret = crate::vault::resolve_source(src, config, None, vault, env)
+                    .map_err(|e| format!("cursorKey: {e}\nhelp: every replica needs the same cursorKey credential; without it, sessions and cursors are good only on the replica that issued them"))?;
+                Some(Arc::new(token::TokenKey::derive(
+                    secret.expose().as_bytes(),
+                )))
+            }
+        };
+        Ok(Access {
+            allowed_clients,
+            session_key,
+        })
+    }
 }
 
 impl FrontState {
@@ -59,6 +107,7 @@ impl FrontState {
         proxy: Arc<Proxy>,
         verifier: KeyVerifier,
         trusted: Option<Trusted>,
+        access: Access,
     ) -> FrontState {
         let id = &proxy.config().identity;
         FrontState {
@@ -73,6 +122,7 @@ impl FrontState {
             eager: super::eager_servers(proxy.config()),
             proxy,
             verifier,
+            access,
         }
     }
 
@@ -91,6 +141,11 @@ pub struct App {
     inflight_by_user: Arc<Mutex<HashMap<String, usize>>>,
     /// Failed authentications per client address in the current minute.
     auth_failures: Mutex<HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+    /// Seals session tokens when no `cursorKey` is configured (this process only).
+    local_key: token::TokenKey,
+    /// Sessions ended here (DELETE, revoked key) whose tokens have not expired yet, by a
+    /// digest of the id: this replica does not revive them from their tokens.
+    ended: Mutex<HashMap<[u8; 16], u64>>,
 }
 
 impl App {
@@ -100,6 +155,8 @@ impl App {
             sessions: Mutex::new(HashMap::new()),
             inflight_by_user: Arc::default(),
             auth_failures: Mutex::new(HashMap::new()),
+            local_key: token::TokenKey::random(),
+            ended: Mutex::new(HashMap::new()),
         }
     }
 

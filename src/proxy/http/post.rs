@@ -120,12 +120,7 @@ pub(super) async fn post(app: Arc<App>, server: Option<String>, req: Request) ->
         return json_response(StatusCode::OK, reply(&id, Ok(r)));
     }
     let request = Forward {
-        session_id: parts
-            .headers
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|_| has_session)
-            .map(str::to_string),
+        session_id: session.as_ref().map(|s| s.id.clone()),
         session,
         stream: accepts_sse(&parts.headers),
         endpoint,
@@ -292,26 +287,20 @@ fn open_session(
         );
     }
     let result = initialize_result(&authed.st.proxy, &authed.subject, &endpoint, params);
-    let sid = new_session_id();
-    let session = Arc::new(Session {
-        user: authed.identity.user.clone(),
-        endpoint,
-        inflight: Mutex::new(HashMap::new()),
-        subscriptions: Mutex::new(HashSet::new()),
-        replies: Default::default(),
-        last_seen: Mutex::new(std::time::Instant::now()),
-        info: Arc::new(
-            CallerInfo::new(&authed.identity.key_id, authed.address.clone())
-                .with_client_info(params),
-        ),
-        subject: authed.subject.clone(),
-        closed: CancellationToken::new(),
-    });
+    // The id is a sealed token of the session (see `token`): a replica that does not hold
+    // the session rebuilds it from there.
+    let protocol = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let claims = sessions::claims_of(authed, &endpoint, params, protocol);
+    let sid = app.token_key(&authed.st).seal(&claims);
+    let session = Arc::new(Session::of(authed, &sid, endpoint, &claims));
     authed
         .st
         .proxy
         .audit()
-        .write(session_record("session.open", &sid, &session, "initialize"));
+        .write(session_record("session.open", &session, "initialize"));
     app.sessions
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -2,10 +2,14 @@
 //! to the subject that opened them, ended by DELETE, idleness or a revoked key; and the
 //! per-user in-flight slots.
 
+use super::token::{Claims, SESSION_MAX_AGE, TokenKey, unix_now};
 use super::*;
 
 /// One downstream session (2025-03-26 to 2025-11-25 clients).
 pub(super) struct Session {
+    /// The short name of its id (token): the same on every replica, used in the audit trail
+    /// and for upstream connections isolated to it.
+    pub(super) id: String,
     pub(super) user: String,
     pub(super) endpoint: Endpoint,
     pub(super) inflight: Mutex<HashMap<String, CancellationToken>>,
@@ -19,12 +23,96 @@ pub(super) struct Session {
     pub(super) subject: Arc<Subject>,
     /// Cancelled when the session ends (DELETE, idle, revoked key): its GET stream ends too.
     pub(super) closed: CancellationToken,
+    /// When its token expires (Unix seconds): the session ends then, whatever its activity.
+    pub(super) expires: u64,
+}
+
+impl Session {
+    /// A session of `authed` on `endpoint`, for the client `claims` describe.
+    pub(super) fn of(authed: &Authed, token: &str, endpoint: Endpoint, claims: &Claims) -> Session {
+        let mut info = CallerInfo::new(&claims.key_id, authed.address.clone());
+        info.client.name = claims.client_name.clone();
+        info.client.version = claims.client_version.clone();
+        Session {
+            id: short_id(token),
+            user: authed.identity.user.clone(),
+            endpoint,
+            inflight: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashSet::new()),
+            replies: Default::default(),
+            last_seen: Mutex::new(std::time::Instant::now()),
+            info: Arc::new(info),
+            subject: authed.subject.clone(),
+            closed: CancellationToken::new(),
+            expires: claims.expires,
+        }
+    }
+}
+
+/// The claims of a new session's token: the caller, the endpoint, what `initialize` said
+/// and negotiated, and the expiry.
+pub(super) fn claims_of(
+    authed: &Authed,
+    endpoint: &Endpoint,
+    params: &Value,
+    protocol: &str,
+) -> Claims {
+    let s = |k: &str| {
+        params
+            .pointer(&format!("/clientInfo/{k}"))
+            .and_then(Value::as_str)
+            .map(|v| v.chars().take(128).collect::<String>())
+    };
+    let capabilities = params
+        .get("capabilities")
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.keys()
+                .take(16)
+                .map(|k| k.chars().take(64).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    let now = unix_now();
+    Claims {
+        user: authed.identity.user.clone(),
+        key_id: authed.identity.key_id.clone(),
+        server: match endpoint {
+            Endpoint::Server(s) => Some(s.clone()),
+            Endpoint::All => None,
+        },
+        protocol: protocol.to_string(),
+        client_name: s("name"),
+        client_version: s("version"),
+        capabilities,
+        issued: now,
+        expires: now + SESSION_MAX_AGE.as_secs(),
+    }
+}
+
+/// The short, stable name of a session token (24 hex digits of its SHA-256).
+pub(super) fn short_id(token: &str) -> String {
+    ended_digest(token)[..12]
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// How many ended sessions a replica remembers (by digest) so it does not revive them.
+const MAX_ENDED: usize = 200_000;
+
+fn ended_digest(sid: &str) -> [u8; 16] {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(sid.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
 }
 
 /// A `session.open` or `session.close` record.
-pub(super) fn session_record(event: &'static str, sid: &str, s: &Session, reason: &str) -> Record {
+pub(super) fn session_record(event: &'static str, s: &Session, reason: &str) -> Record {
     let mut r = Record::new(event);
-    r.session = Some(sid.to_string());
+    r.session = Some(s.id.clone());
     r.subject = Some(SubjectRef::of(&s.subject, s.info.key_id.clone()));
     r.client = s.info.client.clone();
     if let Endpoint::Server(srv) = &s.endpoint {
@@ -53,6 +141,39 @@ impl Drop for UserSlot {
 }
 
 impl App {
+    /// The key that seals and opens session tokens under `st`: derived from `cursorKey`
+    /// (every replica), else this process's own.
+    pub(super) fn token_key<'a>(&'a self, st: &'a FrontState) -> &'a TokenKey {
+        st.access.session_key.as_deref().unwrap_or(&self.local_key)
+    }
+
+    /// Remember that these sessions ended here, until their tokens expire.
+    fn note_ended(&self, ended: &[(String, Arc<Session>)]) {
+        let mut m = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        for (sid, s) in ended {
+            m.insert(ended_digest(sid), s.expires);
+        }
+        if m.len() > MAX_ENDED {
+            let now = unix_now();
+            m.retain(|_, exp| *exp > now);
+        }
+        if m.len() > MAX_ENDED {
+            // Still full of live entries: forget those expiring first (best effort; a
+            // forgotten one could be revived here from its token until it expires).
+            let mut exps: Vec<u64> = m.values().copied().collect();
+            exps.sort_unstable();
+            let cut = exps[exps.len() - MAX_ENDED / 2];
+            m.retain(|_, exp| *exp >= cut);
+        }
+    }
+
+    fn ended_here(&self, sid: &str) -> bool {
+        self.ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&ended_digest(sid))
+    }
+
     /// Take one of `user`'s in-flight slots, or `None` at the limit.
     pub(super) fn user_slot(&self, user: &str, max: usize) -> Option<UserSlot> {
         let mut m = self
@@ -72,11 +193,22 @@ impl App {
 
     /// End the sessions `which` selects: removed at once (their ids stop working), a
     /// `session.close` record each, their requests and GET streams cancelled. Returns their
-    /// ids, for [`App::close_isolated`].
+    /// short ids ([`Session::id`]), for [`App::close_isolated`].
     pub(super) fn take_sessions(
         &self,
         which: impl Fn(&str, &Session) -> bool,
         reason: &str,
+    ) -> Vec<String> {
+        self.take_sessions_for(which, reason, true)
+    }
+
+    /// [`App::take_sessions`]; with `remember`, this replica will not revive them from their
+    /// tokens (DELETE, revoked key; not idleness, since other replicas may still serve them).
+    pub(super) fn take_sessions_for(
+        &self,
+        which: impl Fn(&str, &Session) -> bool,
+        reason: &str,
+        remember: bool,
     ) -> Vec<String> {
         let ended: Vec<(String, Arc<Session>)> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,9 +222,12 @@ impl App {
                 .filter_map(|k| sessions.remove(&k).map(|s| (k, s)))
                 .collect()
         };
+        if remember {
+            self.note_ended(&ended);
+        }
         let audit = self.st().proxy.audit().clone();
-        for (sid, s) in &ended {
-            audit.write(session_record("session.close", sid, s, reason));
+        for (_, s) in &ended {
+            audit.write(session_record("session.close", s, reason));
             s.closed.cancel();
             for ct in s
                 .inflight
@@ -103,7 +238,7 @@ impl App {
                 ct.cancel();
             }
         }
-        ended.into_iter().map(|(sid, _)| sid).collect()
+        ended.into_iter().map(|(_, s)| s.id.clone()).collect()
     }
 
     /// Close the upstream connections isolated to these (ended) sessions.
@@ -132,7 +267,16 @@ impl App {
     /// End sessions idle longer than `max_idle`: cancel their requests and close the upstream
     /// connections isolated to them. Returns how many ended.
     pub async fn reap_idle_sessions(&self, max_idle: std::time::Duration) -> usize {
-        let ended = self.take_sessions(
+        let now = unix_now();
+        let mut ended = self.take_sessions_for(
+            |_, s| s.expires <= now,
+            "its token expired (sessions last at most 12 hours)",
+            true,
+        );
+        // With a shared session key another replica may be serving the session: only this
+        // replica's state of it ends (a later request here rebuilds it from its token).
+        let shared = self.st().access.session_key.is_some();
+        ended.extend(self.take_sessions_for(
             |_, s| {
                 s.last_seen
                     .lock()
@@ -140,8 +284,13 @@ impl App {
                     .elapsed()
                     > max_idle
             },
-            "idle for longer than the session timeout",
-        );
+            if shared {
+                "idle here for longer than the session timeout (its token stays good on every replica until it expires)"
+            } else {
+                "idle for longer than the session timeout"
+            },
+            !shared,
+        ));
         self.close_isolated(&ended).await;
         ended.len()
     }
@@ -174,21 +323,98 @@ pub(super) fn session_of(
     let Some(sid) = h.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
-    let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
-    match sessions.get(sid) {
-        // Another subject presenting this session id gets what an unknown id gets.
-        Some(s) if s.user == authed.identity.user && s.endpoint == *endpoint => {
-            *s.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
-            Ok(Some(s.clone()))
+    let now = unix_now();
+    {
+        let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match sessions.get(sid) {
+            // Another subject presenting this session id gets what an unknown id gets.
+            Some(s) if s.user == authed.identity.user && s.endpoint == *endpoint => {
+                if s.expires <= now {
+                    return Err(Box::new(not_found()));
+                }
+                *s.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+                return Ok(Some(s.clone()));
+            }
+            Some(_) => return Err(Box::new(not_found())),
+            None => {}
         }
-        _ => Err(Box::new(not_found())),
     }
+    resume(app, sid, authed, endpoint, now).map(Some)
 }
 
-pub(super) fn new_session_id() -> String {
-    let mut b = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// A session this replica does not hold (opened on another replica, or before a restart):
+/// rebuilt from its token when it is sealed under the shared key, has not expired, was not
+/// ended here, belongs to this caller's user and endpoint, and was opened with a key that
+/// can still log in. Anything else gets what an unknown id gets (404), so the client
+/// re-initializes.
+fn resume(
+    app: &App,
+    sid: &str,
+    authed: &Authed,
+    endpoint: &Endpoint,
+    now: u64,
+) -> Result<Arc<Session>, Box<Response>> {
+    let st = &authed.st;
+    let gone = || Box::new(not_found());
+    let Some(key) = st.access.session_key.as_deref() else {
+        return Err(gone());
+    };
+    if app.ended_here(sid) {
+        return Err(gone());
+    }
+    let claims = key.open(sid, now).map_err(|_| gone())?;
+    let server = match endpoint {
+        Endpoint::Server(s) => Some(s),
+        Endpoint::All => None,
+    };
+    if claims.user != authed.identity.user || claims.server.as_ref() != server {
+        return Err(gone());
+    }
+    if claims.key_id != "trusted-header" && !st.verifier.is_live(&claims.key_id) {
+        return Err(gone());
+    }
+    let limits = &st.proxy.config().limits;
+    let session = {
+        let mut sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sessions.get(sid) {
+            // Rebuilt by a concurrent request meanwhile.
+            return if s.user == authed.identity.user && s.endpoint == *endpoint {
+                Ok(s.clone())
+            } else {
+                Err(gone())
+            };
+        }
+        let mine = sessions
+            .values()
+            .filter(|s| s.user == authed.identity.user)
+            .count();
+        // The caps of `initialize` hold for rebuilt sessions too (per replica).
+        let full = if sessions.len() >= limits.max_sessions {
+            Some((StatusCode::SERVICE_UNAVAILABLE, "limits.maxSessions"))
+        } else if mine >= limits.max_sessions_per_user {
+            Some((StatusCode::TOO_MANY_REQUESTS, "limits.maxSessionsPerUser"))
+        } else {
+            None
+        };
+        if let Some((status, limit)) = full {
+            let mut r = json_response(
+                status,
+                json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32000, "message": format!("too many open sessions on this replica ({limit}); end unused sessions with DELETE or try again later") } }),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return Err(Box::new(r));
+        }
+        let s = Arc::new(Session::of(authed, sid, endpoint.clone(), &claims));
+        sessions.insert(sid.to_string(), s.clone());
+        s
+    };
+    st.proxy.audit().write(session_record(
+        "session.open",
+        &session,
+        "resumed from its token (opened on another replica or before a restart)",
+    ));
+    Ok(session)
 }
 
 pub(super) async fn delete_all(State(app): State<Arc<App>>, req: Request) -> Response {

@@ -24,12 +24,7 @@ pub(super) fn listen(app: Arc<App>, server: Option<String>, req: Request) -> Res
         Ok(None) => return (StatusCode::METHOD_NOT_ALLOWED, "GET needs a session").into_response(),
         Err(r) => return *r,
     };
-    let sid = req
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let sid = session.id.clone();
     // Notifications only about servers this subject can use now (seeing one is not enough;
     // re-checked per event against the current config), and only while the session lives.
     let (tx, rx) = mpsc::unbounded_channel::<Result<SseEvent, std::convert::Infallible>>();
