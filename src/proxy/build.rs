@@ -86,7 +86,12 @@ impl Prepared {
     pub fn without_vault_keys(old: &FrontState) -> FrontState {
         let env = |k: &str| std::env::var(k).ok();
         let (verifier, _) = KeyVerifier::build(old.proxy().config(), None, &env);
-        FrontState::new(old.proxy().clone(), verifier, old.trusted.clone())
+        FrontState::new(
+            old.proxy().clone(),
+            verifier,
+            old.trusted.clone(),
+            old.access.clone(),
+        )
     }
 
     /// The state after a reload: `old`'s pool, audit log, middleware and metrics carry on.

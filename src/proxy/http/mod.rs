@@ -56,7 +56,7 @@ pub struct FrontState {
 
 /// What decides who may connect and which session ids a replica accepts: resolved when a
 /// config is prepared (a start or a reload), so a bad entry refuses it.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Access {
     /// `identity.allowedClients`; empty: every address.
     pub(super) allowed_clients: Vec<ipnet::IpNet>,

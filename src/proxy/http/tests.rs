@@ -38,7 +38,7 @@ fn config(a: bool) -> Config {
 fn state(proxy: Proxy) -> FrontState {
     let env = |k: &str| (k == "K").then(|| KEY.to_string());
     let (verifier, _) = KeyVerifier::build(proxy.config(), None, &env);
-    FrontState::new(proxy.shared(), verifier, None)
+    FrontState::new(proxy.shared(), verifier, None, Default::default())
 }
 
 async fn call(app: &Arc<App>, text: &str) -> (u16, Value) {
