@@ -14,6 +14,7 @@ use super::lifecycle::{answer_locally, initialize_result, is_modern};
 use super::upstream::Event;
 use crate::audit::record::{Record, SubjectRef};
 use crate::jsonrpc::Message;
+use crate::policy::Subject;
 
 /// Serve one client on stdin/stdout until stdin closes. `initialize` is answered at once;
 /// the eager upstreams start meanwhile ("waiting for upstream X" on stderr), and when they
@@ -21,81 +22,12 @@ use crate::jsonrpc::Message;
 pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     let subject = Arc::new(proxy.engine().subject(user));
     let endpoint = Endpoint::All;
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
-    let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
-        while let Some(v) = out_rx.recv().await {
-            let mut line = v.to_string();
-            line.push('\n');
-            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
-                break;
-            }
-        }
-    });
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Value>();
+    let writer = spawn_writer(out_rx);
     // List changes of visible servers (stopped when stdin closes, so the writer can end).
-    let changes = {
-        let tx = out_tx.clone();
-        let visible: Vec<String> = proxy
-            .engine()
-            .visible_servers(&subject)
-            .into_iter()
-            .filter(|s| proxy.engine().can_use(&subject, s))
-            .map(str::to_string)
-            .collect();
-        let mut rx = proxy.events().subscribe();
-        tokio::spawn(async move {
-            while let Ok(e) = rx.recv().await {
-                if !visible.contains(&e.server) || !e.for_session(Some("stdio")) {
-                    continue;
-                }
-                let ev = e.event;
-                let method = match ev {
-                    Event::ToolsChanged => "notifications/tools/list_changed",
-                    Event::PromptsChanged => "notifications/prompts/list_changed",
-                    Event::ResourcesChanged => "notifications/resources/list_changed",
-                    _ => continue,
-                };
-                if tx
-                    .send(json!({ "jsonrpc": "2.0", "method": method }))
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })
-    };
+    let changes = spawn_list_changes(&proxy, &subject, out_tx.clone());
     let initialized = Arc::new(tokio::sync::Notify::new());
-    {
-        let proxy = proxy.clone();
-        let tx = out_tx.clone();
-        let initialized = initialized.clone();
-        tokio::spawn(async move {
-            let eager = super::eager_servers(proxy.config());
-            if eager.is_empty() {
-                return;
-            }
-            for name in &eager {
-                tracing::info!("waiting for upstream {name}");
-            }
-            super::connect_eager(&proxy).await;
-            let up = proxy.known_capabilities();
-            for name in &eager {
-                match up.contains_key(name) {
-                    true => tracing::info!("upstream {name} is up"),
-                    false => tracing::warn!("upstream {name} did not start (see above)"),
-                }
-            }
-            // Notifications only after the client's initialize.
-            initialized.notified().await;
-            for method in [
-                "notifications/tools/list_changed",
-                "notifications/prompts/list_changed",
-                "notifications/resources/list_changed",
-            ] {
-                let _ = tx.send(json!({ "jsonrpc": "2.0", "method": method }));
-            }
-        });
-    }
+    let announce = spawn_announce_upstreams(&proxy, out_tx.clone(), initialized.clone());
     let inflight: Arc<Mutex<HashMap<String, CancellationToken>>> = Arc::default();
     let replies: super::handler::Replies = Arc::default();
     let mut info = Arc::new(CallerInfo::new("stdio", Some("stdio".into())));
@@ -201,6 +133,92 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     r.reason = Some("the client closed stdin".into());
     proxy.audit().write(r);
     changes.abort();
+    announce.abort();
     drop(out_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+}
+
+/// Every message to the client, one line each, in order.
+fn spawn_writer(mut out_rx: mpsc::UnboundedReceiver<Value>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(v) = out_rx.recv().await {
+            let mut line = v.to_string();
+            line.push('\n');
+            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// `list_changed` of the servers this subject can use, from connections it may hear.
+fn spawn_list_changes(
+    proxy: &Arc<Proxy>,
+    subject: &Subject,
+    tx: mpsc::UnboundedSender<Value>,
+) -> tokio::task::JoinHandle<()> {
+    let visible: Vec<String> = proxy
+        .engine()
+        .visible_servers(subject)
+        .into_iter()
+        .filter(|s| proxy.engine().can_use(subject, s))
+        .map(str::to_string)
+        .collect();
+    let mut rx = proxy.events().subscribe();
+    tokio::spawn(async move {
+        while let Ok(e) = rx.recv().await {
+            if !visible.contains(&e.server) || !e.for_session(Some("stdio")) {
+                continue;
+            }
+            let method = match e.event {
+                Event::ToolsChanged => "notifications/tools/list_changed",
+                Event::PromptsChanged => "notifications/prompts/list_changed",
+                Event::ResourcesChanged => "notifications/resources/list_changed",
+                _ => continue,
+            };
+            if tx
+                .send(json!({ "jsonrpc": "2.0", "method": method }))
+                .is_err()
+            {
+                break;
+            }
+        }
+    })
+}
+
+/// Start the eager upstreams, saying which ones we wait for; once they are up (and the
+/// client has initialized) tell the client to list again.
+fn spawn_announce_upstreams(
+    proxy: &Arc<Proxy>,
+    tx: mpsc::UnboundedSender<Value>,
+    initialized: Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        let eager = super::eager_servers(proxy.config());
+        if eager.is_empty() {
+            return;
+        }
+        for name in &eager {
+            tracing::info!("waiting for upstream {name}");
+        }
+        super::connect_eager(&proxy).await;
+        let up = proxy.known_capabilities();
+        for name in &eager {
+            match up.contains_key(name) {
+                true => tracing::info!("upstream {name} is up"),
+                false => tracing::warn!("upstream {name} did not start (see above)"),
+            }
+        }
+        // Notifications only after the client's initialize.
+        initialized.notified().await;
+        for method in [
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ] {
+            let _ = tx.send(json!({ "jsonrpc": "2.0", "method": method }));
+        }
+    })
 }
