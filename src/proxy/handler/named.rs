@@ -62,7 +62,7 @@ impl Proxy {
         mut params: Value,
         progress: Option<Progress>,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let hidden = |n: &str| match kind {
             NameKind::Tool => RpcError::unknown_tool(n),
             NameKind::Prompt => RpcError::unknown_prompt(n),
@@ -118,7 +118,7 @@ impl Proxy {
         params: Value,
         progress: Option<Progress>,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let op_name = step.op.name();
         if step.op == Operation::ToolCall {
             self.argument_rules
@@ -168,12 +168,15 @@ impl Proxy {
         let (caller, ct, method) = (caller.clone(), ct.clone(), method.to_string());
         Next::new(chain, move |_ctx| {
             Box::pin(async move {
+                // Middleware sees (and may edit) the result as a tree.
                 me.forward(&up, &method, params, progress, &caller, &ct)
                     .await
+                    .and_then(Answer::into_value)
             })
         })
         .run(ctx)
         .await
+        .map(Answer::Value)
     }
 
     pub(super) async fn forward(
@@ -184,7 +187,7 @@ impl Proxy {
         channel: Option<Progress>,
         caller: &Caller,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let server = up.server.as_str();
         // The lowest log level this request's client wants: the session's `logging/setLevel`,
         // or for a 2026-07-28 client the level its request names (none named: no log lines).
@@ -206,8 +209,9 @@ impl Proxy {
         let _timing = UpstreamTiming(sent);
         let Some(channel) = channel else {
             return up
-                .call(Call::new(method, params, timeout), ct)
+                .call_raw(Call::new(method, params, timeout), ct)
                 .await
+                .map(Answer::Raw)
                 .map_err(|e| upstream_error(server, e));
         };
         let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
@@ -223,7 +227,7 @@ impl Proxy {
                 );
             }
         };
-        let call = up.call(
+        let call = up.call_raw(
             Call::new(method, params, timeout)
                 .progress(channel.token.is_some().then_some(&ptx))
                 .bridge(&btx),
@@ -261,7 +265,9 @@ impl Proxy {
         for h in relayed {
             let _ = h.await;
         }
-        result.map_err(|e| upstream_error(server, e))
+        result
+            .map(Answer::Raw)
+            .map_err(|e| upstream_error(server, e))
     }
 
     /// Route a resource URI on `/mcp` to the one visible server that listed it.
@@ -301,7 +307,7 @@ impl Proxy {
         mut params: Value,
         progress: Option<Progress>,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let raw = params
             .get("uri")
             .and_then(Value::as_str)
@@ -351,7 +357,7 @@ impl Proxy {
         caller: &Caller,
         mut params: Value,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let r#ref = params
             .get("ref")
             .cloned()
@@ -459,7 +465,7 @@ impl Proxy {
         params: Value,
         progress: Option<Progress>,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let Endpoint::Server(server) = &caller.endpoint else {
             return Err(RpcError::method_not_found(method));
         };

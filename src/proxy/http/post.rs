@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::*;
+use crate::proxy::handler::Answer;
 
 /// Whether `bytes` (JSON text) nests arrays/objects deeper than `max`.
 pub fn nesting_exceeds(bytes: &[u8], max: usize) -> bool {
@@ -63,6 +64,42 @@ fn reply(id: &Value, result: Result<Value, RpcError>) -> Value {
     match result {
         Ok(r) => json!({ "jsonrpc": "2.0", "id": id, "result": r }),
         Err(e) => rpc_error_body(Some(id), &e),
+    }
+}
+
+/// The JSON-RPC response to `id` as JSON text: a passed-through result is written as the
+/// upstream's bytes (no tree built, nothing written twice).
+fn answer_text(id: &Value, result: Result<Answer, RpcError>) -> String {
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        jsonrpc: &'static str,
+        id: &'a Value,
+        result: &'a Answer,
+    }
+    let error = match result {
+        Ok(a) => match serde_json::to_string(&Envelope {
+            jsonrpc: "2.0",
+            id,
+            result: &a,
+        }) {
+            Ok(text) => return text,
+            Err(e) => RpcError::internal(format!("the result could not be written: {e}")),
+        },
+        Err(e) => e,
+    };
+    reply(id, Err(error)).to_string()
+}
+
+/// [`answer_text`] as the HTTP response (errors through [`limited`]).
+fn answer(id: &Value, result: Result<Answer, RpcError>) -> Response {
+    match result {
+        Ok(a) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            answer_text(id, Ok(a)),
+        )
+            .into_response(),
+        Err(e) => limited(reply(id, Err(e))),
     }
 }
 
@@ -435,27 +472,33 @@ async fn forward(app: &App, authed: &Authed, rq: Forward) -> Response {
     if rq.stream && (token.is_some() || (may_call_back && rq.session.is_some())) {
         return streamed(proxy, caller, rq, token, ct, guard).await;
     }
+    let Forward {
+        session,
+        method,
+        params,
+        id,
+        ..
+    } = rq;
+    // Only resources/(un)subscribe needs the params after the call (its `uri`).
+    let uri = params.get("uri").cloned();
     let result = proxy
-        .handle(&caller, &rq.method, rq.params.clone(), None, &ct)
+        .handle_answer(&caller, &method, params, None, &ct)
         .await;
     finished(
-        rq.session.as_deref(),
-        &rq.method,
-        &rq.params,
+        session.as_deref(),
+        &method,
+        uri.as_ref().and_then(Value::as_str),
         result.is_ok(),
     );
     drop(guard);
-    limited(reply(&rq.id, result))
+    answer(&id, result)
 }
 
 /// After a request: a successful `resources/(un)subscribe` on a server endpoint updates
 /// the session's subscriptions.
-fn finished(session: Option<&Session>, method: &str, params: &Value, ok: bool) {
+fn finished(session: Option<&Session>, method: &str, uri: Option<&str>, ok: bool) {
     let Some(s) = session else { return };
-    if ok
-        && let (Endpoint::Server(srv), Some(uri)) =
-            (&s.endpoint, params.get("uri").and_then(Value::as_str))
-    {
+    if ok && let (Endpoint::Server(srv), Some(uri)) = (&s.endpoint, uri) {
         let canon = crate::policy::uri::canonicalize(uri).unwrap_or_else(|_| uri.to_string());
         let mut subs = s.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
         match method {
@@ -480,6 +523,8 @@ async fn streamed(
     guard: InflightGuard,
 ) -> Response {
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    // The result comes on its own channel, after everything sent on `tx`.
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Result<Answer, RpcError>>();
     let sink = tx.clone();
     let replies = rq
         .session
@@ -493,7 +538,8 @@ async fn streamed(
             sink,
             replies,
         };
-        let work = proxy.handle(&caller, &rq.method, rq.params.clone(), Some(progress), &ct);
+        let uri = rq.params.get("uri").cloned();
+        let work = proxy.handle_answer(&caller, &rq.method, rq.params, Some(progress), &ct);
         // The client went away (its stream was dropped): cancel the work (upstream calls,
         // list paging) instead of finishing it for nobody; it then ends (and is audited) as
         // cancelled.
@@ -508,27 +554,34 @@ async fn streamed(
         finished(
             rq.session.as_deref(),
             &rq.method,
-            &rq.params,
+            uri.as_ref().and_then(Value::as_str),
             result.is_ok(),
         );
         // Done before the answer leaves: a next request may reuse the id.
         drop(guard);
-        let _ = tx.send(reply(&rq.id, result));
+        drop(tx);
+        let _ = done_tx.send(result);
     });
     // A result that comes before any progress or request to the client is answered as plain
     // JSON: one write instead of SSE headers, an event and the chunked end (the stream is
-    // opened only when something must precede the result).
-    let first = match rx.recv().await {
-        Some(v) if v.get("method").is_none() => return limited(v),
-        Some(v) => v,
-        None => return refuse(StatusCode::OK, Some(&id), internal()),
+    // opened only when something must precede the result). Whatever was sent before the
+    // result is already queued when it arrives, and is looked at first.
+    let first = tokio::select! {
+        biased;
+        Some(v) = rx.recv() => v,
+        r = &mut done_rx => return match r {
+            Ok(r) => answer(&id, r),
+            Err(_) => refuse(StatusCode::OK, Some(&id), internal()),
+        },
     };
-    let stream = tokio_stream::StreamExt::chain(
-        tokio_stream::once(first),
-        tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-    );
-    let stream = tokio_stream::StreamExt::map(stream, |v: Value| {
-        Ok::<_, std::convert::Infallible>(SseEvent::default().event("message").data(v.to_string()))
+    use futures_util::StreamExt as _;
+    let before = futures_util::stream::once(std::future::ready(first))
+        .chain(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .map(|v: Value| v.to_string());
+    let last = futures_util::stream::once(done_rx)
+        .filter_map(move |r| std::future::ready(r.ok().map(|r| answer_text(&id, r))));
+    let stream = before.chain(last).map(|text| {
+        Ok::<_, std::convert::Infallible>(SseEvent::default().event("message").data(text))
     });
     Sse::new(stream).into_response()
 }

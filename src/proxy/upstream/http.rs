@@ -2,6 +2,9 @@
 //! session id, re-initialization when it expires, replies to the upstream's requests, and
 //! same-origin redirects only.
 
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use parking_lot::Mutex;
@@ -20,100 +23,125 @@ pub(super) fn origin_of(url: &str) -> String {
     }
 }
 
-#[derive(Clone)]
-pub(super) struct HttpTarget {
-    client: reqwest::Client,
-    url: String,
-    headers: reqwest::header::HeaderMap,
-    session: std::sync::Arc<Mutex<Option<String>>>,
-    protocol: Option<String>,
-    init: std::sync::Arc<Mutex<Option<Value>>>,
-    reinit: std::sync::Arc<tokio::sync::Mutex<()>>,
+/// One streamable-HTTP upstream: what every POST needs, built once per connection (the
+/// parsed URL, the configured headers plus `Accept` and `Content-Type`), and what changes
+/// while it lives (the upstream session id, the negotiated revision).
+pub(super) struct HttpConn {
+    pub(super) client: reqwest::Client,
+    pub(super) url: reqwest::Url,
+    /// The configured headers only (auth, literal, env-mapped, resolved).
+    pub(super) headers: HeaderMap,
+    /// `headers` plus the `Accept` and `Content-Type` of every POST.
+    post_headers: HeaderMap,
+    /// `Mcp-Session-Id` from the upstream's initialize response.
+    pub(super) session: Mutex<Option<HeaderValue>>,
+    /// The negotiated revision (`MCP-Protocol-Version`), once known.
+    protocol: Mutex<Option<HeaderValue>>,
+    /// The initialize params, to open a new upstream session when the old one expires.
+    pub(super) init: Mutex<Option<Value>>,
+    /// One re-initialization at a time.
+    reinit: tokio::sync::Mutex<()>,
 }
 
-impl HttpTarget {
-    /// Where to POST on `conn`, with the negotiated `protocol` revision once known.
-    pub(super) fn of(conn: &super::HttpConn, protocol: Option<String>) -> HttpTarget {
-        HttpTarget {
-            client: conn.client.clone(),
-            url: conn.url.clone(),
-            headers: conn.headers.clone(),
-            session: conn.session.clone(),
-            protocol,
-            init: conn.init.clone(),
-            reinit: conn.reinit.clone(),
+impl HttpConn {
+    pub(super) fn new(
+        client: reqwest::Client,
+        url: &str,
+        headers: HeaderMap,
+    ) -> Result<HttpConn, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("invalid upstream URL: {e}"))?;
+        let mut post_headers = headers.clone();
+        post_headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        post_headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(HttpConn {
+            client,
+            url,
+            headers,
+            post_headers,
+            session: Mutex::new(None),
+            protocol: Mutex::new(None),
+            init: Mutex::new(None),
+            reinit: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Record the negotiated revision (sent on every later POST).
+    pub(super) fn set_protocol(&self, version: &str) {
+        *self.protocol.lock() = HeaderValue::from_str(version).ok();
+    }
+
+    /// A POST of `body` with `session` (none: no `Mcp-Session-Id`).
+    fn post(
+        &self,
+        body: String,
+        session: Option<HeaderValue>,
+    ) -> impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>> + use<> {
+        self.post_bytes(body.into(), session)
+    }
+
+    fn post_bytes(
+        &self,
+        body: bytes::Bytes,
+        session: Option<HeaderValue>,
+    ) -> impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>> + use<> {
+        let mut req = reqwest::Request::new(reqwest::Method::POST, self.url.clone());
+        let headers = req.headers_mut();
+        *headers = self.post_headers.clone();
+        if let Some(s) = session {
+            headers.insert("mcp-session-id", s);
         }
+        if let Some(p) = self.protocol.lock().clone() {
+            headers.insert("mcp-protocol-version", p);
+        }
+        *req.body_mut() = Some(body.into());
+        self.client.execute(req)
     }
 
     /// The upstream said our session is gone (404): open a new one with the original
     /// initialize params (once, however many requests noticed), so the request can be retried.
-    async fn reinitialize(&self, expired: Option<&str>) -> Result<(), String> {
+    async fn reinitialize(&self, expired: Option<&HeaderValue>) -> Result<(), String> {
         let _one = self.reinit.lock().await;
         let now = self.session.lock().clone();
-        if now.as_deref() != expired {
+        if now.as_ref() != expired {
             return Ok(()); // another request already opened a new session
         }
         let params = self.init.lock().clone().ok_or("no initialize params")?;
-        let post = |body: Value, session: Option<&str>| {
-            let mut req = self
-                .client
-                .post(&self.url)
-                .headers(self.headers.clone())
-                .header("accept", "application/json, text/event-stream")
-                .header("content-type", "application/json")
-                .body(body.to_string());
-            if let Some(s) = session {
-                req = req.header("mcp-session-id", s);
-            }
-            if let Some(p) = &self.protocol {
-                req = req.header("mcp-protocol-version", p);
-            }
-            req.send()
-        };
-        let resp = post(
-            json!({ "jsonrpc": "2.0", "id": "fentaris-reinit", "method": "initialize", "params": params }),
-            None,
-        )
-        .await
-        .map_err(|e| e.without_url().to_string())?;
+        let resp = self
+            .post(
+                json!({ "jsonrpc": "2.0", "id": "fentaris-reinit", "method": "initialize", "params": params })
+                    .to_string(),
+                None,
+            )
+            .await
+            .map_err(|e| e.without_url().to_string())?;
         if !resp.status().is_success() {
             return Err(format!(
                 "initialize answered HTTP {}",
                 resp.status().as_u16()
             ));
         }
-        let sid = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let sid = resp.headers().get("mcp-session-id").cloned();
         let _ = resp.bytes().await;
         *self.session.lock() = sid.clone();
-        let _ = post(
-            json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
-            sid.as_deref(),
-        )
-        .await;
+        let _ = self
+            .post(
+                json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }).to_string(),
+                sid,
+            )
+            .await;
         Ok(())
     }
 
     /// POST a reply (to a server-to-client request) back to the upstream.
     pub(super) async fn reply(&self, reply: Value) {
         let session = self.session.lock().clone();
-        let mut req = self
-            .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .body(reply.to_string());
-        if let Some(s) = session {
-            req = req.header("mcp-session-id", s);
-        }
-        if let Some(p) = &self.protocol {
-            req = req.header("mcp-protocol-version", p);
-        }
-        match req.send().await {
+        match self.post(reply.to_string(), session).await {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => tracing::warn!(
                 "an upstream refused Fentaris' answer to its request (HTTP {})",
@@ -127,20 +155,26 @@ impl HttpTarget {
     }
 }
 
+/// POST one message (`body`, its JSON text) and hand what comes back to `shared`: the
+/// response to request `id` (from a JSON body or an SSE stream, with any progress, log lines
+/// and server-to-client requests before it). Awaited by the caller that waits for `id` (no
+/// task of its own), so dropping it (cancel, timeout) aborts the POST.
 pub(super) async fn http_post(
-    target: HttpTarget,
-    msg: Value,
+    conn: Arc<HttpConn>,
+    body: bytes::Bytes,
+    initialize: bool,
     id: Option<u64>,
-    shared: std::sync::Arc<Shared>,
+    shared: Arc<Shared>,
 ) {
-    http_post_once(target, msg, id, shared, true).await
+    http_post_once(conn, body, initialize, id, shared, true).await
 }
 
 async fn http_post_once(
-    target: HttpTarget,
-    msg: Value,
+    target: Arc<HttpConn>,
+    body: bytes::Bytes,
+    initialize: bool,
     id: Option<u64>,
-    shared: std::sync::Arc<Shared>,
+    shared: Arc<Shared>,
     may_reinit: bool,
 ) {
     let fail = |shared: &Shared, message: String| {
@@ -151,20 +185,7 @@ async fn http_post_once(
         }
     };
     let session = target.session.lock().clone();
-    let mut req = target
-        .client
-        .post(&target.url)
-        .headers(target.headers.clone())
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .body(msg.to_string());
-    if let Some(s) = &session {
-        req = req.header("mcp-session-id", s);
-    }
-    if let Some(p) = &target.protocol {
-        req = req.header("mcp-protocol-version", p);
-    }
-    let resp = match req.send().await {
+    let resp = match target.post_bytes(body.clone(), session.clone()).await {
         Ok(r) => r,
         Err(e) => {
             let connect = e.is_connect();
@@ -190,13 +211,14 @@ async fn http_post_once(
     if status == reqwest::StatusCode::NOT_FOUND
         && may_reinit
         && session.is_some()
-        && msg.get("method").and_then(Value::as_str) != Some("initialize")
+        && !initialize
     {
         // The upstream session expired: open a new one and send this message again, once.
-        match target.reinitialize(session.as_deref()).await {
+        match target.reinitialize(session.as_ref()).await {
             Ok(()) => {
                 tracing::info!(server = %shared.name, "upstream session expired; re-initialized");
-                return Box::pin(http_post_once(target, msg, id, shared, false)).await;
+                return Box::pin(http_post_once(target, body, initialize, id, shared, false))
+                    .await;
             }
             Err(e) => {
                 fail(
@@ -229,13 +251,8 @@ async fn http_post_once(
         fail(&shared, what);
         return;
     }
-    if msg.get("method").and_then(Value::as_str) == Some("initialize")
-        && let Some(s) = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-    {
-        *target.session.lock() = Some(s.to_string());
+    if initialize && let Some(s) = resp.headers().get("mcp-session-id") {
+        *target.session.lock() = Some(s.clone());
     }
     let is_sse = resp
         .headers()
@@ -265,8 +282,7 @@ async fn http_post_once(
                     return;
                 }
             };
-            if let Ok(v) = serde_json::from_str::<Value>(&data)
-                && let Some(reply) = shared.dispatch(v, id)
+            if let Ok(Some(reply)) = shared.dispatch(data.as_bytes(), id)
             {
                 target.reply(reply).await;
             }
@@ -298,14 +314,11 @@ async fn http_post_once(
                 Err(e) => break Err(e.without_url().to_string()),
             }
         };
-        let parsed =
-            read.and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(v) => {
-                if let Some(reply) = shared.dispatch(v, id) {
-                    target.reply(reply).await;
-                }
-            }
+        let dispatched =
+            read.and_then(|b| shared.dispatch(&b, id).map_err(|e| e.to_string()));
+        match dispatched {
+            Ok(Some(reply)) => target.reply(reply).await,
+            Ok(None) => {}
             Err(e) => fail(
                 &shared,
                 format!(
