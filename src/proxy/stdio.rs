@@ -180,7 +180,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
         let tx = out_tx.clone();
         let inflight = inflight.clone();
         tokio::spawn(async move {
-            let r = proxy.handle(&caller, &method, params, progress, &ct).await;
+            let r = Box::pin(proxy.handle(&caller, &method, params, progress, &ct)).await;
             inflight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -448,8 +448,10 @@ impl Proxy {
         ct: &CancellationToken,
     ) -> Result<Answer, RpcError> {
         let started = Instant::now();
+        // The dispatch future is boxed: it is several KB, and this one would hold it twice.
         if !self.audit.enabled() {
-            let (server_label, result) = self.dispatch(caller, method, params, progress, ct).await;
+            let (server_label, result) =
+                Box::pin(self.dispatch(caller, method, params, progress, ct)).await;
             self.metrics.request(
                 &server_label,
                 method,
@@ -473,11 +475,8 @@ impl Proxy {
             slot: slot.clone(),
             started,
         };
-        let (server_label, result) = crate::audit::record::in_slot(
-            slot.clone(),
-            self.dispatch(caller, method, params, progress, ct),
-        )
-        .await;
+        let work = Box::pin(self.dispatch(caller, method, params, progress, ct));
+        let (server_label, result) = crate::audit::record::in_slot(slot.clone(), work).await;
         let Some(mut record) = pending.record.take() else {
             return self.finish(caller, method, result);
         };

@@ -214,7 +214,14 @@ impl Proxy {
                 .map(Answer::Raw)
                 .map_err(|e| upstream_error(server, e));
         };
-        let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
+        // A progress channel only when the client gave a progress token.
+        let (ptx, mut prx) = match channel.token {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel::<Value>();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         // Relayed requests still open when this call ends are withdrawn from the client.
         let done = CancellationToken::new();
         let _done_guard = done.clone().drop_guard();
@@ -229,7 +236,7 @@ impl Proxy {
         };
         let call = up.call_raw(
             Call::new(method, params, timeout)
-                .progress(channel.token.is_some().then_some(&ptx))
+                .progress(ptx.as_ref())
                 .bridge(&btx),
             ct,
         );
@@ -238,7 +245,7 @@ impl Proxy {
         let result = loop {
             tokio::select! {
                 biased;
-                Some(p) = prx.recv() => relay(p),
+                Some(p) = crate::proxy::upstream::recv_some(&mut prx) => relay(p),
                 Some(item) = brx.recv() => match item {
                     Relayed::Request(req) => relayed.extend(self.to_client(caller, server, req, &channel, &done)),
                     Relayed::Notification(method, params) => self.log_to_client(caller, server, &method, params, &channel, log_min),
@@ -247,7 +254,7 @@ impl Proxy {
                     // Progress and log lines the upstream sent before its response are
                     // already queued. (A request still queued is dropped: the upstream gets
                     // an error answer, as its caller's request is over.)
-                    while let Ok(p) = prx.try_recv() {
+                    while let Some(Ok(p)) = prx.as_mut().map(|r| r.try_recv()) {
                         relay(p);
                     }
                     while let Ok(item) = brx.try_recv() {

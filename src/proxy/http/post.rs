@@ -481,9 +481,9 @@ async fn forward(app: &App, authed: &Authed, rq: Forward) -> Response {
     } = rq;
     // Only resources/(un)subscribe needs the params after the call (its `uri`).
     let uri = params.get("uri").cloned();
-    let result = proxy
-        .handle_answer(&caller, &method, params, None, &ct)
-        .await;
+    // Boxed: the handler's future is large, and moving it (into the response future, which
+    // axum boxes again) is a memcpy of all of it per request.
+    let result = Box::pin(proxy.handle_answer(&caller, &method, params, None, &ct)).await;
     finished(
         session.as_deref(),
         &method,
@@ -539,11 +539,12 @@ async fn streamed(
             replies,
         };
         let uri = rq.params.get("uri").cloned();
-        let work = proxy.handle_answer(&caller, &rq.method, rq.params, Some(progress), &ct);
+        // Boxed: spawning copies the task's future (several times); the handler's is large.
+        let mut work =
+            Box::pin(proxy.handle_answer(&caller, &rq.method, rq.params, Some(progress), &ct));
         // The client went away (its stream was dropped): cancel the work (upstream calls,
         // list paging) instead of finishing it for nobody; it then ends (and is audited) as
         // cancelled.
-        tokio::pin!(work);
         let result = tokio::select! {
             r = &mut work => r,
             _ = tx.closed() => {

@@ -690,13 +690,16 @@ impl Upstream {
             self.shared.bridges.lock().insert(id, b.clone());
         }
         // Progress passes through here: each notification restarts the timeout.
-        let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
-        let token = progress.map(|_| {
-            let t = format!("fnt-{id}");
-            self.shared.progress.lock().insert(t.clone(), ptx.clone());
-            t
-        });
-        drop(ptx);
+        // A progress channel only when someone listens (most calls have none).
+        let (token, mut prx) = match progress {
+            Some(_) => {
+                let t = format!("fnt-{id}");
+                let (ptx, prx) = mpsc::unbounded_channel::<Value>();
+                self.shared.progress.lock().insert(t.clone(), ptx);
+                (Some(t), Some(prx))
+            }
+            None => (None, None),
+        };
         if let Some(t) = &token {
             if !params.is_object() {
                 params = json!({});
@@ -732,7 +735,7 @@ impl Upstream {
                     // The POST is over: its response (or failure) went to `rx`.
                     post = None;
                 }
-                Some(p) = prx.recv() => {
+                Some(p) = recv_some(&mut prx) => {
                     deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
                     if let Some(out) = progress {
                         let _ = out.send(p);
@@ -740,7 +743,7 @@ impl Upstream {
                 }
                 r = &mut rx => {
                     // Progress sent before the response goes first.
-                    while let Ok(p) = prx.try_recv() {
+                    while let Some(Ok(p)) = prx.as_mut().map(|r| r.try_recv()) {
                         if let Some(out) = progress {
                             let _ = out.send(p);
                         }
@@ -887,6 +890,14 @@ impl Drop for CallGuard<'_> {
                 Some(json!({ "requestId": self.id, "reason": "the client went away" })),
             );
         }
+    }
+}
+
+/// The next message of an optional receiver (none: never).
+pub(crate) async fn recv_some<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 
