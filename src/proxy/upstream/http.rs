@@ -28,6 +28,10 @@ pub(super) fn origin_of(url: &str) -> String {
 /// while it lives (the upstream session id, the negotiated revision).
 pub(super) struct HttpConn {
     pub(super) client: reqwest::Client,
+    /// For a plain `http://` upstream: hyper's pooled client and the parsed URI (reqwest
+    /// parses the URL twice per request and wraps each in a redirect layer). A redirect
+    /// answer on this path is sent again through reqwest, which follows same-origin ones.
+    plain: Option<(PlainClient, http::Uri)>,
     pub(super) url: reqwest::Url,
     /// The configured headers only (auth, literal, env-mapped, resolved).
     pub(super) headers: HeaderMap,
@@ -48,8 +52,26 @@ impl HttpConn {
         client: reqwest::Client,
         url: &str,
         headers: HeaderMap,
+        connect_timeout: std::time::Duration,
     ) -> Result<HttpConn, String> {
         let url = reqwest::Url::parse(url).map_err(|e| format!("invalid upstream URL: {e}"))?;
+        let plain = match url.scheme() {
+            "http" => {
+                let uri = http::Uri::try_from(url.as_str())
+                    .map_err(|e| format!("invalid upstream URL: {e}"))?;
+                let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(connect_timeout));
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(90))
+                .build(connector);
+                Some((client, uri))
+            }
+            _ => None,
+        };
         let mut post_headers = headers.clone();
         post_headers.insert(
             reqwest::header::ACCEPT,
@@ -61,6 +83,7 @@ impl HttpConn {
         );
         Ok(HttpConn {
             client,
+            plain,
             url,
             headers,
             post_headers,
@@ -77,30 +100,52 @@ impl HttpConn {
     }
 
     /// A POST of `body` with `session` (none: no `Mcp-Session-Id`).
-    fn post(
-        &self,
-        body: String,
-        session: Option<HeaderValue>,
-    ) -> impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>> + use<> {
-        self.post_bytes(body.into(), session)
+    async fn post(&self, body: String, session: Option<HeaderValue>) -> Result<Answer, PostError> {
+        self.post_bytes(body.into(), session).await
     }
 
-    fn post_bytes(
-        &self,
-        body: bytes::Bytes,
-        session: Option<HeaderValue>,
-    ) -> impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>> + use<> {
-        let mut req = reqwest::Request::new(reqwest::Method::POST, self.url.clone());
-        let headers = req.headers_mut();
-        *headers = self.post_headers.clone();
+    /// The headers of a POST: the configured ones, `Accept`, `Content-Type`, the session and
+    /// the negotiated revision.
+    fn headers_for(&self, session: Option<HeaderValue>) -> HeaderMap {
+        let mut headers = self.post_headers.clone();
         if let Some(s) = session {
             headers.insert("mcp-session-id", s);
         }
         if let Some(p) = self.protocol.lock().clone() {
             headers.insert("mcp-protocol-version", p);
         }
+        headers
+    }
+
+    async fn post_bytes(
+        &self,
+        body: bytes::Bytes,
+        session: Option<HeaderValue>,
+    ) -> Result<Answer, PostError> {
+        if let Some((client, uri)) = &self.plain {
+            let mut req = http::Request::new(http_body_util::Full::new(body.clone()));
+            *req.method_mut() = http::Method::POST;
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = self.headers_for(session.clone());
+            let resp = client.request(req).await.map_err(|e| PostError {
+                connect: e.is_connect(),
+                message: chain(&e),
+            })?;
+            if !resp.status().is_redirection() {
+                return Ok(Answer::Plain(resp));
+            }
+            // Redirects are reqwest's (same origin only, see `Upstream::connect`).
+        }
+        let mut req = reqwest::Request::new(reqwest::Method::POST, self.url.clone());
+        *req.headers_mut() = self.headers_for(session);
         *req.body_mut() = Some(body.into());
-        self.client.execute(req)
+        match self.client.execute(req).await {
+            Ok(r) => Ok(Answer::Reqwest(r)),
+            Err(e) => Err(PostError {
+                connect: e.is_connect(),
+                message: e.without_url().to_string(),
+            }),
+        }
     }
 
     /// The upstream said our session is gone (404): open a new one with the original
@@ -119,7 +164,7 @@ impl HttpConn {
                 None,
             )
             .await
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(|e| e.message)?;
         if !resp.status().is_success() {
             return Err(format!(
                 "initialize answered HTTP {}",
@@ -127,7 +172,8 @@ impl HttpConn {
             ));
         }
         let sid = resp.headers().get("mcp-session-id").cloned();
-        let _ = resp.bytes().await;
+        let mut resp = resp;
+        while let Ok(Some(_)) = resp.chunk().await {}
         *self.session.lock() = sid.clone();
         let _ = self
             .post(
@@ -149,7 +195,7 @@ impl HttpConn {
             ),
             Err(e) => tracing::warn!(
                 "cannot send an answer to an upstream's request: {}",
-                e.without_url()
+                e.message
             ),
         }
     }
@@ -188,12 +234,8 @@ async fn http_post_once(
     let resp = match target.post_bytes(body.clone(), session.clone()).await {
         Ok(r) => r,
         Err(e) => {
-            let connect = e.is_connect();
-            let why = format!(
-                "upstream `{}` is unreachable: {}",
-                shared.name,
-                e.without_url()
-            );
+            let connect = e.connect;
+            let why = format!("upstream `{}` is unreachable: {}", shared.name, e.message);
             if connect {
                 // Nothing listens there any more: the connection is over. Its supervisor (or
                 // the next request) reconnects, with backoff after repeated failures.
@@ -311,7 +353,7 @@ async fn http_post_once(
                 }
                 Ok(Some(c)) => body.extend_from_slice(&c),
                 Ok(None) => break Ok(body),
-                Err(e) => break Err(e.without_url().to_string()),
+                Err(e) => break Err(e),
             }
         };
         let dispatched =
@@ -326,6 +368,78 @@ async fn http_post_once(
                     shared.name
                 ),
             ),
+        }
+    }
+}
+
+type PlainClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// Why a POST got no answer: whether nothing could be connected, and what happened.
+pub(super) struct PostError {
+    connect: bool,
+    message: String,
+}
+
+/// An error and its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// An upstream's answer to a POST, from hyper's client (plain HTTP) or reqwest.
+pub(super) enum Answer {
+    Plain(http::Response<hyper::body::Incoming>),
+    Reqwest(reqwest::Response),
+}
+
+impl Answer {
+    fn status(&self) -> http::StatusCode {
+        match self {
+            Answer::Plain(r) => r.status(),
+            Answer::Reqwest(r) => r.status(),
+        }
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Answer::Plain(r) => r.headers(),
+            Answer::Reqwest(r) => r.headers(),
+        }
+    }
+
+    /// The body's length, when announced.
+    fn content_length(&self) -> Option<u64> {
+        match self {
+            Answer::Plain(r) => http_body::Body::size_hint(r.body()).exact(),
+            Answer::Reqwest(r) => r.content_length(),
+        }
+    }
+
+    /// The next chunk of the body (`None`: the end).
+    pub(super) async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, String> {
+        match self {
+            Answer::Plain(r) => loop {
+                use http_body_util::BodyExt as _;
+                match r.body_mut().frame().await {
+                    None => return Ok(None),
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Ok(Some(data));
+                        }
+                    }
+                    Some(Err(e)) => return Err(chain(&e)),
+                }
+            },
+            Answer::Reqwest(r) => r.chunk().await.map_err(|e| e.without_url().to_string()),
         }
     }
 }

@@ -497,7 +497,7 @@ impl Upstream {
                     }))
                     .build()
                     .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-                Conn::Http(std::sync::Arc::new(HttpConn::new(client, url, map)?))
+                Conn::Http(std::sync::Arc::new(HttpConn::new(client, url, map, *connect_timeout)?))
             }
         };
         if let Conn::Http(h) = &conn {
