@@ -523,57 +523,81 @@ async fn streamed(
     guard: InflightGuard,
 ) -> Response {
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
-    // The result comes on its own channel, after everything sent on `tx`.
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Result<Answer, RpcError>>();
-    let sink = tx.clone();
     let replies = rq
         .session
         .as_ref()
         .map(|s| s.replies.clone())
         .unwrap_or_default();
-    let id = rq.id.clone();
-    tokio::spawn(async move {
-        let progress = Progress {
-            token,
-            sink,
-            replies,
-        };
-        let uri = rq.params.get("uri").cloned();
-        // Boxed: spawning copies the task's future (several times); the handler's is large.
-        let mut work =
-            Box::pin(proxy.handle_answer(&caller, &rq.method, rq.params, Some(progress), &ct));
-        // The client went away (its stream was dropped): cancel the work (upstream calls,
-        // list paging) instead of finishing it for nobody; it then ends (and is audited) as
-        // cancelled.
-        let result = tokio::select! {
-            r = &mut work => r,
-            _ = tx.closed() => {
-                ct.cancel();
-                work.await
-            }
-        };
+    let Forward {
+        session,
+        method,
+        params,
+        id,
+        ..
+    } = rq;
+    let progress = Progress {
+        token,
+        sink: tx.clone(),
+        replies,
+    };
+    let uri = params.get("uri").cloned();
+    let work_ct = ct.clone();
+    // The whole request, owned and boxed: driven here while nothing has to precede the result
+    // (no task and no hop between tasks per request), moved into a task of its own only when
+    // the response becomes a stream.
+    let mut work = Box::pin(async move {
+        let result = proxy
+            .handle_answer(&caller, &method, params, Some(progress), &work_ct)
+            .await;
         finished(
-            rq.session.as_deref(),
-            &rq.method,
+            session.as_deref(),
+            &method,
             uri.as_ref().and_then(Value::as_str),
             result.is_ok(),
         );
         // Done before the answer leaves: a next request may reuse the id.
         drop(guard);
-        drop(tx);
-        let _ = done_tx.send(result);
+        result
     });
     // A result that comes before any progress or request to the client is answered as plain
     // JSON: one write instead of SSE headers, an event and the chunked end (the stream is
     // opened only when something must precede the result). Whatever was sent before the
     // result is already queued when it arrives, and is looked at first.
-    let first = tokio::select! {
+    let (first, result) = tokio::select! {
         biased;
-        Some(v) = rx.recv() => v,
-        r = &mut done_rx => return match r {
-            Ok(r) => answer(&id, r),
-            Err(_) => refuse(StatusCode::OK, Some(&id), internal()),
+        Some(v) = rx.recv() => (v, None),
+        r = &mut work => match rx.try_recv() {
+            Ok(v) => (v, Some(r)),
+            Err(_) => return answer(&id, r),
         },
+    };
+    let done_rx = match result {
+        // Finished already: what it sent is queued, and nothing more comes.
+        Some(r) => {
+            drop(tx);
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let _ = done_tx.send(r);
+            done_rx
+        }
+        None => {
+            let (done_tx, done_rx) =
+                tokio::sync::oneshot::channel::<Result<Answer, RpcError>>();
+            tokio::spawn(async move {
+                // The client went away (its stream was dropped): cancel the work (upstream
+                // calls, list paging) instead of finishing it for nobody; it then ends (and
+                // is audited) as cancelled.
+                let result = tokio::select! {
+                    r = &mut work => r,
+                    _ = tx.closed() => {
+                        ct.cancel();
+                        work.await
+                    }
+                };
+                drop(tx);
+                let _ = done_tx.send(result);
+            });
+            done_rx
+        }
     };
     use futures_util::StreamExt as _;
     let before = futures_util::stream::once(std::future::ready(first))
