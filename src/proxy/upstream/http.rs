@@ -454,3 +454,104 @@ pub(super) fn too_large(server: &str, max: usize, what: &str) -> String {
         "upstream `{server}` sent {what} over {max} bytes (limits.maxUpstreamMessageBytes); the request failed"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Call, Spec, Upstream};
+    use axum::http::{HeaderMap as AxHeaders, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    /// A minimal streamable-HTTP upstream at `/mcp`; `/moved` redirects there (307) and
+    /// `/away` redirects to `elsewhere` (another origin).
+    async fn upstream(elsewhere: String) -> String {
+        async fn mcp(h: AxHeaders, body: axum::body::Bytes) -> Response {
+            let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let Some(id) = msg.get("id").cloned() else {
+                return StatusCode::ACCEPTED.into_response();
+            };
+            let method = msg["method"].as_str().unwrap_or("").to_string();
+            let result = match method.as_str() {
+                "initialize" => json!({ "protocolVersion": "2025-11-25", "capabilities": {},
+                    "serverInfo": { "name": "t", "version": "1" } }),
+                _ => json!({ "method": method, "session": h.get("mcp-session-id").and_then(|v| v.to_str().ok()) }),
+            };
+            let mut r = (
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({ "jsonrpc": "2.0", "id": id, "result": result }).to_string(),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert("mcp-session-id", header::HeaderValue::from_static("s1"));
+            r
+        }
+        let app = axum::Router::new()
+            .route("/mcp", axum::routing::post(mcp))
+            .route(
+                "/moved",
+                axum::routing::post(|| async {
+                    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, "/mcp")])
+                }),
+            )
+            .route(
+                "/away",
+                axum::routing::post(move || async move {
+                    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, elsewhere)])
+                }),
+            );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        format!("http://{addr}")
+    }
+
+    async fn connect(url: String) -> Result<std::sync::Arc<Upstream>, String> {
+        let spec = Spec::Http {
+            url,
+            headers: vec![],
+            connect_timeout: Duration::from_secs(2),
+        };
+        Upstream::connect(
+            "t",
+            &spec,
+            Duration::from_secs(5),
+            Default::default(),
+            false,
+            json!({}),
+            1 << 20,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn plain_http_posts_pass_results_through_and_follow_same_origin_redirects_only() {
+        let other = upstream("http://127.0.0.1:9/nowhere".into()).await;
+        let base = upstream(format!("{other}/mcp")).await;
+        let ct = CancellationToken::new();
+        // Direct: hyper's client; the session id from initialize goes on every POST.
+        let up = connect(format!("{base}/mcp")).await.unwrap();
+        let raw = up
+            .call_raw(
+                Call::new("tools/list", json!({}), Duration::from_secs(5)),
+                &ct,
+            )
+            .await
+            .unwrap();
+        assert_eq!(raw.get(), r#"{"method":"tools/list","session":"s1"}"#);
+        // A same-origin redirect is followed (through reqwest), for the handshake and calls.
+        let up = connect(format!("{base}/moved")).await.unwrap();
+        let v = up
+            .call(
+                Call::new("tools/list", json!({}), Duration::from_secs(5)),
+                &ct,
+            )
+            .await
+            .unwrap();
+        assert_eq!(v["method"], "tools/list");
+        // Another origin is never followed: the credentials would go with it.
+        let e = connect(format!("{base}/away")).await.unwrap_err();
+        assert!(e.contains("initialize failed"), "{e}");
+    }
+}
