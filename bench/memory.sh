@@ -8,6 +8,7 @@
 # Release build, audit log on by default (`autoLog`), the test upstream of
 # examples/test_upstream.rs, load from examples/loadgen.rs; everything on 127.0.0.1, and every
 # process started here is stopped by its id. Prints a markdown summary; nothing is asserted.
+# MEMORY_DEBUG=1: also the anonymous/file split of the RSS (smaps_rollup), idle and at peak.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -93,6 +94,7 @@ done
 [ "$ready" = 1 ] || { log "fentaris did not become ready"; exit 1; }
 sleep 1
 idle=$(kb "$PID" VmRSS)
+[ -n "${MEMORY_DEBUG:-}" ] && grep -E "Rss|Anon|File" "/proc/$PID/smaps_rollup" >&2
 
 # Load: CONCURRENCY sessions spread over the three upstreams, at once.
 echo 5 > "/proc/$PID/clear_refs" 2>/dev/null || true
@@ -107,6 +109,7 @@ for i in 1 2 3; do
 done
 for p in "${lpids[@]}"; do wait "$p"; done
 peak=$(kb "$PID" VmHWM)
+[ -n "${MEMORY_DEBUG:-}" ] && grep -E "Rss|Anon|File" "/proc/$PID/smaps_rollup" >&2
 calls=$(python3 -c 'import json,sys; print(sum(json.load(open(f)).get("calls", 0) for f in sys.argv[1:]))' "$WORK"/load*.json)
 errors=$(python3 -c 'import json,sys; print(sum(json.load(open(f)).get("errors", 0) for f in sys.argv[1:]))' "$WORK"/load*.json)
 sleep 1

@@ -580,8 +580,7 @@ async fn streamed(
             done_rx
         }
         None => {
-            let (done_tx, done_rx) =
-                tokio::sync::oneshot::channel::<Result<Answer, RpcError>>();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<Answer, RpcError>>();
             tokio::spawn(async move {
                 // The client went away (its stream was dropped): cancel the work (upstream
                 // calls, list paging) instead of finishing it for nobody; it then ends (and

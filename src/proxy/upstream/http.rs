@@ -250,17 +250,12 @@ async fn http_post_once(
     if status == reqwest::StatusCode::ACCEPTED {
         return;
     }
-    if status == reqwest::StatusCode::NOT_FOUND
-        && may_reinit
-        && session.is_some()
-        && !initialize
-    {
+    if status == reqwest::StatusCode::NOT_FOUND && may_reinit && session.is_some() && !initialize {
         // The upstream session expired: open a new one and send this message again, once.
         match target.reinitialize(session.as_ref()).await {
             Ok(()) => {
                 tracing::info!(server = %shared.name, "upstream session expired; re-initialized");
-                return Box::pin(http_post_once(target, body, initialize, id, shared, false))
-                    .await;
+                return Box::pin(http_post_once(target, body, initialize, id, shared, false)).await;
             }
             Err(e) => {
                 fail(
@@ -324,8 +319,7 @@ async fn http_post_once(
                     return;
                 }
             };
-            if let Ok(Some(reply)) = shared.dispatch(data.as_bytes(), id)
-            {
+            if let Ok(Some(reply)) = shared.dispatch(data.as_bytes(), id) {
                 target.reply(reply).await;
             }
         }
@@ -356,8 +350,7 @@ async fn http_post_once(
                 Err(e) => break Err(e),
             }
         };
-        let dispatched =
-            read.and_then(|b| shared.dispatch(&b, id).map_err(|e| e.to_string()));
+        let dispatched = read.and_then(|b| shared.dispatch(&b, id).map_err(|e| e.to_string()));
         match dispatched {
             Ok(Some(reply)) => target.reply(reply).await,
             Ok(None) => {}
@@ -476,7 +469,9 @@ mod tests {
             let result = match method.as_str() {
                 "initialize" => json!({ "protocolVersion": "2025-11-25", "capabilities": {},
                     "serverInfo": { "name": "t", "version": "1" } }),
-                _ => json!({ "method": method, "session": h.get("mcp-session-id").and_then(|v| v.to_str().ok()) }),
+                _ => {
+                    json!({ "method": method, "session": h.get("mcp-session-id").and_then(|v| v.to_str().ok()) })
+                }
             };
             let mut r = (
                 [(header::CONTENT_TYPE, "application/json")],
@@ -498,7 +493,10 @@ mod tests {
             .route(
                 "/away",
                 axum::routing::post(move || async move {
-                    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, elsewhere)])
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(header::LOCATION, elsewhere)],
+                    )
                 }),
             );
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

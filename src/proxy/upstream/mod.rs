@@ -210,7 +210,11 @@ impl Shared {
     /// Handle one message from the upstream (its JSON text). `origin` is our request whose
     /// response stream carried it, if known. Returns a reply to send back at once, if any;
     /// `Err` when the text is not one JSON-RPC message object.
-    fn dispatch(&self, text: &[u8], origin: Option<u64>) -> Result<Option<Value>, serde_json::Error> {
+    fn dispatch(
+        &self,
+        text: &[u8],
+        origin: Option<u64>,
+    ) -> Result<Option<Value>, serde_json::Error> {
         let msg: Incoming = serde_json::from_slice(text)?;
         Ok(self.dispatch_message(msg, origin))
     }
@@ -497,7 +501,12 @@ impl Upstream {
                     }))
                     .build()
                     .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-                Conn::Http(std::sync::Arc::new(HttpConn::new(client, url, map, *connect_timeout)?))
+                Conn::Http(std::sync::Arc::new(HttpConn::new(
+                    client,
+                    url,
+                    map,
+                    *connect_timeout,
+                )?))
             }
         };
         if let Conn::Http(h) = &conn {
