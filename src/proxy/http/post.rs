@@ -179,32 +179,28 @@ async fn read_message(st: &FrontState, body: axum::body::Body) -> Result<Value, 
     let limits = &st.proxy.config().limits;
     let read_timeout = limits.header_read_timeout.0;
     let bad = |status, e| Err(refuse(status, None, e));
-    let bytes: Bytes = match tokio::time::timeout(
-        read_timeout,
-        axum::body::to_bytes(body, limits.max_body_bytes),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            return bad(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                RpcError::new(-32600, "request body too large"),
-            );
-        }
-        Err(_) => {
-            return bad(
-                StatusCode::REQUEST_TIMEOUT,
-                RpcError::new(
-                    -32600,
-                    format!(
-                        "the request body did not arrive within {}s (limits.headerReadTimeout)",
-                        read_timeout.as_secs_f32()
+    let bytes: Bytes =
+        match tokio::time::timeout(read_timeout, body_within(body, limits.max_body_bytes)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                return bad(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    RpcError::new(-32600, "request body too large"),
+                );
+            }
+            Err(_) => {
+                return bad(
+                    StatusCode::REQUEST_TIMEOUT,
+                    RpcError::new(
+                        -32600,
+                        format!(
+                            "the request body did not arrive within {}s (limits.headerReadTimeout)",
+                            read_timeout.as_secs_f32()
+                        ),
                     ),
-                ),
-            );
-        }
-    };
+                );
+            }
+        };
     if nesting_exceeds(&bytes, limits.max_json_depth) {
         return bad(
             StatusCode::BAD_REQUEST,
@@ -240,6 +236,41 @@ async fn read_message(st: &FrontState, body: axum::body::Body) -> Result<Value, 
         ));
     }
     Ok(msg)
+}
+
+/// At most this much of an oversized body is read (and discarded) before its refusal.
+const DRAIN_MAX: usize = 16 << 20;
+
+/// The body, if it is at most `max` bytes. An oversized one is read on to its end and
+/// discarded (up to [`DRAIN_MAX`] more bytes, within the caller's time limit) before it is
+/// refused, so the client, still sending, reads the 413 instead of a reset connection.
+async fn body_within(body: axum::body::Body, max: usize) -> Result<Bytes, ()> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let (mut kept, mut over) = (0usize, 0usize);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ())?.into_data() else {
+            continue; // trailers
+        };
+        if over == 0 && kept + data.len() <= max {
+            kept += data.len();
+            chunks.push(data);
+            continue;
+        }
+        chunks.clear();
+        over += data.len();
+        if over > DRAIN_MAX {
+            break;
+        }
+    }
+    if over > 0 {
+        return Err(());
+    }
+    Ok(match chunks.len() {
+        1 => chunks.pop().unwrap_or_default(),
+        _ => chunks.concat().into(),
+    })
 }
 
 /// `MCP-Protocol-Version`, when sent: one Fentaris speaks.
