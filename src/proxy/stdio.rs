@@ -21,12 +21,31 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     let subject = Arc::new(proxy.engine().subject(user));
     let endpoint = Endpoint::All;
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
+    // Responses to forwarded requests, already JSON text (a passed-through result is the
+    // upstream's bytes). Messages go first: a request's progress and relayed requests are
+    // queued on `out_tx` before its response is queued here.
+    let (text_tx, mut text_rx) = mpsc::unbounded_channel::<String>();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
-        while let Some(v) = out_rx.recv().await {
-            let mut line = v.to_string();
-            line.push('\n');
-            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
+        loop {
+            let mut out = tokio::select! {
+                biased;
+                Some(v) = out_rx.recv() => v.to_string(),
+                Some(t) = text_rx.recv() => {
+                    // Everything queued before this response was sent (its request's
+                    // progress, say) is visible now, and goes out first.
+                    let mut out = String::new();
+                    while let Ok(v) = out_rx.try_recv() {
+                        out.push_str(&v.to_string());
+                        out.push('\n');
+                    }
+                    out.push_str(&t);
+                    out
+                }
+                else => break,
+            };
+            out.push('\n');
+            if stdout.write_all(out.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
                 break;
             }
         }
@@ -133,7 +152,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             }
             continue;
         };
-        let reply = move |r: Result<Value, RpcError>| match r {
+        let reply = |r: Result<Value, RpcError>| match r {
             Ok(v) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
             Err(e) => json!({ "jsonrpc": "2.0", "id": id, "error": e.to_json() }),
         };
@@ -177,15 +196,19 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             replies: replies.clone(),
         });
         let proxy = proxy.clone();
-        let tx = out_tx.clone();
+        let tx = text_tx.clone();
         let inflight = inflight.clone();
         tokio::spawn(async move {
-            let r = Box::pin(proxy.handle(&caller, &method, params, progress, &ct)).await;
+            let r = Box::pin(proxy.handle_answer(&caller, &method, params, progress, &ct)).await;
             inflight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key);
-            let _ = tx.send(reply(r));
+            let line = match r.and_then(|a| a.response_text(&id)) {
+                Ok(text) => text,
+                Err(e) => json!({ "jsonrpc": "2.0", "id": id, "error": e.to_json() }).to_string(),
+            };
+            let _ = tx.send(line);
         });
     }
     let mut r = Record::new("session.close");
@@ -194,5 +217,6 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     r.reason = Some("the client closed stdin".into());
     proxy.audit().write(r);
     drop(out_tx);
+    drop(text_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
 }

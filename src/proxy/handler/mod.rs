@@ -1,5 +1,5 @@
 //! One MCP operation from an authenticated caller: decide, route, forward, filter.
-//! Transport-independent: HTTP and stdio downstreams both call [`Proxy::handle`].
+//! Transport-independent: HTTP and stdio downstreams both call [`Proxy::handle_answer`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -142,6 +142,25 @@ impl Answer {
             Answer::Raw(r) => serde_json::from_str::<Flag>(r.get())
                 .is_ok_and(|f| f.is_error.and_then(|v| v.as_bool()) == Some(true)),
         }
+    }
+}
+
+impl Answer {
+    /// The JSON-RPC response to `id` with this result, as JSON text: a passed-through result
+    /// is written as the upstream's bytes.
+    pub fn response_text(&self, id: &Value) -> Result<String, RpcError> {
+        #[derive(serde::Serialize)]
+        struct Envelope<'a> {
+            jsonrpc: &'static str,
+            id: &'a Value,
+            result: &'a Answer,
+        }
+        serde_json::to_string(&Envelope {
+            jsonrpc: "2.0",
+            id,
+            result: self,
+        })
+        .map_err(|e| RpcError::internal(format!("the result could not be written: {e}")))
     }
 }
 
@@ -423,7 +442,8 @@ impl Proxy {
         Value::Object(out)
     }
 
-    /// Handle one operation. Lifecycle (initialize, ping, notifications) is the transport's.
+    /// [`Proxy::handle_answer`] with the result parsed (tests look inside it).
+    #[cfg(test)]
     pub async fn handle(
         &self,
         caller: &Caller,
@@ -437,8 +457,8 @@ impl Proxy {
             .and_then(Answer::into_value)
     }
 
-    /// [`Proxy::handle`], with a result passed through as the upstream's bytes where nothing
-    /// had to change in it (what the transports send).
+    /// Handle one operation. Lifecycle (initialize, ping, notifications) is the transport's.
+    /// A result is passed through as the upstream's bytes where nothing had to change in it.
     pub async fn handle_answer(
         &self,
         caller: &Caller,

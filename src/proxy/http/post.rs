@@ -70,24 +70,10 @@ fn reply(id: &Value, result: Result<Value, RpcError>) -> Value {
 /// The JSON-RPC response to `id` as JSON text: a passed-through result is written as the
 /// upstream's bytes (no tree built, nothing written twice).
 fn answer_text(id: &Value, result: Result<Answer, RpcError>) -> String {
-    #[derive(serde::Serialize)]
-    struct Envelope<'a> {
-        jsonrpc: &'static str,
-        id: &'a Value,
-        result: &'a Answer,
+    match result.and_then(|a| a.response_text(id)) {
+        Ok(text) => text,
+        Err(e) => reply(id, Err(e)).to_string(),
     }
-    let error = match result {
-        Ok(a) => match serde_json::to_string(&Envelope {
-            jsonrpc: "2.0",
-            id,
-            result: &a,
-        }) {
-            Ok(text) => return text,
-            Err(e) => RpcError::internal(format!("the result could not be written: {e}")),
-        },
-        Err(e) => e,
-    };
-    reply(id, Err(error)).to_string()
 }
 
 /// [`answer_text`] as the HTTP response (errors through [`limited`]).
