@@ -684,6 +684,15 @@ fn copied_note(
     String::new()
 }
 
+/// The (device, inode) of each file, to notice renames while they are read.
+fn identities(files: &[std::path::PathBuf]) -> Vec<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).ok().map(|m| (m.dev(), m.ino())))
+        .collect()
+}
+
 fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
     let mut files = if a.files.is_empty() {
         let path = audit_path(ctx, None)?;
@@ -698,21 +707,38 @@ fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
     } else {
         a.files.clone()
     };
-    let pre = pre_read_checkpoint(ctx, &files);
     let live = a.files.is_empty();
-    let contents = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            // The active file of a running serve may end in a write in progress.
-            if live && i + 1 == files.len() {
-                crate::audit::read::whole_lines(f)
-            } else {
-                lines(f)
+    // A running serve rotates by renaming (`.1` becomes `.2`, ...): when that happens while
+    // the files are read, their names no longer say what was read, so the set is read again
+    // (a few times at most; a file changed in place is not retried).
+    let mut attempts = 0;
+    let (pre, contents) = loop {
+        attempts += 1;
+        let pre = pre_read_checkpoint(ctx, &files);
+        let before = identities(&files);
+        let contents = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                // The active file of a running serve may end in a write in progress.
+                if live && i + 1 == files.len() {
+                    crate::audit::read::whole_lines(f)
+                } else {
+                    lines(f)
+                }
+                .map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display())))
+            })
+            .collect::<Result<Vec<_>, _>>();
+        let rotated = live && identities(&files) != before;
+        match contents {
+            Ok(c) if !rotated || attempts >= 5 => break (pre, c),
+            Err(e) if !rotated || attempts >= 5 => return Err(e),
+            _ => {
+                let path = audit_path(ctx, None)?;
+                files = file_set(&path);
             }
-            .map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display())))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        }
+    };
     let mut contents = contents;
     if a.files.is_empty() && contents.len() > 1 && contents.last().is_some_and(Vec::is_empty) {
         // A rotation in progress: the new file exists, its file.start not yet written.
