@@ -372,5 +372,20 @@ for p in ("fentaris-http",):
 if mem:
     line("idle RSS with 3 upstreams < 20 MB", f"{idle / 1024:.1f} MB", idle < 20 * 1024)
     line("RSS per idle session < 64 KB", f"{(after - base) / n:.1f} KB", (after - base) / n < 64)
+def cpu(p, c):
+    r = by.get((p, c))
+    return r["ticks"] / tck * 1e6 / r["calls_total"] if r and r.get("calls_total") else None
+print("\nTargets (informational, issue 17; audit on, the `+log` rows):")
+h16, h64, d16 = g("fentaris-http+log", 16, "calls_per_s"), g("fentaris-http+log", 64, "calls_per_s"), g("direct", 16, "calls_per_s")
+if h16 and d16: line("HTTP upstream c=16 throughput ÷ direct ≥ 0.6", f"{h16 / d16:.2f}", h16 / d16 >= 0.6)
+if h16 and h64: line("HTTP upstream c=64 ÷ c=16 throughput (no drop: ≥ 0.95)", f"{h64 / h16:.2f}", h64 / h16 >= 0.95)
+h1, d1 = g("fentaris-http+log", 1, "p50_ms"), g("direct", 1, "p50_ms")
+if h1 and d1: line("added p50 vs direct (HTTP upstream, c=1) ≤ 0.1 ms", f"{h1 - d1:.3f} ms", h1 - d1 <= 0.1)
+s16, g16 = g("fentaris-stdio+log", 16, "calls_per_s"), g("supergateway", 16, "calls_per_s")
+if s16 and g16: line("stdio upstream c=16 throughput ÷ supergateway ≥ 15", f"{s16 / g16:.1f}×", s16 / g16 >= 15)
+for p in ("fentaris-stdio+log", "fentaris-http+log"):
+    v = cpu(p, 16)
+    if v: line(f"proxy CPU per call at c=16 ≤ 25 µs ({p})", f"{v:.1f} µs", v <= 25)
+print("(Memory targets of issue 17: bench/memory.sh.)")
 PY
 log "raw data: $CELLS, $MEM; logs in $OUT"

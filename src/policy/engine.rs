@@ -128,6 +128,8 @@ pub struct Engine {
     index: Vec<Vec<Box<[u32]>>>,
     top_scope: Option<u32>,
     users: HashMap<Box<str>, UserEntry>,
+    /// Every declared user's subject, resolved once per config (not per request).
+    subjects: HashMap<Box<str>, std::sync::Arc<Subject>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -425,6 +427,11 @@ impl Engine {
 
         e.check_rule_servers(&policy_users, &mut diags);
         lint::lint(&e, &mut diags);
+        e.subjects = e
+            .users
+            .keys()
+            .map(|u| (u.clone(), std::sync::Arc::new(e.subject(u))))
+            .collect();
         (e, diags)
     }
 
@@ -535,6 +542,15 @@ impl Engine {
                 .collect(),
             group_ix,
             scopes,
+        }
+    }
+
+    /// [`Engine::subject`], shared: a declared user's is resolved once, when the config is
+    /// compiled.
+    pub fn shared_subject(&self, user: &str) -> std::sync::Arc<Subject> {
+        match self.subjects.get(user) {
+            Some(s) => s.clone(),
+            None => std::sync::Arc::new(self.subject(user)),
         }
     }
 

@@ -55,7 +55,7 @@ pub fn discover_result(proxy: &Proxy, subject: &Subject, endpoint: &Endpoint) ->
 
 /// The requests Fentaris answers itself within a session or stateless request, the same
 /// over HTTP and stdio (both framings call this before handing a request to
-/// [`Proxy::handle`]): `server/discover` and `ping` (in every protocol revision).
+/// [`Proxy::handle_answer`]): `server/discover` and `ping` (in every protocol revision).
 /// `initialize` is not here: it opens a session, which each framing keeps its own way.
 pub fn answer_locally(
     proxy: &Proxy,

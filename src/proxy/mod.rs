@@ -2,7 +2,7 @@
 //!
 //! - [`upstream`]: JSON-level upstream connections (stdio children, streamable HTTP).
 //! - [`pool`]: upstream specs (credentials, scrubbed environments) and the connection pool.
-//! - [`handler`]: one operation: decide, route, forward, filter ([`handler::Proxy::handle`]).
+//! - [`handler`]: one operation: decide, route, forward, filter ([`handler::Proxy::handle_answer`]).
 //! - [`http`] and [`stdio`]: the downstream transports; [`lifecycle`]: initialize/discover.
 //! - [`build`]: the one way to build and start a proxy (serve, library, reload).
 //! - [`metrics`]: Prometheus text.

@@ -23,7 +23,11 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     let subject = Arc::new(proxy.engine().subject(user));
     let endpoint = Endpoint::All;
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Value>();
-    let writer = spawn_writer(out_rx);
+    // Responses to forwarded requests, already JSON text (a passed-through result is the
+    // upstream's bytes). Messages go first: a request's progress and relayed requests are
+    // queued on `out_tx` before its response is queued here.
+    let (text_tx, text_rx) = mpsc::unbounded_channel::<String>();
+    let writer = spawn_writer(out_rx, text_rx);
     // List changes of visible servers (stopped when stdin closes, so the writer can end).
     let changes = spawn_list_changes(&proxy, &subject, out_tx.clone());
     let initialized = Arc::new(tokio::sync::Notify::new());
@@ -73,7 +77,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             }
         };
         let key = id.to_string();
-        let reply = move |r: Result<Value, RpcError>| match r {
+        let reply = |r: Result<Value, RpcError>| match r {
             Ok(v) => json!({ "jsonrpc": "2.0", "id": id, "result": v }),
             Err(e) => json!({ "jsonrpc": "2.0", "id": id, "error": e.to_json() }),
         };
@@ -116,15 +120,19 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
             replies: replies.clone(),
         });
         let proxy = proxy.clone();
-        let tx = out_tx.clone();
+        let tx = text_tx.clone();
         let inflight = inflight.clone();
         tokio::spawn(async move {
-            let r = proxy.handle(&caller, &method, params, progress, &ct).await;
+            let r = Box::pin(proxy.handle_answer(&caller, &method, params, progress, &ct)).await;
             inflight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&key);
-            let _ = tx.send(reply(r));
+            let line = match r.and_then(|a| a.response_text(&id)) {
+                Ok(text) => text,
+                Err(e) => json!({ "jsonrpc": "2.0", "id": id, "error": e.to_json() }).to_string(),
+            };
+            let _ = tx.send(line);
         });
     }
     let mut r = Record::new("session.close");
@@ -135,17 +143,36 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     changes.abort();
     announce.abort();
     drop(out_tx);
+    drop(text_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
 }
 
-/// Every message to the client, one line each, in order.
-fn spawn_writer(mut out_rx: mpsc::UnboundedReceiver<Value>) -> tokio::task::JoinHandle<()> {
+/// Every message to the client, one line each, in order: messages (`out_rx`) and the
+/// responses to forwarded requests as JSON text (`text_rx`); what was queued as a message
+/// before a response was queued goes out before it (a request's progress, say).
+fn spawn_writer(
+    mut out_rx: mpsc::UnboundedReceiver<Value>,
+    mut text_rx: mpsc::UnboundedReceiver<String>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
-        while let Some(v) = out_rx.recv().await {
-            let mut line = v.to_string();
-            line.push('\n');
-            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
+        loop {
+            let mut out = tokio::select! {
+                biased;
+                Some(v) = out_rx.recv() => v.to_string(),
+                Some(t) = text_rx.recv() => {
+                    let mut out = String::new();
+                    while let Ok(v) = out_rx.try_recv() {
+                        out.push_str(&v.to_string());
+                        out.push('\n');
+                    }
+                    out.push_str(&t);
+                    out
+                }
+                else => break,
+            };
+            out.push('\n');
+            if stdout.write_all(out.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
                 break;
             }
         }

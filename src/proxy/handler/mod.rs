@@ -1,5 +1,5 @@
 //! One MCP operation from an authenticated caller: decide, route, forward, filter.
-//! Transport-independent: HTTP and stdio downstreams both call [`Proxy::handle`].
+//! Transport-independent: HTTP and stdio downstreams both call [`Proxy::handle_answer`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -105,6 +105,70 @@ fn upstream_error(server: &str, e: UpstreamError) -> RpcError {
         // These name the server already.
         UpstreamError::Closed(m) | UpstreamError::Transport(m) => {
             RpcError::internal(m).kind(Kind::Unavailable)
+        }
+    }
+}
+
+/// A successful result on its way to the client: one Fentaris built or edited (lists,
+/// middleware, the 2026-07-28 fields), or the upstream's own bytes, passed through untouched
+/// (never parsed into a tree and written again).
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Value(Value),
+    Raw(Box<serde_json::value::RawValue>),
+}
+
+impl Answer {
+    /// The result as a tree (parsed if it was passed through).
+    pub fn into_value(self) -> Result<Value, RpcError> {
+        match self {
+            Answer::Value(v) => Ok(v),
+            Answer::Raw(r) => serde_json::from_str(r.get()).map_err(|e| {
+                RpcError::internal(format!("an upstream result could not be read: {e}"))
+            }),
+        }
+    }
+
+    /// Whether it is a tool result with `isError: true`.
+    pub fn is_tool_error(&self) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Flag {
+            #[serde(rename = "isError", default)]
+            is_error: Option<Value>,
+        }
+        match self {
+            Answer::Value(v) => v.get("isError").and_then(Value::as_bool) == Some(true),
+            // Only the flag is read; everything else is skipped without being built.
+            Answer::Raw(r) => serde_json::from_str::<Flag>(r.get())
+                .is_ok_and(|f| f.is_error.and_then(|v| v.as_bool()) == Some(true)),
+        }
+    }
+}
+
+impl Answer {
+    /// The JSON-RPC response to `id` with this result, as JSON text: a passed-through result
+    /// is written as the upstream's bytes.
+    pub fn response_text(&self, id: &Value) -> Result<String, RpcError> {
+        #[derive(serde::Serialize)]
+        struct Envelope<'a> {
+            jsonrpc: &'static str,
+            id: &'a Value,
+            result: &'a Answer,
+        }
+        serde_json::to_string(&Envelope {
+            jsonrpc: "2.0",
+            id,
+            result: self,
+        })
+        .map_err(|e| RpcError::internal(format!("the result could not be written: {e}")))
+    }
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Answer::Value(v) => v.serialize(s),
+            Answer::Raw(r) => r.serialize(s),
         }
     }
 }
@@ -378,7 +442,8 @@ impl Proxy {
         Value::Object(out)
     }
 
-    /// Handle one operation. Lifecycle (initialize, ping, notifications) is the transport's.
+    /// [`Proxy::handle_answer`] with the result parsed (tests look inside it).
+    #[cfg(test)]
     pub async fn handle(
         &self,
         caller: &Caller,
@@ -387,9 +452,26 @@ impl Proxy {
         progress: Option<Progress>,
         ct: &CancellationToken,
     ) -> Result<Value, RpcError> {
+        self.handle_answer(caller, method, params, progress, ct)
+            .await
+            .and_then(Answer::into_value)
+    }
+
+    /// Handle one operation. Lifecycle (initialize, ping, notifications) is the transport's.
+    /// A result is passed through as the upstream's bytes where nothing had to change in it.
+    pub async fn handle_answer(
+        &self,
+        caller: &Caller,
+        method: &str,
+        params: Value,
+        progress: Option<Progress>,
+        ct: &CancellationToken,
+    ) -> Result<Answer, RpcError> {
         let started = Instant::now();
+        // The dispatch future is boxed: it is several KB, and this one would hold it twice.
         if !self.audit.enabled() {
-            let (server_label, result) = self.dispatch(caller, method, params, progress, ct).await;
+            let (server_label, result) =
+                Box::pin(self.dispatch(caller, method, params, progress, ct)).await;
             self.metrics.request(
                 &server_label,
                 method,
@@ -413,11 +495,8 @@ impl Proxy {
             slot: slot.clone(),
             started,
         };
-        let (server_label, result) = crate::audit::record::in_slot(
-            slot.clone(),
-            self.dispatch(caller, method, params, progress, ct),
-        )
-        .await;
+        let work = Box::pin(self.dispatch(caller, method, params, progress, ct));
+        let (server_label, result) = crate::audit::record::in_slot(slot.clone(), work).await;
         let Some(mut record) = pending.record.take() else {
             return self.finish(caller, method, result);
         };
@@ -440,15 +519,13 @@ impl Proxy {
         &self,
         caller: &Caller,
         method: &str,
-        result: Result<Value, RpcError>,
-    ) -> Result<Value, RpcError> {
-        result.map(|v| {
-            if caller.modern {
-                modernize(v, method)
-            } else {
-                v
-            }
-        })
+        result: Result<Answer, RpcError>,
+    ) -> Result<Answer, RpcError> {
+        match result {
+            // The 2026-07-28 fields are the one edit a passed-through result needs.
+            Ok(a) if caller.modern => Ok(Answer::Value(modernize(a.into_value()?, method))),
+            other => other,
+        }
     }
 
     /// The request record before dispatch: who, what, and the shape of the arguments.
@@ -478,22 +555,23 @@ impl Proxy {
         params: Value,
         progress: Option<Progress>,
         ct: &CancellationToken,
-    ) -> (String, Result<Value, RpcError>) {
+    ) -> (String, Result<Answer, RpcError>) {
         let label = match &caller.endpoint {
             Endpoint::All => "*".to_string(),
             Endpoint::Server(s) => s.clone(),
         };
+        let list_op = match method {
+            "tools/list" => Some(Operation::ToolsList),
+            "prompts/list" => Some(Operation::PromptsList),
+            "resources/list" => Some(Operation::ResourcesList),
+            "resources/templates/list" => Some(Operation::ResourceTemplatesList),
+            _ => None,
+        };
+        if let Some(op) = list_op {
+            let r = self.list(caller, op, params, ct).await.map(Answer::Value);
+            return (label, r);
+        }
         let r = match method {
-            "tools/list" => self.list(caller, Operation::ToolsList, params, ct).await,
-            "prompts/list" => self.list(caller, Operation::PromptsList, params, ct).await,
-            "resources/list" => {
-                self.list(caller, Operation::ResourcesList, params, ct)
-                    .await
-            }
-            "resources/templates/list" => {
-                self.list(caller, Operation::ResourceTemplatesList, params, ct)
-                    .await
-            }
             "tools/call" => {
                 self.named(caller, NameKind::Tool, method, params, progress, ct)
                     .await
@@ -506,7 +584,7 @@ impl Proxy {
                 self.resource(caller, method, params, progress, ct).await
             }
             "completion/complete" => self.complete(caller, params, ct).await,
-            "logging/setLevel" => self.set_level(caller, &params),
+            "logging/setLevel" => self.set_level(caller, &params).map(Answer::Value),
             m if m.starts_with("tasks/") => Err(RpcError::method_not_found(m)),
             other => self.custom(caller, other, params, progress, ct).await,
         };
@@ -649,7 +727,7 @@ struct Step<'a> {
 }
 
 /// The outcome label of a request in `/metrics`.
-fn metric_outcome(result: &Result<Value, RpcError>) -> &'static str {
+fn metric_outcome<T>(result: &Result<T, RpcError>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(e) if e.kind == Kind::Cancelled => "cancelled",
@@ -659,9 +737,9 @@ fn metric_outcome(result: &Result<Value, RpcError>) -> &'static str {
 
 /// The outcome of a request in its audit line, from the kind of its error and the policy
 /// decision (`None`: it never reached policy).
-fn audit_outcome(result: &Result<Value, RpcError>, decision: Option<&str>) -> &'static str {
+fn audit_outcome(result: &Result<Answer, RpcError>, decision: Option<&str>) -> &'static str {
     let e = match result {
-        Ok(v) if v.get("isError").and_then(Value::as_bool) == Some(true) => return "tool_error",
+        Ok(a) if a.is_tool_error() => return "tool_error",
         Ok(_) => return "ok",
         Err(e) => e,
     };

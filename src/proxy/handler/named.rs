@@ -62,7 +62,7 @@ impl Proxy {
         mut params: Value,
         progress: Option<Progress>,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let hidden = |n: &str| match kind {
             NameKind::Tool => RpcError::unknown_tool(n),
             NameKind::Prompt => RpcError::unknown_prompt(n),
@@ -118,7 +118,7 @@ impl Proxy {
         params: Value,
         progress: Option<Progress>,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let op_name = step.op.name();
         if step.op == Operation::ToolCall {
             self.argument_rules
@@ -168,12 +168,15 @@ impl Proxy {
         let (caller, ct, method) = (caller.clone(), ct.clone(), method.to_string());
         Next::new(chain, move |_ctx| {
             Box::pin(async move {
+                // Middleware sees (and may edit) the result as a tree.
                 me.forward(&up, &method, params, progress, &caller, &ct)
                     .await
+                    .and_then(Answer::into_value)
             })
         })
         .run(ctx)
         .await
+        .map(Answer::Value)
     }
 
     pub(super) async fn forward(
@@ -184,7 +187,7 @@ impl Proxy {
         channel: Option<Progress>,
         caller: &Caller,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let server = up.server.as_str();
         // The lowest log level this request's client wants: the session's `logging/setLevel`,
         // or for a 2026-07-28 client the level its request names (none named: no log lines).
@@ -206,11 +209,19 @@ impl Proxy {
         let _timing = UpstreamTiming(sent);
         let Some(channel) = channel else {
             return up
-                .call(Call::new(method, params, timeout), ct)
+                .call_raw(Call::new(method, params, timeout), ct)
                 .await
+                .map(Answer::Raw)
                 .map_err(|e| upstream_error(server, e));
         };
-        let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
+        // A progress channel only when the client gave a progress token.
+        let (ptx, mut prx) = match channel.token {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel::<Value>();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         // Relayed requests still open when this call ends are withdrawn from the client.
         let done = CancellationToken::new();
         let _done_guard = done.clone().drop_guard();
@@ -223,9 +234,9 @@ impl Proxy {
                 );
             }
         };
-        let call = up.call(
+        let call = up.call_raw(
             Call::new(method, params, timeout)
-                .progress(channel.token.is_some().then_some(&ptx))
+                .progress(ptx.as_ref())
                 .bridge(&btx),
             ct,
         );
@@ -234,7 +245,7 @@ impl Proxy {
         let result = loop {
             tokio::select! {
                 biased;
-                Some(p) = prx.recv() => relay(p),
+                Some(p) = crate::proxy::upstream::recv_some(&mut prx) => relay(p),
                 Some(item) = brx.recv() => match item {
                     Relayed::Request(req) => relayed.extend(self.to_client(caller, server, req, &channel, &done)),
                     Relayed::Notification(method, params) => self.log_to_client(caller, server, &method, params, &channel, log_min),
@@ -243,7 +254,7 @@ impl Proxy {
                     // Progress and log lines the upstream sent before its response are
                     // already queued. (A request still queued is dropped: the upstream gets
                     // an error answer, as its caller's request is over.)
-                    while let Ok(p) = prx.try_recv() {
+                    while let Some(Ok(p)) = prx.as_mut().map(|r| r.try_recv()) {
                         relay(p);
                     }
                     while let Ok(item) = brx.try_recv() {
@@ -261,7 +272,9 @@ impl Proxy {
         for h in relayed {
             let _ = h.await;
         }
-        result.map_err(|e| upstream_error(server, e))
+        result
+            .map(Answer::Raw)
+            .map_err(|e| upstream_error(server, e))
     }
 
     /// Route a resource URI on `/mcp` to the one visible server that listed it.
@@ -301,7 +314,7 @@ impl Proxy {
         mut params: Value,
         progress: Option<Progress>,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let raw = params
             .get("uri")
             .and_then(Value::as_str)
@@ -351,7 +364,7 @@ impl Proxy {
         caller: &Caller,
         mut params: Value,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let r#ref = params
             .get("ref")
             .cloned()
@@ -459,7 +472,7 @@ impl Proxy {
         params: Value,
         progress: Option<Progress>,
         ct: &CancellationToken,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let Endpoint::Server(server) = &caller.endpoint else {
             return Err(RpcError::method_not_found(method));
         };

@@ -171,17 +171,35 @@ async fn a_cancelled_request_is_cancelled() {
         .await
         .unwrap_err();
     assert_eq!((e.code, e.kind), (-32800, Kind::Cancelled));
-    assert_eq!(metric_outcome(&Err(e)), "cancelled");
+    assert_eq!(metric_outcome(&Err::<Answer, _>(e)), "cancelled");
 }
 
 #[test]
 fn audit_outcomes_come_from_the_kind_and_the_decision() {
-    let err = |e: RpcError| Err::<Value, _>(e);
+    let err = |e: RpcError| Err::<Answer, _>(e);
+    let ok = |v: Value| Ok(Answer::Value(v));
+    let raw = |s: &str| Ok(Answer::Raw(serde_json::from_str(s).unwrap()));
     assert_eq!(
-        audit_outcome(&Ok(json!({ "isError": true })), Some("allow")),
+        audit_outcome(&ok(json!({ "isError": true })), Some("allow")),
         "tool_error"
     );
-    assert_eq!(audit_outcome(&Ok(json!({})), Some("allow")), "ok");
+    assert_eq!(audit_outcome(&ok(json!({})), Some("allow")), "ok");
+    // A passed-through result: only its flag is read.
+    assert_eq!(
+        audit_outcome(
+            &raw(r#"{"content":[{"type":"text","text":"isError"}],"isError":true}"#),
+            Some("allow")
+        ),
+        "tool_error"
+    );
+    assert_eq!(
+        audit_outcome(&raw(r#"{"content":[],"isError":false}"#), Some("allow")),
+        "ok"
+    );
+    assert_eq!(
+        audit_outcome(&raw(r#"{"nested":{"isError":true}}"#), Some("allow")),
+        "ok"
+    );
     assert_eq!(
         audit_outcome(&err(RpcError::unknown_tool("x")), Some("deny")),
         "denied"

@@ -228,7 +228,7 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
             return r;
         }
     };
-    let subject = Arc::new(st.proxy.engine().subject(&identity.user));
+    let subject = st.proxy.engine().shared_subject(&identity.user);
     // `/mcp/<server>` for a server the subject cannot see answers like an unknown path.
     let path = req.uri().path().to_string();
     if let Some(name) = path.strip_prefix("/mcp/")

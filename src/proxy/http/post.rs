@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::*;
+use crate::proxy::handler::Answer;
 
 /// Whether `bytes` (JSON text) nests arrays/objects deeper than `max`.
 pub fn nesting_exceeds(bytes: &[u8], max: usize) -> bool {
@@ -63,6 +64,28 @@ fn reply(id: &Value, result: Result<Value, RpcError>) -> Value {
     match result {
         Ok(r) => json!({ "jsonrpc": "2.0", "id": id, "result": r }),
         Err(e) => rpc_error_body(Some(id), &e),
+    }
+}
+
+/// The JSON-RPC response to `id` as JSON text: a passed-through result is written as the
+/// upstream's bytes (no tree built, nothing written twice).
+fn answer_text(id: &Value, result: Result<Answer, RpcError>) -> String {
+    match result.and_then(|a| a.response_text(id)) {
+        Ok(text) => text,
+        Err(e) => reply(id, Err(e)).to_string(),
+    }
+}
+
+/// [`answer_text`] as the HTTP response (errors through [`limited`]).
+fn answer(id: &Value, result: Result<Answer, RpcError>) -> Response {
+    match result {
+        Ok(a) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            answer_text(id, Ok(a)),
+        )
+            .into_response(),
+        Err(e) => limited(reply(id, Err(e))),
     }
 }
 
@@ -137,32 +160,28 @@ async fn read_message(st: &FrontState, body: axum::body::Body) -> Result<Value, 
     let limits = &st.proxy.config().limits;
     let read_timeout = limits.header_read_timeout.0;
     let bad = |status, e| Err(refuse(status, None, e));
-    let bytes: Bytes = match tokio::time::timeout(
-        read_timeout,
-        axum::body::to_bytes(body, limits.max_body_bytes),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            return bad(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                RpcError::new(-32600, "request body too large"),
-            );
-        }
-        Err(_) => {
-            return bad(
-                StatusCode::REQUEST_TIMEOUT,
-                RpcError::new(
-                    -32600,
-                    format!(
-                        "the request body did not arrive within {}s (limits.headerReadTimeout)",
-                        read_timeout.as_secs_f32()
+    let bytes: Bytes =
+        match tokio::time::timeout(read_timeout, body_within(body, limits.max_body_bytes)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                return bad(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    RpcError::new(-32600, "request body too large"),
+                );
+            }
+            Err(_) => {
+                return bad(
+                    StatusCode::REQUEST_TIMEOUT,
+                    RpcError::new(
+                        -32600,
+                        format!(
+                            "the request body did not arrive within {}s (limits.headerReadTimeout)",
+                            read_timeout.as_secs_f32()
+                        ),
                     ),
-                ),
-            );
-        }
-    };
+                );
+            }
+        };
     if nesting_exceeds(&bytes, limits.max_json_depth) {
         return bad(
             StatusCode::BAD_REQUEST,
@@ -198,6 +217,41 @@ async fn read_message(st: &FrontState, body: axum::body::Body) -> Result<Value, 
         ));
     }
     Ok(msg)
+}
+
+/// At most this much of an oversized body is read (and discarded) before its refusal.
+const DRAIN_MAX: usize = 16 << 20;
+
+/// The body, if it is at most `max` bytes. An oversized one is read on to its end and
+/// discarded (up to [`DRAIN_MAX`] more bytes, within the caller's time limit) before it is
+/// refused, so the client, still sending, reads the 413 instead of a reset connection.
+async fn body_within(body: axum::body::Body, max: usize) -> Result<Bytes, ()> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let (mut kept, mut over) = (0usize, 0usize);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ())?.into_data() else {
+            continue; // trailers
+        };
+        if over == 0 && kept + data.len() <= max {
+            kept += data.len();
+            chunks.push(data);
+            continue;
+        }
+        chunks.clear();
+        over += data.len();
+        if over > DRAIN_MAX {
+            break;
+        }
+    }
+    if over > 0 {
+        return Err(());
+    }
+    Ok(match chunks.len() {
+        1 => chunks.pop().unwrap_or_default(),
+        _ => chunks.concat().into(),
+    })
 }
 
 /// `MCP-Protocol-Version`, when sent: one Fentaris speaks.
@@ -424,27 +478,33 @@ async fn forward(app: &App, authed: &Authed, rq: Forward) -> Response {
     if rq.stream && (token.is_some() || (may_call_back && rq.session.is_some())) {
         return streamed(proxy, caller, rq, token, ct, guard).await;
     }
-    let result = proxy
-        .handle(&caller, &rq.method, rq.params.clone(), None, &ct)
-        .await;
+    let Forward {
+        session,
+        method,
+        params,
+        id,
+        ..
+    } = rq;
+    // Only resources/(un)subscribe needs the params after the call (its `uri`).
+    let uri = params.get("uri").cloned();
+    // Boxed: the handler's future is large, and moving it (into the response future, which
+    // axum boxes again) is a memcpy of all of it per request.
+    let result = Box::pin(proxy.handle_answer(&caller, &method, params, None, &ct)).await;
     finished(
-        rq.session.as_deref(),
-        &rq.method,
-        &rq.params,
+        session.as_deref(),
+        &method,
+        uri.as_ref().and_then(Value::as_str),
         result.is_ok(),
     );
     drop(guard);
-    limited(reply(&rq.id, result))
+    answer(&id, result)
 }
 
 /// After a request: a successful `resources/(un)subscribe` on a server endpoint updates
 /// the session's subscriptions.
-fn finished(session: Option<&Session>, method: &str, params: &Value, ok: bool) {
+fn finished(session: Option<&Session>, method: &str, uri: Option<&str>, ok: bool) {
     let Some(s) = session else { return };
-    if ok
-        && let (Endpoint::Server(srv), Some(uri)) =
-            (&s.endpoint, params.get("uri").and_then(Value::as_str))
-    {
+    if ok && let (Endpoint::Server(srv), Some(uri)) = (&s.endpoint, uri) {
         let canon = crate::policy::uri::canonicalize(uri).unwrap_or_else(|_| uri.to_string());
         let mut subs = s.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
         match method {
@@ -469,55 +529,89 @@ async fn streamed(
     guard: InflightGuard,
 ) -> Response {
     let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
-    let sink = tx.clone();
     let replies = rq
         .session
         .as_ref()
         .map(|s| s.replies.clone())
         .unwrap_or_default();
-    let id = rq.id.clone();
-    tokio::spawn(async move {
-        let progress = Progress {
-            token,
-            sink,
-            replies,
-        };
-        let work = proxy.handle(&caller, &rq.method, rq.params.clone(), Some(progress), &ct);
-        // The client went away (its stream was dropped): cancel the work (upstream calls,
-        // list paging) instead of finishing it for nobody; it then ends (and is audited) as
-        // cancelled.
-        tokio::pin!(work);
-        let result = tokio::select! {
-            r = &mut work => r,
-            _ = tx.closed() => {
-                ct.cancel();
-                work.await
-            }
-        };
+    let Forward {
+        session,
+        method,
+        params,
+        id,
+        ..
+    } = rq;
+    let progress = Progress {
+        token,
+        sink: tx.clone(),
+        replies,
+    };
+    let uri = params.get("uri").cloned();
+    let work_ct = ct.clone();
+    // The whole request, owned and boxed: driven here while nothing has to precede the result
+    // (no task and no hop between tasks per request), moved into a task of its own only when
+    // the response becomes a stream.
+    let mut work = Box::pin(async move {
+        let result = proxy
+            .handle_answer(&caller, &method, params, Some(progress), &work_ct)
+            .await;
         finished(
-            rq.session.as_deref(),
-            &rq.method,
-            &rq.params,
+            session.as_deref(),
+            &method,
+            uri.as_ref().and_then(Value::as_str),
             result.is_ok(),
         );
         // Done before the answer leaves: a next request may reuse the id.
         drop(guard);
-        let _ = tx.send(reply(&rq.id, result));
+        result
     });
     // A result that comes before any progress or request to the client is answered as plain
     // JSON: one write instead of SSE headers, an event and the chunked end (the stream is
-    // opened only when something must precede the result).
-    let first = match rx.recv().await {
-        Some(v) if v.get("method").is_none() => return limited(v),
-        Some(v) => v,
-        None => return refuse(StatusCode::OK, Some(&id), internal()),
+    // opened only when something must precede the result). Whatever was sent before the
+    // result is already queued when it arrives, and is looked at first.
+    let (first, result) = tokio::select! {
+        biased;
+        Some(v) = rx.recv() => (v, None),
+        r = &mut work => match rx.try_recv() {
+            Ok(v) => (v, Some(r)),
+            Err(_) => return answer(&id, r),
+        },
     };
-    let stream = tokio_stream::StreamExt::chain(
-        tokio_stream::once(first),
-        tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
-    );
-    let stream = tokio_stream::StreamExt::map(stream, |v: Value| {
-        Ok::<_, std::convert::Infallible>(SseEvent::default().event("message").data(v.to_string()))
+    let done_rx = match result {
+        // Finished already: what it sent is queued, and nothing more comes.
+        Some(r) => {
+            drop(tx);
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            let _ = done_tx.send(r);
+            done_rx
+        }
+        None => {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<Answer, RpcError>>();
+            tokio::spawn(async move {
+                // The client went away (its stream was dropped): cancel the work (upstream
+                // calls, list paging) instead of finishing it for nobody; it then ends (and
+                // is audited) as cancelled.
+                let result = tokio::select! {
+                    r = &mut work => r,
+                    _ = tx.closed() => {
+                        ct.cancel();
+                        work.await
+                    }
+                };
+                drop(tx);
+                let _ = done_tx.send(result);
+            });
+            done_rx
+        }
+    };
+    use futures_util::StreamExt as _;
+    let before = futures_util::stream::once(std::future::ready(first))
+        .chain(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .map(|v: Value| v.to_string());
+    let last = futures_util::stream::once(done_rx)
+        .filter_map(move |r| std::future::ready(r.ok().map(|r| answer_text(&id, r))));
+    let stream = before.chain(last).map(|text| {
+        Ok::<_, std::convert::Infallible>(SseEvent::default().event("message").data(text))
     });
     Sse::new(stream).into_response()
 }

@@ -2,6 +2,9 @@
 //! session id, re-initialization when it expires, replies to the upstream's requests, and
 //! same-origin redirects only.
 
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use parking_lot::Mutex;
@@ -20,100 +23,171 @@ pub(super) fn origin_of(url: &str) -> String {
     }
 }
 
-#[derive(Clone)]
-pub(super) struct HttpTarget {
-    client: reqwest::Client,
-    url: String,
-    headers: reqwest::header::HeaderMap,
-    session: std::sync::Arc<Mutex<Option<String>>>,
-    protocol: Option<String>,
-    init: std::sync::Arc<Mutex<Option<Value>>>,
-    reinit: std::sync::Arc<tokio::sync::Mutex<()>>,
+/// One streamable-HTTP upstream: what every POST needs, built once per connection (the
+/// parsed URL, the configured headers plus `Accept` and `Content-Type`), and what changes
+/// while it lives (the upstream session id, the negotiated revision).
+pub(super) struct HttpConn {
+    pub(super) client: reqwest::Client,
+    /// For a plain `http://` upstream: hyper's pooled client and the parsed URI (reqwest
+    /// parses the URL twice per request and wraps each in a redirect layer). A redirect
+    /// answer on this path is sent again through reqwest, which follows same-origin ones.
+    plain: Option<(PlainClient, http::Uri)>,
+    pub(super) url: reqwest::Url,
+    /// The configured headers only (auth, literal, env-mapped, resolved).
+    pub(super) headers: HeaderMap,
+    /// `headers` plus the `Accept` and `Content-Type` of every POST.
+    post_headers: HeaderMap,
+    /// `Mcp-Session-Id` from the upstream's initialize response.
+    pub(super) session: Mutex<Option<HeaderValue>>,
+    /// The negotiated revision (`MCP-Protocol-Version`), once known.
+    protocol: Mutex<Option<HeaderValue>>,
+    /// The initialize params, to open a new upstream session when the old one expires.
+    pub(super) init: Mutex<Option<Value>>,
+    /// One re-initialization at a time.
+    reinit: tokio::sync::Mutex<()>,
 }
 
-impl HttpTarget {
-    /// Where to POST on `conn`, with the negotiated `protocol` revision once known.
-    pub(super) fn of(conn: &super::HttpConn, protocol: Option<String>) -> HttpTarget {
-        HttpTarget {
-            client: conn.client.clone(),
-            url: conn.url.clone(),
-            headers: conn.headers.clone(),
-            session: conn.session.clone(),
-            protocol,
-            init: conn.init.clone(),
-            reinit: conn.reinit.clone(),
+impl HttpConn {
+    pub(super) fn new(
+        client: reqwest::Client,
+        url: &str,
+        headers: HeaderMap,
+        connect_timeout: std::time::Duration,
+    ) -> Result<HttpConn, String> {
+        let url = reqwest::Url::parse(url).map_err(|e| format!("invalid upstream URL: {e}"))?;
+        let plain = match url.scheme() {
+            "http" => {
+                let uri = http::Uri::try_from(url.as_str())
+                    .map_err(|e| format!("invalid upstream URL: {e}"))?;
+                let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(connect_timeout));
+                let client = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(90))
+                .build(connector);
+                Some((client, uri))
+            }
+            _ => None,
+        };
+        let mut post_headers = headers.clone();
+        post_headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        post_headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(HttpConn {
+            client,
+            plain,
+            url,
+            headers,
+            post_headers,
+            session: Mutex::new(None),
+            protocol: Mutex::new(None),
+            init: Mutex::new(None),
+            reinit: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Record the negotiated revision (sent on every later POST).
+    pub(super) fn set_protocol(&self, version: &str) {
+        *self.protocol.lock() = HeaderValue::from_str(version).ok();
+    }
+
+    /// A POST of `body` with `session` (none: no `Mcp-Session-Id`).
+    async fn post(&self, body: String, session: Option<HeaderValue>) -> Result<Answer, PostError> {
+        self.post_bytes(body.into(), session).await
+    }
+
+    /// The headers of a POST: the configured ones, `Accept`, `Content-Type`, the session and
+    /// the negotiated revision.
+    fn headers_for(&self, session: Option<HeaderValue>) -> HeaderMap {
+        let mut headers = self.post_headers.clone();
+        if let Some(s) = session {
+            headers.insert("mcp-session-id", s);
+        }
+        if let Some(p) = self.protocol.lock().clone() {
+            headers.insert("mcp-protocol-version", p);
+        }
+        headers
+    }
+
+    async fn post_bytes(
+        &self,
+        body: bytes::Bytes,
+        session: Option<HeaderValue>,
+    ) -> Result<Answer, PostError> {
+        if let Some((client, uri)) = &self.plain {
+            let mut req = http::Request::new(http_body_util::Full::new(body.clone()));
+            *req.method_mut() = http::Method::POST;
+            *req.uri_mut() = uri.clone();
+            *req.headers_mut() = self.headers_for(session.clone());
+            let resp = client.request(req).await.map_err(|e| PostError {
+                connect: e.is_connect(),
+                message: chain(&e),
+            })?;
+            if !resp.status().is_redirection() {
+                return Ok(Answer::Plain(resp));
+            }
+            // Redirects are reqwest's (same origin only, see `Upstream::connect`).
+        }
+        let mut req = reqwest::Request::new(reqwest::Method::POST, self.url.clone());
+        *req.headers_mut() = self.headers_for(session);
+        *req.body_mut() = Some(body.into());
+        match self.client.execute(req).await {
+            Ok(r) => Ok(Answer::Reqwest(r)),
+            Err(e) => Err(PostError {
+                connect: e.is_connect(),
+                message: e.without_url().to_string(),
+            }),
         }
     }
 
     /// The upstream said our session is gone (404): open a new one with the original
     /// initialize params (once, however many requests noticed), so the request can be retried.
-    async fn reinitialize(&self, expired: Option<&str>) -> Result<(), String> {
+    async fn reinitialize(&self, expired: Option<&HeaderValue>) -> Result<(), String> {
         let _one = self.reinit.lock().await;
         let now = self.session.lock().clone();
-        if now.as_deref() != expired {
+        if now.as_ref() != expired {
             return Ok(()); // another request already opened a new session
         }
         let params = self.init.lock().clone().ok_or("no initialize params")?;
-        let post = |body: Value, session: Option<&str>| {
-            let mut req = self
-                .client
-                .post(&self.url)
-                .headers(self.headers.clone())
-                .header("accept", "application/json, text/event-stream")
-                .header("content-type", "application/json")
-                .body(body.to_string());
-            if let Some(s) = session {
-                req = req.header("mcp-session-id", s);
-            }
-            if let Some(p) = &self.protocol {
-                req = req.header("mcp-protocol-version", p);
-            }
-            req.send()
-        };
-        let resp = post(
-            json!({ "jsonrpc": "2.0", "id": "fentaris-reinit", "method": "initialize", "params": params }),
-            None,
-        )
-        .await
-        .map_err(|e| e.without_url().to_string())?;
+        let resp = self
+            .post(
+                json!({ "jsonrpc": "2.0", "id": "fentaris-reinit", "method": "initialize", "params": params })
+                    .to_string(),
+                None,
+            )
+            .await
+            .map_err(|e| e.message)?;
         if !resp.status().is_success() {
             return Err(format!(
                 "initialize answered HTTP {}",
                 resp.status().as_u16()
             ));
         }
-        let sid = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let _ = resp.bytes().await;
+        let sid = resp.headers().get("mcp-session-id").cloned();
+        let mut resp = resp;
+        while let Ok(Some(_)) = resp.chunk().await {}
         *self.session.lock() = sid.clone();
-        let _ = post(
-            json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
-            sid.as_deref(),
-        )
-        .await;
+        let _ = self
+            .post(
+                json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }).to_string(),
+                sid,
+            )
+            .await;
         Ok(())
     }
 
     /// POST a reply (to a server-to-client request) back to the upstream.
     pub(super) async fn reply(&self, reply: Value) {
         let session = self.session.lock().clone();
-        let mut req = self
-            .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .body(reply.to_string());
-        if let Some(s) = session {
-            req = req.header("mcp-session-id", s);
-        }
-        if let Some(p) = &self.protocol {
-            req = req.header("mcp-protocol-version", p);
-        }
-        match req.send().await {
+        match self.post(reply.to_string(), session).await {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => tracing::warn!(
                 "an upstream refused Fentaris' answer to its request (HTTP {})",
@@ -121,26 +195,32 @@ impl HttpTarget {
             ),
             Err(e) => tracing::warn!(
                 "cannot send an answer to an upstream's request: {}",
-                e.without_url()
+                e.message
             ),
         }
     }
 }
 
+/// POST one message (`body`, its JSON text) and hand what comes back to `shared`: the
+/// response to request `id` (from a JSON body or an SSE stream, with any progress, log lines
+/// and server-to-client requests before it). Awaited by the caller that waits for `id` (no
+/// task of its own), so dropping it (cancel, timeout) aborts the POST.
 pub(super) async fn http_post(
-    target: HttpTarget,
-    msg: Value,
+    conn: Arc<HttpConn>,
+    body: bytes::Bytes,
+    initialize: bool,
     id: Option<u64>,
-    shared: std::sync::Arc<Shared>,
+    shared: Arc<Shared>,
 ) {
-    http_post_once(target, msg, id, shared, true).await
+    http_post_once(conn, body, initialize, id, shared, true).await
 }
 
 async fn http_post_once(
-    target: HttpTarget,
-    msg: Value,
+    target: Arc<HttpConn>,
+    body: bytes::Bytes,
+    initialize: bool,
     id: Option<u64>,
-    shared: std::sync::Arc<Shared>,
+    shared: Arc<Shared>,
     may_reinit: bool,
 ) {
     let fail = |shared: &Shared, message: String| {
@@ -151,28 +231,11 @@ async fn http_post_once(
         }
     };
     let session = target.session.lock().clone();
-    let mut req = target
-        .client
-        .post(&target.url)
-        .headers(target.headers.clone())
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .body(msg.to_string());
-    if let Some(s) = &session {
-        req = req.header("mcp-session-id", s);
-    }
-    if let Some(p) = &target.protocol {
-        req = req.header("mcp-protocol-version", p);
-    }
-    let resp = match req.send().await {
+    let resp = match target.post_bytes(body.clone(), session.clone()).await {
         Ok(r) => r,
         Err(e) => {
-            let connect = e.is_connect();
-            let why = format!(
-                "upstream `{}` is unreachable: {}",
-                shared.name,
-                e.without_url()
-            );
+            let connect = e.connect;
+            let why = format!("upstream `{}` is unreachable: {}", shared.name, e.message);
             if connect {
                 // Nothing listens there any more: the connection is over. Its supervisor (or
                 // the next request) reconnects, with backoff after repeated failures.
@@ -187,16 +250,12 @@ async fn http_post_once(
     if status == reqwest::StatusCode::ACCEPTED {
         return;
     }
-    if status == reqwest::StatusCode::NOT_FOUND
-        && may_reinit
-        && session.is_some()
-        && msg.get("method").and_then(Value::as_str) != Some("initialize")
-    {
+    if status == reqwest::StatusCode::NOT_FOUND && may_reinit && session.is_some() && !initialize {
         // The upstream session expired: open a new one and send this message again, once.
-        match target.reinitialize(session.as_deref()).await {
+        match target.reinitialize(session.as_ref()).await {
             Ok(()) => {
                 tracing::info!(server = %shared.name, "upstream session expired; re-initialized");
-                return Box::pin(http_post_once(target, msg, id, shared, false)).await;
+                return Box::pin(http_post_once(target, body, initialize, id, shared, false)).await;
             }
             Err(e) => {
                 fail(
@@ -229,13 +288,8 @@ async fn http_post_once(
         fail(&shared, what);
         return;
     }
-    if msg.get("method").and_then(Value::as_str) == Some("initialize")
-        && let Some(s) = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-    {
-        *target.session.lock() = Some(s.to_string());
+    if initialize && let Some(s) = resp.headers().get("mcp-session-id") {
+        *target.session.lock() = Some(s.clone());
     }
     let is_sse = resp
         .headers()
@@ -265,9 +319,7 @@ async fn http_post_once(
                     return;
                 }
             };
-            if let Ok(v) = serde_json::from_str::<Value>(&data)
-                && let Some(reply) = shared.dispatch(v, id)
-            {
+            if let Ok(Some(reply)) = shared.dispatch(data.as_bytes(), id) {
                 target.reply(reply).await;
             }
         }
@@ -295,17 +347,13 @@ async fn http_post_once(
                 }
                 Ok(Some(c)) => body.extend_from_slice(&c),
                 Ok(None) => break Ok(body),
-                Err(e) => break Err(e.without_url().to_string()),
+                Err(e) => break Err(e),
             }
         };
-        let parsed =
-            read.and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(v) => {
-                if let Some(reply) = shared.dispatch(v, id) {
-                    target.reply(reply).await;
-                }
-            }
+        let dispatched = read.and_then(|b| shared.dispatch(&b, id).map_err(|e| e.to_string()));
+        match dispatched {
+            Ok(Some(reply)) => target.reply(reply).await,
+            Ok(None) => {}
             Err(e) => fail(
                 &shared,
                 format!(
@@ -313,6 +361,78 @@ async fn http_post_once(
                     shared.name
                 ),
             ),
+        }
+    }
+}
+
+type PlainClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// Why a POST got no answer: whether nothing could be connected, and what happened.
+pub(super) struct PostError {
+    connect: bool,
+    message: String,
+}
+
+/// An error and its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// An upstream's answer to a POST, from hyper's client (plain HTTP) or reqwest.
+pub(super) enum Answer {
+    Plain(http::Response<hyper::body::Incoming>),
+    Reqwest(reqwest::Response),
+}
+
+impl Answer {
+    fn status(&self) -> http::StatusCode {
+        match self {
+            Answer::Plain(r) => r.status(),
+            Answer::Reqwest(r) => r.status(),
+        }
+    }
+
+    fn headers(&self) -> &HeaderMap {
+        match self {
+            Answer::Plain(r) => r.headers(),
+            Answer::Reqwest(r) => r.headers(),
+        }
+    }
+
+    /// The body's length, when announced.
+    fn content_length(&self) -> Option<u64> {
+        match self {
+            Answer::Plain(r) => http_body::Body::size_hint(r.body()).exact(),
+            Answer::Reqwest(r) => r.content_length(),
+        }
+    }
+
+    /// The next chunk of the body (`None`: the end).
+    pub(super) async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, String> {
+        match self {
+            Answer::Plain(r) => loop {
+                use http_body_util::BodyExt as _;
+                match r.body_mut().frame().await {
+                    None => return Ok(None),
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Ok(Some(data));
+                        }
+                    }
+                    Some(Err(e)) => return Err(chain(&e)),
+                }
+            },
+            Answer::Reqwest(r) => r.chunk().await.map_err(|e| e.without_url().to_string()),
         }
     }
 }
@@ -326,4 +446,110 @@ pub(super) fn too_large(server: &str, max: usize, what: &str) -> String {
     format!(
         "upstream `{server}` sent {what} over {max} bytes (limits.maxUpstreamMessageBytes); the request failed"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Call, Spec, Upstream};
+    use axum::http::{HeaderMap as AxHeaders, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    /// A minimal streamable-HTTP upstream at `/mcp`; `/moved` redirects there (307) and
+    /// `/away` redirects to `elsewhere` (another origin).
+    async fn upstream(elsewhere: String) -> String {
+        async fn mcp(h: AxHeaders, body: axum::body::Bytes) -> Response {
+            let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let Some(id) = msg.get("id").cloned() else {
+                return StatusCode::ACCEPTED.into_response();
+            };
+            let method = msg["method"].as_str().unwrap_or("").to_string();
+            let result = match method.as_str() {
+                "initialize" => json!({ "protocolVersion": "2025-11-25", "capabilities": {},
+                    "serverInfo": { "name": "t", "version": "1" } }),
+                _ => {
+                    json!({ "method": method, "session": h.get("mcp-session-id").and_then(|v| v.to_str().ok()) })
+                }
+            };
+            let mut r = (
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({ "jsonrpc": "2.0", "id": id, "result": result }).to_string(),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert("mcp-session-id", header::HeaderValue::from_static("s1"));
+            r
+        }
+        let app = axum::Router::new()
+            .route("/mcp", axum::routing::post(mcp))
+            .route(
+                "/moved",
+                axum::routing::post(|| async {
+                    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, "/mcp")])
+                }),
+            )
+            .route(
+                "/away",
+                axum::routing::post(move || async move {
+                    (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [(header::LOCATION, elsewhere)],
+                    )
+                }),
+            );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        format!("http://{addr}")
+    }
+
+    async fn connect(url: String) -> Result<std::sync::Arc<Upstream>, String> {
+        let spec = Spec::Http {
+            url,
+            headers: vec![],
+            connect_timeout: Duration::from_secs(2),
+        };
+        Upstream::connect(
+            "t",
+            &spec,
+            Duration::from_secs(5),
+            Default::default(),
+            false,
+            json!({}),
+            1 << 20,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn plain_http_posts_pass_results_through_and_follow_same_origin_redirects_only() {
+        let other = upstream("http://127.0.0.1:9/nowhere".into()).await;
+        let base = upstream(format!("{other}/mcp")).await;
+        let ct = CancellationToken::new();
+        // Direct: hyper's client; the session id from initialize goes on every POST.
+        let up = connect(format!("{base}/mcp")).await.unwrap();
+        let raw = up
+            .call_raw(
+                Call::new("tools/list", json!({}), Duration::from_secs(5)),
+                &ct,
+            )
+            .await
+            .unwrap();
+        assert_eq!(raw.get(), r#"{"method":"tools/list","session":"s1"}"#);
+        // A same-origin redirect is followed (through reqwest), for the handshake and calls.
+        let up = connect(format!("{base}/moved")).await.unwrap();
+        let v = up
+            .call(
+                Call::new("tools/list", json!({}), Duration::from_secs(5)),
+                &ct,
+            )
+            .await
+            .unwrap();
+        assert_eq!(v["method"], "tools/list");
+        // Another origin is never followed: the credentials would go with it.
+        let e = connect(format!("{base}/away")).await.unwrap_err();
+        assert!(e.contains("initialize failed"), "{e}");
+    }
 }

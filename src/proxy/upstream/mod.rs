@@ -13,7 +13,7 @@ mod http;
 mod sse;
 mod stdio;
 
-use http::{HttpTarget, http_post, origin_of};
+use http::{HttpConn, http_post, origin_of};
 use stdio::spawn_stdio;
 #[cfg(test)]
 use stdio::wire_lines;
@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -82,8 +83,24 @@ pub enum Event {
     Closed,
 }
 
-/// Where the answer to one of our requests goes.
-type Pending = oneshot::Sender<Result<Value, UpstreamError>>;
+/// Where the answer to one of our requests goes: the upstream's `result`, as the bytes it
+/// sent (parsed only where Fentaris needs to look inside).
+type Pending = oneshot::Sender<Result<Box<RawValue>, UpstreamError>>;
+
+/// One message from an upstream, read without building a tree of its `result`.
+#[derive(serde::Deserialize)]
+struct Incoming {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    params: Option<Value>,
+}
 
 /// A request from the upstream to the client (sampling, elicitation, roots), handed to the
 /// downstream request that caused it.
@@ -106,6 +123,9 @@ pub enum Relayed {
 
 /// Sends a message back to the upstream (a reply to one of its requests).
 type Replier = std::sync::Arc<dyn Fn(Value) + Send + Sync>;
+
+/// An HTTP upstream's POST in progress (see [`http::http_post`]).
+type HttpPost = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Which kind of name list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,14 +207,26 @@ impl Shared {
         let _ = self.events.send(Event::Closed);
     }
 
-    /// Handle one message from the upstream. `origin` is our request whose response stream
-    /// carried it, if known. Returns a reply to send back at once, if any.
-    fn dispatch(&self, msg: Value, origin: Option<u64>) -> Option<Value> {
-        let id = msg.get("id").cloned();
-        let method = msg
-            .get("method")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+    /// Handle one message from the upstream (its JSON text). `origin` is our request whose
+    /// response stream carried it, if known. Returns a reply to send back at once, if any;
+    /// `Err` when the text is not one JSON-RPC message object.
+    fn dispatch(
+        &self,
+        text: &[u8],
+        origin: Option<u64>,
+    ) -> Result<Option<Value>, serde_json::Error> {
+        let msg: Incoming = serde_json::from_slice(text)?;
+        Ok(self.dispatch_message(msg, origin))
+    }
+
+    fn dispatch_message(&self, msg: Incoming, origin: Option<u64>) -> Option<Value> {
+        let Incoming {
+            id,
+            method,
+            result,
+            error,
+            params,
+        } = msg;
         match (id, method) {
             (Some(id), None) => {
                 let Some(n) = id.as_u64() else {
@@ -204,12 +236,9 @@ impl Shared {
                 let waiter = self.pending.lock().remove(&n);
                 match waiter {
                     Some(w) => {
-                        // Moved out, not cloned: a result may be large.
-                        let mut obj = match msg {
-                            Value::Object(o) => o,
-                            _ => serde_json::Map::new(),
-                        };
-                        let outcome = match (obj.remove("result"), obj.remove("error")) {
+                        // Passed on as the upstream's bytes: never parsed into a tree and
+                        // written again unless something must look inside.
+                        let outcome = match (result, error) {
                             (Some(r), _) => Ok(r),
                             (None, Some(e)) => Err(UpstreamError::Rpc(e)),
                             (None, None) => Err(UpstreamError::Transport(format!(
@@ -237,7 +266,7 @@ impl Shared {
                 let replier = self.replier.lock().clone();
                 if let (Some(tx), Some(replier)) = (bridge, replier) {
                     let (rtx, rrx) = oneshot::channel();
-                    let params = msg.get("params").cloned().unwrap_or(json!({}));
+                    let params = params.unwrap_or_else(|| json!({}));
                     let withdrawn = CancellationToken::new();
                     let key = token_key(&id);
                     let request = ServerRequest {
@@ -275,7 +304,7 @@ impl Shared {
                 }))
             }
             (None, Some(method)) => {
-                let params = msg.get("params").cloned().unwrap_or(Value::Null);
+                let params = params.unwrap_or(Value::Null);
                 match method.as_str() {
                     "notifications/progress" => {
                         let token = params.get("progressToken").map(token_key);
@@ -370,20 +399,7 @@ enum Conn {
         tx: mpsc::UnboundedSender<String>,
         child: tokio::sync::Mutex<Option<Box<dyn process_wrap::tokio::ChildWrapper>>>,
     },
-    Http(HttpConn),
-}
-
-struct HttpConn {
-    client: reqwest::Client,
-    url: String,
-    headers: reqwest::header::HeaderMap,
-    /// `Mcp-Session-Id` from the upstream's initialize response.
-    session: std::sync::Arc<Mutex<Option<String>>>,
-    protocol: Mutex<Option<String>>,
-    /// The initialize params, to open a new upstream session when the old one expires.
-    init: std::sync::Arc<Mutex<Option<Value>>>,
-    /// One re-initialization at a time.
-    reinit: std::sync::Arc<tokio::sync::Mutex<()>>,
+    Http(std::sync::Arc<HttpConn>),
 }
 
 /// One request to an upstream: what to send, how long to wait for it (each progress
@@ -485,19 +501,17 @@ impl Upstream {
                     }))
                     .build()
                     .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-                Conn::Http(HttpConn {
+                Conn::Http(std::sync::Arc::new(HttpConn::new(
                     client,
-                    url: url.clone(),
-                    headers: map,
-                    session: std::sync::Arc::new(Mutex::new(None)),
-                    protocol: Mutex::new(None),
-                    init: Default::default(),
-                    reinit: Default::default(),
-                })
+                    url,
+                    map,
+                    *connect_timeout,
+                )?))
             }
         };
         if let Conn::Http(h) = &conn {
-            let target = HttpTarget::of(h, None);
+            // Replies carry the negotiated revision once the handshake has set it.
+            let target = h.clone();
             let replier: Replier = std::sync::Arc::new(move |v: Value| {
                 let t = target.clone();
                 tokio::spawn(async move { t.reply(v).await });
@@ -539,16 +553,8 @@ impl Upstream {
             let v = init
                 .get("protocolVersion")
                 .and_then(Value::as_str)
-                .unwrap_or(UPSTREAM_PROTOCOL)
-                .to_string();
-            *h.protocol.lock() = Some(v.clone());
-            // Replies to the upstream's requests carry the negotiated revision too.
-            let target = HttpTarget::of(h, Some(v));
-            let replier: Replier = std::sync::Arc::new(move |v: Value| {
-                let t = target.clone();
-                tokio::spawn(async move { t.reply(v).await });
-            });
-            *self.shared.replier.lock() = Some(replier);
+                .unwrap_or(UPSTREAM_PROTOCOL);
+            h.set_protocol(v);
         }
         self.init = init;
         self.notify("notifications/initialized", None).await;
@@ -622,7 +628,9 @@ impl Upstream {
         self.notify_now(method, params);
     }
 
-    fn send(&self, msg: Value, id: Option<u64>) {
+    /// Send a message; for an HTTP upstream, the POST to await (it carries the response).
+    #[must_use]
+    fn send(&self, msg: Value, id: Option<u64>) -> Option<HttpPost> {
         match &self.conn {
             Conn::Stdio { tx, .. } => {
                 if tx.send(msg.to_string()).is_err()
@@ -634,26 +642,43 @@ impl Upstream {
                         self.server
                     ))));
                 }
+                None
             }
             Conn::Http(h) => {
-                let fut = http_post(
-                    HttpTarget::of(h, h.protocol.lock().clone()),
-                    msg,
+                let initialize = msg.get("method").and_then(Value::as_str) == Some("initialize");
+                Some(Box::pin(http_post(
+                    h.clone(),
+                    msg.to_string().into(),
+                    initialize,
                     id,
                     self.shared.clone(),
-                );
-                tokio::spawn(fut);
+                )))
             }
         }
     }
 
-    /// Send a request and wait for its result. `on_progress` receives the upstream's progress
-    /// notifications for this request, in wire order and all before the result.
+    /// Send a request and wait for its result, parsed. `on_progress` receives the upstream's
+    /// progress notifications for this request, in wire order and all before the result.
     pub async fn call(
         &self,
         call: Call<'_>,
         ct: &CancellationToken,
     ) -> Result<Value, UpstreamError> {
+        let raw = self.call_raw(call, ct).await?;
+        serde_json::from_str(raw.get()).map_err(|e| {
+            UpstreamError::Transport(format!(
+                "upstream `{}` sent an unreadable result: {e}",
+                self.server
+            ))
+        })
+    }
+
+    /// [`Upstream::call`], with the result as the upstream sent it (its JSON text).
+    pub async fn call_raw(
+        &self,
+        call: Call<'_>,
+        ct: &CancellationToken,
+    ) -> Result<Box<RawValue>, UpstreamError> {
         let Call {
             method,
             mut params,
@@ -674,13 +699,16 @@ impl Upstream {
             self.shared.bridges.lock().insert(id, b.clone());
         }
         // Progress passes through here: each notification restarts the timeout.
-        let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
-        let token = progress.map(|_| {
-            let t = format!("fnt-{id}");
-            self.shared.progress.lock().insert(t.clone(), ptx.clone());
-            t
-        });
-        drop(ptx);
+        // A progress channel only when someone listens (most calls have none).
+        let (token, mut prx) = match progress {
+            Some(_) => {
+                let t = format!("fnt-{id}");
+                let (ptx, prx) = mpsc::unbounded_channel::<Value>();
+                self.shared.progress.lock().insert(t.clone(), ptx);
+                (Some(t), Some(prx))
+            }
+            None => (None, None),
+        };
         if let Some(t) = &token {
             if !params.is_object() {
                 params = json!({});
@@ -697,7 +725,9 @@ impl Upstream {
         if !params.is_null() {
             msg["params"] = params;
         }
-        self.send(msg, Some(id));
+        // An HTTP upstream's POST is driven here, by the caller that waits for its response
+        // (no task and no hop between tasks per request).
+        let mut post = self.send(msg, Some(id));
         let mut guard = CallGuard {
             up: self,
             id,
@@ -710,7 +740,11 @@ impl Upstream {
         let outcome = loop {
             tokio::select! {
                 biased;
-                Some(p) = prx.recv() => {
+                () = async { if let Some(p) = post.as_mut() { p.await } }, if post.is_some() => {
+                    // The POST is over: its response (or failure) went to `rx`.
+                    post = None;
+                }
+                Some(p) = recv_some(&mut prx) => {
                     deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
                     if let Some(out) = progress {
                         let _ = out.send(p);
@@ -718,7 +752,7 @@ impl Upstream {
                 }
                 r = &mut rx => {
                     // Progress sent before the response goes first.
-                    while let Ok(p) = prx.try_recv() {
+                    while let Some(Ok(p)) = prx.as_mut().map(|r| r.try_recv()) {
                         if let Some(out) = progress {
                             let _ = out.send(p);
                         }
@@ -810,7 +844,9 @@ impl Upstream {
         if let Some(p) = params {
             msg["params"] = p;
         }
-        self.send(msg, None);
+        if let Some(post) = self.send(msg, None) {
+            tokio::spawn(post);
+        }
     }
 
     /// Close the connection: stdin EOF, then the process group is terminated and reaped.
@@ -834,7 +870,7 @@ impl Upstream {
             if let Some(s) = session {
                 let _ = h
                     .client
-                    .delete(&h.url)
+                    .delete(h.url.clone())
                     .headers(h.headers.clone())
                     .header("mcp-session-id", s)
                     .timeout(Duration::from_secs(2))
@@ -863,6 +899,14 @@ impl Drop for CallGuard<'_> {
                 Some(json!({ "requestId": self.id, "reason": "the client went away" })),
             );
         }
+    }
+}
+
+/// The next message of an optional receiver (none: never).
+pub(crate) async fn recv_some<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -61,14 +61,14 @@ where
 
 /// A response body as a stream of chunks.
 pub(crate) fn body_chunks(
-    resp: reqwest::Response,
+    resp: super::http::Answer,
 ) -> impl Stream<Item = Result<Bytes, SseError>> + Send + 'static {
     futures_util::stream::unfold(Some(resp), |resp| async move {
         let mut resp = resp?;
         match resp.chunk().await {
             Ok(Some(b)) => Some((Ok(b), Some(resp))),
             Ok(None) => None,
-            Err(e) => Some((Err(SseError::Read(e.without_url().to_string())), None)),
+            Err(e) => Some((Err(SseError::Read(e)), None)),
         }
     })
 }

@@ -156,9 +156,9 @@ where
                 continue;
             }
             let line = buf.trim_ascii();
-            match serde_json::from_slice::<Value>(line) {
-                Ok(v) => {
-                    if let Some(reply) = sh.dispatch(v, None) {
+            match sh.dispatch(line, None) {
+                Ok(reply) => {
+                    if let Some(reply) = reply {
                         let _ = reply_tx.send(reply.to_string());
                     }
                 }
