@@ -69,22 +69,31 @@ fn key_ids(dir: &Path, user: &str) -> Vec<Value> {
     serde_json::from_slice::<Vec<Value>>(&o.stdout).unwrap()
 }
 
-#[test]
-fn revoking_a_key_takes_effect_in_a_running_serve_without_flags() {
-    let dir = project(&base_config());
+/// Add `BOB` as a vault key of bob; its key id.
+fn add_bob_key(dir: &Path) -> String {
     let o = run(
-        dir.path(),
+        dir,
         &["auth", "api-key", "add", "bob", "--value-stdin"],
         Some(BOB),
     );
     assert!(o.status.success(), "{:?}", text(&o));
-    let id = key_ids(dir.path(), "bob")[0]["keyId"]
+    key_ids(dir, "bob")[0]["keyId"]
         .as_str()
         .unwrap()
-        .to_string();
-    let mut s = spawn_serve(dir, &[]);
+        .to_string()
+}
+
+fn wait_ready(s: &mut Serve) {
     let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
-    wait_for(&mut s, &readyz);
+    wait_for(s, &readyz);
+}
+
+#[test]
+fn revoking_a_key_takes_effect_in_a_running_serve_without_flags() {
+    let dir = project(&base_config());
+    let id = add_bob_key(dir.path());
+    let mut s = spawn_serve(dir, &[]);
+    wait_ready(&mut s);
     let url = s.url("/mcp");
     let sid = raw_session(&url, BOB);
     assert!(!sid.is_empty());
@@ -114,12 +123,7 @@ fn revoking_a_key_takes_effect_in_a_running_serve_without_flags() {
 #[test]
 fn rotation_issues_a_new_key_and_expires_the_old_one_after_the_overlap() {
     let dir = project(&base_config());
-    let o = run(
-        dir.path(),
-        &["auth", "api-key", "add", "bob", "--value-stdin"],
-        Some(BOB),
-    );
-    assert!(o.status.success(), "{:?}", text(&o));
+    add_bob_key(dir.path());
     let old = key_ids(dir.path(), "bob")[0]["keyId"]
         .as_str()
         .unwrap()
@@ -500,12 +504,7 @@ fn old_keys_and_credentials_are_flagged_with_max_key_age() {
         "servers": [],
         "groups": [{ "id": "g", "users": ["bob"], "policy": { "rules": [] } }]
     }));
-    let o = run(
-        dir.path(),
-        &["auth", "api-key", "add", "bob", "--value-stdin"],
-        Some(BOB),
-    );
-    assert!(o.status.success(), "{:?}", text(&o));
+    add_bob_key(dir.path());
     let o = run(
         dir.path(),
         &["credentials", "set", "gh.token", "--value-stdin"],
@@ -702,16 +701,7 @@ fn key_list_shows_last_use_from_the_audit_log() {
 #[test]
 fn revoking_for_a_mistyped_user_names_the_owner() {
     let dir = project(&base_config());
-    let o = run(
-        dir.path(),
-        &["auth", "api-key", "add", "bob", "--value-stdin"],
-        Some(BOB),
-    );
-    assert!(o.status.success(), "{:?}", text(&o));
-    let id = key_ids(dir.path(), "bob")[0]["keyId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = add_bob_key(dir.path());
     let o = run(dir.path(), &["auth", "api-key", "revoke", "bbo", &id], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -758,15 +748,9 @@ fn replace(path: &Path, bytes: &[u8]) {
 #[test]
 fn a_changed_vault_that_cannot_be_opened_fails_closed_until_it_opens_again() {
     let dir = project(&base_config());
-    let o = run(
-        dir.path(),
-        &["auth", "api-key", "add", "bob", "--value-stdin"],
-        Some(BOB),
-    );
-    assert!(o.status.success(), "{:?}", text(&o));
+    add_bob_key(dir.path());
     let mut s = spawn_serve(dir, &[]);
-    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
-    wait_for(&mut s, &readyz);
+    wait_ready(&mut s);
     let url = s.url("/mcp");
     assert_eq!(login(&url, BOB), 200);
     let vault = s.dir().join(".fentaris/credentials.enc.json");
@@ -798,19 +782,9 @@ fn a_changed_vault_that_cannot_be_opened_fails_closed_until_it_opens_again() {
 #[test]
 fn with_watch_an_invalid_config_being_edited_does_not_hold_back_a_revocation() {
     let dir = project(&base_config());
-    let o = run(
-        dir.path(),
-        &["auth", "api-key", "add", "bob", "--value-stdin"],
-        Some(BOB),
-    );
-    assert!(o.status.success(), "{:?}", text(&o));
-    let id = key_ids(dir.path(), "bob")[0]["keyId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = add_bob_key(dir.path());
     let mut s = spawn_serve_with(dir, &[], &["--watch"]);
-    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
-    wait_for(&mut s, &readyz);
+    wait_ready(&mut s);
     let url = s.url("/mcp");
     assert_eq!(login(&url, BOB), 200);
     // The operator is half-way through an edit: the config does not parse.
