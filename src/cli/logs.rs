@@ -155,20 +155,17 @@ fn filter(sel: &Selection) -> Result<Filter, CliError> {
 
 /// Every record of the set, oldest first, as (line, parsed record).
 fn read_all(path: &Path) -> Result<Vec<(String, Value)>, CliError> {
-    let files = file_set(path);
-    if files.is_empty() {
+    let Some((_, (), contents)) = live_snapshot(path, lines, |_| ())? else {
         return Err(CliError::usage(format!(
             "no audit log at {}\nhelp: set \"autoLog\": true in the config and run `fentaris serve`",
             super::display_path(path)
         )));
-    }
-    let mut out = Vec::new();
-    for f in files {
-        let ls =
-            lines(&f).map_err(|e| CliError::fatal(format!("cannot read {}: {e}", f.display())))?;
-        out.extend(ls.into_iter().filter_map(|l| parse(&l).map(|v| (l, v))));
-    }
-    Ok(out)
+    };
+    Ok(contents
+        .into_iter()
+        .flatten()
+        .filter_map(|l| parse(&l).map(|v| (l, v)))
+        .collect())
 }
 
 fn tail(ctx: &Context, a: TailArgs) -> CliResult {
@@ -697,41 +694,42 @@ fn identities(files: &[PathBuf]) -> Vec<Option<(u64, u64)>> {
         .collect()
 }
 
-/// A live log read at one moment: its files, the checkpoint read before them, their lines.
-type Snapshot = (Vec<PathBuf>, PreRead, Vec<Vec<String>>);
+/// A live log read at one moment: its files, what `before` returned for them, their lines.
+type Snapshot<T> = (Vec<PathBuf>, T, Vec<Vec<String>>);
 
-/// The files of a live log and their lines, read as one consistent snapshot: a rotation
-/// that happens while they are read (every file is renamed one step) is noticed by the
-/// files' identities, and the read starts over (bounded).
-fn live_snapshot(path: &Path, ctx: &Context) -> Result<Snapshot, CliError> {
+/// The files of a live log and their lines (the newest read by `last`), read as one
+/// consistent snapshot: a rotation that happens while they are read (every file is renamed
+/// one step) is noticed by the files' identities, and the read starts over (bounded).
+/// `before` runs on each attempt's file set before the files are read. `None`: no log.
+fn live_snapshot<T>(
+    path: &Path,
+    last: fn(&Path) -> std::io::Result<Vec<String>>,
+    mut before: impl FnMut(&[PathBuf]) -> T,
+) -> Result<Option<Snapshot<T>>, CliError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let files = file_set(path);
         if files.is_empty() {
-            return Err(CliError::usage(format!(
-                "no audit log at {}",
-                super::display_path(path)
-            )));
+            return Ok(None);
         }
-        let before = identities(&files);
-        let pre = pre_read_checkpoint(ctx, &files);
+        let ids = identities(&files);
+        let pre = before(&files);
         let read = files
             .iter()
             .enumerate()
             .map(|(i, f)| {
-                // The active file of a running serve may end in a write in progress.
                 if i + 1 == files.len() {
-                    crate::audit::read::whole_lines(f)
+                    last(f)
                 } else {
                     lines(f)
                 }
                 .map_err(|e| (f.clone(), e))
             })
             .collect::<Result<Vec<_>, _>>();
-        let stable = file_set(path) == files && identities(&files) == before;
+        let stable = file_set(path) == files && identities(&files) == ids;
         match read {
-            Ok(contents) if stable => return Ok((files, pre, contents)),
+            Ok(contents) if stable => return Ok(Some((files, pre, contents))),
             Err((f, e)) if stable || attempt >= 50 => {
                 return Err(CliError::fatal(format!("cannot read {}: {e}", f.display())));
             }
@@ -749,7 +747,11 @@ fn live_snapshot(path: &Path, ctx: &Context) -> Result<Snapshot, CliError> {
 fn verify(ctx: &Context, a: VerifyArgs) -> CliResult {
     let (mut files, pre, contents) = if a.files.is_empty() {
         let path = audit_path(ctx, None)?;
-        live_snapshot(&path, ctx)?
+        // The active file of a running serve may end in a write in progress.
+        live_snapshot(&path, crate::audit::read::whole_lines, |files| {
+            pre_read_checkpoint(ctx, files)
+        })?
+        .ok_or_else(|| CliError::usage(format!("no audit log at {}", super::display_path(&path))))?
     } else {
         let files = a.files.clone();
         let pre = pre_read_checkpoint(ctx, &files);
