@@ -18,35 +18,25 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::proxy::build::Prepared;
 use crate::proxy::http::App;
+use crate::proxy::reload;
 use crate::vault::{KeyLookup, Vault};
 
 /// How often the vault file is looked at.
 pub const POLL: Duration = Duration::from_millis(500);
 
-type Stamp = Option<(u64, SystemTime, u64)>;
-
-fn stamp(p: &Path) -> Stamp {
-    let m = std::fs::metadata(p).ok()?;
-    #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(&m);
-    #[cfg(not(unix))]
-    let ino = 0;
-    Some((ino, m.modified().ok()?, m.len()))
-}
-
 /// Start following `vault_path`. Must be called inside the runtime.
 pub fn spawn(app: Arc<App>, vault_path: PathBuf) {
     tokio::spawn(async move {
-        let mut last = stamp(&vault_path);
+        let mut last = reload::stamp(&vault_path);
         loop {
             tokio::time::sleep(POLL).await;
-            let now = stamp(&vault_path);
+            let now = reload::stamp(&vault_path);
             if now == last {
                 continue;
             }
@@ -74,7 +64,7 @@ pub fn spawn(app: Arc<App>, vault_path: PathBuf) {
 /// Fail closed after a vault change that cannot be opened: the running config and proxy
 /// stay, with a key verifier that knows no vault key. Returns the sessions ended.
 async fn refuse_vault_keys(app: &Arc<App>) -> usize {
-    let _one = crate::proxy::reload::RELOADING.lock().await;
+    let _one = reload::RELOADING.lock().await;
     let old = app.st();
     app.swap(Prepared::without_vault_keys(&old));
     app.end_sessions_without_live_key().await
@@ -82,7 +72,7 @@ async fn refuse_vault_keys(app: &Arc<App>) -> usize {
 
 /// Re-open the vault and put its keys and credentials in force under the running config.
 pub async fn reload_vault(app: &Arc<App>, vault_path: &Path) -> Result<String, String> {
-    let _one = crate::proxy::reload::RELOADING.lock().await;
+    let _one = reload::RELOADING.lock().await;
     let old = app.st();
     let config = old.proxy.config().clone();
     let vault = if vault_path.exists() {
@@ -102,12 +92,7 @@ pub async fn reload_vault(app: &Arc<App>, vault_path: &Path) -> Result<String, S
     // The same builder as a start and a config reload (proxy/build.rs): keys, trusted
     // headers and the tools lock resolved from the running config and the new vault.
     let prepared = Prepared::new(config, old.proxy.config_dir(), vault)?;
-    let state = prepared.reload(&old.proxy);
-    let proxy = state.proxy().clone();
-    app.swap(state);
-    old.proxy.retired().cancel();
-    let closed = proxy.close_stale().await;
-    let ended = app.end_sessions_without_live_key().await;
+    let (proxy, closed, ended) = reload::put_in_force(app, prepared.reload(&old.proxy)).await;
     proxy
         .audit()
         .write(crate::audit::Record::new("vault.reload").detail(json!({
@@ -117,10 +102,6 @@ pub async fn reload_vault(app: &Arc<App>, vault_path: &Path) -> Result<String, S
         })));
     Ok(format!(
         "the vault changed: keys and credentials reloaded; connections closed for: {}; sessions ended (revoked or expired keys): {ended}",
-        if closed.is_empty() {
-            "none".to_string()
-        } else {
-            closed.join(", ")
-        }
+        reload::listed(&closed)
     ))
 }

@@ -198,24 +198,10 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
     if old.proxy.config().audit != config.audit || old.proxy.config().auto_log != config.auto_log {
         tracing::warn!("audit settings changed: they take effect when Fentaris restarts");
     }
-    let state = prepared.reload(&old.proxy);
-    let proxy = state.proxy().clone();
-    app.swap(state);
-    old.proxy.retired().cancel();
-    let closed = proxy.close_stale().await;
-    // Requests that were still running on the old config may have reopened an old
-    // connection meanwhile: close those once they are done.
-    let later = proxy.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        if !later.retired().is_cancelled() {
-            later.close_stale().await;
-        }
-    });
+    let (proxy, closed, ended) = put_in_force(app, prepared.reload(&old.proxy)).await;
     if let Some(r) = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         r.digest = after.clone();
     }
-    let ended = app.end_sessions_without_live_key().await;
     let p = proxy.clone();
     tokio::spawn(async move { connect_eager(&p).await });
     proxy
@@ -229,12 +215,42 @@ pub async fn reload(app: &Arc<App>, path: &Path) -> Result<String, String> {
         })));
     Ok(format!(
         "config reloaded; connections closed for: {}; sessions ended (revoked keys): {ended}",
-        if closed.is_empty() {
-            "none".to_string()
-        } else {
-            closed.join(", ")
-        }
+        listed(&closed)
     ))
+}
+
+/// Put a reloaded state in force (config reload and the vault follower): swap it in, retire
+/// the old proxy, close connections whose spec changed (now, and again once requests still
+/// running on the old state are done), and end sessions whose key no longer logs in.
+/// Returns the new proxy, the servers whose connections were closed and the sessions ended.
+pub(crate) async fn put_in_force(
+    app: &Arc<App>,
+    state: super::http::FrontState,
+) -> (Arc<super::handler::Proxy>, Vec<String>, usize) {
+    let proxy = state.proxy().clone();
+    let old = app.swap(state);
+    old.proxy.retired().cancel();
+    let closed = proxy.close_stale().await;
+    // Requests that were still running on the old state may have reopened an old
+    // connection meanwhile: close those once they are done.
+    let later = proxy.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        if !later.retired().is_cancelled() {
+            later.close_stale().await;
+        }
+    });
+    let ended = app.end_sessions_without_live_key().await;
+    (proxy, closed, ended)
+}
+
+/// Server names for a log line (`none` when there are none).
+pub(crate) fn listed(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Reload and log the result (and audit a rejected reload).
@@ -262,9 +278,16 @@ pub async fn reload_and_log(app: &Arc<App>, path: &Path) {
     }
 }
 
-fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
+/// What tells a changed file: inode (writers replace by rename), mtime and size.
+pub(crate) type Stamp = Option<(u64, SystemTime, u64)>;
+
+pub(crate) fn stamp(p: &Path) -> Stamp {
     let m = std::fs::metadata(p).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((ino, m.modified().ok()?, m.len()))
 }
 
 /// Reload on SIGHUP, and (with `watch`) when the config file changes. The vault is followed
