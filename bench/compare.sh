@@ -2,7 +2,7 @@
 # Compare Fentaris with the test upstream directly and with peer bridges, on this machine.
 #
 # usage: bench/compare.sh [--quick] [--duration SECS] [--warmup SECS] [--concurrency "1 16 64"]
-#                         [--sessions N] [--no-build] [--no-peers] [--out DIR]
+#                         [--sessions N] [--no-build] [--no-peers] [--pin] [--out DIR]
 #
 #   (a) direct          the test upstream over streamable HTTP (examples/test_upstream.rs)
 #   (b) fentaris-stdio  Fentaris (release, HTTP downstream, /mcp) -> test upstream over stdio
@@ -10,10 +10,15 @@
 #       each with autoLog off and on ("+log")
 #   (d) supergateway    supergateway (npm, stateful streamableHttp) -> test upstream over stdio
 #       mcp-proxy       mcp-proxy (PyPI, streamable HTTP at /mcp) -> test upstream over stdio
+#   (e) nginx           a plain reverse proxy (nginx, one worker, keep-alive to the upstream, no
+#                       auth, policy or audit) in front of (a): what any proxy can reach here
 # Then Fentaris' idle RSS with 3 upstreams and its RSS growth per idle session.
 #
 # Load: examples/loadgen.rs, one MCP session per connection, sequential tools/call `echo`.
 # Durations default to 5 s per cell (1 s warm-up); --quick: 1 s (0.3 s warm-up), for CI.
+# --pin (2 CPUs or more): the load generator and the HTTP upstream run on CPU 0, every proxy
+# (and its stdio child) on CPU 1, as when a proxy has a core of its own; without it all
+# processes share all CPUs.
 # Peers are installed (pinned) into bench/.peers (override: BENCH_PEERS_DIR); when that fails
 # (no network), the script says so and goes on without them. Nothing here asserts timings.
 # Output: a markdown table on stdout; raw data in --out DIR (default bench/out).
@@ -31,6 +36,7 @@ CONCURRENCY="1 16 64"
 SESSIONS=1000
 BUILD=1
 USE_PEERS=1
+PIN=0
 OUT=$ROOT/bench/out
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 
@@ -43,14 +49,29 @@ while [ $# -gt 0 ]; do
         --sessions) SESSIONS=$2; shift ;;
         --no-build) BUILD=0 ;;
         --no-peers) USE_PEERS=0 ;;
+        --pin) PIN=1 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 
 log() { echo "compare.sh: $*" >&2; }
+
+# CPU placement (--pin): AS_CLIENT for the load generator and the HTTP upstream, AS_PROXY for
+# the proxies. Empty (no placement) without --pin.
+AS_CLIENT=()
+AS_PROXY=()
+if [ "$PIN" = 1 ]; then
+    if [ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null; then
+        AS_CLIENT=(taskset -c 0)
+        AS_PROXY=(taskset -c 1)
+    else
+        log "--pin needs 2 CPUs and taskset; running unpinned"
+        PIN=0
+    fi
+fi
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -204,7 +225,7 @@ cell() {
     wait_quiet
     [ "$pid" != 0 ] && reset_peak "$pid"
     t0=$( [ "$pid" != 0 ] && cpu_ticks "$pid" || echo 0)
-    json=$("$LOADGEN" --url "$url" "${hargs[@]}" --concurrency "$c" --duration "${DURATION}s" \
+    json=$("${AS_CLIENT[@]}" "$LOADGEN" --url "$url" "${hargs[@]}" --concurrency "$c" --duration "${DURATION}s" \
         --warmup "${WARMUP}s" --tool "$tool" --threads "$LOADGEN_THREADS" --timeout 30s) || {
         log "loadgen failed for $label c=$c"; json='{"calls":0,"errors":-1}'; }
     t1=$( [ "$pid" != 0 ] && cpu_ticks "$pid" || echo 0)
@@ -216,9 +237,10 @@ cell() {
 KEY=bench-key-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 AUTH="x-fentaris-api-key: $KEY"
 
-# fentaris_project DIR AUTOLOG SERVERS_JSON -> writes DIR/.fentaris/config.json; sets F_PORT F_ADMIN
+# fentaris_project DIR AUTOLOG SERVERS_JSON [LIMITS_JSON] -> writes DIR/.fentaris/config.json;
+# sets F_PORT F_ADMIN
 fentaris_project() {
-    local dir=$1 autolog=$2 servers=$3
+    local dir=$1 autolog=$2 servers=$3 limits=${4:-'{}'}
     F_PORT=$(free_port); F_ADMIN=$(free_port)
     mkdir -p "$dir/.fentaris" "$dir/xdg"
     cat > "$dir/.fentaris/config.json" <<EOF
@@ -226,6 +248,7 @@ fentaris_project() {
   "listen": "127.0.0.1:$F_PORT",
   "adminListen": "127.0.0.1:$F_ADMIN",
   "autoLog": $autolog,
+  "limits": $limits,
   "servers": $servers,
   "policies": [ { "name": "bench", "rules": [ { "mcp": "*", "allow": "*" } ] } ],
   "groups": [ { "id": "bench", "users": [ { "id": "bench", "apiKeys": [ { "env": "BENCH_API_KEY" } ] } ], "policy": "bench" } ]
@@ -237,7 +260,7 @@ start_fentaris() { # start_fentaris NAME DIR ; sets F_PID
     local name=$1 dir=$2
     start "$name" env -u FENTARIS_CONFIG -u FENTARIS_VAULT_KEY -u FENTARIS_VAULT_KEY_FILE \
         XDG_CONFIG_HOME="$dir/xdg" BENCH_API_KEY="$KEY" RUST_LOG="${RUST_LOG:-warn}" \
-        "$FENTARIS" serve --config "$dir/.fentaris/config.json"
+        "${AS_PROXY[@]}" "$FENTARIS" serve --config "$dir/.fentaris/config.json"
     F_PID=$STARTED_PID
     wait_http "$F_ADMIN" /readyz 200 "$F_PID" 120
 }
@@ -247,7 +270,7 @@ STDIO_SERVER='[ { "name": "up", "transport": { "stdio": { "command": "'"$UPSTREA
 # --- (a) direct, and the HTTP upstream shared with (c) ---------------------------------------
 UP_PORT=$(free_port)
 # One runtime thread: on 2 cores a work-stealing runtime loses ~half its throughput here.
-start upstream-http "$UPSTREAM" --http "127.0.0.1:$UP_PORT" --threads "${UPSTREAM_THREADS:-1}"
+start upstream-http "${AS_CLIENT[@]}" "$UPSTREAM" --http "127.0.0.1:$UP_PORT" --threads "${UPSTREAM_THREADS:-1}"
 UP_PID=$STARTED_PID
 wait_port "$UP_PORT" "$UP_PID"
 UP_URL=http://127.0.0.1:$UP_PORT/mcp
@@ -269,12 +292,61 @@ for autolog in false true; do
         stop "$F_PID"
     done
 done
+
+# --- (e) nginx: a plain reverse proxy in front of the same upstream ---------------------------
+NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
+if [ -n "$NGINX" ]; then
+    port=$(free_port)
+    ng=$WORK/nginx
+    mkdir -p "$ng/tmp"
+    cat > "$ng/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $ng/nginx.pid;
+error_log $ng/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+    client_body_temp_path $ng/tmp/body;
+    proxy_temp_path $ng/tmp/proxy;
+    fastcgi_temp_path $ng/tmp/fastcgi;
+    uwsgi_temp_path $ng/tmp/uwsgi;
+    scgi_temp_path $ng/tmp/scgi;
+    upstream up {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 256;
+        keepalive_requests 100000000;
+        keepalive_timeout 600s;
+    }
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+    start nginx "${AS_PROXY[@]}" "$NGINX" -p "$ng" -c "$ng/nginx.conf"
+    pid=$STARTED_PID
+    if wait_port "$port" "$pid"; then
+        for c in $CONCURRENCY; do cell nginx "http://127.0.0.1:$port/mcp" echo "$pid" "$c"; done
+    fi
+    stop "$pid"
+else
+    log "nginx not available: the plain reverse proxy reference is skipped"
+fi
 stop "$UP_PID"
 
 # --- (d) peers -------------------------------------------------------------------------------
 if [ -n "$SUPERGATEWAY" ]; then
     port=$(free_port)
-    start supergateway node "$SUPERGATEWAY" --stdio "$UPSTREAM --stdio" \
+    start supergateway "${AS_PROXY[@]}" node "$SUPERGATEWAY" --stdio "$UPSTREAM --stdio" \
         --outputTransport streamableHttp --stateful --port "$port" --logLevel none
     pid=$STARTED_PID
     if wait_port "$port" "$pid"; then
@@ -286,7 +358,7 @@ else
 fi
 if [ -n "$MCP_PROXY" ]; then
     port=$(free_port)
-    start mcp-proxy "$MCP_PROXY" --host 127.0.0.1 --port "$port" --log-level WARNING -- "$UPSTREAM" --stdio
+    start mcp-proxy "${AS_PROXY[@]}" "$MCP_PROXY" --host 127.0.0.1 --port "$port" --log-level WARNING -- "$UPSTREAM" --stdio
     pid=$STARTED_PID
     if wait_port "$port" "$pid"; then
         for c in $CONCURRENCY; do cell mcp-proxy "http://127.0.0.1:$port/mcp" echo "$pid" "$c"; done
@@ -304,7 +376,7 @@ for i in 1 2 3; do
     [ $i -lt 3 ] && servers+=', '
 done
 servers+=' ]'
-fentaris_project "$dir" false "$servers"
+fentaris_project "$dir" false "$servers" '{ "maxSessionsPerUser": '"$((SESSIONS + 100))"' }'
 if start_fentaris fentaris-memory "$dir"; then
     sleep 1
     idle=$(status_kb "$F_PID" VmRSS)
@@ -321,7 +393,7 @@ if start_fentaris fentaris-memory "$dir"; then
 fi
 
 # --- report ----------------------------------------------------------------------------------
-python3 - "$CELLS" "$MEM" "$(getconf CLK_TCK)" "$DURATION" "$WARMUP" <<'PY'
+python3 - "$CELLS" "$MEM" "$(getconf CLK_TCK)" "$DURATION" "$WARMUP" "$PIN" <<'PY'
 import json, sys
 cells_f, mem_f, tck, duration, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 rows = []
@@ -332,7 +404,9 @@ for line in open(cells_f):
 by = {(r["path"], r["c"]): r for r in rows}
 def ratio(a, b):
     return f"{a / b:.2f}" if a and b else "–"
-print(f"\n### Results ({duration} s per cell after {warmup} s warm-up; tool `echo`; peak RSS and CPU are of the server process measured: the upstream for direct, else the proxy alone)\n")
+pin = sys.argv[6] == "1"
+print(f"\n### Results ({duration} s per cell after {warmup} s warm-up; tool `echo`; peak RSS and CPU are of the server process measured: the upstream for direct, else the proxy alone; "
+      f"{'pinned: load generator and HTTP upstream on CPU 0, the proxy on CPU 1' if pin else 'unpinned: all processes share all CPUs'})\n")
 print("| path | c | calls/s | p50 ms | p99 ms | errors | ÷ direct | ÷ supergateway | peak RSS MB | CPU µs/call |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
@@ -378,6 +452,10 @@ def cpu(p, c):
 print("\nTargets (informational, issue 17; audit on, the `+log` rows):")
 h16, h64, d16 = g("fentaris-http+log", 16, "calls_per_s"), g("fentaris-http+log", 64, "calls_per_s"), g("direct", 16, "calls_per_s")
 if h16 and d16: line("HTTP upstream c=16 throughput ÷ direct ≥ 0.6", f"{h16 / d16:.2f}", h16 / d16 >= 0.6)
+n16 = g("nginx", 16, "calls_per_s")
+if n16 and d16:
+    line("  for scale: a plain reverse proxy (nginx) c=16 ÷ direct", f"{n16 / d16:.2f}", None)
+    if h16: line("  Fentaris (HTTP upstream, audit on) ÷ nginx at c=16", f"{h16 / n16:.2f}", None)
 if h16 and h64: line("HTTP upstream c=64 ÷ c=16 throughput (no drop: ≥ 0.95)", f"{h64 / h16:.2f}", h64 / h16 >= 0.95)
 h1, d1 = g("fentaris-http+log", 1, "p50_ms"), g("direct", 1, "p50_ms")
 if h1 and d1: line("added p50 vs direct (HTTP upstream, c=1) ≤ 0.1 ms", f"{h1 - d1:.3f} ms", h1 - d1 <= 0.1)

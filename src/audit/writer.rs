@@ -75,7 +75,8 @@ impl Options {
 }
 
 pub(crate) enum Msg {
-    Record(Box<Record>),
+    /// A record serialised without `seq` ([`Record::to_json`]).
+    Record(String),
     Flush(std::sync::mpsc::Sender<()>),
 }
 
@@ -153,7 +154,7 @@ struct Writer {
     link: Link,
     file: Option<FileSink>,
     /// Records received, not yet sealed.
-    backlog: VecDeque<Record>,
+    backlog: VecDeque<String>,
     /// Sealed lines not yet written, and how many queued records they hold.
     buf: String,
     /// The file already has `buf` (only stdout failed): do not append it again.
@@ -176,6 +177,32 @@ struct Writer {
 }
 
 /// Rotated file `i` of `path` (`audit.jsonl.1` is the newest).
+/// `text` (a record's JSON object without `seq`) with `"seq":N` inserted after the leading
+/// `time` member (or first, if the text does not start with one), with room for the chain
+/// member [`Link::seal`] appends.
+fn with_seq(text: &str, seq: u64) -> String {
+    use std::fmt::Write as _;
+    const TIME: &str = r#"{"time":""#;
+    let at = text
+        .strip_prefix(TIME)
+        .and_then(|rest| rest.find('"'))
+        .map(|i| TIME.len() + i + 1)
+        .filter(|&i| text[i..].starts_with(','))
+        .map_or(1, |i| i + 1);
+    let mut out = String::with_capacity(text.len() + 128);
+    out.push_str(&text[..at]);
+    if at == 1 {
+        let _ = write!(out, r#""seq":{seq}"#);
+        if text.len() > 2 {
+            out.push(',');
+        }
+    } else {
+        let _ = write!(out, r#""seq":{seq},"#);
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 pub fn rotated(path: &Path, i: u32) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(format!(".{i}"));
@@ -352,22 +379,11 @@ impl Writer {
         r
     }
 
-    /// Seal a record into the write buffer.
-    fn seal(&mut self, mut record: Record, counts: bool) {
-        record.seq = self.link.seq;
-        let text = match serde_json::to_string(&record) {
-            Ok(t) => t,
-            Err(e) => {
-                // Records are plain data; this cannot happen, but never lose the fact.
-                format!(
-                    r#"{{"time":"{}","seq":{},"event":"audit.error","reason":{}}}"#,
-                    record.time,
-                    record.seq,
-                    json!(e.to_string())
-                )
-            }
-        };
-        let line = self.link.seal(&self.opts.key, text);
+    /// Seal a record (serialised without `seq`) into the write buffer.
+    fn seal(&mut self, text: String, counts: bool) {
+        let line = self
+            .link
+            .seal(&self.opts.key, with_seq(&text, self.link.seq));
         self.buf.push_str(&line);
         if counts {
             self.buf_records += 1;
@@ -496,7 +512,7 @@ impl Writer {
         let Some(path) = self.opts.path.clone() else {
             // Stdout only: one chain for the life of the process.
             let start = self.start_record(GENESIS, None);
-            self.seal(start, false);
+            self.seal(start.to_json(), false);
             return Ok(());
         };
         if let Some(dir) = path.parent()
@@ -521,7 +537,7 @@ impl Writer {
                 synced: Instant::now(),
             });
             let start = self.start_record(GENESIS, None);
-            self.seal(start, false);
+            self.seal(start.to_json(), false);
             return Ok(());
         }
         self.take_lock(&path)?;
@@ -600,7 +616,7 @@ impl Writer {
             synced: Instant::now(),
         });
         let start = self.start_record(&prev_file, note);
-        self.seal(start, false);
+        self.seal(start.to_json(), false);
         Ok(())
     }
 
@@ -657,7 +673,7 @@ impl Writer {
         let mut r = Record::new("audit.tamper").detail(json!({ "what": t.kind(), "path": path }));
         r.tags = self.opts.tags.clone();
         if t.file_intact() {
-            self.seal(r, false);
+            self.seal(r.to_json(), false);
             if self.write_buf().is_ok()
                 && let Some(f) = &mut self.file
             {
@@ -666,7 +682,7 @@ impl Writer {
         } else if self.opts.stdout && self.buf.is_empty() {
             let mut line = String::new();
             std::mem::swap(&mut line, &mut self.buf);
-            self.seal(r, false);
+            self.seal(r.to_json(), false);
             let text = std::mem::replace(&mut self.buf, line);
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
@@ -863,7 +879,7 @@ impl Writer {
 
     fn take(&mut self, msg: Msg) {
         match msg {
-            Msg::Record(r) => self.backlog.push_back(*r),
+            Msg::Record(r) => self.backlog.push_back(r),
             Msg::Flush(done) => self.flushes.push(done),
         }
     }
@@ -1004,6 +1020,24 @@ mod tests {
 
     fn key() -> ChainKey {
         ChainKey::Hmac(SecretKey::from_bytes([9; 32]))
+    }
+
+    #[test]
+    fn seq_goes_after_time_and_the_rest_is_kept_byte_for_byte() {
+        let mut r = Record::new("request");
+        r.method = Some("tools/call".into());
+        r.reason = Some("a \"quoted\", comma".into());
+        let text = r.to_json();
+        let line = with_seq(&text, 42);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["seq"], 42);
+        let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys[..3], ["time", "seq", "event"]);
+        assert_eq!(line.replacen(",\"seq\":42", "", 1), text);
+        // Texts without a leading `time` member still get `seq` (first).
+        assert_eq!(with_seq("{}", 7), r#"{"seq":7}"#);
+        assert_eq!(with_seq(r#"{"event":"x"}"#, 0), r#"{"seq":0,"event":"x"}"#);
+        assert_eq!(with_seq(r#"{"time":"t"}"#, 1), r#"{"seq":1,"time":"t"}"#);
     }
 
     fn log_with(dir: &Path, n: usize) -> AuditLog {

@@ -109,14 +109,20 @@ pub(super) async fn post(app: Arc<App>, server: Option<String>, req: Request) ->
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let params = msg.get("params").cloned().unwrap_or(json!({}));
     let method = msg
         .get("method")
         .and_then(Value::as_str)
         .map(str::to_string);
     let (Some(method), Some(id)) = (method, msg.get("id").cloned()) else {
+        let params = msg.get("params").cloned().unwrap_or(json!({}));
         return accept_other(session.as_deref(), &msg, &params);
     };
+    // A request: its params are moved out of the message, not copied.
+    let mut msg = msg;
+    let params = msg
+        .get_mut("params")
+        .map(Value::take)
+        .unwrap_or_else(|| json!({}));
     let st = &authed.st;
     match method.as_str() {
         "initialize" => return open_session(&app, &authed, endpoint, &id, &params),
