@@ -28,10 +28,11 @@ pub(super) fn origin_of(url: &str) -> String {
 /// while it lives (the upstream session id, the negotiated revision).
 pub(super) struct HttpConn {
     pub(super) client: reqwest::Client,
-    /// For a plain `http://` upstream: hyper's pooled client and the parsed URI (reqwest
-    /// parses the URL twice per request and wraps each in a redirect layer). A redirect
-    /// answer on this path is sent again through reqwest, which follows same-origin ones.
-    plain: Option<(PlainClient, http::Uri)>,
+    /// For a plain `http://` upstream: connections driven by their callers
+    /// ([`super::h1`]) and the request target (origin form). reqwest parses the URL twice
+    /// per request and wraps each in a redirect layer; a redirect answer on this path is sent
+    /// again through reqwest, which follows same-origin ones.
+    plain: Option<(Arc<super::h1::Pool>, http::Uri)>,
     pub(super) url: reqwest::Url,
     /// The configured headers only (auth, literal, env-mapped, resolved).
     pub(super) headers: HeaderMap,
@@ -59,16 +60,13 @@ impl HttpConn {
             "http" => {
                 let uri = http::Uri::try_from(url.as_str())
                     .map_err(|e| format!("invalid upstream URL: {e}"))?;
-                let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-                connector.set_nodelay(true);
-                connector.set_connect_timeout(Some(connect_timeout));
-                let client = hyper_util::client::legacy::Client::builder(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .pool_idle_timeout(std::time::Duration::from_secs(90))
-                .build(connector);
-                Some((client, uri))
+                let pool = super::h1::Pool::new(&uri, connect_timeout)?;
+                let target = uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .parse::<http::Uri>()
+                    .map_err(|e| format!("invalid upstream URL: {e}"))?;
+                Some((pool, target))
             }
             _ => None,
         };
@@ -122,14 +120,14 @@ impl HttpConn {
         body: bytes::Bytes,
         session: Option<HeaderValue>,
     ) -> Result<Answer, PostError> {
-        if let Some((client, uri)) = &self.plain {
+        if let Some((pool, target)) = &self.plain {
             let mut req = http::Request::new(http_body_util::Full::new(body.clone()));
             *req.method_mut() = http::Method::POST;
-            *req.uri_mut() = uri.clone();
+            *req.uri_mut() = target.clone();
             *req.headers_mut() = self.headers_for(session.clone());
-            let resp = client.request(req).await.map_err(|e| PostError {
-                connect: e.is_connect(),
-                message: chain(&e),
+            let resp = pool.send(req).await.map_err(|e| PostError {
+                connect: e.connect,
+                message: e.error,
             })?;
             if !resp.status().is_redirection() {
                 return Ok(Answer::Plain(resp));
@@ -365,11 +363,6 @@ async fn http_post_once(
     }
 }
 
-type PlainClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<bytes::Bytes>,
->;
-
 /// Why a POST got no answer: whether nothing could be connected, and what happened.
 pub(super) struct PostError {
     connect: bool,
@@ -377,7 +370,7 @@ pub(super) struct PostError {
 }
 
 /// An error and its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -390,7 +383,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// An upstream's answer to a POST, from hyper's client (plain HTTP) or reqwest.
 pub(super) enum Answer {
-    Plain(http::Response<hyper::body::Incoming>),
+    Plain(super::h1::Driven),
     Reqwest(reqwest::Response),
 }
 
@@ -412,7 +405,7 @@ impl Answer {
     /// The body's length, when announced.
     fn content_length(&self) -> Option<u64> {
         match self {
-            Answer::Plain(r) => http_body::Body::size_hint(r.body()).exact(),
+            Answer::Plain(r) => r.content_length(),
             Answer::Reqwest(r) => r.content_length(),
         }
     }
@@ -420,18 +413,7 @@ impl Answer {
     /// The next chunk of the body (`None`: the end).
     pub(super) async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, String> {
         match self {
-            Answer::Plain(r) => loop {
-                use http_body_util::BodyExt as _;
-                match r.body_mut().frame().await {
-                    None => return Ok(None),
-                    Some(Ok(frame)) => {
-                        if let Ok(data) = frame.into_data() {
-                            return Ok(Some(data));
-                        }
-                    }
-                    Some(Err(e)) => return Err(chain(&e)),
-                }
-            },
+            Answer::Plain(r) => r.chunk().await,
             Answer::Reqwest(r) => r.chunk().await.map_err(|e| e.without_url().to_string()),
         }
     }

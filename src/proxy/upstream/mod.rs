@@ -9,6 +9,7 @@
 //! to ([`Relayed`]); anything that cannot be tied to a request (log lines, server-to-client
 //! requests on a shared stdio connection) is dropped or refused, and counted.
 
+mod h1;
 mod http;
 mod sse;
 mod stdio;
