@@ -167,6 +167,7 @@ impl AuditLog {
     }
 
     /// Hand a record to the sink (adds `audit.tags`). Never blocks.
+    #[inline(never)]
     pub fn write(&self, mut record: Record) {
         let Mode::On {
             tx,

@@ -133,6 +133,7 @@ impl Record {
     /// The record as one JSON object, without `seq` (the writer inserts it after `time`
     /// when it seals the line into the chain). Serialised by the caller, so the sink thread
     /// receives one contiguous text instead of a structure of many small allocations.
+    #[inline(never)]
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {
             // Records are plain data; this cannot happen, but never lose the fact.
