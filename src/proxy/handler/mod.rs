@@ -22,8 +22,9 @@ use super::pool::{
     ConnKey, DEFAULT_REQUEST_TIMEOUT, Owner, Pool, Secrets, build_spec, find_server,
 };
 use super::upstream::{Event, NameKind, Relayed, Upstream, UpstreamError};
+use crate::audit::record::args_shape_json;
 use crate::audit::record::{ClientRef, Record, SubjectRef};
-use crate::audit::{AuditLog, args_shape, redact_uri};
+use crate::audit::{AuditLog, redact_uri};
 use crate::config::Config;
 use crate::middleware::authorizer::Authorizers;
 use crate::middleware::schema::ArgumentRules;
@@ -547,11 +548,11 @@ impl Proxy {
     #[inline(never)]
     fn request_record(&self, caller: &Caller, method: &str, params: &Value) -> Record {
         let mut r = Record::new("request");
-        r.request_id = Some(format!("{:016x}", rand::random::<u64>()));
+        r.request_id = Some(crate::audit::record::new_request_id());
         r.session = caller.session.clone();
         r.subject = Some(subject_ref(caller));
         r.client = caller.info.client.clone();
-        r.method = Some(method.chars().take(128).collect());
+        r.method = Some(crate::audit::record::bounded(method, 128));
         let args = match method {
             "tools/call" | "prompts/get" => params.get("arguments"),
             "completion/complete" => params.get("argument"),
@@ -560,7 +561,7 @@ impl Proxy {
         };
         r.args = args
             .filter(|a| a.as_object().is_some_and(|o| !o.is_empty()))
-            .map(args_shape);
+            .map(args_shape_json);
         r
     }
 
