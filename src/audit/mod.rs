@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use chain::ChainKey;
-pub use record::{Record, RuleRef, Slot, SubjectRef, args_shape, redact_uri};
+pub use record::{Record, RuleRef, Slot, SubjectRef, args_shape, args_shape_json, redact_uri};
 
 /// Records waiting for the sink, beyond which new requests wait and are then refused.
 pub const QUEUE_CAPACITY: usize = 16_384;

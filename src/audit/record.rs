@@ -300,10 +300,45 @@ mod jsonw {
     /// A JSON string: `"` and `\` escaped, control characters as `\b \t \n \f \r` or
     /// `\u00xx` (lowercase), everything else (DEL, non-ASCII) as it is.
     pub fn str(o: &mut String, s: &str) {
+        o.reserve(s.len() + 2);
         o.push('"');
+        let clean = plain_prefix(s.as_bytes());
+        // `clean` is the length of the string or the index of an ASCII byte: a boundary.
+        o.push_str(&s[..clean]);
+        if clean < s.len() {
+            escape(o, s, clean);
+        }
+        o.push('"');
+    }
+
+    /// How many leading bytes need no escaping: eight at a time, then one at a time.
+    fn plain_prefix(bytes: &[u8]) -> usize {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+        // Whether any byte of `w` is zero (exact for the question "any").
+        let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH != 0;
+        let (chunks, _) = bytes.as_chunks::<8>();
+        let mut at = 0;
+        for c in chunks {
+            let w = u64::from_ne_bytes(*c);
+            // A byte below 0x20 (exact for "any" as 0x20 <= 0x80), a `"` or a `\`.
+            let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+            if control || zero(w ^ (ONES * u64::from(b'"'))) || zero(w ^ (ONES * u64::from(b'\\')))
+            {
+                break;
+            }
+            at += 8;
+        }
+        at + bytes[at..]
+            .iter()
+            .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+            .unwrap_or(bytes.len() - at)
+    }
+
+    /// The rest of `s` from `start` (a byte that needs escaping), escaped.
+    fn escape(o: &mut String, s: &str, mut start: usize) {
         let bytes = s.as_bytes();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
+        for (i, &b) in bytes.iter().enumerate().skip(start) {
             if b >= 0x20 && b != b'"' && b != b'\\' {
                 continue;
             }
@@ -327,7 +362,6 @@ mod jsonw {
             }
         }
         o.push_str(&s[start..]);
-        o.push('"');
     }
 
     /// An integer.
@@ -814,6 +848,30 @@ mod tests {
                 proptest::prop_assert_eq!(args_shape_json(a), args_shape(a).to_string());
             }
         }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them_at_every_position() {
+        let fillers = [
+            "abcdefghijklmnopqrstuvwx",
+            "é😀ü~\u{7f}\u{80}ÿ0123456789abcdef",
+        ];
+        for filler in fillers {
+            let chars: Vec<char> = filler.chars().collect();
+            for c in (0u8..0x80).map(char::from).chain(['é', '\u{2028}', '😀']) {
+                for at in 0..=chars.len() {
+                    let mut s: String = chars[..at].iter().collect();
+                    s.push(c);
+                    s.extend(&chars[at..]);
+                    let mut out = String::new();
+                    jsonw::str(&mut out, &s);
+                    assert_eq!(out, serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
+        let mut out = String::new();
+        jsonw::str(&mut out, "");
+        assert_eq!(out, "\"\"");
     }
 
     #[test]
