@@ -173,7 +173,8 @@ impl Record {
     fn write_json(&self, extra: &BTreeMap<String, String>) -> Result<String, serde_json::Error> {
         use jsonw::{f64 as num_f, int, str as s_};
         let mut o = String::with_capacity(
-            256 + self.args.as_ref().map_or(0, String::len)
+            // A request line without its variable parts is about 400 bytes.
+            512 + self.args.as_ref().map_or(0, String::len)
                 + self.reason.as_ref().map_or(0, String::len)
                 + self.target.as_ref().map_or(0, String::len),
         );

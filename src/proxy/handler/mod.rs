@@ -139,6 +139,9 @@ impl Answer {
         }
         match self {
             Answer::Value(v) => v.get("isError").and_then(Value::as_bool) == Some(true),
+            // A text that spells neither `isError` nor any `\u` escape (the one way a key
+            // can spell it otherwise) has no such member: nothing to parse.
+            Answer::Raw(r) if !r.get().contains("isError") && !r.get().contains("\\u") => false,
             // Only the flag is read; everything else is skipped without being built.
             Answer::Raw(r) => serde_json::from_str::<Flag>(r.get())
                 .is_ok_and(|f| f.is_error.and_then(|v| v.as_bool()) == Some(true)),
@@ -641,13 +644,15 @@ impl Proxy {
             ),
         };
         // Client-chosen: bounded, so one request cannot write an oversized line.
-        let target: String = match req.kind() {
+        let target = match req.kind() {
             TargetKind::Resource | TargetKind::ResourceTemplate => redact_uri(req.target()),
             _ => req.target().to_string(),
-        }
-        .chars()
-        .take(512)
-        .collect();
+        };
+        let target = if target.len() <= 512 {
+            target
+        } else {
+            crate::audit::record::bounded(&target, 512)
+        };
         let decision = d.effect.as_str();
         crate::audit::record::note(|s| {
             if s.decision == Some("allow") {
