@@ -139,9 +139,15 @@ impl Answer {
         }
         match self {
             Answer::Value(v) => v.get("isError").and_then(Value::as_bool) == Some(true),
-            // A text that spells neither `isError` nor any `\u` escape (the one way a key
-            // can spell it otherwise) has no such member: nothing to parse.
-            Answer::Raw(r) if !r.get().contains("isError") && !r.get().contains("\\u") => false,
+            // Nothing to parse when the text has no `true` (a literal cannot be escaped), or
+            // spells neither `isError` nor any `\u` escape (the one way a key can spell it
+            // otherwise).
+            Answer::Raw(r)
+                if !r.get().contains("true")
+                    || (!r.get().contains("isError") && !r.get().contains("\\u")) =>
+            {
+                false
+            }
             // Only the flag is read; everything else is skipped without being built.
             Answer::Raw(r) => serde_json::from_str::<Flag>(r.get())
                 .is_ok_and(|f| f.is_error.and_then(|v| v.as_bool()) == Some(true)),

@@ -216,6 +216,31 @@ fn audit_outcomes_come_from_the_kind_and_the_decision() {
         "ok"
     );
     assert_eq!(
+        audit_outcome(&raw(r#"{"content":[],"isError":false}"#), Some("allow")),
+        "ok"
+    );
+    assert_eq!(
+        audit_outcome(
+            &raw(r#"{"structuredContent":{"ok":true},"isError":false}"#),
+            Some("allow")
+        ),
+        "ok"
+    );
+    assert_eq!(
+        audit_outcome(
+            &raw(r#"{"structuredContent":{"isError":true},"content":[]}"#),
+            Some("allow")
+        ),
+        "ok"
+    );
+    assert_eq!(
+        audit_outcome(
+            &raw(r#"{"content":[{"type":"text","text":"true"}],"isError":true}"#),
+            Some("allow")
+        ),
+        "tool_error"
+    );
+    assert_eq!(
         audit_outcome(&err(RpcError::unknown_tool("x")), Some("deny")),
         "denied"
     );
