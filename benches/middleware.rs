@@ -67,12 +67,12 @@ fn audit_record(c: &mut Criterion) {
     r.target = Some("create_issue".into());
     r.decision = Some("allow");
     r.outcome = Some("ok");
-    r.args = Some(fentaris::audit::args_shape(
+    r.args = Some(fentaris::audit::args_shape_json(
         &json!({ "title": "x", "labels": ["a"] }),
     ));
     c.bench_function("audit: serialise and seal one request record", |b| {
         b.iter(|| {
-            let text = serde_json::to_string(&r).unwrap();
+            let text = r.to_json();
             link.seal(&key, text)
         })
     });

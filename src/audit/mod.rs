@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use chain::ChainKey;
-pub use record::{Record, RuleRef, Slot, SubjectRef, args_shape, redact_uri};
+pub use record::{Record, RuleRef, Slot, SubjectRef, args_shape, args_shape_json, redact_uri};
 
 /// Records waiting for the sink, beyond which new requests wait and are then refused.
 pub const QUEUE_CAPACITY: usize = 16_384;
@@ -167,7 +167,8 @@ impl AuditLog {
     }
 
     /// Hand a record to the sink (adds `audit.tags`). Never blocks.
-    pub fn write(&self, mut record: Record) {
+    #[inline(never)]
+    pub fn write(&self, record: Record) {
         let Mode::On {
             tx,
             shared,
@@ -182,15 +183,15 @@ impl AuditLog {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        for (k, v) in self.tags.iter() {
-            record.tags.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+        // Serialised before the lock: the tags are merged as the line is written.
+        let text = record.to_json_tagged(&self.tags);
+        drop(record);
         shared.queued.fetch_add(1, Ordering::AcqRel);
         let sent = tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|t| t.send(writer::Msg::Record(record.to_json())).is_ok());
+            .map(|t| t.send(writer::Msg::Record(text)).is_ok());
         if sent != Some(true) {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             shared.dropped.fetch_add(1, Ordering::Relaxed);

@@ -200,6 +200,46 @@ fn audit_outcomes_come_from_the_kind_and_the_decision() {
         audit_outcome(&raw(r#"{"nested":{"isError":true}}"#), Some("allow")),
         "ok"
     );
+    // The key spelled with escapes is still the key; text without it is not parsed.
+    assert_eq!(
+        audit_outcome(
+            &raw(r#"{"content":[],"\u0069sErr\u006fr":true}"#),
+            Some("allow")
+        ),
+        "tool_error"
+    );
+    assert_eq!(
+        audit_outcome(
+            &raw(r#"{"content":[{"type":"text","text":"hi"}]}"#),
+            Some("allow")
+        ),
+        "ok"
+    );
+    assert_eq!(
+        audit_outcome(&raw(r#"{"content":[],"isError":false}"#), Some("allow")),
+        "ok"
+    );
+    assert_eq!(
+        audit_outcome(
+            &raw(r#"{"structuredContent":{"ok":true},"isError":false}"#),
+            Some("allow")
+        ),
+        "ok"
+    );
+    assert_eq!(
+        audit_outcome(
+            &raw(r#"{"structuredContent":{"isError":true},"content":[]}"#),
+            Some("allow")
+        ),
+        "ok"
+    );
+    assert_eq!(
+        audit_outcome(
+            &raw(r#"{"content":[{"type":"text","text":"true"}],"isError":true}"#),
+            Some("allow")
+        ),
+        "tool_error"
+    );
     assert_eq!(
         audit_outcome(&err(RpcError::unknown_tool("x")), Some("deny")),
         "denied"
