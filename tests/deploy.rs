@@ -65,6 +65,39 @@ fn need(cmd: &str, args: &[&str], install: &str) -> bool {
     false
 }
 
+/// A one-day self-signed P-256 certificate for `mcp.example.com` (with `extra` openssl
+/// arguments) in `dir`: (certificate, key).
+fn self_signed(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=mcp.example.com",
+        ])
+        .args(extra)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (crt, key)
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -1071,32 +1104,7 @@ fn nginx_example_passes_nginx_t_and_streams_to_the_default_port() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=mcp.example.com",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (crt, key) = self_signed(dir.path(), &[]);
     let replaced = conf
         .replace("/etc/nginx/tls/fentaris.crt", crt.to_str().unwrap())
         .replace("/etc/nginx/tls/fentaris.key", key.to_str().unwrap());
@@ -1114,15 +1122,18 @@ fn nginx_example_passes_nginx_t_and_streams_to_the_default_port() {
         ),
     )
     .unwrap();
-    let out = Command::new("nginx")
-        .arg("-t")
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&main)
-        .args(["-e", "stderr"])
-        .output()
-        .unwrap();
+    let nginx_t = || {
+        Command::new("nginx")
+            .arg("-t")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&main)
+            .args(["-e", "stderr"])
+            .output()
+            .unwrap()
+    };
+    let out = nginx_t();
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && text.contains("syntax is ok"),
@@ -1134,16 +1145,10 @@ fn nginx_example_passes_nginx_t_and_streams_to_the_default_port() {
         replaced.replace("proxy_buffering off;", "proxy_buffering sideways;"),
     )
     .unwrap();
-    let out = Command::new("nginx")
-        .arg("-t")
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&main)
-        .args(["-e", "stderr"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "nginx -t accepts a broken config");
+    assert!(
+        !nginx_t().status.success(),
+        "nginx -t accepts a broken config"
+    );
 }
 
 /// The renderer used without kubectl gives what kubectl gives (but the ConfigMap's hash).
@@ -1291,35 +1296,14 @@ fn nginx_example_proxies_sessions_and_keeps_identity_and_address_honest() {
 
     // nginx with the example, on free loopback ports, with a fresh certificate.
     let dir = tempfile::tempdir().unwrap();
-    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=mcp.example.com",
+    let (crt, key) = self_signed(
+        dir.path(),
+        &[
             "-addext",
             "subjectAltName=DNS:mcp.example.com",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ],
     );
     let (http_port, tls_port) = (free_port(), free_port());
     let mut conf = read(&deploy().join("nginx/fentaris.conf"));
