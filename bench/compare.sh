@@ -234,6 +234,16 @@ cell() {
     log "$label c=$c: $(echo "$json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("calls_per_s"), "calls/s, p50", d.get("p50_ms"), "ms, errors", d.get("errors"))')"
 }
 
+# measure_started LABEL PORT: the cells of the process just started (STARTED_PID) serving
+# /mcp on PORT with the tool `echo`, then stop it.
+measure_started() {
+    local label=$1 port=$2 pid=$STARTED_PID c
+    if wait_port "$port" "$pid"; then
+        for c in $CONCURRENCY; do cell "$label" "http://127.0.0.1:$port/mcp" echo "$pid" "$c"; done
+    fi
+    stop "$pid"
+}
+
 KEY=bench-key-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 AUTH="x-fentaris-api-key: $KEY"
 
@@ -333,11 +343,7 @@ http {
 }
 EOF
     start nginx "${AS_PROXY[@]}" "$NGINX" -p "$ng" -c "$ng/nginx.conf"
-    pid=$STARTED_PID
-    if wait_port "$port" "$pid"; then
-        for c in $CONCURRENCY; do cell nginx "http://127.0.0.1:$port/mcp" echo "$pid" "$c"; done
-    fi
-    stop "$pid"
+    measure_started nginx "$port"
 else
     log "nginx not available: the plain reverse proxy reference is skipped"
 fi
@@ -348,22 +354,14 @@ if [ -n "$SUPERGATEWAY" ]; then
     port=$(free_port)
     start supergateway "${AS_PROXY[@]}" node "$SUPERGATEWAY" --stdio "$UPSTREAM --stdio" \
         --outputTransport streamableHttp --stateful --port "$port" --logLevel none
-    pid=$STARTED_PID
-    if wait_port "$port" "$pid"; then
-        for c in $CONCURRENCY; do cell supergateway "http://127.0.0.1:$port/mcp" echo "$pid" "$c"; done
-    fi
-    stop "$pid"
+    measure_started supergateway "$port"
 else
     log "supergateway not available: skipped"
 fi
 if [ -n "$MCP_PROXY" ]; then
     port=$(free_port)
     start mcp-proxy "${AS_PROXY[@]}" "$MCP_PROXY" --host 127.0.0.1 --port "$port" --log-level WARNING -- "$UPSTREAM" --stdio
-    pid=$STARTED_PID
-    if wait_port "$port" "$pid"; then
-        for c in $CONCURRENCY; do cell mcp-proxy "http://127.0.0.1:$port/mcp" echo "$pid" "$c"; done
-    fi
-    stop "$pid"
+    measure_started mcp-proxy "$port"
 else
     log "mcp-proxy not available: skipped"
 fi
