@@ -352,6 +352,13 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// One call through `p`: its status must be 200; its body, read to the end.
+    async fn echo(p: &Arc<Pool>, body: &str) -> String {
+        let d = p.send(request(body)).await.ok().unwrap();
+        assert_eq!(d.status(), 200);
+        body_of(d).await
+    }
+
     fn pool(addr: std::net::SocketAddr) -> Arc<Pool> {
         let uri: http::Uri = format!("http://{addr}/mcp").parse().unwrap();
         Pool::new(&uri, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"))
@@ -362,19 +369,14 @@ mod tests {
         let (addr, accepted) = server(usize::MAX).await;
         let p = pool(addr);
         for i in 0..5 {
-            let d = p
-                .send(request(&format!("{{\"n\":{i}}}")))
-                .await
-                .ok()
-                .unwrap();
-            assert_eq!(d.status(), 200);
-            assert_eq!(body_of(d).await, format!("{{\"n\":{i}}}"));
+            let body = format!("{{\"n\":{i}}}");
+            assert_eq!(echo(&p, &body).await, body);
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
         // Concurrent calls each get a connection of their own, and all go back to the pool.
         let calls = (0..4).map(|i| {
             let p = p.clone();
-            async move { body_of(p.send(request(&format!("[{i}]"))).await.ok().unwrap()).await }
+            async move { echo(&p, &format!("[{i}]")).await }
         });
         let bodies = futures_util::future::join_all(calls).await;
         assert_eq!(bodies, ["[0]", "[1]", "[2]", "[3]"]);
@@ -387,12 +389,8 @@ mod tests {
         let (addr, accepted) = server(1).await;
         let p = pool(addr);
         for i in 0..3 {
-            let d = p
-                .send(request(&format!("{{\"n\":{i}}}")))
-                .await
-                .ok()
-                .unwrap();
-            assert_eq!(body_of(d).await, format!("{{\"n\":{i}}}"));
+            let body = format!("{{\"n\":{i}}}");
+            assert_eq!(echo(&p, &body).await, body);
             // Let the close arrive before the next request takes the connection.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -410,8 +408,7 @@ mod tests {
         let _ = tokio::time::timeout(Duration::from_nanos(1), p.send(request("{}"))).await;
         assert_eq!(p.idle.lock().len(), 0);
         // The pool still works.
-        let d = p.send(request("[1]")).await.ok().unwrap();
-        assert_eq!(body_of(d).await, "[1]");
+        assert_eq!(echo(&p, "[1]").await, "[1]");
         assert_eq!(p.idle.lock().len(), 1);
     }
 
