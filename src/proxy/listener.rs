@@ -6,7 +6,9 @@
 //! (requests in flight, until their response bodies end). A connection waiting for a head
 //! longer than `limits.headerReadTimeout`, or idle longer than `limits.idleTimeout`, is
 //! closed; a busy one only when the client has not taken what is written to it for
-//! `limits.idleTimeout` (request timeouts bound the rest). At
+//! `limits.idleTimeout` (request timeouts bound the rest). One sweeper task per listener
+//! looks at every connection's deadline a few times per timeout (at most once a second), so
+//! a request pays for no timer of its own. At
 //! `limits.maxConnections`, the connection that has waited longest for a request is closed to
 //! make room, so slow or idle connections (slowloris) cannot lock valid clients out; when
 //! every connection is busy, new ones are closed at once. Both are logged at most once per
@@ -15,11 +17,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -41,13 +45,42 @@ struct Conn {
     /// Since when a write has been waiting for the client to read (a response it does not
     /// take holds the connection busy).
     stalled: Mutex<Option<Instant>>,
-    /// Closes the connection (eviction at the cap).
-    kill: CancellationToken,
-    /// Told when a deadline may have moved earlier (the connection's timer is re-armed).
-    changed: tokio::sync::Notify,
+    /// Set to close the connection (eviction at the cap, a deadline passed): its task ends at
+    /// its next poll, and dropping the connection closes it.
+    closed: AtomicBool,
+    /// Set when the server stops: the connection finishes its requests, then closes.
+    stopping: AtomicBool,
+    /// The connection's task, woken when `closed` or `stopping` is set.
+    task: AtomicWaker,
 }
 
 impl Conn {
+    fn new(phase: Phase) -> Conn {
+        Conn {
+            phase: Mutex::new(phase),
+            stalled: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            task: AtomicWaker::new(),
+        }
+    }
+
+    /// Close the connection (its task sees it at once).
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.task.wake();
+    }
+
+    /// Let the connection finish its requests, then close it.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.task.wake();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
         self.phase.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -57,7 +90,6 @@ impl Conn {
         let mut p = self.phase();
         if let Phase::Idle(_) = *p {
             *p = Phase::Head(Instant::now());
-            self.changed.notify_one();
         }
     }
 
@@ -80,10 +112,7 @@ impl Conn {
     fn on_write(&self, pending: bool) {
         let mut s = self.stalled.lock().unwrap_or_else(|e| e.into_inner());
         match (pending, s.is_some()) {
-            (true, false) => {
-                *s = Some(Instant::now());
-                self.changed.notify_one();
-            }
+            (true, false) => *s = Some(Instant::now()),
             (false, true) => *s = None,
             _ => {}
         }
@@ -119,10 +148,7 @@ impl Drop for Busy {
         let mut p = self.0.phase();
         *p = match *p {
             Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
-            _ => {
-                self.0.changed.notify_one();
-                Phase::Idle(Instant::now())
-            }
+            _ => Phase::Idle(Instant::now()),
         };
     }
 }
@@ -232,7 +258,7 @@ impl Registry {
             .map(|(_, id)| id);
         let ok = match victim.and_then(|id| self.open.remove(&id)) {
             Some(c) => {
-                c.kill.cancel();
+                c.close();
                 self.evicted += 1;
                 true
             }
@@ -314,6 +340,7 @@ pub async fn serve(
 ) {
     let fd_cap = raise_fd_limit().map(|n| n.saturating_sub(FD_RESERVE).max(16) as usize);
     let registry = Arc::new(Mutex::new(Registry::default()));
+    let sweeper = tokio::spawn(sweep(app.clone(), registry.clone()));
     let mut warned_fd = false;
     let mut last_accept_error: Option<Instant> = None;
     loop {
@@ -357,12 +384,7 @@ pub async fn serve(
             }
             _ => configured,
         };
-        let conn = Arc::new(Conn {
-            phase: Mutex::new(Phase::Head(Instant::now())),
-            stalled: Mutex::new(None),
-            kill: CancellationToken::new(),
-            changed: tokio::sync::Notify::new(),
-        });
+        let conn = Arc::new(Conn::new(Phase::Head(Instant::now())));
         let id = {
             let mut reg = registry.lock().unwrap_or_else(|e| e.into_inner());
             if !reg.make_room(max) {
@@ -376,10 +398,9 @@ pub async fn serve(
         // Responses end with a small last write: without TCP_NODELAY, Nagle's algorithm and
         // the client's delayed ACK add ~40 ms to every request.
         let _ = tcp.set_nodelay(true);
-        let (app, router, stop, registry) =
-            (app.clone(), router.clone(), stop.clone(), registry.clone());
+        let (app, router, registry) = (app.clone(), router.clone(), registry.clone());
         tokio::spawn(async move {
-            serve_conn(tcp, peer, conn, app, router, stop).await;
+            serve_conn(tcp, peer, conn, app, router).await;
             registry
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -388,7 +409,16 @@ pub async fn serve(
         });
     }
     drop(listener);
-    // Wait for the connections to end (callers bound this wait).
+    for c in registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .open
+        .values()
+    {
+        c.stop();
+    }
+    // Wait for the connections to end (callers bound this wait); the sweeper still closes
+    // those past their deadline meanwhile.
     loop {
         let open = registry
             .lock()
@@ -400,6 +430,36 @@ pub async fn serve(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    sweeper.abort();
+}
+
+/// The current `limits.headerReadTimeout` and `limits.idleTimeout`.
+fn timeouts(app: &App) -> (Duration, Duration) {
+    let st = app.st();
+    let l = &st.proxy.config().limits;
+    (l.header_read_timeout.0, l.idle_timeout.0)
+}
+
+/// How often the sweeper looks: a tenth of the shorter timeout, between 20 ms and 1 s.
+fn sweep_every(header: Duration, idle: Duration) -> Duration {
+    (header.min(idle) / 10).clamp(Duration::from_millis(20), Duration::from_secs(1))
+}
+
+/// Close the connections past their deadline, now and then, under the current limits (a
+/// reload that shortens them applies to open connections too).
+async fn sweep(app: Arc<App>, registry: Arc<Mutex<Registry>>) {
+    loop {
+        let (header, idle) = timeouts(&app);
+        tokio::time::sleep(sweep_every(header, idle)).await;
+        let (header, idle) = timeouts(&app);
+        let now = Instant::now();
+        let reg = registry.lock().unwrap_or_else(|e| e.into_inner());
+        for c in reg.open.values() {
+            if c.deadline(header, idle).is_some_and(|d| d <= now) {
+                c.close();
+            }
+        }
+    }
 }
 
 async fn serve_conn(
@@ -408,21 +468,19 @@ async fn serve_conn(
     conn: Arc<Conn>,
     app: Arc<App>,
     router: axum::Router,
-    stop: CancellationToken,
 ) {
     let io = hyper_util::rt::TokioIo::new(Watched {
         tcp,
         conn: conn.clone(),
     });
-    let c = conn.clone();
-    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+    let (c, front) = (conn.clone(), app.clone());
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let busy = Busy::new(c.clone());
-        req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(peer));
-        let router = router.clone();
+        let (app, router) = (front.clone(), router.clone());
         async move {
-            let resp = tower::ServiceExt::oneshot(router, req).await;
-            resp.map(|r| r.map(|inner| Tracked { inner, _busy: busy }))
+            let resp =
+                super::http::front_door(app, router, peer, req.map(axum::body::Body::new)).await;
+            Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked { inner, _busy: busy }))
         }
     });
     // Our own timers (above) replace hyper's header timeout, which would also cut kept-alive
@@ -431,33 +489,21 @@ async fn serve_conn(
         .header_read_timeout(None)
         .serve_connection(io, svc);
     tokio::pin!(http);
+    // The connection runs until hyper ends it, or until it is closed (dropping it closes the
+    // socket). Whatever wakes the task, a poll costs two atomic loads and a waker check.
     let mut stopping = false;
-    loop {
-        let (header, idle) = {
-            let st = app.st();
-            let l = &st.proxy.config().limits;
-            (l.header_read_timeout.0, l.idle_timeout.0)
-        };
-        // Re-armed whenever the phase changes (`changed`); busy connections are also looked at
-        // again now and then (a reload may shorten the timeouts).
-        let wake = conn
-            .deadline(header, idle)
-            .unwrap_or_else(|| Instant::now() + header.max(idle));
-        tokio::select! {
-            _ = &mut http => break,
-            _ = conn.kill.cancelled() => break,
-            _ = conn.changed.notified() => {}
-            _ = stop.cancelled(), if !stopping => {
-                stopping = true;
-                http.as_mut().graceful_shutdown();
-            }
-            _ = tokio::time::sleep_until(wake.into()) => {
-                if conn.deadline(header, idle).is_some_and(|d| d <= Instant::now()) {
-                    break; // dropping the connection closes it
-                }
-            }
+    std::future::poll_fn(|cx| {
+        conn.task.register(cx.waker());
+        if conn.is_closed() {
+            return Poll::Ready(());
         }
-    }
+        if !stopping && conn.stopping.load(Ordering::Acquire) {
+            stopping = true;
+            http.as_mut().graceful_shutdown();
+        }
+        http.as_mut().poll(cx).map(|_| ())
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -465,12 +511,7 @@ mod tests {
     use super::*;
 
     fn conn(phase: Phase) -> Arc<Conn> {
-        Arc::new(Conn {
-            phase: Mutex::new(phase),
-            stalled: Mutex::new(None),
-            kill: CancellationToken::new(),
-            changed: tokio::sync::Notify::new(),
-        })
+        Arc::new(Conn::new(phase))
     }
 
     #[test]
@@ -484,14 +525,48 @@ mod tests {
             reg.open.insert(i as u64, c.clone());
         }
         assert!(reg.make_room(4), "under the cap: nothing to do");
-        assert!(!old.kill.is_cancelled());
+        assert!(!old.is_closed());
         assert!(reg.make_room(3));
-        assert!(old.kill.is_cancelled(), "the oldest waiting one goes first");
+        assert!(old.is_closed(), "the oldest waiting one goes first");
         assert!(reg.make_room(2));
-        assert!(idle.kill.is_cancelled());
+        assert!(idle.is_closed());
         assert!(!reg.make_room(1), "busy connections are never evicted");
-        assert!(!busy.kill.is_cancelled());
+        assert!(!busy.is_closed());
         assert_eq!(reg.open.len(), 1);
+    }
+
+    #[test]
+    fn the_sweeper_looks_ten_times_per_shorter_timeout_between_20_ms_and_1_s() {
+        let s = Duration::from_secs;
+        assert_eq!(sweep_every(s(10), s(60)), s(1));
+        assert_eq!(sweep_every(s(60), s(3)), Duration::from_millis(300));
+        assert_eq!(sweep_every(s(1), s(3)), Duration::from_millis(100));
+        assert_eq!(
+            sweep_every(Duration::from_millis(50), s(3)),
+            Duration::from_millis(20)
+        );
+    }
+
+    #[tokio::test]
+    async fn closing_a_connection_wakes_its_task() {
+        let c = conn(Phase::Idle(Instant::now()));
+        let task = {
+            let c = c.clone();
+            tokio::spawn(std::future::poll_fn(move |cx| {
+                c.task.register(cx.waker());
+                if c.is_closed() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }))
+        };
+        tokio::task::yield_now().await;
+        c.close();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task ends once its connection is closed")
+            .unwrap();
     }
 
     #[test]

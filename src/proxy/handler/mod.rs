@@ -165,12 +165,23 @@ impl Answer {
             id: &'a Value,
             result: &'a Answer,
         }
-        serde_json::to_string(&Envelope {
-            jsonrpc: "2.0",
-            id,
-            result: self,
-        })
-        .map_err(|e| RpcError::internal(format!("the result could not be written: {e}")))
+        // Sized for a passed-through result in one allocation.
+        let size = match self {
+            Answer::Raw(r) => r.get().len() + 64,
+            Answer::Value(_) => 256,
+        };
+        let mut out = Vec::with_capacity(size);
+        serde_json::to_writer(
+            &mut out,
+            &Envelope {
+                jsonrpc: "2.0",
+                id,
+                result: self,
+            },
+        )
+        .map_err(|e| RpcError::internal(format!("the result could not be written: {e}")))?;
+        String::from_utf8(out)
+            .map_err(|e| RpcError::internal(format!("the result could not be written: {e}")))
     }
 }
 

@@ -47,13 +47,21 @@ pub(super) struct Authed {
     pub(super) st: Arc<FrontState>,
 }
 
+/// The TCP peer of a request routed by axum (the listener puts it into the extensions).
+fn peer_of(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 /// The client's address: the TCP peer, or, when the peer is a configured trusted proxy, the
 /// nearest address in `X-Forwarded-For` that is not one.
-pub fn client_address(st: &FrontState, req: &Request) -> Option<std::net::IpAddr> {
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())?;
+pub fn client_address(
+    st: &FrontState,
+    headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+) -> Option<std::net::IpAddr> {
+    let peer = peer?;
     let proxies = st
         .trusted
         .as_ref()
@@ -63,8 +71,7 @@ pub fn client_address(st: &FrontState, req: &Request) -> Option<std::net::IpAddr
     if !trusted(&peer) {
         return Some(peer);
     }
-    let forwarded = req
-        .headers()
+    let forwarded = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -125,13 +132,36 @@ pub(super) fn host_of(authority: &str) -> String {
         .unwrap_or(a)
 }
 
-/// Host/Origin checks, authentication, and endpoint visibility, for every /mcp request.
+/// Host/Origin checks, authentication, and endpoint visibility, as the axum middleware of
+/// the router's `/mcp` routes (the listener calls [`authenticate`] itself for POSTs).
 pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let peer = peer_of(&req);
+    let (parts, body) = req.into_parts();
+    let authed = authenticate(&app, &parts, peer);
+    req = Request::from_parts(parts, body);
+    match authed {
+        Ok(a) => {
+            req.extensions_mut().insert(a);
+            next.run(req).await
+        }
+        Err(r) => r,
+    }
+}
+
+/// Host/Origin checks, authentication, and endpoint visibility, for every /mcp request:
+/// who is calling, or the refusal to send. `peer` is the TCP peer's address.
+// The `Err` is the refusal itself, on the refusal path only: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+pub(super) fn authenticate(
+    app: &App,
+    req: &axum::http::request::Parts,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Authed, Response> {
     // One state for the whole request: a reload meanwhile does not mix two configs.
     let st = app.st();
     // `identity.allowedClients`: before anything else, so a refused address learns nothing
     // (not even whether its key is valid).
-    let ip = client_address(&st, &req);
+    let ip = client_address(&st, &req.headers, peer);
     if !client_allowed(&st, ip) {
         st.proxy.metrics().auth_failure();
         // Audited up to the per-address failure budget a minute, so a refused address
@@ -141,36 +171,36 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
             app.note_auth_failure(ip);
             let mut r = Record::new("client.refused");
             r.reason = Some("address not in identity.allowedClients".into());
-            r.method = Some(req.method().to_string());
-            r.target = Some(req.uri().path().chars().take(256).collect());
+            r.method = Some(req.method.to_string());
+            r.target = Some(req.uri.path().chars().take(256).collect());
             r.client = ClientRef {
                 address: ip.map(|a| a.to_string()),
                 ..ClientRef::default()
             };
             st.proxy.audit().write(r);
         }
-        return json_response(
+        return Err(json_response(
             StatusCode::FORBIDDEN,
             json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": "Forbidden: this client address is not allowed (identity.allowedClients)" } }),
-        );
+        ));
     }
     // DNS rebinding: the Host must be ours, and a browser Origin must be allowed.
     let host = req
-        .headers()
+        .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(host_of)
         .unwrap_or_default();
     if !is_loopback_host(&host) && !st.allowed_hosts.contains(&host) {
-        return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed").into_response();
+        return Err((StatusCode::FORBIDDEN, "Forbidden: Host not allowed").into_response());
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
+    if let Some(origin) = req.headers.get(header::ORIGIN) {
         let o = origin.to_str().unwrap_or("");
         let (scheme, rest) = o.split_once("://").unwrap_or(("", ""));
         let ohost = host_of(rest.split('/').next().unwrap_or(""));
         let loopback_origin = matches!(scheme, "http" | "https") && is_loopback_host(&ohost);
         if !st.allowed_origins.iter().any(|a| a == o) && !loopback_origin {
-            return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response();
+            return Err((StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response());
         }
     }
     let address = ip.map(|a| a.to_string());
@@ -181,14 +211,14 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
         );
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return r;
+        return Err(r);
     }
-    let identity = match trusted_identity(&st, &req) {
+    let identity = match trusted_identity(&st, &req.headers, peer) {
         Some(Ok(i)) => Ok(i),
         Some(Err(())) => Err(
             "trusted identity headers refused (not from a listed proxy, wrong secret, or undeclared user)",
         ),
-        None => match presented_key(req.headers(), &st.api_key_header) {
+        None => match presented_key(&req.headers, &st.api_key_header) {
             Ok(k) => st
                 .verifier
                 .verify(k)
@@ -208,8 +238,8 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
             // Never the presented key: only why it failed, from where, and for what.
             let mut r = Record::new("auth.failed");
             r.reason = Some(why.to_string());
-            r.method = Some(req.method().to_string());
-            r.target = Some(req.uri().path().chars().take(256).collect());
+            r.method = Some(req.method.to_string());
+            r.target = Some(req.uri.path().chars().take(256).collect());
             r.client = ClientRef {
                 address: address.clone(),
                 ..ClientRef::default()
@@ -225,46 +255,41 @@ pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: N
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"fentaris\""),
             );
-            return r;
+            return Err(r);
         }
     };
     let subject = st.proxy.engine().shared_subject(&identity.user);
     // `/mcp/<server>` for a server the subject cannot see answers like an unknown path.
-    let path = req.uri().path().to_string();
-    if let Some(name) = path.strip_prefix("/mcp/")
+    if let Some(name) = req.uri.path().strip_prefix("/mcp/")
         && !st.proxy.engine().can_use(&subject, name)
     {
-        return not_found();
+        return Err(not_found());
     }
-    req.extensions_mut().insert(Authed {
+    Ok(Authed {
         identity,
         subject,
         address,
         st,
-    });
-    next.run(req).await
+    })
 }
 
 /// `None`: the request asserts no identity by header. `Some(Err)`: it does, but not from a
 /// listed proxy address, without the right shared secret, or naming an undeclared user: the
 /// request is refused (never silently downgraded to another identity).
-pub(super) fn trusted_identity(st: &FrontState, req: &Request) -> Option<Result<Identity, ()>> {
+pub(super) fn trusted_identity(
+    st: &FrontState,
+    headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+) -> Option<Result<Identity, ()>> {
     let t = st.trusted.as_ref()?;
-    let user = req.headers().get(t.user_header.as_str())?;
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+    let user = headers.get(t.user_header.as_str())?;
     let from_proxy = peer.is_some_and(|ip| t.proxies.iter().any(|n| n.contains(&ip)));
-    let secret_ok = req
-        .headers()
-        .get(t.secret_header.as_str())
-        .is_some_and(|v| {
-            bool::from(subtle::ConstantTimeEq::ct_eq(
-                v.as_bytes(),
-                t.secret.expose().as_bytes(),
-            ))
-        });
+    let secret_ok = headers.get(t.secret_header.as_str()).is_some_and(|v| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            v.as_bytes(),
+            t.secret.expose().as_bytes(),
+        ))
+    });
     let user = user.to_str().ok().map(str::trim).filter(|u| !u.is_empty());
     match user {
         Some(u) if from_proxy && secret_ok && st.proxy.engine().is_declared_user(u) => {

@@ -205,6 +205,49 @@ fn accepts_sse(h: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("text/event-stream"))
 }
 
+/// Every request on the MCP port, as the listener hands it over. A POST to `/mcp` or to
+/// `/mcp/<server>` goes straight to [`auth::authenticate`] and [`post::post`]: the hot path of
+/// every proxied call, without the router's boxed services and middleware layers.
+/// Everything else goes through [`router`] (GET and DELETE, `/healthz`, unknown paths),
+/// which runs the same two functions for POSTs. A server name with `%` escapes takes the
+/// router's way too, so the name is always decoded by the router's own rules.
+pub async fn front_door(
+    app: Arc<App>,
+    router: Router,
+    peer: std::net::SocketAddr,
+    mut req: axum::http::Request<axum::body::Body>,
+) -> Response {
+    if req.method() == axum::http::Method::POST
+        && let Some(server) = post_target(req.uri().path())
+    {
+        let server = server.map(str::to_string);
+        let (parts, body) = req.into_parts();
+        return match auth::authenticate(&app, &parts, Some(peer.ip())) {
+            Ok(authed) => post::post(app, server, authed, parts, body).await,
+            Err(refused) => refused,
+        };
+    }
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    match tower::ServiceExt::oneshot(router, req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    }
+}
+
+/// `Some(None)`: `/mcp`; `Some(Some(name))`: `/mcp/<name>`, a name of plain characters (no
+/// `%` escape, no `/`), the same one the router would extract; `None`: anything else.
+fn post_target(path: &str) -> Option<Option<&str>> {
+    match path.strip_prefix("/mcp") {
+        Some("") => Some(None),
+        Some(rest) => {
+            let name = rest.strip_prefix('/')?;
+            (!name.is_empty() && !name.contains(['%', '/'])).then_some(Some(name))
+        }
+        None => None,
+    }
+}
+
 /// The main router.
 pub fn router(app: Arc<App>) -> Router {
     let mcp = Router::new()

@@ -37,14 +37,23 @@ pub fn nesting_exceeds(bytes: &[u8], max: usize) -> bool {
 }
 
 pub(super) async fn post_all(State(app): State<Arc<App>>, req: Request) -> Response {
-    post(app, None, req).await
+    routed(app, None, req).await
 }
 pub(super) async fn post_one(
     State(app): State<Arc<App>>,
     Path(server): Path<String>,
     req: Request,
 ) -> Response {
-    post(app, Some(server), req).await
+    routed(app, Some(server), req).await
+}
+
+/// A POST the router matched: [`guard`] put the caller into the extensions.
+async fn routed(app: Arc<App>, server: Option<String>, req: Request) -> Response {
+    let Some(authed) = req.extensions().get::<Authed>().cloned() else {
+        return not_found();
+    };
+    let (parts, body) = req.into_parts();
+    post(app, server, authed, parts, body).await
 }
 
 /// `status` with a JSON-RPC error answering `id`.
@@ -91,12 +100,14 @@ fn answer(id: &Value, result: Result<Answer, RpcError>) -> Response {
 
 /// One POST: the message, then the lifecycle (sessions, revisions) and the dispatch. The
 /// whole request uses `authed.st`, the state it was authenticated against.
-pub(super) async fn post(app: Arc<App>, server: Option<String>, req: Request) -> Response {
-    let Some(authed) = req.extensions().get::<Authed>().cloned() else {
-        return not_found();
-    };
+pub(super) async fn post(
+    app: Arc<App>,
+    server: Option<String>,
+    authed: Authed,
+    parts: axum::http::request::Parts,
+    body: axum::body::Body,
+) -> Response {
     let endpoint = endpoint_of(server);
-    let (parts, body) = req.into_parts();
     let msg = match read_message(&authed.st, body).await {
         Ok(m) => m,
         Err(r) => return r,

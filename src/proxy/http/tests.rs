@@ -7,7 +7,7 @@ use axum::body::Body;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{App, FrontState, router};
+use super::{App, FrontState, post_target, router};
 use crate::config::Config;
 use crate::identity::KeyVerifier;
 use crate::middleware::{Ctx, Next, Registry};
@@ -123,4 +123,26 @@ async fn a_reload_during_a_request_does_not_change_what_decides_or_serves_it() {
         status != 200 || v.get("error").is_some(),
         "B did not apply: {status} {v}"
     );
+}
+
+#[test]
+fn post_targets_the_listener_takes_straight_to_the_handler() {
+    assert_eq!(post_target("/mcp"), Some(None));
+    assert_eq!(post_target("/mcp/fs"), Some(Some("fs")));
+    assert_eq!(post_target("/mcp/a.b-c_d"), Some(Some("a.b-c_d")));
+    // Everything else is the router's: escapes it decodes, nested and empty names, other
+    // paths (which it answers with 404 or 405).
+    for other in [
+        "/mcp/",
+        "/mcp/a%20b",
+        "/mcp/a/b",
+        "/mcpx",
+        "/mcp2",
+        "/",
+        "/healthz",
+        "//mcp",
+        "/MCP",
+    ] {
+        assert_eq!(post_target(other), None, "{other}");
+    }
 }

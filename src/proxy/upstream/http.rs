@@ -11,6 +11,12 @@ use parking_lot::Mutex;
 
 use super::{Shared, UpstreamError, sse};
 
+/// Header names of every POST, parsed once (a `&str` name is parsed on every insert).
+const MCP_SESSION_ID: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("mcp-session-id");
+const MCP_PROTOCOL_VERSION: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("mcp-protocol-version");
+
 pub(super) fn origin_of(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(u) => format!(
@@ -107,10 +113,10 @@ impl HttpConn {
     fn headers_for(&self, session: Option<HeaderValue>) -> HeaderMap {
         let mut headers = self.post_headers.clone();
         if let Some(s) = session {
-            headers.insert("mcp-session-id", s);
+            headers.insert(MCP_SESSION_ID, s);
         }
         if let Some(p) = self.protocol.lock().clone() {
-            headers.insert("mcp-protocol-version", p);
+            headers.insert(MCP_PROTOCOL_VERSION, p);
         }
         headers
     }

@@ -631,10 +631,10 @@ impl Upstream {
 
     /// Send a message; for an HTTP upstream, the POST to await (it carries the response).
     #[must_use]
-    fn send(&self, msg: Value, id: Option<u64>) -> Option<HttpPost> {
+    fn send(&self, text: String, initialize: bool, id: Option<u64>) -> Option<HttpPost> {
         match &self.conn {
             Conn::Stdio { tx, .. } => {
-                if tx.send(msg.to_string()).is_err()
+                if tx.send(text).is_err()
                     && let Some(id) = id
                     && let Some(p) = self.shared.pending.lock().remove(&id)
                 {
@@ -645,16 +645,13 @@ impl Upstream {
                 }
                 None
             }
-            Conn::Http(h) => {
-                let initialize = msg.get("method").and_then(Value::as_str) == Some("initialize");
-                Some(Box::pin(http_post(
-                    h.clone(),
-                    msg.to_string().into(),
-                    initialize,
-                    id,
-                    self.shared.clone(),
-                )))
-            }
+            Conn::Http(h) => Some(Box::pin(http_post(
+                h.clone(),
+                text.into(),
+                initialize,
+                id,
+                self.shared.clone(),
+            ))),
         }
     }
 
@@ -722,13 +719,11 @@ impl Upstream {
                 m.insert("progressToken".into(), Value::String(t.clone()));
             }
         }
-        let mut msg = json!({ "jsonrpc": "2.0", "id": id, "method": method });
-        if !params.is_null() {
-            msg["params"] = params;
-        }
+        let text = outgoing(Some(id), method, &params);
+        drop(params);
         // An HTTP upstream's POST is driven here, by the caller that waits for its response
         // (no task and no hop between tasks per request).
-        let mut post = self.send(msg, Some(id));
+        let mut post = self.send(text, method == "initialize", Some(id));
         let mut guard = CallGuard {
             up: self,
             id,
@@ -841,11 +836,8 @@ impl Upstream {
 
     /// Send a notification now (without waiting).
     pub fn notify_now(&self, method: &str, params: Option<Value>) {
-        let mut msg = json!({ "jsonrpc": "2.0", "method": method });
-        if let Some(p) = params {
-            msg["params"] = p;
-        }
-        if let Some(post) = self.send(msg, None) {
+        let text = outgoing(None, method, params.as_ref().unwrap_or(&Value::Null));
+        if let Some(post) = self.send(text, method == "initialize", None) {
             tokio::spawn(post);
         }
     }
@@ -932,4 +924,64 @@ impl PageLimits {
 /// A one-line description of an upstream error for logs and client messages.
 pub fn describe(e: &UpstreamError) -> String {
     e.to_string()
+}
+
+/// A request (with `id`) or a notification to an upstream, as JSON text, written in one pass
+/// from borrowed parts (no map built for the envelope). A null `params` is left out.
+fn outgoing(id: Option<u64>, method: &str, params: &Value) -> String {
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        jsonrpc: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        method: &'a str,
+        #[serde(skip_serializing_if = "Value::is_null")]
+        params: &'a Value,
+    }
+    let env = Envelope {
+        jsonrpc: "2.0",
+        id,
+        method,
+        params,
+    };
+    let mut out = Vec::with_capacity(64 + method.len());
+    // Writing borrowed strings and a `Value` into a `Vec` cannot fail, and JSON text is
+    // UTF-8; the fallback builds the same envelope as a tree.
+    match serde_json::to_writer(&mut out, &env).map(|()| String::from_utf8(out)) {
+        Ok(Ok(text)) => text,
+        _ => {
+            let mut msg = json!({ "jsonrpc": "2.0", "method": method });
+            if let Some(id) = id {
+                msg["id"] = id.into();
+            }
+            if !params.is_null() {
+                msg["params"] = params.clone();
+            }
+            msg.to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod outgoing_tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_notifications_are_written_as_the_envelope_they_were_built_as() {
+        let params = json!({ "name": "echo", "arguments": { "z": "\u{1}\"", "a": [1, 2.5] } });
+        let text = outgoing(Some(41), "tools/call", &params);
+        assert_eq!(
+            text,
+            json!({ "jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": params })
+                .to_string()
+        );
+        assert_eq!(
+            outgoing(None, "notifications/initialized", &Value::Null),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        );
+        assert_eq!(
+            outgoing(Some(1), "ping", &Value::Null),
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
+        );
+    }
 }
