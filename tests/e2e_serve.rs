@@ -260,6 +260,18 @@ fn authentication_sessions_hosts_and_visibility() {
     .unwrap();
     assert_eq!((hidden.0, hidden.2.clone()), (404, missing.2.clone()));
     assert_eq!(missing.0, 404);
+    // Paths the listener leaves to the router (an escaped name, a nested one, an empty one)
+    // answer the same: an escape never reaches a hidden server.
+    for path in ["/mcp/e%6Ev", "/mcp/%65nv", "/mcp/env/x", "/mcp/"] {
+        let r = http(
+            "POST",
+            &s.url(path),
+            &[("x-fentaris-api-key", ALICE)],
+            Some(&init),
+        )
+        .unwrap();
+        assert_eq!((r.0, &r.2), (404, &missing.2), "{path}");
+    }
     // DNS rebinding: foreign Host or Origin is refused.
     assert_eq!(
         http(
