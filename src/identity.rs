@@ -1,7 +1,6 @@
 //! Who is calling: API keys from the vault and from config `apiKeys` sources, presented in the
 //! configured header or `Authorization: Bearer`.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -31,7 +30,7 @@ pub enum KeyProblem {
 pub struct KeyVerifier {
     vault: Option<ApiKeyIndex>,
     /// SHA-256 of config-sourced keys -> identity.
-    config_keys: HashMap<[u8; 32], Identity>,
+    config_keys: crate::FastMap<[u8; 32], Identity>,
 }
 
 impl KeyVerifier {
@@ -43,7 +42,7 @@ impl KeyVerifier {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> (KeyVerifier, Vec<String>) {
         let mut warnings = Vec::new();
-        let mut config_keys = HashMap::new();
+        let mut config_keys = crate::FastMap::default();
         for g in &config.groups {
             for u in &g.users {
                 let UserEntry::Spec(spec) = u else { continue };

@@ -20,3 +20,10 @@ pub(crate) mod proxy;
 pub mod secret;
 pub mod suggest;
 pub mod vault;
+
+/// A hash map for keys Fentaris issues or reads from its own config (request and session ids
+/// it made, digests of configured keys, user and server names): foldhash, seeded per
+/// process, several times cheaper per lookup than std's SipHash on the path of every call.
+/// Maps whose keys a client or an upstream chooses (tool names an upstream lists, client
+/// addresses) keep std's SipHash.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -120,16 +120,16 @@ pub struct Engine {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) policies: Vec<CompiledPolicy>,
     pub(crate) servers: Vec<ServerEntry>,
-    server_ix: HashMap<Box<str>, Vec<u32>>,
+    server_ix: crate::FastMap<Box<str>, Vec<u32>>,
     pub(crate) groups: Vec<String>,
-    group_ix: HashMap<Box<str>, u32>,
+    group_ix: crate::FastMap<Box<str>, u32>,
     pub(crate) scopes: Vec<Scope>,
     /// `index[scope][server]`: the rules of that scope's policy that apply to that server.
     index: Vec<Vec<Box<[u32]>>>,
     top_scope: Option<u32>,
-    users: HashMap<Box<str>, UserEntry>,
+    users: crate::FastMap<Box<str>, UserEntry>,
     /// Every declared user's subject, resolved once per config (not per request).
-    subjects: HashMap<Box<str>, std::sync::Arc<Subject>>,
+    subjects: crate::FastMap<Box<str>, std::sync::Arc<Subject>>,
 }
 
 #[derive(Debug, Clone, Default)]

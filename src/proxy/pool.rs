@@ -288,8 +288,8 @@ impl ConnKey {
 /// Live connections by key. A closed connection is replaced on next use.
 #[derive(Default)]
 pub struct Pool {
-    conns: tokio::sync::Mutex<HashMap<ConnKey, Arc<OnceCell<Arc<Upstream>>>>>,
-    last_used: parking_lot::Mutex<HashMap<ConnKey, std::time::Instant>>,
+    conns: tokio::sync::Mutex<crate::FastMap<ConnKey, Arc<OnceCell<Arc<Upstream>>>>>,
+    last_used: parking_lot::Mutex<crate::FastMap<ConnKey, std::time::Instant>>,
     /// Exits and failed starts by key: the restart backoff and the crash-loop limit.
     health: parking_lot::Mutex<HashMap<ConnKey, Health>>,
     /// Set by `shutdown`: connections closing now are not restarted.

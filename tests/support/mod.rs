@@ -139,12 +139,37 @@ pub fn fentaris_cmd(dir: &Path) -> Command {
     c
 }
 
-/// Start `fentaris serve` on free ports and wait until /readyz says ready.
+/// Start `fentaris serve` on free ports and wait until /readyz says ready. A port picked as
+/// free can be taken before the server binds it (by another test's server, or as the
+/// ephemeral port of any connection): then the server is started again on other ports.
 pub fn serve_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
     let mut s = spawn_serve(dir, env);
+    for _ in 0..3 {
+        if !exited_on_a_taken_port(&mut s) {
+            break;
+        }
+        s.respawn(env, &[]);
+    }
     let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
     wait_for(&mut s, &readyz);
     s
+}
+
+/// Whether the server exited because one of its ports was taken (waits until it answers
+/// /readyz, exits, or 90 s pass).
+fn exited_on_a_taken_port(s: &mut Serve) -> bool {
+    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(90) {
+        if let Ok(Some(_)) = s.child.try_wait() {
+            return s.log().contains("Address already in use");
+        }
+        if let Ok((200, _, _)) = http("GET", &readyz, &[], None) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 /// Wait until `url` answers 200 (panics if the server exits or takes over 90 s).
@@ -173,15 +198,41 @@ pub fn spawn_serve(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
 
 /// Like [`spawn_serve`], with extra `serve` arguments.
 pub fn spawn_serve_with(dir: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Serve {
-    let cfg_path = dir.path().join(".fentaris/config.json");
+    let (child, port, admin, stderr) = launch(dir.path(), env, args);
+    Serve {
+        child,
+        port,
+        admin,
+        _dir: dir,
+        stderr,
+    }
+}
+
+impl Serve {
+    /// Start the server again in the same project, on new free ports (after it exited).
+    pub fn respawn(&mut self, env: &[(&str, &str)], args: &[&str]) {
+        let _ = self.child.wait();
+        let (child, port, admin, stderr) = launch(self._dir.path(), env, args);
+        (self.child, self.port, self.admin, self.stderr) = (child, port, admin, stderr);
+    }
+}
+
+/// `fentaris serve` in `dir` with its listeners moved to free ports: the child, the two
+/// ports, and the file its stderr goes to.
+fn launch(
+    dir: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Child, u16, u16, std::path::PathBuf) {
+    let cfg_path = dir.join(".fentaris/config.json");
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     let (port, admin) = (free_port(), free_port());
     config["listen"] = json!(format!("127.0.0.1:{port}"));
     config["adminListen"] = json!(format!("127.0.0.1:{admin}"));
     std::fs::write(&cfg_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-    let stderr = dir.path().join("serve.stderr");
-    let mut cmd = fentaris_cmd(dir.path());
+    let stderr = dir.join("serve.stderr");
+    let mut cmd = fentaris_cmd(dir);
     cmd.arg("serve")
         .args(args)
         .stdin(Stdio::null())
@@ -190,14 +241,7 @@ pub fn spawn_serve_with(dir: tempfile::TempDir, env: &[(&str, &str)], args: &[&s
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
-    Serve {
-        child,
-        port,
-        admin,
-        _dir: dir,
-        stderr,
-    }
+    (cmd.spawn().unwrap(), port, admin, stderr)
 }
 
 pub fn serve(config: &Value, env: &[(&str, &str)]) -> Serve {

@@ -762,7 +762,8 @@ struct Step<'a> {
     op: Operation,
     target: &'a str,
     kind: Option<MwKind>,
-    args: Value,
+    /// The member of the request's `params` holding its arguments (`""`: none).
+    args: &'static str,
 }
 
 /// The outcome label of a request in `/metrics`.

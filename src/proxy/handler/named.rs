@@ -94,13 +94,12 @@ impl Proxy {
             NameKind::Tool => (Operation::ToolCall, MwKind::Tool),
             NameKind::Prompt => (Operation::PromptGet, MwKind::Prompt),
         };
-        let args = params.get("arguments").cloned().unwrap_or(json!({}));
         let step = Step {
             server: &server,
             op,
             target: &name,
             kind: Some(mw),
-            args,
+            args: "arguments",
         };
         self.guarded(caller, up, step, method, params, progress, ct)
             .await
@@ -120,9 +119,10 @@ impl Proxy {
         ct: &CancellationToken,
     ) -> Result<Answer, RpcError> {
         let op_name = step.op.name();
+        // Read in place: copied only when a middleware chain takes them.
+        let args = args_of(&params, step.args);
         if step.op == Operation::ToolCall {
-            self.argument_rules
-                .check(step.server, step.target, &step.args)?;
+            self.argument_rules.check(step.server, step.target, args)?;
         }
         if !self.authorizers.is_empty() {
             let waiting = |n: u64| {
@@ -140,7 +140,7 @@ impl Proxy {
                 operation: &op_name,
                 target: step.target,
                 request_id: request_id.as_deref(),
-                args: &step.args,
+                args,
             };
             self.authorizers.check(&q, &waiting).await?;
         }
@@ -162,7 +162,7 @@ impl Proxy {
             step.server,
             &op_name,
             step.target,
-            step.args,
+            args.clone(),
             self.audit.clone(),
         );
         let (caller, ct, method) = (caller.clone(), ct.clone(), method.to_string());
@@ -353,7 +353,7 @@ impl Proxy {
             op,
             target: &canonical,
             kind: Some(MwKind::Resource),
-            args: json!({}),
+            args: "",
         };
         self.guarded(caller, up, step, method, params, progress, ct)
             .await
@@ -427,13 +427,12 @@ impl Proxy {
             TargetKind::Prompt => MwKind::Prompt,
             _ => MwKind::Resource,
         };
-        let args = params.get("argument").cloned().unwrap_or(json!({}));
         let step = Step {
             server: &server,
             op: Operation::CompletionComplete,
             target: &target,
             kind: Some(mw),
-            args,
+            args: "argument",
         };
         self.guarded(caller, up, step, "completion/complete", params, None, ct)
             .await
@@ -487,9 +486,19 @@ impl Proxy {
             op: Operation::Custom(method.into()),
             target: "",
             kind: None,
-            args: json!({}),
+            args: "",
         };
         self.guarded(caller, up, step, method, params, progress, ct)
             .await
     }
+}
+
+/// The arguments of a request as middleware, authorizers and argument rules see them: the
+/// member `key` of `params` (`""`: none), an empty object when it is missing.
+fn args_of<'p>(params: &'p Value, key: &str) -> &'p Value {
+    static EMPTY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+    if key.is_empty() {
+        return &EMPTY;
+    }
+    params.get(key).unwrap_or(&EMPTY)
 }

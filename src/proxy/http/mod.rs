@@ -136,9 +136,9 @@ impl FrontState {
 /// (sessions, per-user and per-address counters).
 pub struct App {
     state: arc_swap::ArcSwap<FrontState>,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessions: Mutex<crate::FastMap<String, Arc<Session>>>,
     /// Requests in flight per user (`limits.maxInflightPerUser`).
-    inflight_by_user: Arc<Mutex<HashMap<String, usize>>>,
+    inflight_by_user: Arc<Mutex<crate::FastMap<String, usize>>>,
     /// Failed authentications per client address in the current minute.
     auth_failures: Mutex<HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
     /// Seals session tokens when no `cursorKey` is configured (this process only).
@@ -152,7 +152,7 @@ impl App {
     pub fn new(state: FrontState) -> App {
         App {
             state: arc_swap::ArcSwap::from_pointee(state),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(crate::FastMap::default()),
             inflight_by_user: Arc::default(),
             auth_failures: Mutex::new(HashMap::new()),
             local_key: token::TokenKey::random(),
@@ -180,12 +180,19 @@ fn internal() -> RpcError {
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    json_text_response(status, body.to_string())
+}
+
+/// `status` with `text` as an `application/json` body (the header value is static, not
+/// parsed and copied per response).
+fn json_text_response(status: StatusCode, text: String) -> Response {
+    let mut r = Response::new(axum::body::Body::from(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn not_found() -> Response {

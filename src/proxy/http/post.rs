@@ -88,12 +88,7 @@ fn answer_text(id: &Value, result: Result<Answer, RpcError>) -> String {
 /// [`answer_text`] as the HTTP response (errors through [`limited`]).
 fn answer(id: &Value, result: Result<Answer, RpcError>) -> Response {
     match result {
-        Ok(a) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            answer_text(id, Ok(a)),
-        )
-            .into_response(),
+        Ok(a) => json_text_response(StatusCode::OK, answer_text(id, Ok(a))),
         Err(e) => limited(reply(id, Err(e))),
     }
 }

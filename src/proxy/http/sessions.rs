@@ -124,7 +124,7 @@ pub(super) fn session_record(event: &'static str, s: &Session, reason: &str) -> 
 
 /// Holds one of a user's in-flight slots; frees it when dropped.
 pub(super) struct UserSlot {
-    pub(super) map: Arc<Mutex<HashMap<String, usize>>>,
+    pub(super) map: Arc<Mutex<crate::FastMap<String, usize>>>,
     pub(super) user: String,
 }
 

@@ -153,15 +153,15 @@ impl Known {
 struct Shared {
     name: String,
     /// Our request id -> where server-to-client requests caused by it go.
-    bridges: Mutex<HashMap<u64, mpsc::UnboundedSender<Relayed>>>,
+    bridges: Mutex<crate::FastMap<u64, mpsc::UnboundedSender<Relayed>>>,
     /// The connection belongs to one downstream session (`"isolation": "session"`).
     isolated: bool,
     replier: Mutex<Option<Replier>>,
     /// Requests from the upstream being relayed to a client, by their id.
     inbound: std::sync::Arc<Mutex<HashMap<String, CancellationToken>>>,
     known: Mutex<Known>,
-    pending: Mutex<HashMap<u64, Pending>>,
-    progress: Mutex<HashMap<String, mpsc::UnboundedSender<Value>>>,
+    pending: Mutex<crate::FastMap<u64, Pending>>,
+    progress: Mutex<crate::FastMap<String, mpsc::UnboundedSender<Value>>>,
     next_id: AtomicU64,
     events: broadcast::Sender<Event>,
     closed: CancellationToken,
@@ -183,12 +183,12 @@ impl Shared {
         std::sync::Arc::new(Shared {
             name: server.to_string(),
             known: Mutex::new(Known::default()),
-            bridges: Mutex::new(HashMap::new()),
+            bridges: Mutex::new(crate::FastMap::default()),
             isolated,
             replier: Mutex::new(None),
             inbound: Default::default(),
-            pending: Mutex::new(HashMap::new()),
-            progress: Mutex::new(HashMap::new()),
+            pending: Mutex::new(crate::FastMap::default()),
+            progress: Mutex::new(crate::FastMap::default()),
             next_id: AtomicU64::new(1),
             events,
             closed: CancellationToken::new(),
