@@ -303,6 +303,17 @@ fn authentication_sessions_hosts_and_visibility() {
     let (st, _, body) = http("GET", &s.url("/healthz"), &[], None).unwrap();
     assert_eq!((st, body.as_str()), (200, "ok"));
     assert_eq!(http("GET", &s.url("/metrics"), &[], None).unwrap().0, 404);
+    // The admin port serves only the admin endpoints: no MCP there, even with a valid key.
+    for path in ["/mcp", "/mcp/echo", "/mcp/env"] {
+        let (st, _, body) = http(
+            "POST",
+            &format!("http://127.0.0.1:{}{path}", s.admin),
+            &[("x-fentaris-api-key", ALICE)],
+            Some(&init),
+        )
+        .unwrap();
+        assert_eq!(st, 404, "{path}: {body}");
+    }
     let (st, _, metrics) = http(
         "GET",
         &format!("http://127.0.0.1:{}/metrics", s.admin),

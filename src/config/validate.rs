@@ -9,6 +9,10 @@ use crate::diagnostics::{Diagnostic, codes, pointer_token as tok};
 use crate::policy::Engine;
 use crate::suggest::did_you_mean;
 
+/// The longest `limits` duration accepted: deadlines are `Instant`s, and one far enough away
+/// overflows them.
+const MAX_LIMIT_DURATION: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 /// Server names: `^[a-z0-9][a-z0-9-]{0,31}$` (no `_`, so `<server>__<tool>` cannot be forged).
 pub fn valid_server_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -240,6 +244,17 @@ impl Validator<'_> {
                         format!("`limits.{name}` is 0, which would end everything at once"),
                     )
                     .help("use a positive duration such as \"10s\", or remove it for the default"),
+                );
+            } else if d > MAX_LIMIT_DURATION {
+                self.push(
+                    Diagnostic::new(
+                        codes::BAD_VALUE,
+                        format!("/limits/{name}"),
+                        format!("`limits.{name}` is longer than 365 days"),
+                    )
+                    .help(
+                        "use at most \"365d\"; a deadline that far away never ends anything anyway",
+                    ),
                 );
             }
         }
@@ -1161,6 +1176,18 @@ mod tests {
             vec!["subject.id", "subject.tenantId"]
         );
         assert_eq!(placeholders("{oops"), vec!["oops"]);
+    }
+
+    #[test]
+    fn timeouts_beyond_a_year_are_refused_with_their_pointer() {
+        let mut c = Config::default();
+        c.limits.idle_timeout = crate::config::HumanDuration(MAX_LIMIT_DURATION);
+        assert!(validate(&c).is_empty(), "365 days is allowed");
+        c.limits.idle_timeout =
+            crate::config::HumanDuration(std::time::Duration::from_secs(u64::MAX / 4));
+        let d = validate(&c);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].pointer, "/limits/idleTimeout");
     }
 
     #[test]

@@ -261,7 +261,7 @@ impl Serving {
         let main = tokio::spawn(super::listener::serve(
             listeners.main,
             front.clone(),
-            super::http::router(front.clone()),
+            super::listener::Routes::Mcp(super::http::router(front.clone())),
             stop.clone(),
         ));
         // The admin endpoints get the same timeouts and cap (their own count).
@@ -269,7 +269,7 @@ impl Serving {
             tokio::spawn(super::listener::serve(
                 l,
                 front.clone(),
-                super::http::admin_router(front.clone()),
+                super::listener::Routes::Only(super::http::admin_router(front.clone())),
                 stop.clone(),
             ))
         });

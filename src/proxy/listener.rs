@@ -96,15 +96,17 @@ impl Conn {
     /// When the connection is to be closed unless a request arrives, or, while busy, unless
     /// the client takes what is written to it (`None`: busy and writing).
     fn deadline(&self, header: Duration, idle: Duration) -> Option<Instant> {
+        // `checked_add`: a deadline past what an `Instant` holds is no deadline (config
+        // validation keeps timeouts within a year; this keeps the sweeper from panicking).
         let phase = *self.phase();
         match phase {
-            Phase::Head(t) => Some(t + header),
-            Phase::Idle(t) => Some(t + idle),
+            Phase::Head(t) => t.checked_add(header),
+            Phase::Idle(t) => t.checked_add(idle),
             Phase::Busy(_) => self
                 .stalled
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .map(|t| t + idle),
+                .and_then(|t| t.checked_add(idle)),
         }
     }
 
@@ -330,12 +332,23 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 /// File descriptors kept for upstreams, children, the audit log and the admin listener.
 const FD_RESERVE: u64 = 256;
 
-/// Serve the MCP router on `listener` until `stop`; then stop accepting, let connections
-/// finish their requests (idle ones close at once) and return when all are closed.
+/// What a listener serves.
+#[derive(Clone)]
+pub enum Routes {
+    /// The MCP endpoints: every request through [`super::http::front_door`] (POSTs to `/mcp`
+    /// straight to authentication and the POST handler, the rest through this router).
+    Mcp(axum::Router),
+    /// Only this router (the admin endpoints): nothing else is answered there, `/mcp`
+    /// included.
+    Only(axum::Router),
+}
+
+/// Serve `routes` on `listener` until `stop`; then stop accepting, let connections finish
+/// their requests (idle ones close at once) and return when all are closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
-    router: axum::Router,
+    routes: Routes,
     stop: CancellationToken,
 ) {
     let fd_cap = raise_fd_limit().map(|n| n.saturating_sub(FD_RESERVE).max(16) as usize);
@@ -398,9 +411,9 @@ pub async fn serve(
         // Responses end with a small last write: without TCP_NODELAY, Nagle's algorithm and
         // the client's delayed ACK add ~40 ms to every request.
         let _ = tcp.set_nodelay(true);
-        let (app, router, registry) = (app.clone(), router.clone(), registry.clone());
+        let (app, routes, registry) = (app.clone(), routes.clone(), registry.clone());
         tokio::spawn(async move {
-            serve_conn(tcp, peer, conn, app, router).await;
+            serve_conn(tcp, peer, conn, app, routes).await;
             registry
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -467,7 +480,7 @@ async fn serve_conn(
     peer: SocketAddr,
     conn: Arc<Conn>,
     app: Arc<App>,
-    router: axum::Router,
+    routes: Routes,
 ) {
     let io = hyper_util::rt::TokioIo::new(Watched {
         tcp,
@@ -476,10 +489,13 @@ async fn serve_conn(
     let (c, front) = (conn.clone(), app.clone());
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let busy = Busy::new(c.clone());
-        let (app, router) = (front.clone(), router.clone());
+        let (app, routes) = (front.clone(), routes.clone());
         async move {
-            let resp =
-                super::http::front_door(app, router, peer, req.map(axum::body::Body::new)).await;
+            let req = req.map(axum::body::Body::new);
+            let resp = match routes {
+                Routes::Mcp(router) => super::http::front_door(app, router, peer, req).await,
+                Routes::Only(router) => super::http::routed(router, peer, req).await,
+            };
             Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked { inner, _busy: busy }))
         }
     });

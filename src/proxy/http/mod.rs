@@ -222,7 +222,7 @@ pub async fn front_door(
     app: Arc<App>,
     router: Router,
     peer: std::net::SocketAddr,
-    mut req: axum::http::Request<axum::body::Body>,
+    req: axum::http::Request<axum::body::Body>,
 ) -> Response {
     if req.method() == axum::http::Method::POST
         && let Some(server) = post_target(req.uri().path())
@@ -234,6 +234,16 @@ pub async fn front_door(
             Err(refused) => refused,
         };
     }
+    routed(router, peer, req).await
+}
+
+/// A request through `router`, with the client's address in its extensions (where the
+/// router's `/mcp` guard reads it).
+pub async fn routed(
+    router: Router,
+    peer: std::net::SocketAddr,
+    mut req: axum::http::Request<axum::body::Body>,
+) -> Response {
     req.extensions_mut()
         .insert(axum::extract::ConnectInfo(peer));
     match tower::ServiceExt::oneshot(router, req).await {
