@@ -256,11 +256,16 @@ fn a_session_opened_on_one_replica_is_served_by_the_others_until_its_key_is_revo
     let (st, _) = post(&b.url("/mcp"), ALICE_KEY, &forged, &echo(6, "x"));
     assert_eq!(st, 404);
 
-    // The audit trails name the session alike (a short id, not the token).
+    // The audit trails name the session alike (a short id, not the token). Records reach
+    // the file through the audit writer thread, possibly after the response: waited for.
     let opened = |r: &Replica, reason: &str| {
-        r.records().into_iter().find(|l| {
-            l["event"] == "session.open" && l["reason"].as_str().unwrap().contains(reason)
-        })
+        let find = || {
+            r.records().into_iter().find(|l| {
+                l["event"] == "session.open" && l["reason"].as_str().unwrap().contains(reason)
+            })
+        };
+        wait_until(reason, || find().is_some());
+        find()
     };
     let first = opened(a, "initialize").expect("session.open on A");
     let resumed = opened(b, "resumed").expect("session.open (resumed) on B");
@@ -780,6 +785,15 @@ fn with_a_shared_key_idleness_frees_a_replicas_copy_and_the_token_rebuilds_it() 
     });
     let (st, body) = post(&rs[0].url("/mcp"), ALICE_KEY, &sid, &echo(2, "back"));
     assert_eq!(st, 200, "{body}");
+    // The audit writer thread may write the `resumed` record after the response.
+    wait_until("the resumed session is audited", || {
+        rs[0].records().iter().any(|l| {
+            l["event"] == "session.open"
+                && l["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("resumed"))
+        })
+    });
     let records = rs[0].records();
     let close = records
         .iter()
