@@ -486,21 +486,21 @@ async fn serve_conn(
         tcp,
         conn: conn.clone(),
     });
-    let (c, front) = (conn.clone(), app.clone());
+    let c = conn.clone();
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let busy = Busy::new(c.clone());
-        let (app, routes) = (front.clone(), routes.clone());
+        let (app, routes) = (app.clone(), routes.clone());
         async move {
             let req = req.map(axum::body::Body::new);
             let resp = match routes {
                 Routes::Mcp(router) => super::http::front_door(app, router, peer, req).await,
-                Routes::Only(router) => super::http::routed(router, peer, req).await,
+                Routes::Only(router) => super::http::through_router(router, peer, req).await,
             };
             Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked { inner, _busy: busy }))
         }
     });
-    // Our own timers (above) replace hyper's header timeout, which would also cut kept-alive
-    // connections that are merely idle.
+    // The sweeper's deadlines (`sweep`) replace hyper's header timeout, which would also cut
+    // kept-alive connections that are merely idle.
     let http = hyper::server::conn::http1::Builder::new()
         .header_read_timeout(None)
         .serve_connection(io, svc);

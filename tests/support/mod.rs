@@ -144,57 +144,64 @@ pub fn fentaris_cmd(dir: &Path) -> Command {
 /// ephemeral port of any connection): then the server is started again on other ports.
 pub fn serve_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Serve {
     let mut s = spawn_serve(dir, env);
-    for _ in 0..3 {
-        if !exited_on_a_taken_port(&mut s) {
-            break;
+    let mut restarts = 0;
+    loop {
+        let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
+        match wait_ready(&mut s, &readyz) {
+            Wait::Exited(_) if restarts < 3 && s.log().contains("Address already in use") => {
+                restarts += 1;
+                s.respawn(env, &[]);
+            }
+            other => {
+                other.expect_ready(&s, &readyz);
+                return s;
+            }
         }
-        s.respawn(env, &[]);
     }
-    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
-    wait_for(&mut s, &readyz);
-    s
 }
 
-/// Whether the server exited because one of its ports was taken (waits until it answers
-/// /readyz, exits, or 90 s pass).
-fn exited_on_a_taken_port(s: &mut Serve) -> bool {
-    let readyz = format!("http://127.0.0.1:{}/readyz", s.admin);
+/// How waiting for a server to answer ended.
+enum Wait {
+    Ready,
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+impl Wait {
+    /// Panics, with the server's log, unless the server became ready.
+    fn expect_ready(self, s: &Serve, url: &str) {
+        match self {
+            Wait::Ready => {}
+            Wait::Exited(st) => panic!("fentaris serve exited early: {st}\n{}", s.log()),
+            Wait::TimedOut => panic!("fentaris serve did not become ready: {url}\n{}", s.log()),
+        }
+    }
+}
+
+/// Wait until `url` answers 200, the server exits, or 90 s pass. A 200 counts once the
+/// server is still running a moment later: it may come from another test's server on a port
+/// ours failed to take.
+fn wait_ready(s: &mut Serve, url: &str) -> Wait {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(90) {
-        if let Ok(Some(_)) = s.child.try_wait() {
-            return s.log().contains("Address already in use");
+        if let Ok(Some(st)) = s.child.try_wait() {
+            return Wait::Exited(st);
         }
-        if let Ok((200, _, _)) = http("GET", &readyz, &[], None) {
-            // The answer may come from another test's server on a port ours failed to take:
-            // ours must still be running a moment later.
+        if let Ok((200, _, _)) = http("GET", url, &[], None) {
             std::thread::sleep(Duration::from_millis(100));
             return match s.child.try_wait() {
-                Ok(Some(_)) => s.log().contains("Address already in use"),
-                _ => false,
+                Ok(Some(st)) => Wait::Exited(st),
+                _ => Wait::Ready,
             };
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    false
+    Wait::TimedOut
 }
 
 /// Wait until `url` answers 200 (panics if the server exits or takes over 90 s).
 pub fn wait_for(s: &mut Serve, url: &str) {
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(st)) = s.child.try_wait() {
-            panic!("fentaris serve exited early: {st}\n{}", s.log());
-        }
-        if let Ok((200, _, _)) = http("GET", url, &[], None) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "fentaris serve did not become ready: {url}\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ready(s, url).expect_ready(s, url);
 }
 
 /// Start `fentaris serve` on free ports (stderr to a file in the project), without waiting.

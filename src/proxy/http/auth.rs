@@ -134,15 +134,13 @@ pub(super) fn host_of(authority: &str) -> String {
 
 /// Host/Origin checks, authentication, and endpoint visibility, as the axum middleware of
 /// the router's `/mcp` routes (the listener calls [`authenticate`] itself for POSTs).
-pub(super) async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+pub(super) async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let peer = peer_of(&req);
-    let (parts, body) = req.into_parts();
-    let authed = authenticate(&app, &parts, peer);
-    req = Request::from_parts(parts, body);
-    match authed {
+    let (mut parts, body) = req.into_parts();
+    match authenticate(&app, &parts, peer) {
         Ok(a) => {
-            req.extensions_mut().insert(a);
-            next.run(req).await
+            parts.extensions.insert(a);
+            next.run(Request::from_parts(parts, body)).await
         }
         Err(r) => r,
     }

@@ -234,12 +234,12 @@ pub async fn front_door(
             Err(refused) => refused,
         };
     }
-    routed(router, peer, req).await
+    through_router(router, peer, req).await
 }
 
 /// A request through `router`, with the client's address in its extensions (where the
 /// router's `/mcp` guard reads it).
-pub async fn routed(
+pub async fn through_router(
     router: Router,
     peer: std::net::SocketAddr,
     mut req: axum::http::Request<axum::body::Body>,

@@ -631,7 +631,7 @@ impl Upstream {
 
     /// Send a message; for an HTTP upstream, the POST to await (it carries the response).
     #[must_use]
-    fn send(&self, text: String, initialize: bool, id: Option<u64>) -> Option<HttpPost> {
+    fn send(&self, text: String, method: &str, id: Option<u64>) -> Option<HttpPost> {
         match &self.conn {
             Conn::Stdio { tx, .. } => {
                 if tx.send(text).is_err()
@@ -648,7 +648,7 @@ impl Upstream {
             Conn::Http(h) => Some(Box::pin(http_post(
                 h.clone(),
                 text.into(),
-                initialize,
+                method == "initialize",
                 id,
                 self.shared.clone(),
             ))),
@@ -719,11 +719,20 @@ impl Upstream {
                 m.insert("progressToken".into(), Value::String(t.clone()));
             }
         }
-        let text = outgoing(Some(id), method, &params);
+        let text = match outgoing(Some(id), method, &params) {
+            Ok(t) => t,
+            Err(e) => {
+                self.forget(id, token.as_deref());
+                return Err(UpstreamError::Transport(format!(
+                    "the request to upstream `{}` could not be written: {e}",
+                    self.server
+                )));
+            }
+        };
         drop(params);
         // An HTTP upstream's POST is driven here, by the caller that waits for its response
         // (no task and no hop between tasks per request).
-        let mut post = self.send(text, method == "initialize", Some(id));
+        let mut post = self.send(text, method, Some(id));
         let mut guard = CallGuard {
             up: self,
             id,
@@ -836,8 +845,14 @@ impl Upstream {
 
     /// Send a notification now (without waiting).
     pub fn notify_now(&self, method: &str, params: Option<Value>) {
-        let text = outgoing(None, method, params.as_ref().unwrap_or(&Value::Null));
-        if let Some(post) = self.send(text, method == "initialize", None) {
+        let text = match outgoing(None, method, params.as_ref().unwrap_or(&Value::Null)) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(server = %self.server, "a `{method}` notification could not be written: {e}");
+                return;
+            }
+        };
+        if let Some(post) = self.send(text, method, None) {
             tokio::spawn(post);
         }
     }
@@ -928,7 +943,7 @@ pub fn describe(e: &UpstreamError) -> String {
 
 /// A request (with `id`) or a notification to an upstream, as JSON text, written in one pass
 /// from borrowed parts (no map built for the envelope). A null `params` is left out.
-fn outgoing(id: Option<u64>, method: &str, params: &Value) -> String {
+fn outgoing(id: Option<u64>, method: &str, params: &Value) -> serde_json::Result<String> {
     #[derive(serde::Serialize)]
     struct Envelope<'a> {
         jsonrpc: &'static str,
@@ -938,28 +953,12 @@ fn outgoing(id: Option<u64>, method: &str, params: &Value) -> String {
         #[serde(skip_serializing_if = "Value::is_null")]
         params: &'a Value,
     }
-    let env = Envelope {
+    serde_json::to_string(&Envelope {
         jsonrpc: "2.0",
         id,
         method,
         params,
-    };
-    let mut out = Vec::with_capacity(64 + method.len());
-    // Writing borrowed strings and a `Value` into a `Vec` cannot fail, and JSON text is
-    // UTF-8; the fallback builds the same envelope as a tree.
-    match serde_json::to_writer(&mut out, &env).map(|()| String::from_utf8(out)) {
-        Ok(Ok(text)) => text,
-        _ => {
-            let mut msg = json!({ "jsonrpc": "2.0", "method": method });
-            if let Some(id) = id {
-                msg["id"] = id.into();
-            }
-            if !params.is_null() {
-                msg["params"] = params.clone();
-            }
-            msg.to_string()
-        }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -969,18 +968,18 @@ mod outgoing_tests {
     #[test]
     fn requests_and_notifications_are_written_as_the_envelope_they_were_built_as() {
         let params = json!({ "name": "echo", "arguments": { "z": "\u{1}\"", "a": [1, 2.5] } });
-        let text = outgoing(Some(41), "tools/call", &params);
+        let text = outgoing(Some(41), "tools/call", &params).unwrap();
         assert_eq!(
             text,
             json!({ "jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": params })
                 .to_string()
         );
         assert_eq!(
-            outgoing(None, "notifications/initialized", &Value::Null),
+            outgoing(None, "notifications/initialized", &Value::Null).unwrap(),
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
         );
         assert_eq!(
-            outgoing(Some(1), "ping", &Value::Null),
+            outgoing(Some(1), "ping", &Value::Null).unwrap(),
             r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
         );
     }
