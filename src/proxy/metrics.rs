@@ -2,6 +2,7 @@
 //! decisions; latency; upstream starts, failures, exits, restarts and crash loops; upstream
 //! messages dropped because they could not be tied to a client; drifted tools; refused keys.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -42,10 +43,36 @@ struct ServerLabels {
 type PerServer<M> = Family<ServerLabels, M>;
 type Latency = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
+/// At most this many (server, method) and (server, operation) label sets each. A method
+/// name, and the server a request names, are the client's choice: past the cap, new ones
+/// are counted under `other`, so a client cannot grow `/metrics` (and memory) without end.
+const MAX_LABEL_SETS: usize = 512;
+/// The label value of everything past [`MAX_LABEL_SETS`].
+const OTHER: &str = "other";
+
+/// A request's series for one (server, method): its counter per outcome and the method's
+/// latency histogram (handles onto the families' series, which they share).
+struct RequestCells {
+    outcomes: Vec<(&'static str, Counter)>,
+    latency: Histogram,
+}
+
+/// The series of the two per-request families, found by `&str` without building label
+/// strings (5 allocations and three SipHash lookups of whole label sets per request
+/// before). Keyed by text a client chooses, so the maps keep SipHash.
+#[derive(Default)]
+struct Cells {
+    requests: HashMap<String, HashMap<String, RequestCells>>,
+    requests_len: usize,
+    decisions: HashMap<String, HashMap<String, [Option<Counter>; 2]>>,
+    decisions_len: usize,
+}
+
 /// The proxy's metrics; each family has its own lock-light map (a read lock per update once
 /// a label set exists).
 pub struct Metrics {
     registry: Registry,
+    cells: parking_lot::RwLock<Cells>,
     requests: Family<RequestLabels, Counter>,
     decisions: Family<DecisionLabels, Counter>,
     latency: Latency,
@@ -141,6 +168,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            cells: Default::default(),
             requests,
             decisions,
             latency,
@@ -156,27 +184,106 @@ impl Metrics {
     }
 
     pub fn request(&self, server: &str, method: &str, outcome: &'static str, took: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                server: server.into(),
-                method: method.into(),
-                outcome,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&MethodLabels {
-                method: method.into(),
-            })
-            .observe(took.as_secs_f64());
+        let secs = took.as_secs_f64();
+        {
+            let cells = self.cells.read();
+            if let Some(c) = cells.requests.get(server).and_then(|m| m.get(method))
+                && let Some((_, n)) = c.outcomes.iter().find(|(o, _)| *o == outcome)
+            {
+                n.inc();
+                c.latency.observe(secs);
+                return;
+            }
+        }
+        let mut cells = self.cells.write();
+        let cells = &mut *cells;
+        let known = cells
+            .requests
+            .get(server)
+            .is_some_and(|m| m.contains_key(method));
+        let (server, method) = if known || cells.requests_len < MAX_LABEL_SETS {
+            (server, method)
+        } else {
+            (OTHER, OTHER)
+        };
+        let by_method = cells.requests.entry(server.to_string()).or_default();
+        let c = match by_method.get_mut(method) {
+            Some(c) => c,
+            None => {
+                cells.requests_len += 1;
+                let latency = self
+                    .latency
+                    .get_or_create(&MethodLabels {
+                        method: method.into(),
+                    })
+                    .clone();
+                by_method.entry(method.to_string()).or_insert(RequestCells {
+                    outcomes: Vec::new(),
+                    latency,
+                })
+            }
+        };
+        let n = match c.outcomes.iter().find(|(o, _)| *o == outcome) {
+            Some((_, n)) => n.clone(),
+            None => {
+                let n = self
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        server: server.into(),
+                        method: method.into(),
+                        outcome,
+                    })
+                    .clone();
+                c.outcomes.push((outcome, n.clone()));
+                n
+            }
+        };
+        n.inc();
+        c.latency.observe(secs);
     }
     pub fn decision(&self, server: &str, operation: &str, allow: bool) {
-        self.decisions
-            .get_or_create(&DecisionLabels {
-                server: server.into(),
-                operation: operation.into(),
-                decision: if allow { "allow" } else { "deny" },
-            })
-            .inc();
+        let i = usize::from(!allow);
+        {
+            let cells = self.cells.read();
+            if let Some(Some(n)) = cells
+                .decisions
+                .get(server)
+                .and_then(|m| m.get(operation))
+                .map(|c| &c[i])
+            {
+                n.inc();
+                return;
+            }
+        }
+        let mut cells = self.cells.write();
+        let cells = &mut *cells;
+        let known = cells
+            .decisions
+            .get(server)
+            .is_some_and(|m| m.contains_key(operation));
+        let (server, operation) = if known || cells.decisions_len < MAX_LABEL_SETS {
+            (server, operation)
+        } else {
+            (OTHER, OTHER)
+        };
+        let by_op = cells.decisions.entry(server.to_string()).or_default();
+        let c = match by_op.get_mut(operation) {
+            Some(c) => c,
+            None => {
+                cells.decisions_len += 1;
+                by_op.entry(operation.to_string()).or_default()
+            }
+        };
+        let n = c[i].get_or_insert_with(|| {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    server: server.into(),
+                    operation: operation.into(),
+                    decision: if allow { "allow" } else { "deny" },
+                })
+                .clone()
+        });
+        n.inc();
     }
     pub fn upstream_started(&self, s: &str) {
         self.upstream_starts.get_or_create(&server(s)).inc();
@@ -233,6 +340,56 @@ mod tests {
     fn value(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn client_chosen_labels_are_capped_and_nothing_goes_uncounted() {
+        let m = Metrics::new();
+        let n = MAX_LABEL_SETS + 100;
+        for i in 0..n {
+            m.request("fs", &format!("m{i}"), "ok", Duration::from_millis(1));
+            m.decision(&format!("s{i}"), "custom", i % 2 == 0);
+        }
+        // A known label set still counts as itself past the cap.
+        m.request("fs", "m0", "error", Duration::from_millis(1));
+        m.decision("s1", "custom", true);
+        let t = m.render();
+        let series = |prefix: &str| t.lines().filter(|l| l.starts_with(prefix)).count();
+        let sum = |prefix: &str| -> f64 {
+            t.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        assert_eq!(series("fentaris_requests_total{"), MAX_LABEL_SETS + 2);
+        assert_eq!(sum("fentaris_requests_total{"), (n + 1) as f64);
+        assert_eq!(
+            value(
+                &t,
+                r#"fentaris_requests_total{server="other",method="other",outcome="ok"}"#
+            ),
+            Some((n - MAX_LABEL_SETS) as f64)
+        );
+        assert_eq!(
+            value(
+                &t,
+                r#"fentaris_requests_total{server="fs",method="m0",outcome="error"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            series("fentaris_request_duration_seconds_count{"),
+            MAX_LABEL_SETS + 1
+        );
+        assert_eq!(series("fentaris_decisions_total{"), MAX_LABEL_SETS + 3);
+        assert_eq!(sum("fentaris_decisions_total{"), (n + 1) as f64);
+        assert_eq!(
+            value(
+                &t,
+                r#"fentaris_decisions_total{server="s1",operation="custom",decision="allow"}"#
+            ),
+            Some(1.0)
+        );
     }
 
     #[test]

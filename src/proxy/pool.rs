@@ -452,22 +452,36 @@ impl Pool {
         server: &str,
         key: &ConnKey,
         spec: &Spec,
-        dropped: prometheus_client::metrics::counter::Counter,
+        dropped: impl FnOnce() -> prometheus_client::metrics::counter::Counter,
         client_capabilities: impl FnOnce() -> serde_json::Value,
         max_message: usize,
     ) -> Result<(Arc<Upstream>, bool), String> {
-        self.last_used
-            .lock()
-            .insert(key.clone(), std::time::Instant::now());
+        {
+            // The key is copied only the first time (this runs on every call).
+            let now = std::time::Instant::now();
+            let mut used = self.last_used.lock();
+            match used.get_mut(key) {
+                Some(t) => *t = now,
+                None => {
+                    used.insert(key.clone(), now);
+                }
+            }
+        }
         let cell = {
             let mut map = self.conns.lock().await;
-            let entry = map
-                .entry(key.clone())
-                .or_insert_with(|| Arc::new(OnceCell::new()));
-            if entry.get().is_some_and(|u| u.is_closed()) {
-                *entry = Arc::new(OnceCell::new());
+            match map.get_mut(key) {
+                Some(entry) => {
+                    if entry.get().is_some_and(|u| u.is_closed()) {
+                        *entry = Arc::new(OnceCell::new());
+                    }
+                    entry.clone()
+                }
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    map.insert(key.clone(), cell.clone());
+                    cell
+                }
             }
-            entry.clone()
         };
         let mut fresh = false;
         let up = cell
@@ -478,7 +492,7 @@ impl Pool {
                     server,
                     spec,
                     INIT_TIMEOUT,
-                    dropped,
+                    dropped(),
                     key.isolated(),
                     client_capabilities(),
                     max_message,

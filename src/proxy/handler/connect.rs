@@ -111,7 +111,7 @@ impl Proxy {
                 server,
                 &key,
                 &spec,
-                self.metrics.messages_dropped(server),
+                || self.metrics.messages_dropped(server),
                 || self.client_capabilities(server),
                 self.config.limits.max_upstream_message_bytes,
             )

@@ -87,6 +87,25 @@ pub fn client_address(
     )
 }
 
+/// An address as `Display` writes it. IPv4, the common case, without the formatting
+/// machinery (which costs ~1.3k instructions per request).
+pub(super) fn address_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            let mut b = itoa::Buffer::new();
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(b.format(o));
+            }
+            s
+        }
+        v6 => v6.to_string(),
+    }
+}
+
 /// An address or CIDR range (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`).
 pub(super) fn parse_net(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>()
@@ -172,7 +191,7 @@ pub(super) fn authenticate(
             r.method = Some(req.method.to_string());
             r.target = Some(req.uri.path().chars().take(256).collect());
             r.client = ClientRef {
-                address: ip.map(|a| a.to_string()),
+                address: ip.map(address_text),
                 ..ClientRef::default()
             };
             st.proxy.audit().write(r);
@@ -201,7 +220,7 @@ pub(super) fn authenticate(
             return Err((StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response());
         }
     }
-    let address = ip.map(|a| a.to_string());
+    let address = ip.map(address_text);
     if app.auth_limited(ip, st.proxy.config().limits.auth_failures_per_minute) {
         let mut r = json_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -303,6 +322,27 @@ pub(super) fn trusted_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for a in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.0.10.100",
+            "::1",
+            "::ffff:10.0.0.1",
+            "fd00::1:2",
+        ] {
+            let ip: std::net::IpAddr = a.parse().unwrap();
+            assert_eq!(address_text(ip), ip.to_string());
+        }
+        proptest::proptest!(|(o: [u8; 4])| {
+            let ip = std::net::IpAddr::from(o);
+            proptest::prop_assert_eq!(address_text(ip), ip.to_string());
+        });
+    }
 
     #[test]
     pub(super) fn hosts() {
