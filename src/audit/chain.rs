@@ -66,13 +66,64 @@ impl ChainKey {
 }
 
 fn hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
+    push_hex(&mut s, b);
+    s
+}
+
+fn push_hex(s: &mut String, b: &[u8]) {
+    const H: &[u8; 16] = b"0123456789abcdef";
     for x in b {
         s.push(H[(x >> 4) as usize] as char);
         s.push(H[(x & 15) as usize] as char);
     }
-    s
+}
+
+/// A [`ChainKey`] made ready for many lines: the HMAC key schedule (two SHA-256 blocks)
+/// is computed once, not per line. What the writer seals with.
+#[derive(Clone)]
+pub struct Sealer(Option<hmac::Hmac<Sha256>>);
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "hmac-sha256"
+        } else {
+            "sha256"
+        })
+    }
+}
+
+impl Sealer {
+    pub fn new(key: &ChainKey) -> Sealer {
+        Sealer(match key {
+            ChainKey::Hmac(k) => Some(
+                <hmac::Hmac<Sha256> as Mac>::new_from_slice(&k.bytes()[..])
+                    .expect("HMAC takes any key length"),
+            ),
+            ChainKey::Sha256 => None,
+        })
+    }
+
+    /// What [`ChainKey::link`] computes, as bytes.
+    fn link(&self, prev: &str, body: &str) -> [u8; 32] {
+        match &self.0 {
+            Some(m) => {
+                let mut m = m.clone();
+                m.update(prev.as_bytes());
+                m.update(b"\n");
+                m.update(body.as_bytes());
+                m.finalize().into_bytes().into()
+            }
+            None => {
+                let mut h = Sha256::new();
+                h.update(prev.as_bytes());
+                h.update(b"\n");
+                h.update(body.as_bytes());
+                h.finalize().into()
+            }
+        }
+    }
 }
 
 /// The running state of a chain: what the next line links to, and its `seq`.
@@ -102,6 +153,21 @@ impl Link {
         self.prev = value;
         self.seq += 1;
         record
+    }
+
+    /// [`Link::seal`] in place: `out[start..]` is the record (a JSON object text); its
+    /// closing brace becomes the chain member and the line's newline. Advances the chain.
+    pub fn seal_at(&mut self, sealer: &Sealer, out: &mut String, start: usize) {
+        debug_assert!(out.ends_with('}') && out.is_char_boundary(start));
+        out.pop();
+        let value = sealer.link(&self.prev, &out[start..]);
+        out.push_str(MARKER);
+        let at = out.len();
+        push_hex(out, &value);
+        self.prev.clear();
+        self.prev.push_str(&out[at..]);
+        out.push_str("\"}\n");
+        self.seq += 1;
     }
 }
 
@@ -305,6 +371,34 @@ mod tests {
 
     fn key() -> ChainKey {
         ChainKey::Hmac(SecretKey::from_bytes([7; 32]))
+    }
+
+    #[test]
+    fn sealing_in_place_with_a_prepared_key_writes_the_same_lines() {
+        for k in [key(), ChainKey::Sha256] {
+            let sealer = Sealer::new(&k);
+            let (mut a, mut b) = (Link::genesis(), Link::genesis());
+            let mut buf = String::from("left alone\n");
+            let mut lines = Vec::new();
+            for i in 0..5 {
+                let rec = format!(r#"{{"seq":{i},"event":"x","s":"é\"{i}"}}"#);
+                lines.push(a.seal(&k, rec.clone()));
+                let start = buf.len();
+                buf.push_str(&rec);
+                b.seal_at(&sealer, &mut buf, start);
+                assert_eq!(a, b);
+            }
+            assert_eq!(buf, format!("left alone\n{}", lines.concat()));
+            // Each line links to the one before, as verification recomputes it.
+            let mut prev = GENESIS.to_string();
+            for l in &lines {
+                let (body, value) = split_line(l).unwrap();
+                assert_eq!(k.link(&prev, body), value);
+                prev = value.to_string();
+            }
+            assert_eq!(b.prev, prev);
+        }
+        assert_eq!(format!("{:?}", Sealer::new(&key())), "hmac-sha256");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::Shared;
-use super::chain::{ChainKey, GENESIS, Link, split_line};
+use super::chain::{ChainKey, GENESIS, Link, Sealer, split_line};
 use super::checkpoint::{Checkpoint, FileId};
 use super::record::Record;
 
@@ -150,6 +150,8 @@ fn nlink(_: &std::fs::Metadata) -> u64 {
 
 struct Writer {
     opts: Options,
+    /// `opts.key`, ready to seal many lines.
+    sealer: Sealer,
     shared: Arc<Shared>,
     link: Link,
     file: Option<FileSink>,
@@ -180,8 +182,15 @@ struct Writer {
 /// `text` (a record's JSON object without `seq`) with `"seq":N` inserted after the leading
 /// `time` member (or first, if the text does not start with one), with room for the chain
 /// member [`Link::seal`] appends.
+#[cfg(test)]
 fn with_seq(text: &str, seq: u64) -> String {
-    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len() + 128);
+    push_with_seq(&mut out, text, seq);
+    out
+}
+
+/// [`with_seq`], appended to `out`.
+fn push_with_seq(out: &mut String, text: &str, seq: u64) {
     const TIME: &str = r#"{"time":""#;
     let at = text
         .strip_prefix(TIME)
@@ -189,18 +198,15 @@ fn with_seq(text: &str, seq: u64) -> String {
         .map(|i| TIME.len() + i + 1)
         .filter(|&i| text[i..].starts_with(','))
         .map_or(1, |i| i + 1);
-    let mut out = String::with_capacity(text.len() + 128);
+    let mut n = itoa::Buffer::new();
+    out.reserve(text.len() + 96);
     out.push_str(&text[..at]);
-    if at == 1 {
-        let _ = write!(out, r#""seq":{seq}"#);
-        if text.len() > 2 {
-            out.push(',');
-        }
-    } else {
-        let _ = write!(out, r#""seq":{seq},"#);
+    out.push_str(r#""seq":"#);
+    out.push_str(n.format(seq));
+    if at > 1 || text.len() > 2 {
+        out.push(',');
     }
     out.push_str(&text[at..]);
-    out
 }
 
 pub fn rotated(path: &Path, i: u32) -> PathBuf {
@@ -381,10 +387,9 @@ impl Writer {
 
     /// Seal a record (serialised without `seq`) into the write buffer.
     fn seal(&mut self, text: String, counts: bool) {
-        let line = self
-            .link
-            .seal(&self.opts.key, with_seq(&text, self.link.seq));
-        self.buf.push_str(&line);
+        let start = self.buf.len();
+        push_with_seq(&mut self.buf, &text, self.link.seq);
+        self.link.seal_at(&self.sealer, &mut self.buf, start);
         if counts {
             self.buf_records += 1;
         }
@@ -967,6 +972,7 @@ pub(crate) type Spawned = (
 pub(crate) fn spawn(opts: Options, shared: Arc<Shared>) -> Result<Spawned, String> {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut w = Writer {
+        sealer: Sealer::new(&opts.key),
         opts,
         shared,
         link: Link::genesis(),
@@ -1306,6 +1312,7 @@ mod tests {
         let mut o = opts(d.path());
         o.path = Some(path);
         let mut w = Writer {
+            sealer: Sealer::new(&o.key),
             opts: o,
             shared: Arc::new(Shared {
                 queued: Default::default(),
