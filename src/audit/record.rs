@@ -2,6 +2,7 @@
 //! upstream call fill in, and the redaction helpers: argument *shapes* (never values) and
 //! URIs without userinfo, query or fragment.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -49,14 +50,18 @@ impl ClientRef {
     fn is_empty(&self) -> bool {
         self.name.is_none() && self.version.is_none() && self.address.is_none()
     }
+    fn is_none_or_empty(c: &Option<Arc<ClientRef>>) -> bool {
+        c.as_ref().is_none_or(|c| c.is_empty())
+    }
 }
 
-/// The rule that decided.
+/// The rule that decided (shared with the policy engine's rule table: a request copies
+/// no text to name it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleRef {
-    pub policy: String,
+    pub policy: Arc<str>,
     pub index: usize,
-    pub pointer: String,
+    pub pointer: Arc<str>,
 }
 
 /// One audit line (before `seq` and `chain` are added by the writer).
@@ -69,19 +74,21 @@ pub struct Record {
     /// `upstream.exit`, `serve.start`, `serve.stop`, `log` (middleware), `file.start`.
     pub event: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Shared by a session's records (built once per session and config).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<SubjectRef>,
-    #[serde(skip_serializing_if = "ClientRef::is_empty")]
-    pub client: ClientRef,
+    pub subject: Option<Arc<SubjectRef>>,
+    /// Shared by a session's records.
+    #[serde(skip_serializing_if = "ClientRef::is_none_or_empty")]
+    pub client: Option<Arc<ClientRef>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub operation: Option<String>,
+    pub operation: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,7 +96,7 @@ pub struct Record {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<&'static str>,
     /// The JSON-RPC error code the client got (never the upstream's message: it may echo
@@ -175,7 +182,7 @@ impl Record {
         let mut o = String::with_capacity(
             // A request line without its variable parts is about 400 bytes.
             512 + self.args.as_ref().map_or(0, String::len)
-                + self.reason.as_ref().map_or(0, String::len)
+                + self.reason.as_ref().map_or(0, |r| r.len())
                 + self.target.as_ref().map_or(0, String::len),
         );
         o.push_str("{\"time\":");
@@ -205,13 +212,13 @@ impl Record {
             opt(&mut o, ",\"keyId\":", sub.key_id.as_deref());
             o.push('}');
         }
-        if !self.client.is_empty() {
+        if let Some(client) = self.client.as_deref().filter(|c| !c.is_empty()) {
             o.push_str(",\"client\":{");
             let mut first = true;
             for (key, v) in [
-                ("\"name\":", &self.client.name),
-                ("\"version\":", &self.client.version),
-                ("\"address\":", &self.client.address),
+                ("\"name\":", &client.name),
+                ("\"version\":", &client.version),
+                ("\"address\":", &client.address),
             ] {
                 if let Some(v) = v {
                     if !first {
@@ -431,14 +438,14 @@ fn rfc3339_millis(t: SystemTime) -> String {
 }
 
 /// A fresh request id: 16 lowercase hex digits of a random `u64`.
-pub fn new_request_id() -> String {
+pub fn new_request_id() -> Arc<str> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = rand::random::<u64>();
-    let mut id = String::with_capacity(16);
-    for i in (0..16).rev() {
-        id.push(char::from(HEX[((n >> (i * 4)) & 0xf) as usize]));
+    let mut id = [0u8; 16];
+    for (i, d) in id.iter_mut().enumerate() {
+        *d = HEX[((n >> ((15 - i) * 4)) & 0xf) as usize];
     }
-    id
+    Arc::from(std::str::from_utf8(&id).unwrap_or_default())
 }
 
 /// `s` cut to its first `max` characters (client-chosen text in a record stays bounded).
@@ -459,13 +466,13 @@ fn ms(d: Duration) -> f64 {
 /// upstream time, an outcome finer than the client's error, and middleware tags.
 #[derive(Debug, Default, Clone)]
 pub struct Slot {
-    pub request_id: Option<String>,
+    pub request_id: Option<Arc<str>>,
     pub server: Option<String>,
-    pub operation: Option<String>,
+    pub operation: Option<Cow<'static, str>>,
     pub target: Option<String>,
     pub decision: Option<&'static str>,
     pub rule: Option<RuleRef>,
-    pub reason: Option<String>,
+    pub reason: Option<Arc<str>>,
     pub outcome: Option<&'static str>,
     pub upstream: Option<Duration>,
     pub tags: BTreeMap<String, String>,
@@ -498,7 +505,7 @@ tokio::task_local! {
 }
 
 /// A fresh slot for request `request_id`.
-pub fn new_slot(request_id: Option<String>) -> Arc<Mutex<Slot>> {
+pub fn new_slot(request_id: Option<Arc<str>>) -> Arc<Mutex<Slot>> {
     Arc::new(Mutex::new(Slot {
         request_id,
         ..Slot::default()
@@ -517,7 +524,7 @@ pub fn take_slot(slot: &Mutex<Slot>) -> Slot {
 
 /// Run `fut` with a fresh slot for request `request_id`; returns its output and the slot.
 pub async fn with_slot<F: std::future::Future>(
-    request_id: Option<String>,
+    request_id: Option<Arc<str>>,
     fut: F,
 ) -> (F::Output, Slot) {
     let slot = new_slot(request_id);
@@ -531,7 +538,7 @@ pub fn note(f: impl FnOnce(&mut Slot)) {
 }
 
 /// The id of the request running on this task, if any.
-pub fn current_request_id() -> Option<String> {
+pub fn current_request_id() -> Option<Arc<str>> {
     CURRENT
         .try_with(|s| {
             s.lock()
@@ -685,17 +692,17 @@ mod tests {
         r.time = "2026-12-03T08:41:47.007Z".into();
         r.request_id = Some("00ff00ff00ff00ff".into());
         r.session = Some("sess-1".into());
-        r.subject = Some(SubjectRef {
+        r.subject = Some(Arc::new(SubjectRef {
             id: "ané \"q\" \\ \u{1F600}".into(),
             groups: vec!["ops".into(), "dev\n".into()],
             tenant: Some("acme".into()),
             key_id: Some("key_abc".into()),
-        });
-        r.client = ClientRef {
+        }));
+        r.client = Some(Arc::new(ClientRef {
             name: Some("cli\u{0}\u{1f}\u{7f}".into()),
             version: Some("1.0\t\r\u{8}\u{c}".into()),
             address: Some("127.0.0.1:5000".into()),
-        };
+        }));
         r.server = Some("fs".into());
         r.method = Some("tools/call".into());
         r.operation = Some("tools/call".into());
@@ -763,11 +770,14 @@ mod tests {
             r.to_json(),
             r#"{"time":"2026-01-01T00:00:00.000Z","event":"request"}"#
         );
-        r.subject = Some(SubjectRef {
+        r.subject = Some(Arc::new(SubjectRef {
             id: "u".into(),
             ..SubjectRef::default()
-        });
-        r.client.version = Some("2".into());
+        }));
+        r.client = Some(Arc::new(ClientRef {
+            version: Some("2".into()),
+            ..ClientRef::default()
+        }));
         r.latency_ms = Some(f64::NAN);
         let extra = BTreeMap::from([("env".to_string(), "prod".to_string())]);
         let text = r.to_json_tagged(&extra);
@@ -826,17 +836,17 @@ mod tests {
             let s = |i: usize| strings[i].clone();
             let mut r = Record::new("request");
             r.time = s(0).unwrap_or_default();
-            r.request_id = s(1);
+            r.request_id = s(1).map(Into::into);
             r.session = s(2);
-            r.subject = s(3).map(|id| SubjectRef { id, groups, tenant: s(4), key_id: s(5) });
-            r.client = ClientRef { name: s(6), version: s(7), address: s(8) };
+            r.subject = s(3).map(|id| Arc::new(SubjectRef { id, groups, tenant: s(4), key_id: s(5) }));
+            r.client = Some(Arc::new(ClientRef { name: s(6), version: s(7), address: s(8) }));
             r.server = s(9);
             r.method = s(10);
-            r.operation = s(11);
+            r.operation = s(11).map(Into::into);
             r.target = s(12);
             r.decision = s(13).map(|_| "deny");
-            r.rule = s(14).map(|policy| RuleRef { policy, index: numbers.3, pointer: s(15).unwrap_or_default() });
-            r.reason = s(15);
+            r.rule = s(14).map(|policy| RuleRef { policy: policy.into(), index: numbers.3, pointer: s(15).unwrap_or_default().into() });
+            r.reason = s(15).map(Into::into);
             r.outcome = s(4).map(|_| "tool_error");
             r.error_code = numbers.0;
             r.latency_ms = numbers.1;

@@ -397,7 +397,7 @@ fn decision(
     let d = engine.decide(subject, &req);
     let (rule, summary) = match d.reason {
         crate::policy::Reason::Rule(r) => match engine.rule_info(r) {
-            Some(i) => (i.pointer.clone(), Some(i.summary.clone())),
+            Some(i) => (i.pointer.to_string(), Some(i.summary.to_string())),
             None => (String::new(), None),
         },
         crate::policy::Reason::NoMatchingRule => ("no rule (deny by default)".into(), None),

@@ -63,7 +63,7 @@ where
 pub fn denial(who: &'static str, message: &str) -> RpcError {
     crate::audit::record::note(|s| {
         s.decision = Some("deny");
-        s.reason = Some(format!("{who}: {message}"));
+        s.reason = Some(format!("{who}: {message}").into());
     });
     RpcError::denied(who, message)
 }
@@ -78,7 +78,7 @@ struct CtxInner {
     server: String,
     operation: String,
     target: String,
-    request_id: Option<String>,
+    request_id: Option<std::sync::Arc<str>>,
     log: Log,
 }
 
@@ -142,7 +142,7 @@ impl Ctx {
 #[derive(Clone)]
 pub struct Log {
     audit: Arc<AuditLog>,
-    request_id: Option<String>,
+    request_id: Option<std::sync::Arc<str>>,
 }
 
 impl Log {

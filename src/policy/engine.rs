@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::{Capability, Config, PolicyRef, Rule};
 use crate::diagnostics::{Diagnostic, codes};
@@ -33,14 +34,15 @@ impl Effect {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RuleInfo {
     /// Policy name (`<group>/inline` or `top-level/inline` for inline policies).
-    pub policy: String,
+    /// The texts are shared: audit records name the rule without copying them.
+    pub policy: Arc<str>,
     /// Index of the rule in its policy's `rules`.
     pub index: usize,
     /// JSON pointer of the rule in the config.
-    pub pointer: String,
+    pub pointer: Arc<str>,
     pub effect: Effect,
     /// A one-line description such as `allow tool:call read_file on filesystem`.
-    pub summary: String,
+    pub summary: Arc<str>,
 }
 
 /// The set of operations a rule covers.
@@ -449,7 +451,7 @@ impl Engine {
         for (ri, rule) in rules.iter().enumerate() {
             let pointer = format!("{}/rules/{ri}", ctx.base);
             if let Some(mut c) = compile_rule(rule, &pointer, diags) {
-                c.info.policy = ctx.policy_name.to_string();
+                c.info.policy = ctx.policy_name.into();
                 c.info.index = ri;
                 ids.push(self.rules.len() as u32);
                 self.rules.push(c);
@@ -955,11 +957,11 @@ fn compile_rule(rule: &Rule, pointer: &str, diags: &mut Vec<Diagnostic>) -> Opti
         targets,
         kind,
         info: RuleInfo {
-            policy: String::new(),
+            policy: "".into(),
             index: 0,
-            pointer: pointer.to_string(),
+            pointer: pointer.into(),
             effect,
-            summary,
+            summary: summary.into(),
         },
     })
 }

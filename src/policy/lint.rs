@@ -49,7 +49,7 @@ pub(crate) fn lint(e: &Engine, diags: &mut Vec<Diagnostic>) {
                 && r.kind.is_none_or(|k| k == TargetKind::Tool)
             {
                 diags.push(
-                    Diagnostic::new(codes::WILDCARD_ALLOW, &r.info.pointer, "this rule allows every tool of every server the policy's users can see")
+                    Diagnostic::new(codes::WILDCARD_ALLOW, &*r.info.pointer, "this rule allows every tool of every server the policy's users can see")
                         .help("list the servers and tools the users need; keep `allow *` on `mcp *` for administrators only"),
                 );
             }
@@ -68,7 +68,7 @@ pub(crate) fn lint(e: &Engine, diags: &mut Vec<Diagnostic>) {
                 diags.push(
                     Diagnostic::new(
                         codes::DUPLICATE_RULE,
-                        &r.info.pointer,
+                        &*r.info.pointer,
                         format!(
                             "rule repeats rule {} of policy `{}`",
                             rules[i].info.index, r.info.policy
@@ -120,7 +120,7 @@ fn shadowed(diags: &mut Vec<Diagnostic>, r: &CompiledRule, by: &CompiledRule) {
     diags.push(
         Diagnostic::new(
             codes::SHADOWED_RULE,
-            &r.info.pointer,
+            &*r.info.pointer,
             format!(
                 "rule can never decide anything: {why} rule {} (`{}`)",
                 by.info.index, by.info.summary
@@ -183,7 +183,7 @@ pub(crate) fn literal_looking_classes(text: &str) -> Vec<&str> {
 fn bracket_classes(diags: &mut Vec<Diagnostic>, r: &CompiledRule) {
     let server = (format!("{}/mcp", r.info.pointer), vec![&r.server]);
     let targets = (
-        r.info.pointer.clone(),
+        r.info.pointer.to_string(),
         r.targets.0.iter().collect::<Vec<_>>(),
     );
     for (pointer, patterns) in [server, targets] {

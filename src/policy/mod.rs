@@ -58,7 +58,7 @@ pub const KNOWN_OPERATIONS: [Operation; 13] = [
 
 impl Operation {
     /// The name used in rules, e.g. `tool:call`.
-    pub fn name(&self) -> std::borrow::Cow<'_, str> {
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
         use Operation::*;
         let s = match self {
             ToolsList => "tools:list",

@@ -55,26 +55,29 @@ pub struct Caller {
 }
 
 /// Who is behind a caller, for the audit trail: never the key itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct CallerInfo {
     /// The API key id, `config:<source>` or `trusted-header`.
     pub key_id: Option<String>,
     /// What the client said it is (from `initialize`) and where it connected from.
-    pub client: ClientRef,
+    pub client: Arc<ClientRef>,
     /// The session's `logging/setLevel`, as a [`log_rank`] (0: never set). Shared by the
     /// session's requests; upstream log lines below it are not passed on.
     pub log_level: Arc<std::sync::atomic::AtomicU8>,
+    /// The audit subject of the last subject seen (a reload gives a session a new one).
+    subject_ref: parking_lot::Mutex<Option<(Arc<Subject>, Arc<SubjectRef>)>>,
 }
 
 impl CallerInfo {
     pub fn new(key_id: &str, address: Option<String>) -> CallerInfo {
         CallerInfo {
             key_id: Some(key_id.to_string()),
-            client: ClientRef {
+            client: Arc::new(ClientRef {
                 address,
                 ..ClientRef::default()
-            },
+            }),
             log_level: Arc::default(),
+            subject_ref: Default::default(),
         }
     }
 
@@ -86,9 +89,24 @@ impl CallerInfo {
                 .and_then(Value::as_str)
                 .map(|v| v.chars().take(128).collect::<String>())
         };
-        self.client.name = s("name");
-        self.client.version = s("version");
+        let client = Arc::make_mut(&mut self.client);
+        client.name = s("name");
+        client.version = s("version");
         self
+    }
+
+    /// `subject` with this caller's key id, for audit records: built once per session and
+    /// subject, then shared by its records.
+    pub fn subject_ref(&self, subject: &Arc<Subject>) -> Arc<SubjectRef> {
+        let mut cached = self.subject_ref.lock();
+        if let Some((s, r)) = &*cached
+            && Arc::ptr_eq(s, subject)
+        {
+            return r.clone();
+        }
+        let r = Arc::new(SubjectRef::of(subject, self.key_id.clone()));
+        *cached = Some((subject.clone(), r.clone()));
+        r
     }
 }
 
@@ -571,7 +589,7 @@ impl Proxy {
         r.request_id = Some(crate::audit::record::new_request_id());
         r.session = caller.session.clone();
         r.subject = Some(subject_ref(caller));
-        r.client = caller.info.client.clone();
+        r.client = Some(caller.info.client.clone());
         r.method = Some(crate::audit::record::bounded(method, 128));
         let args = match method {
             "tools/call" | "prompts/get" => params.get("arguments"),
@@ -652,12 +670,12 @@ impl Proxy {
                     }),
                     i.summary.clone(),
                 ),
-                None => (None, "a rule decided".to_string()),
+                None => (None, "a rule decided".into()),
             },
-            Reason::NoMatchingRule => (None, "no rule allows this (deny by default)".to_string()),
+            Reason::NoMatchingRule => (None, "no rule allows this (deny by default)".into()),
             Reason::UnknownServer => (
                 None,
-                "unknown server, or not visible to this subject".to_string(),
+                "unknown server, or not visible to this subject".into(),
             ),
         };
         // Client-chosen: bounded, so one request cannot write an oversized line.
@@ -676,7 +694,7 @@ impl Proxy {
                 return;
             }
             s.server = Some(req.server().to_string());
-            s.operation = Some(req.operation().name().to_string());
+            s.operation = Some(req.operation().name());
             s.target = (!target.is_empty()).then_some(target);
             s.decision = Some(decision);
             s.rule = rule;
@@ -710,12 +728,12 @@ pub fn log_rank(level: &str) -> Option<u8> {
 fn note_list(server: &str, op: &Operation, any: bool) {
     crate::audit::record::note(|s| {
         s.server = Some(server.to_string());
-        s.operation = Some(op.name().to_string());
+        s.operation = Some(op.name());
         s.decision = Some(if any { "allow" } else { "deny" });
         s.reason = Some(if any {
-            "the list is filtered by policy".to_string()
+            "the list is filtered by policy".into()
         } else {
-            "nothing on this server is visible to the subject".to_string()
+            "nothing on this server is visible to the subject".into()
         });
     });
 }
@@ -730,8 +748,8 @@ impl Drop for UpstreamTiming {
 }
 
 /// The subject of a caller, for audit records.
-pub fn subject_ref(caller: &Caller) -> SubjectRef {
-    SubjectRef::of(&caller.subject, caller.info.key_id.clone())
+pub fn subject_ref(caller: &Caller) -> Arc<SubjectRef> {
+    caller.info.subject_ref(&caller.subject)
 }
 
 /// A request's audit record until it is written: written as `cancelled` if the request is

@@ -42,9 +42,17 @@ pub(super) struct Authed {
     pub(super) identity: Identity,
     pub(super) subject: Arc<Subject>,
     /// The client's address (the forwarded one when a trusted proxy sent the request).
-    pub(super) address: Option<String>,
+    pub(super) ip: Option<std::net::IpAddr>,
     /// The state the request was authenticated against, and is decided against throughout.
     pub(super) st: Arc<FrontState>,
+}
+
+impl Authed {
+    /// The client's address as text, for the audit trail (written only where a record
+    /// needs it: a session's start, a request without a session).
+    pub(super) fn address(&self) -> Option<String> {
+        self.ip.map(address_text)
+    }
 }
 
 /// The TCP peer of a request routed by axum (the listener puts it into the extensions).
@@ -190,10 +198,10 @@ pub(super) fn authenticate(
             r.reason = Some("address not in identity.allowedClients".into());
             r.method = Some(req.method.to_string());
             r.target = Some(req.uri.path().chars().take(256).collect());
-            r.client = ClientRef {
+            r.client = Some(Arc::new(ClientRef {
                 address: ip.map(address_text),
                 ..ClientRef::default()
-            };
+            }));
             st.proxy.audit().write(r);
         }
         return Err(json_response(
@@ -220,7 +228,6 @@ pub(super) fn authenticate(
             return Err((StatusCode::FORBIDDEN, "Forbidden: Origin not allowed").into_response());
         }
     }
-    let address = ip.map(address_text);
     if app.auth_limited(ip, st.proxy.config().limits.auth_failures_per_minute) {
         let mut r = json_response(
             StatusCode::TOO_MANY_REQUESTS,
@@ -254,13 +261,13 @@ pub(super) fn authenticate(
             app.note_auth_failure(ip);
             // Never the presented key: only why it failed, from where, and for what.
             let mut r = Record::new("auth.failed");
-            r.reason = Some(why.to_string());
+            r.reason = Some(why.into());
             r.method = Some(req.method.to_string());
             r.target = Some(req.uri.path().chars().take(256).collect());
-            r.client = ClientRef {
-                address: address.clone(),
+            r.client = Some(Arc::new(ClientRef {
+                address: ip.map(address_text),
                 ..ClientRef::default()
-            };
+            }));
             st.proxy.audit().write(r);
             let mut r = json_response(
                 StatusCode::UNAUTHORIZED,
@@ -285,7 +292,7 @@ pub(super) fn authenticate(
     Ok(Authed {
         identity,
         subject,
-        address,
+        ip,
         st,
     })
 }

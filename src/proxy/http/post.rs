@@ -450,7 +450,7 @@ async fn forward(app: &App, authed: &Authed, rq: Forward) -> Response {
     let info = match &rq.session {
         Some(s) => s.info.clone(),
         None => Arc::new(
-            CallerInfo::new(&authed.identity.key_id, authed.address.clone())
+            CallerInfo::new(&authed.identity.key_id, authed.address())
                 .with_client_info(rq.params.get("_meta").unwrap_or(&Value::Null)),
         ),
     };

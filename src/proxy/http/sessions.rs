@@ -30,9 +30,10 @@ pub(super) struct Session {
 impl Session {
     /// A session of `authed` on `endpoint`, for the client `claims` describe.
     pub(super) fn of(authed: &Authed, token: &str, endpoint: Endpoint, claims: &Claims) -> Session {
-        let mut info = CallerInfo::new(&claims.key_id, authed.address.clone());
-        info.client.name = claims.client_name.clone();
-        info.client.version = claims.client_version.clone();
+        let mut info = CallerInfo::new(&claims.key_id, authed.address());
+        let client = Arc::make_mut(&mut info.client);
+        client.name = claims.client_name.clone();
+        client.version = claims.client_version.clone();
         Session {
             id: short_id(token),
             user: authed.identity.user.clone(),
@@ -113,12 +114,12 @@ fn ended_digest(sid: &str) -> [u8; 16] {
 pub(super) fn session_record(event: &'static str, s: &Session, reason: &str) -> Record {
     let mut r = Record::new(event);
     r.session = Some(s.id.clone());
-    r.subject = Some(SubjectRef::of(&s.subject, s.info.key_id.clone()));
-    r.client = s.info.client.clone();
+    r.subject = Some(s.info.subject_ref(&s.subject));
+    r.client = Some(s.info.client.clone());
     if let Endpoint::Server(srv) = &s.endpoint {
         r.server = Some(srv.clone());
     }
-    r.reason = Some(reason.to_string());
+    r.reason = Some(reason.into());
     r
 }
 
