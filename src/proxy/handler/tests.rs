@@ -308,3 +308,35 @@ fn events_of_isolated_connections_reach_only_their_session() {
     assert!(mine.for_session(Some("a")) && !mine.for_session(Some("b")));
     assert!(!ev(key.owned_by(Owner::User("u".into()))).for_session(None));
 }
+
+#[test]
+fn a_sessions_audit_subject_is_built_once_per_subject_and_follows_a_reload() {
+    let config = |groups: serde_json::Value| -> crate::policy::Engine {
+        let c: Config = serde_json::from_value(json!({
+            "servers": [{ "name": "mem", "transport": { "stdio": { "command": "unused" } } }],
+            "groups": groups,
+        }))
+        .unwrap();
+        crate::policy::Engine::compile(&c).0
+    };
+    let before = config(json!([{ "id": "g", "users": ["alice"], "policy": { "rules": [] } }]));
+    let info = CallerInfo::new("key_1", Some("10.0.0.1".into()));
+    let subject = before.shared_subject("alice");
+    let a = info.subject_ref(&subject);
+    assert!(
+        Arc::ptr_eq(&a, &info.subject_ref(&subject)),
+        "shared, not rebuilt"
+    );
+    assert_eq!(
+        (a.id.as_str(), a.groups.clone(), a.key_id.as_deref()),
+        ("alice", vec!["g".to_string()], Some("key_1"))
+    );
+    // A reload gives the session a new subject: its records name the new groups.
+    let after = config(json!([
+        { "id": "g", "users": ["alice"], "policy": { "rules": [] } },
+        { "id": "h", "users": ["alice"], "policy": { "rules": [] } }
+    ]));
+    let b = info.subject_ref(&after.shared_subject("alice"));
+    assert_eq!(b.groups, ["g", "h"]);
+    assert!(!Arc::ptr_eq(&a, &b));
+}
