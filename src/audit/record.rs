@@ -10,27 +10,40 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-/// The subject of a record.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The subject of a record: the policy's subject (shared by every request of its user
+/// under one config) and the key id, so a record names its subject without copying text.
+/// Written as `{"id", "groups", "tenant"?, "keyId"?}`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SubjectRef {
-    pub id: String,
-    pub groups: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
+    pub subject: Arc<crate::policy::Subject>,
     /// The API key id (`key_…`), `config:<source>` or `trusted-header`; never the key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
+    pub key_id: Option<Arc<str>>,
 }
 
 impl SubjectRef {
-    pub fn of(subject: &crate::policy::Subject, key_id: Option<String>) -> SubjectRef {
+    pub fn of(subject: &Arc<crate::policy::Subject>, key_id: Option<Arc<str>>) -> SubjectRef {
         SubjectRef {
-            id: subject.id.clone(),
-            groups: subject.groups.clone(),
-            tenant: subject.tenant.clone(),
+            subject: subject.clone(),
             key_id,
         }
+    }
+}
+
+impl Serialize for SubjectRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let sub = &self.subject;
+        let n = 2 + usize::from(sub.tenant.is_some()) + usize::from(self.key_id.is_some());
+        let mut st = s.serialize_struct("SubjectRef", n)?;
+        st.serialize_field("id", &sub.id)?;
+        st.serialize_field("groups", &sub.groups)?;
+        if let Some(t) = &sub.tenant {
+            st.serialize_field("tenant", t)?;
+        }
+        if let Some(k) = &self.key_id {
+            st.serialize_field("keyId", k)?;
+        }
+        st.end()
     }
 }
 
@@ -77,9 +90,8 @@ pub struct Record {
     pub request_id: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
-    /// Shared by a session's records (built once per session and config).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Arc<SubjectRef>>,
+    pub subject: Option<SubjectRef>,
     /// Shared by a session's records.
     #[serde(skip_serializing_if = "ClientRef::is_none_or_empty")]
     pub client: Option<Arc<ClientRef>>,
@@ -197,7 +209,11 @@ impl Record {
         };
         opt(&mut o, ",\"requestId\":", self.request_id.as_deref());
         opt(&mut o, ",\"session\":", self.session.as_deref());
-        if let Some(sub) = &self.subject {
+        if let Some(SubjectRef {
+            subject: sub,
+            key_id,
+        }) = &self.subject
+        {
             o.push_str(",\"subject\":{\"id\":");
             s_(&mut o, &sub.id);
             o.push_str(",\"groups\":[");
@@ -209,7 +225,7 @@ impl Record {
             }
             o.push(']');
             opt(&mut o, ",\"tenant\":", sub.tenant.as_deref());
-            opt(&mut o, ",\"keyId\":", sub.key_id.as_deref());
+            opt(&mut o, ",\"keyId\":", key_id.as_deref());
             o.push('}');
         }
         if let Some(client) = self.client.as_deref().filter(|c| !c.is_empty()) {
@@ -653,6 +669,7 @@ pub fn redact_uri(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Subject;
 
     #[test]
     fn shapes_never_contain_values() {
@@ -692,12 +709,14 @@ mod tests {
         r.time = "2026-12-03T08:41:47.007Z".into();
         r.request_id = Some("00ff00ff00ff00ff".into());
         r.session = Some("sess-1".into());
-        r.subject = Some(Arc::new(SubjectRef {
-            id: "ané \"q\" \\ \u{1F600}".into(),
-            groups: vec!["ops".into(), "dev\n".into()],
-            tenant: Some("acme".into()),
+        r.subject = Some(SubjectRef {
+            subject: Arc::new(Subject::named(
+                "ané \"q\" \\ \u{1F600}",
+                vec!["ops".into(), "dev\n".into()],
+                Some("acme".into()),
+            )),
             key_id: Some("key_abc".into()),
-        }));
+        });
         r.client = Some(Arc::new(ClientRef {
             name: Some("cli\u{0}\u{1f}\u{7f}".into()),
             version: Some("1.0\t\r\u{8}\u{c}".into()),
@@ -770,10 +789,10 @@ mod tests {
             r.to_json(),
             r#"{"time":"2026-01-01T00:00:00.000Z","event":"request"}"#
         );
-        r.subject = Some(Arc::new(SubjectRef {
-            id: "u".into(),
-            ..SubjectRef::default()
-        }));
+        r.subject = Some(SubjectRef {
+            subject: Arc::new(Subject::named("u", Vec::new(), None)),
+            key_id: None,
+        });
         r.client = Some(Arc::new(ClientRef {
             version: Some("2".into()),
             ..ClientRef::default()
@@ -838,7 +857,10 @@ mod tests {
             r.time = s(0).unwrap_or_default();
             r.request_id = s(1).map(Into::into);
             r.session = s(2);
-            r.subject = s(3).map(|id| Arc::new(SubjectRef { id, groups, tenant: s(4), key_id: s(5) }));
+            r.subject = s(3).map(|id| SubjectRef {
+                subject: Arc::new(Subject::named(&id, groups, s(4))),
+                key_id: s(5).map(Into::into),
+            });
             r.client = Some(Arc::new(ClientRef { name: s(6), version: s(7), address: s(8) }));
             r.server = s(9);
             r.method = s(10);

@@ -151,6 +151,20 @@ pub struct Subject {
     scopes: Vec<u32>,
 }
 
+impl Subject {
+    /// A subject by name only, resolved against no config: no policy scope applies to it,
+    /// so the engine allows it nothing. For naming a subject (audit records in tests).
+    pub fn named(id: &str, groups: Vec<String>, tenant: Option<String>) -> Subject {
+        Subject {
+            id: id.to_string(),
+            tenant,
+            groups,
+            group_ix: Vec::new(),
+            scopes: Vec::new(),
+        }
+    }
+}
+
 /// One request to decide. Resource targets are canonical by construction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
 use super::lifecycle::{answer_locally, initialize_result, is_modern};
 use super::upstream::Event;
-use crate::audit::record::Record;
+use crate::audit::record::{Record, SubjectRef};
 use crate::jsonrpc::Message;
 use crate::policy::Subject;
 
@@ -90,7 +90,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
                 Arc::new(CallerInfo::new("stdio", Some("stdio".into())).with_client_info(&params));
             let mut r = Record::new("session.open");
             r.session = Some("stdio".into());
-            r.subject = Some(info.subject_ref(&subject));
+            r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
             r.client = Some(info.client.clone());
             proxy.audit().write(r);
             let result = initialize_result(&proxy, &subject, &endpoint, &params);
@@ -137,7 +137,7 @@ pub async fn serve(proxy: Arc<Proxy>, user: &str) {
     }
     let mut r = Record::new("session.close");
     r.session = Some("stdio".into());
-    r.subject = Some(info.subject_ref(&subject));
+    r.subject = Some(SubjectRef::of(&subject, info.key_id.clone()));
     r.reason = Some("the client closed stdin".into());
     proxy.audit().write(r);
     changes.abort();

@@ -57,27 +57,24 @@ pub struct Caller {
 /// Who is behind a caller, for the audit trail: never the key itself.
 #[derive(Debug, Default)]
 pub struct CallerInfo {
-    /// The API key id, `config:<source>` or `trusted-header`.
-    pub key_id: Option<String>,
+    /// The API key id, `config:<source>` or `trusted-header` (shared by the audit records).
+    pub key_id: Option<Arc<str>>,
     /// What the client said it is (from `initialize`) and where it connected from.
     pub client: Arc<ClientRef>,
     /// The session's `logging/setLevel`, as a [`log_rank`] (0: never set). Shared by the
     /// session's requests; upstream log lines below it are not passed on.
     pub log_level: Arc<std::sync::atomic::AtomicU8>,
-    /// The audit subject of the last subject seen (a reload gives a session a new one).
-    subject_ref: parking_lot::Mutex<Option<(Arc<Subject>, Arc<SubjectRef>)>>,
 }
 
 impl CallerInfo {
     pub fn new(key_id: &str, address: Option<String>) -> CallerInfo {
         CallerInfo {
-            key_id: Some(key_id.to_string()),
+            key_id: Some(key_id.into()),
             client: Arc::new(ClientRef {
                 address,
                 ..ClientRef::default()
             }),
             log_level: Arc::default(),
-            subject_ref: Default::default(),
         }
     }
 
@@ -93,20 +90,6 @@ impl CallerInfo {
         client.name = s("name");
         client.version = s("version");
         self
-    }
-
-    /// `subject` with this caller's key id, for audit records: built once per session and
-    /// subject, then shared by its records.
-    pub fn subject_ref(&self, subject: &Arc<Subject>) -> Arc<SubjectRef> {
-        let mut cached = self.subject_ref.lock();
-        if let Some((s, r)) = &*cached
-            && Arc::ptr_eq(s, subject)
-        {
-            return r.clone();
-        }
-        let r = Arc::new(SubjectRef::of(subject, self.key_id.clone()));
-        *cached = Some((subject.clone(), r.clone()));
-        r
     }
 }
 
@@ -748,8 +731,8 @@ impl Drop for UpstreamTiming {
 }
 
 /// The subject of a caller, for audit records.
-pub fn subject_ref(caller: &Caller) -> Arc<SubjectRef> {
-    caller.info.subject_ref(&caller.subject)
+pub fn subject_ref(caller: &Caller) -> SubjectRef {
+    SubjectRef::of(&caller.subject, caller.info.key_id.clone())
 }
 
 /// A request's audit record until it is written: written as `cancelled` if the request is

@@ -310,8 +310,8 @@ fn events_of_isolated_connections_reach_only_their_session() {
 }
 
 #[test]
-fn a_sessions_audit_subject_is_built_once_per_subject_and_follows_a_reload() {
-    let config = |groups: serde_json::Value| -> crate::policy::Engine {
+fn a_records_subject_shares_the_callers_subject_and_key_id_and_follows_a_reload() {
+    let engine = |groups: serde_json::Value| -> crate::policy::Engine {
         let c: Config = serde_json::from_value(json!({
             "servers": [{ "name": "mem", "transport": { "stdio": { "command": "unused" } } }],
             "groups": groups,
@@ -319,24 +319,40 @@ fn a_sessions_audit_subject_is_built_once_per_subject_and_follows_a_reload() {
         .unwrap();
         crate::policy::Engine::compile(&c).0
     };
-    let before = config(json!([{ "id": "g", "users": ["alice"], "policy": { "rules": [] } }]));
-    let info = CallerInfo::new("key_1", Some("10.0.0.1".into()));
-    let subject = before.shared_subject("alice");
-    let a = info.subject_ref(&subject);
+    let before = engine(json!([{ "id": "g", "users": ["alice"], "policy": { "rules": [] } }]));
+    let mut caller = Caller {
+        subject: before.shared_subject("alice"),
+        endpoint: Endpoint::All,
+        modern: false,
+        session: None,
+        info: Arc::new(CallerInfo::new("key_1", Some("10.0.0.1".into()))),
+    };
+    let a = subject_ref(&caller);
     assert!(
-        Arc::ptr_eq(&a, &info.subject_ref(&subject)),
-        "shared, not rebuilt"
+        Arc::ptr_eq(&a.subject, &caller.subject),
+        "no copy of the subject"
     );
+    let (Some(k), Some(info_k)) = (&a.key_id, &caller.info.key_id) else {
+        panic!("a key id")
+    };
+    assert!(Arc::ptr_eq(k, info_k), "no copy of the key id");
+    let text = |r: SubjectRef| {
+        let mut rec = crate::audit::Record::new("request");
+        rec.subject = Some(r);
+        serde_json::from_str::<Value>(&rec.to_json()).unwrap()["subject"].clone()
+    };
     assert_eq!(
-        (a.id.as_str(), a.groups.clone(), a.key_id.as_deref()),
-        ("alice", vec!["g".to_string()], Some("key_1"))
+        text(a),
+        json!({ "id": "alice", "groups": ["g"], "keyId": "key_1" })
     );
-    // A reload gives the session a new subject: its records name the new groups.
-    let after = config(json!([
+    // A reload gives the session's requests the new subject: records name the new groups.
+    let after = engine(json!([
         { "id": "g", "users": ["alice"], "policy": { "rules": [] } },
         { "id": "h", "users": ["alice"], "policy": { "rules": [] } }
     ]));
-    let b = info.subject_ref(&after.shared_subject("alice"));
-    assert_eq!(b.groups, ["g", "h"]);
-    assert!(!Arc::ptr_eq(&a, &b));
+    caller.subject = after.shared_subject("alice");
+    assert_eq!(
+        text(subject_ref(&caller)),
+        json!({ "id": "alice", "groups": ["g", "h"], "keyId": "key_1" })
+    );
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::handler::{Caller, CallerInfo, Endpoint, Progress, Proxy, RpcError};
 use super::lifecycle::{SUPPORTED_VERSIONS, answer_locally, initialize_result, is_modern};
 use super::upstream::Event;
-use crate::audit::record::{ClientRef, Record};
+use crate::audit::record::{ClientRef, Record, SubjectRef};
 use crate::identity::{Identity, KeyVerifier, presented_key};
 use crate::policy::Subject;
 

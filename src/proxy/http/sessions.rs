@@ -114,7 +114,7 @@ fn ended_digest(sid: &str) -> [u8; 16] {
 pub(super) fn session_record(event: &'static str, s: &Session, reason: &str) -> Record {
     let mut r = Record::new(event);
     r.session = Some(s.id.clone());
-    r.subject = Some(s.info.subject_ref(&s.subject));
+    r.subject = Some(SubjectRef::of(&s.subject, s.info.key_id.clone()));
     r.client = Some(s.info.client.clone());
     if let Endpoint::Server(srv) = &s.endpoint {
         r.server = Some(srv.clone());
