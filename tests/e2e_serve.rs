@@ -314,6 +314,26 @@ fn authentication_sessions_hosts_and_visibility() {
         .unwrap();
         assert_eq!(st, 404, "{path}: {body}");
     }
+    // Text a client chooses does not become a metric label: a server it cannot see, a long
+    // or unusual method name.
+    let junk = "q".repeat(100);
+    for (method, params) in [
+        (
+            "tools/call",
+            json!({ "name": "nosuchserver__x", "arguments": {} }),
+        ),
+        (junk.as_str(), json!({})),
+        ("has space", json!({})),
+    ] {
+        let (st, _, _) = http(
+            "POST",
+            &url,
+            &[("x-fentaris-api-key", ALICE), ("mcp-session-id", &sid)],
+            Some(&json!({ "jsonrpc": "2.0", "id": 77, "method": method, "params": params })),
+        )
+        .unwrap();
+        assert_eq!(st, 200, "{method}");
+    }
     let (st, _, metrics) = http(
         "GET",
         &format!("http://127.0.0.1:{}/metrics", s.admin),
@@ -322,6 +342,17 @@ fn authentication_sessions_hosts_and_visibility() {
     )
     .unwrap();
     assert_eq!(st, 200);
+    assert!(
+        !metrics.contains("nosuchserver")
+            && !metrics.contains(&junk[..20])
+            && !metrics.contains("has space"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fentaris_decisions_total{server=\"(unknown)\",operation=\"tool:call\",decision=\"deny\"} 1")
+            && metrics.contains("fentaris_requests_total{server=\"*\",method=\"(other)\",outcome=\"error\"} 2"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("fentaris_auth_failures_total"),
         "{metrics}"

@@ -80,8 +80,9 @@ fn push_hex(s: &mut String, b: &[u8]) {
 }
 
 /// A [`ChainKey`] made ready for many lines: the HMAC key schedule (two SHA-256 blocks)
-/// is computed once, not per line. What the writer seals with.
-#[derive(Clone)]
+/// is computed once, not per line. What the writer seals with. Its state is as good as
+/// the key for computing chain values: one lives in the audit writer for its whole life
+/// (as the key itself does); it is not `Clone`, and its `Debug` names only the algorithm.
 pub struct Sealer(Option<hmac::Hmac<Sha256>>);
 
 impl std::fmt::Debug for Sealer {

@@ -178,7 +178,6 @@ struct Writer {
     running: bool,
 }
 
-/// Rotated file `i` of `path` (`audit.jsonl.1` is the newest).
 /// `text` (a record's JSON object without `seq`) with `"seq":N` inserted after the leading
 /// `time` member (or first, if the text does not start with one), with room for the chain
 /// member [`Link::seal`] appends.
@@ -209,6 +208,7 @@ fn push_with_seq(out: &mut String, text: &str, seq: u64) {
     out.push_str(&text[at..]);
 }
 
+/// Rotated file `i` of `path` (`audit.jsonl.1` is the newest).
 pub fn rotated(path: &Path, i: u32) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
     s.push(format!(".{i}"));

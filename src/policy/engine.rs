@@ -153,8 +153,9 @@ pub struct Subject {
 
 impl Subject {
     /// A subject by name only, resolved against no config: no policy scope applies to it,
-    /// so the engine allows it nothing. For naming a subject (audit records in tests).
-    pub fn named(id: &str, groups: Vec<String>, tenant: Option<String>) -> Subject {
+    /// so the engine allows it nothing. For audit-record tests.
+    #[cfg(test)]
+    pub(crate) fn named(id: &str, groups: Vec<String>, tenant: Option<String>) -> Subject {
         Subject {
             id: id.to_string(),
             tenant,

@@ -43,12 +43,47 @@ struct ServerLabels {
 type PerServer<M> = Family<ServerLabels, M>;
 type Latency = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
-/// At most this many (server, method) and (server, operation) label sets each. A method
-/// name, and the server a request names, are the client's choice: past the cap, new ones
-/// are counted under `other`, so a client cannot grow `/metrics` (and memory) without end.
+/// Label values a client chooses are bounded in size and number. Methods of the MCP
+/// specification and the operations of policy rules are labelled as themselves; any other
+/// method (or `custom:` operation) is labelled as itself only if it is short plain text
+/// ([`plain_label`]) and fewer than this many such label sets exist per family; everything
+/// else is counted under [`OTHER`]. So no client can grow `/metrics` (or memory) without
+/// bound, nor crowd out the label sets of real traffic.
 const MAX_LABEL_SETS: usize = 512;
-/// The label value of everything past [`MAX_LABEL_SETS`].
-const OTHER: &str = "other";
+/// Longest client-chosen label value kept as it is.
+const MAX_LABEL_LEN: usize = 64;
+/// The label value of a client-chosen name past those bounds. Server names are
+/// `[a-z0-9-]`, so it cannot be mistaken for one.
+pub const OTHER: &str = "(other)";
+/// The server label of a request naming no server the subject can see.
+pub const UNKNOWN_SERVER: &str = "(unknown)";
+
+/// Request methods of the MCP specification (labelled as themselves, never capped).
+const MCP_METHODS: [&str; 13] = [
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+];
+
+/// `text` as a label value if it is short and plain (`[A-Za-z0-9/_.:-]`), else [`OTHER`].
+fn plain_label(text: &str) -> &str {
+    let plain = text.len() <= MAX_LABEL_LEN
+        && !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_.:-".contains(&b));
+    if plain { text } else { OTHER }
+}
 
 /// A request's series for one (server, method): its counter per outcome and the method's
 /// latency histogram (handles onto the families' series, which they share).
@@ -59,17 +94,19 @@ struct RequestCells {
 
 /// The series of the two per-request families, found by `&str` without building label
 /// strings (5 allocations and three SipHash lookups of whole label sets per request
-/// before). Keyed by text a client chooses, so the maps keep SipHash.
+/// before). Keyed by text a client may choose, so the maps keep SipHash.
 #[derive(Default)]
 struct Cells {
     requests: HashMap<String, HashMap<String, RequestCells>>,
-    requests_len: usize,
+    /// Label sets with a method outside the specification.
+    requests_custom: usize,
     decisions: HashMap<String, HashMap<String, [Option<Counter>; 2]>>,
-    decisions_len: usize,
+    /// Label sets with a `custom:` operation.
+    decisions_custom: usize,
 }
 
-/// The proxy's metrics; each family has its own lock-light map (a read lock per update once
-/// a label set exists).
+/// The proxy's metrics. A per-request update takes a read lock on [`Cells`] once its label
+/// set exists; creating one takes the write lock (and the family's).
 pub struct Metrics {
     registry: Registry,
     cells: parking_lot::RwLock<Cells>,
@@ -183,34 +220,46 @@ impl Metrics {
         }
     }
 
+    /// A request of `server` (a configured server or `*`) ended with `outcome`.
     pub fn request(&self, server: &str, method: &str, outcome: &'static str, took: Duration) {
         let secs = took.as_secs_f64();
-        {
+        let known = MCP_METHODS.contains(&method);
+        let method = if known { method } else { plain_label(method) };
+        let hit = |cells: &Cells, method: &str| {
+            let c = cells.requests.get(server)?.get(method)?;
+            let (_, n) = c.outcomes.iter().find(|(o, _)| *o == outcome)?;
+            n.inc();
+            c.latency.observe(secs);
+            Some(())
+        };
+        let method = {
             let cells = self.cells.read();
-            if let Some(c) = cells.requests.get(server).and_then(|m| m.get(method))
-                && let Some((_, n)) = c.outcomes.iter().find(|(o, _)| *o == outcome)
-            {
-                n.inc();
-                c.latency.observe(secs);
+            if hit(&cells, method).is_some() {
                 return;
             }
-        }
+            let new_set = cells
+                .requests
+                .get(server)
+                .is_none_or(|m| !m.contains_key(method));
+            if !known && new_set && cells.requests_custom >= MAX_LABEL_SETS {
+                // Full: the overflow set, still under the read lock once it exists.
+                if hit(&cells, OTHER).is_some() {
+                    return;
+                }
+                OTHER
+            } else {
+                method
+            }
+        };
         let mut cells = self.cells.write();
         let cells = &mut *cells;
-        let known = cells
-            .requests
-            .get(server)
-            .is_some_and(|m| m.contains_key(method));
-        let (server, method) = if known || cells.requests_len < MAX_LABEL_SETS {
-            (server, method)
-        } else {
-            (OTHER, OTHER)
-        };
         let by_method = cells.requests.entry(server.to_string()).or_default();
         let c = match by_method.get_mut(method) {
             Some(c) => c,
             None => {
-                cells.requests_len += 1;
+                if !known && method != OTHER {
+                    cells.requests_custom += 1;
+                }
                 let latency = self
                     .latency
                     .get_or_create(&MethodLabels {
@@ -241,36 +290,49 @@ impl Metrics {
         n.inc();
         c.latency.observe(secs);
     }
+
+    /// A policy decision on `server` (a configured server, or [`UNKNOWN_SERVER`]) for
+    /// `operation` (a rule operation name, `custom:<method>` for other methods).
     pub fn decision(&self, server: &str, operation: &str, allow: bool) {
         let i = usize::from(!allow);
-        {
+        let known = !operation.starts_with("custom:");
+        let operation = if known {
+            operation
+        } else {
+            plain_label(operation)
+        };
+        let hit = |cells: &Cells, operation: &str| {
+            let n = cells.decisions.get(server)?.get(operation)?[i].as_ref()?;
+            n.inc();
+            Some(())
+        };
+        let operation = {
             let cells = self.cells.read();
-            if let Some(Some(n)) = cells
-                .decisions
-                .get(server)
-                .and_then(|m| m.get(operation))
-                .map(|c| &c[i])
-            {
-                n.inc();
+            if hit(&cells, operation).is_some() {
                 return;
             }
-        }
+            let new_set = cells
+                .decisions
+                .get(server)
+                .is_none_or(|m| !m.contains_key(operation));
+            if !known && new_set && cells.decisions_custom >= MAX_LABEL_SETS {
+                if hit(&cells, OTHER).is_some() {
+                    return;
+                }
+                OTHER
+            } else {
+                operation
+            }
+        };
         let mut cells = self.cells.write();
         let cells = &mut *cells;
-        let known = cells
-            .decisions
-            .get(server)
-            .is_some_and(|m| m.contains_key(operation));
-        let (server, operation) = if known || cells.decisions_len < MAX_LABEL_SETS {
-            (server, operation)
-        } else {
-            (OTHER, OTHER)
-        };
         let by_op = cells.decisions.entry(server.to_string()).or_default();
         let c = match by_op.get_mut(operation) {
             Some(c) => c,
             None => {
-                cells.decisions_len += 1;
+                if !known && operation != OTHER {
+                    cells.decisions_custom += 1;
+                }
                 by_op.entry(operation.to_string()).or_default()
             }
         };
@@ -343,16 +405,45 @@ mod tests {
     }
 
     #[test]
-    fn client_chosen_labels_are_capped_and_nothing_goes_uncounted() {
+    fn client_chosen_labels_are_bounded_and_nothing_goes_uncounted() {
         let m = Metrics::new();
         let n = MAX_LABEL_SETS + 100;
         for i in 0..n {
-            m.request("fs", &format!("m{i}"), "ok", Duration::from_millis(1));
-            m.decision(&format!("s{i}"), "custom", i % 2 == 0);
+            m.request("fs", &format!("x/m{i}"), "ok", Duration::from_millis(1));
+            m.decision("fs", &format!("custom:x/m{i}"), i % 2 == 0);
         }
-        // A known label set still counts as itself past the cap.
-        m.request("fs", "m0", "error", Duration::from_millis(1));
-        m.decision("s1", "custom", true);
+        // Past the cap: specification methods, rule operations and label sets that exist
+        // still count as themselves.
+        m.request("fs", "x/m0", "error", Duration::from_millis(1));
+        m.request("fs", "tools/call", "ok", Duration::from_millis(1));
+        m.decision("fs", "custom:x/m1", true);
+        m.decision("fs", "tool:call", true);
+        // Long or unusual text never becomes a label, cap or not.
+        let long = "y".repeat(MAX_LABEL_LEN + 1);
+        let fresh = Metrics::new();
+        for odd in [long.as_str(), "a b", "a\"b", "é", "a\nb"] {
+            fresh.request("fs", odd, "ok", Duration::from_millis(1));
+            fresh.decision("fs", &format!("custom:{odd}"), false);
+        }
+        let t = fresh.render();
+        assert_eq!(
+            value(
+                &t,
+                r#"fentaris_requests_total{server="fs",method="(other)",outcome="ok"}"#
+            ),
+            Some(5.0),
+            "{t}"
+        );
+        assert_eq!(
+            value(
+                &t,
+                r#"fentaris_decisions_total{server="fs",operation="(other)",decision="deny"}"#
+            ),
+            Some(5.0),
+            "{t}"
+        );
+        assert!(!t.contains("yyyy") && !t.contains("a b"), "{t}");
+
         let t = m.render();
         let series = |prefix: &str| t.lines().filter(|l| l.starts_with(prefix)).count();
         let sum = |prefix: &str| -> f64 {
@@ -361,32 +452,48 @@ mod tests {
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum()
         };
-        assert_eq!(series("fentaris_requests_total{"), MAX_LABEL_SETS + 2);
-        assert_eq!(sum("fentaris_requests_total{"), (n + 1) as f64);
+        // 512 custom sets, one overflow set, m0's error, tools/call.
+        assert_eq!(series("fentaris_requests_total{"), MAX_LABEL_SETS + 3);
+        assert_eq!(sum("fentaris_requests_total{"), (n + 2) as f64);
         assert_eq!(
             value(
                 &t,
-                r#"fentaris_requests_total{server="other",method="other",outcome="ok"}"#
+                r#"fentaris_requests_total{server="fs",method="(other)",outcome="ok"}"#
             ),
             Some((n - MAX_LABEL_SETS) as f64)
         );
         assert_eq!(
             value(
                 &t,
-                r#"fentaris_requests_total{server="fs",method="m0",outcome="error"}"#
+                r#"fentaris_requests_total{server="fs",method="x/m0",outcome="error"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &t,
+                r#"fentaris_requests_total{server="fs",method="tools/call",outcome="ok"}"#
             ),
             Some(1.0)
         );
         assert_eq!(
             series("fentaris_request_duration_seconds_count{"),
-            MAX_LABEL_SETS + 1
+            MAX_LABEL_SETS + 2
         );
-        assert_eq!(series("fentaris_decisions_total{"), MAX_LABEL_SETS + 3);
-        assert_eq!(sum("fentaris_decisions_total{"), (n + 1) as f64);
+        // 512 custom sets; the overflow set allowed and denied; x/m1 allowed; tool:call.
+        assert_eq!(series("fentaris_decisions_total{"), MAX_LABEL_SETS + 4);
+        assert_eq!(sum("fentaris_decisions_total{"), (n + 2) as f64);
         assert_eq!(
             value(
                 &t,
-                r#"fentaris_decisions_total{server="s1",operation="custom",decision="allow"}"#
+                r#"fentaris_decisions_total{server="fs",operation="custom:x/m1",decision="allow"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &t,
+                r#"fentaris_decisions_total{server="fs",operation="tool:call",decision="allow"}"#
             ),
             Some(1.0)
         );

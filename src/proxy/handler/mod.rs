@@ -631,8 +631,13 @@ impl Proxy {
 
     fn decide(&self, caller: &Caller, req: &Request) -> Decision {
         let d = self.engine.decide(&caller.subject, req);
+        // A server the subject cannot see is the client's text: not a label.
+        let server = match d.reason {
+            crate::policy::Reason::UnknownServer => crate::proxy::metrics::UNKNOWN_SERVER,
+            _ => req.server(),
+        };
         self.metrics
-            .decision(req.server(), &req.operation().name(), d.is_allow());
+            .decision(server, &req.operation().name(), d.is_allow());
         if self.audit.enabled() {
             self.note_decision(req, &d);
         }

@@ -310,7 +310,9 @@ fn events_of_isolated_connections_reach_only_their_session() {
 }
 
 #[test]
-fn a_records_subject_shares_the_callers_subject_and_key_id_and_follows_a_reload() {
+/// The caller carries the subject its request was authenticated with (`post` takes it
+/// from `Authed` per request), so after a reload a session's records name the new one.
+fn a_records_subject_is_the_callers_shared_subject_and_key_id_not_a_copy() {
     let engine = |groups: serde_json::Value| -> crate::policy::Engine {
         let c: Config = serde_json::from_value(json!({
             "servers": [{ "name": "mem", "transport": { "stdio": { "command": "unused" } } }],
@@ -345,7 +347,7 @@ fn a_records_subject_shares_the_callers_subject_and_key_id_and_follows_a_reload(
         text(a),
         json!({ "id": "alice", "groups": ["g"], "keyId": "key_1" })
     );
-    // A reload gives the session's requests the new subject: records name the new groups.
+    // The caller of a request after a reload: the record names the new groups.
     let after = engine(json!([
         { "id": "g", "users": ["alice"], "policy": { "rules": [] } },
         { "id": "h", "users": ["alice"], "policy": { "rules": [] } }
