@@ -92,17 +92,66 @@ struct RequestCells {
     latency: Histogram,
 }
 
+/// Series by (server, label), found by `&str`, with the count of label sets whose label a
+/// client chose (a method outside the specification, a `custom:` operation).
+struct Sets<V> {
+    by_server: HashMap<String, HashMap<String, V>>,
+    custom: usize,
+}
+
+impl<V> Default for Sets<V> {
+    fn default() -> Self {
+        Sets {
+            by_server: HashMap::new(),
+            custom: 0,
+        }
+    }
+}
+
+impl<V> Sets<V> {
+    fn get(&self, server: &str, label: &str) -> Option<&V> {
+        self.by_server.get(server)?.get(label)
+    }
+
+    /// The label a set not found here takes: its own, or [`OTHER`] when it is a client's
+    /// and [`MAX_LABEL_SETS`] of those exist.
+    fn label_for<'a>(&self, server: &str, label: &'a str, known: bool) -> &'a str {
+        if !known && self.custom >= MAX_LABEL_SETS && self.get(server, label).is_none() {
+            OTHER
+        } else {
+            label
+        }
+    }
+
+    /// The set (server, label), made by `make` if new.
+    fn get_or_make(
+        &mut self,
+        server: &str,
+        label: &str,
+        known: bool,
+        make: impl FnOnce() -> V,
+    ) -> &mut V {
+        use std::collections::hash_map::Entry;
+        let by_label = self.by_server.entry(server.to_string()).or_default();
+        match by_label.entry(label.to_string()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                if !known && label != OTHER {
+                    self.custom += 1;
+                }
+                e.insert(make())
+            }
+        }
+    }
+}
+
 /// The series of the two per-request families, found by `&str` without building label
 /// strings (5 allocations and three SipHash lookups of whole label sets per request
 /// before). Keyed by text a client may choose, so the maps keep SipHash.
 #[derive(Default)]
 struct Cells {
-    requests: HashMap<String, HashMap<String, RequestCells>>,
-    /// Label sets with a method outside the specification.
-    requests_custom: usize,
-    decisions: HashMap<String, HashMap<String, [Option<Counter>; 2]>>,
-    /// Label sets with a `custom:` operation.
-    decisions_custom: usize,
+    requests: Sets<RequestCells>,
+    decisions: Sets<[Option<Counter>; 2]>,
 }
 
 /// The proxy's metrics. A per-request update takes a read lock on [`Cells`] once its label
@@ -220,58 +269,55 @@ impl Metrics {
         }
     }
 
+    /// Under the read lock: count through `hit` into the set of `label` if it exists, or
+    /// into the overflow set if a new one would take [`OTHER`] and that exists (`None`:
+    /// counted). Else the label the new set takes, for the write path.
+    fn count_existing<'a>(
+        &self,
+        label: &'a str,
+        hit: impl Fn(&Cells, &str) -> Option<()>,
+        label_for: impl FnOnce(&Cells) -> &'a str,
+    ) -> Option<&'a str> {
+        let cells = self.cells.read();
+        if hit(&cells, label).is_some() {
+            return None;
+        }
+        let label = label_for(&cells);
+        if label == OTHER && hit(&cells, OTHER).is_some() {
+            return None;
+        }
+        Some(label)
+    }
+
     /// A request of `server` (a configured server or `*`) ended with `outcome`.
     pub fn request(&self, server: &str, method: &str, outcome: &'static str, took: Duration) {
         let secs = took.as_secs_f64();
         let known = MCP_METHODS.contains(&method);
         let method = if known { method } else { plain_label(method) };
         let hit = |cells: &Cells, method: &str| {
-            let c = cells.requests.get(server)?.get(method)?;
+            let c = cells.requests.get(server, method)?;
             let (_, n) = c.outcomes.iter().find(|(o, _)| *o == outcome)?;
             n.inc();
             c.latency.observe(secs);
             Some(())
         };
-        let method = {
-            let cells = self.cells.read();
-            if hit(&cells, method).is_some() {
-                return;
-            }
-            let new_set = cells
-                .requests
-                .get(server)
-                .is_none_or(|m| !m.contains_key(method));
-            if !known && new_set && cells.requests_custom >= MAX_LABEL_SETS {
-                // Full: the overflow set, still under the read lock once it exists.
-                if hit(&cells, OTHER).is_some() {
-                    return;
-                }
-                OTHER
-            } else {
-                method
-            }
+        let Some(method) =
+            self.count_existing(method, hit, |c| c.requests.label_for(server, method, known))
+        else {
+            return;
         };
         let mut cells = self.cells.write();
-        let cells = &mut *cells;
-        let by_method = cells.requests.entry(server.to_string()).or_default();
-        let c = match by_method.get_mut(method) {
-            Some(c) => c,
-            None => {
-                if !known && method != OTHER {
-                    cells.requests_custom += 1;
-                }
-                let latency = self
+        let c = cells
+            .requests
+            .get_or_make(server, method, known, || RequestCells {
+                outcomes: Vec::new(),
+                latency: self
                     .latency
                     .get_or_create(&MethodLabels {
                         method: method.into(),
                     })
-                    .clone();
-                by_method.entry(method.to_string()).or_insert(RequestCells {
-                    outcomes: Vec::new(),
-                    latency,
-                })
-            }
-        };
+                    .clone(),
+            });
         let n = match c.outcomes.iter().find(|(o, _)| *o == outcome) {
             Some((_, n)) => n.clone(),
             None => {
@@ -302,40 +348,19 @@ impl Metrics {
             plain_label(operation)
         };
         let hit = |cells: &Cells, operation: &str| {
-            let n = cells.decisions.get(server)?.get(operation)?[i].as_ref()?;
+            let n = cells.decisions.get(server, operation)?[i].as_ref()?;
             n.inc();
             Some(())
         };
-        let operation = {
-            let cells = self.cells.read();
-            if hit(&cells, operation).is_some() {
-                return;
-            }
-            let new_set = cells
-                .decisions
-                .get(server)
-                .is_none_or(|m| !m.contains_key(operation));
-            if !known && new_set && cells.decisions_custom >= MAX_LABEL_SETS {
-                if hit(&cells, OTHER).is_some() {
-                    return;
-                }
-                OTHER
-            } else {
-                operation
-            }
+        let Some(operation) = self.count_existing(operation, hit, |c| {
+            c.decisions.label_for(server, operation, known)
+        }) else {
+            return;
         };
         let mut cells = self.cells.write();
-        let cells = &mut *cells;
-        let by_op = cells.decisions.entry(server.to_string()).or_default();
-        let c = match by_op.get_mut(operation) {
-            Some(c) => c,
-            None => {
-                if !known && operation != OTHER {
-                    cells.decisions_custom += 1;
-                }
-                by_op.entry(operation.to_string()).or_default()
-            }
-        };
+        let c = cells
+            .decisions
+            .get_or_make(server, operation, known, Default::default);
         let n = c[i].get_or_insert_with(|| {
             self.decisions
                 .get_or_create(&DecisionLabels {
