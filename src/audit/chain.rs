@@ -42,26 +42,10 @@ impl ChainKey {
         }
     }
 
-    /// The chain value of `body` following `prev`, as lowercase hex.
+    /// The chain value of `body` following `prev`, as lowercase hex. (Many lines: use a
+    /// [`Sealer`], which prepares the key once.)
     pub fn link(&self, prev: &str, body: &str) -> String {
-        let out: [u8; 32] = match self {
-            ChainKey::Hmac(k) => {
-                let mut m = <hmac::Hmac<Sha256> as Mac>::new_from_slice(&k.bytes()[..])
-                    .expect("HMAC takes any key length");
-                m.update(prev.as_bytes());
-                m.update(b"\n");
-                m.update(body.as_bytes());
-                m.finalize().into_bytes().into()
-            }
-            ChainKey::Sha256 => {
-                let mut h = Sha256::new();
-                h.update(prev.as_bytes());
-                h.update(b"\n");
-                h.update(body.as_bytes());
-                h.finalize().into()
-            }
-        };
-        hex(&out)
+        hex(&Sealer::new(self).link(prev, body))
     }
 }
 
@@ -145,14 +129,7 @@ impl Link {
     /// Seal a serialised record (a JSON object text) into a line with its chain value,
     /// ending in a newline. Advances the chain.
     pub fn seal(&mut self, key: &ChainKey, mut record: String) -> String {
-        debug_assert!(record.ends_with('}'));
-        record.pop();
-        let value = key.link(&self.prev, &record);
-        record.push_str(MARKER);
-        record.push_str(&value);
-        record.push_str("\"}\n");
-        self.prev = value;
-        self.seq += 1;
+        self.seal_at(&Sealer::new(key), &mut record, 0);
         record
     }
 
@@ -390,10 +367,24 @@ mod tests {
                 assert_eq!(a, b);
             }
             assert_eq!(buf, format!("left alone\n{}", lines.concat()));
-            // Each line links to the one before, as verification recomputes it.
+            // Each line links to the one before: HMAC-SHA256(key, prev + "\n" + body) (or
+            // SHA-256), computed here from scratch, not through `Sealer`.
             let mut prev = GENESIS.to_string();
             for l in &lines {
                 let (body, value) = split_line(l).unwrap();
+                let text = format!("{prev}\n{body}");
+                let want: [u8; 32] = match &k {
+                    ChainKey::Hmac(key) => {
+                        <hmac::Hmac<Sha256> as Mac>::new_from_slice(&key.bytes()[..])
+                            .unwrap()
+                            .chain_update(text.as_bytes())
+                            .finalize()
+                            .into_bytes()
+                            .into()
+                    }
+                    ChainKey::Sha256 => Sha256::digest(text.as_bytes()).into(),
+                };
+                assert_eq!(hex(&want), value);
                 assert_eq!(k.link(&prev, body), value);
                 prev = value.to_string();
             }

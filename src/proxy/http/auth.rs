@@ -114,6 +114,14 @@ pub(super) fn address_text(ip: std::net::IpAddr) -> String {
     }
 }
 
+/// The client of a refusal's record: only where it connected from.
+fn client_at(ip: Option<std::net::IpAddr>) -> Option<Arc<ClientRef>> {
+    Some(Arc::new(ClientRef {
+        address: ip.map(address_text),
+        ..ClientRef::default()
+    }))
+}
+
 /// An address or CIDR range (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`).
 pub(super) fn parse_net(s: &str) -> Option<ipnet::IpNet> {
     s.parse::<ipnet::IpNet>()
@@ -198,10 +206,7 @@ pub(super) fn authenticate(
             r.reason = Some("address not in identity.allowedClients".into());
             r.method = Some(req.method.to_string());
             r.target = Some(req.uri.path().chars().take(256).collect());
-            r.client = Some(Arc::new(ClientRef {
-                address: ip.map(address_text),
-                ..ClientRef::default()
-            }));
+            r.client = client_at(ip);
             st.proxy.audit().write(r);
         }
         return Err(json_response(
@@ -264,10 +269,7 @@ pub(super) fn authenticate(
             r.reason = Some(why.into());
             r.method = Some(req.method.to_string());
             r.target = Some(req.uri.path().chars().take(256).collect());
-            r.client = Some(Arc::new(ClientRef {
-                address: ip.map(address_text),
-                ..ClientRef::default()
-            }));
+            r.client = client_at(ip);
             st.proxy.audit().write(r);
             let mut r = json_response(
                 StatusCode::UNAUTHORIZED,
