@@ -28,6 +28,10 @@ struct Replica {
     admin: u16,
     audit: PathBuf,
     stderr: PathBuf,
+    /// How it was started, to start it again on other ports.
+    dir: PathBuf,
+    name: String,
+    env: Vec<(String, String)>,
 }
 
 impl Replica {
@@ -55,6 +59,12 @@ impl Replica {
             admin,
             audit,
             stderr,
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -62,11 +72,28 @@ impl Replica {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Wait until /readyz says ready. A port picked as free can be taken before the replica
+    /// binds it (by another test's server, or as the ephemeral port of any connection):
+    /// then the replica is started again on other ports (the callers use them after this).
     fn wait_ready(&mut self) {
-        let url = format!("http://127.0.0.1:{}/readyz", self.admin);
-        let start = Instant::now();
+        let mut url = format!("http://127.0.0.1:{}/readyz", self.admin);
+        let mut start = Instant::now();
+        let mut restarts = 0;
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
+                if restarts < 3 && self.log().contains("Address already in use") {
+                    restarts += 1;
+                    let env: Vec<(&str, &str)> = self
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    let again = Replica::start_env(&self.dir, &self.name, &env);
+                    *self = again;
+                    url = format!("http://127.0.0.1:{}/readyz", self.admin);
+                    start = Instant::now();
+                    continue;
+                }
                 panic!("replica exited early: {st}\n{}", self.log());
             }
             if let Ok((200, _, _)) = http("GET", &url, &[], None) {

@@ -60,7 +60,6 @@ enum Mode {
 /// The handle the proxy writes through. Cheap to share; off when `autoLog` is false.
 pub struct AuditLog {
     mode: Mode,
-    tags: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Default for AuditLog {
@@ -72,10 +71,7 @@ impl Default for AuditLog {
 impl AuditLog {
     /// No audit (`autoLog: false`).
     pub fn off() -> AuditLog {
-        AuditLog {
-            mode: Mode::Off,
-            tags: Default::default(),
-        }
+        AuditLog { mode: Mode::Off }
     }
 
     /// Start the sink: opens (or resumes) the file and writes its first record before
@@ -91,7 +87,6 @@ impl AuditLog {
             failures: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
         });
-        let tags = Arc::new(options.tags.clone());
         let fail_open = options.fail_open;
         let (tx, thread) = writer::spawn(options, shared.clone())?;
         Ok(AuditLog {
@@ -101,7 +96,6 @@ impl AuditLog {
                 fail_open,
                 thread: Mutex::new(thread),
             },
-            tags,
         })
     }
 
@@ -183,15 +177,13 @@ impl AuditLog {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        // Serialised before the lock: the tags are merged as the line is written.
-        let text = record.to_json_tagged(&self.tags);
-        drop(record);
+        // Serialised by the sink thread, straight into its write buffer (with `audit.tags`).
         shared.queued.fetch_add(1, Ordering::AcqRel);
         let sent = tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|t| t.send(writer::Msg::Record(text)).is_ok());
+            .map(|t| t.send(writer::Msg::Record(record)).is_ok());
         if sent != Some(true) {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             shared.dropped.fetch_add(1, Ordering::Relaxed);

@@ -74,9 +74,13 @@ impl Options {
     }
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every message is a record; boxing it would allocate once per record"
+)]
 pub(crate) enum Msg {
-    /// A record serialised without `seq` ([`Record::to_json`]).
-    Record(String),
+    /// A record, serialised by the writer straight into its buffer ([`Record::write_line`]).
+    Record(Record),
     Flush(std::sync::mpsc::Sender<()>),
 }
 
@@ -89,6 +93,50 @@ struct FileSink {
     id: (u64, u64),
     dirty: bool,
     synced: Instant,
+    /// Where the part of the file that may still be in the page cache starts.
+    cached_from: u64,
+}
+
+impl FileSink {
+    /// Drop the file's durable pages from the page cache. Fentaris never reads them back
+    /// while it writes, and on a busy proxy the log would otherwise fill the cache, push
+    /// out what other programs read, and make every new line land on a page the kernel
+    /// must first find and clear. Unless the file is done (`whole`: rotated away), only
+    /// whole 64 KiB blocks below the end are dropped: the page being appended to stays
+    /// (dropping it would make the next append read it back from disk). Call only when
+    /// everything written is durable (the pages are clean). Advice only: when the kernel
+    /// ignores it, nothing changes.
+    fn drop_cached(&mut self, whole: bool) {
+        const BLOCK: u64 = 64 << 10;
+        let end = if whole {
+            self.size
+        } else {
+            self.size & !(BLOCK - 1)
+        };
+        if !self.regular || end <= self.cached_from {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            if let (Ok(from), Ok(len)) = (
+                libc::off_t::try_from(self.cached_from),
+                libc::off_t::try_from(end - self.cached_from),
+            ) {
+                // SAFETY: posix_fadvise reads no memory of ours; the descriptor is open
+                // (owned by `self.file`) for the whole call.
+                unsafe {
+                    libc::posix_fadvise(
+                        self.file.as_raw_fd(),
+                        from,
+                        len,
+                        libc::POSIX_FADV_DONTNEED,
+                    );
+                }
+            }
+        }
+        self.cached_from = end;
+    }
 }
 
 /// How the open file stopped being ours.
@@ -156,7 +204,7 @@ struct Writer {
     link: Link,
     file: Option<FileSink>,
     /// Records received, not yet sealed.
-    backlog: VecDeque<String>,
+    backlog: VecDeque<Record>,
     /// Sealed lines not yet written, and how many queued records they hold.
     buf: String,
     /// The file already has `buf` (only stdout failed): do not append it again.
@@ -176,36 +224,6 @@ struct Writer {
     checkpoint_error: Option<String>,
     /// Past the first attempt: errors are logged here, not returned as the start's error.
     running: bool,
-}
-
-/// `text` (a record's JSON object without `seq`) with `"seq":N` inserted after the leading
-/// `time` member (or first, if the text does not start with one), with room for the chain
-/// member [`Link::seal`] appends.
-#[cfg(test)]
-fn with_seq(text: &str, seq: u64) -> String {
-    let mut out = String::with_capacity(text.len() + 128);
-    push_with_seq(&mut out, text, seq);
-    out
-}
-
-/// [`with_seq`], appended to `out`.
-fn push_with_seq(out: &mut String, text: &str, seq: u64) {
-    const TIME: &str = r#"{"time":""#;
-    let at = text
-        .strip_prefix(TIME)
-        .and_then(|rest| rest.find('"'))
-        .map(|i| TIME.len() + i + 1)
-        .filter(|&i| text[i..].starts_with(','))
-        .map_or(1, |i| i + 1);
-    let mut n = itoa::Buffer::new();
-    out.reserve(text.len() + 96);
-    out.push_str(&text[..at]);
-    out.push_str(r#""seq":"#);
-    out.push_str(n.format(seq));
-    if at > 1 || text.len() > 2 {
-        out.push(',');
-    }
-    out.push_str(&text[at..]);
 }
 
 /// Rotated file `i` of `path` (`audit.jsonl.1` is the newest).
@@ -380,15 +398,13 @@ impl Writer {
         if let Some(n) = note {
             detail["note"] = json!(n);
         }
-        let mut r = Record::new("file.start").detail(detail);
-        r.tags = self.opts.tags.clone();
-        r
+        Record::new("file.start").detail(detail)
     }
 
-    /// Seal a record (serialised without `seq`) into the write buffer.
-    fn seal(&mut self, text: String, counts: bool) {
+    /// Write a record, with its `seq` and `audit.tags`, into the write buffer and seal it.
+    fn seal(&mut self, record: &Record, counts: bool) {
         let start = self.buf.len();
-        push_with_seq(&mut self.buf, &text, self.link.seq);
+        record.write_line(&mut self.buf, Some(self.link.seq), &self.opts.tags);
         self.link.seal_at(&self.sealer, &mut self.buf, start);
         if counts {
             self.buf_records += 1;
@@ -517,7 +533,7 @@ impl Writer {
         let Some(path) = self.opts.path.clone() else {
             // Stdout only: one chain for the life of the process.
             let start = self.start_record(GENESIS, None);
-            self.seal(start.to_json(), false);
+            self.seal(&start, false);
             return Ok(());
         };
         if let Some(dir) = path.parent()
@@ -540,9 +556,10 @@ impl Writer {
                 id: (0, 0),
                 dirty: false,
                 synced: Instant::now(),
+                cached_from: 0,
             });
             let start = self.start_record(GENESIS, None);
-            self.seal(start.to_json(), false);
+            self.seal(&start, false);
             return Ok(());
         }
         self.take_lock(&path)?;
@@ -578,6 +595,7 @@ impl Writer {
                     id: file_id(&m),
                     dirty: false,
                     synced: Instant::now(),
+                    cached_from: 0,
                 });
                 return Ok(());
             }
@@ -619,9 +637,10 @@ impl Writer {
             id: file_id(&m),
             dirty: false,
             synced: Instant::now(),
+            cached_from: 0,
         });
         let start = self.start_record(&prev_file, note);
-        self.seal(start.to_json(), false);
+        self.seal(&start, false);
         Ok(())
     }
 
@@ -675,10 +694,9 @@ impl Writer {
             "the audit log {path} {} while Fentaris was writing it; the audit sink is stopped and requests are refused (audit.onFailure: deny)\nhelp: keep the files as evidence, run `fentaris logs verify`, then restart `fentaris serve` (rotation is Fentaris' own: see audit.maxFileBytes)",
             t.explain()
         );
-        let mut r = Record::new("audit.tamper").detail(json!({ "what": t.kind(), "path": path }));
-        r.tags = self.opts.tags.clone();
+        let r = Record::new("audit.tamper").detail(json!({ "what": t.kind(), "path": path }));
         if t.file_intact() {
-            self.seal(r.to_json(), false);
+            self.seal(&r, false);
             if self.write_buf().is_ok()
                 && let Some(f) = &mut self.file
             {
@@ -687,7 +705,7 @@ impl Writer {
         } else if self.opts.stdout && self.buf.is_empty() {
             let mut line = String::new();
             std::mem::swap(&mut line, &mut self.buf);
-            self.seal(r.to_json(), false);
+            self.seal(&r, false);
             let text = std::mem::replace(&mut self.buf, line);
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
@@ -752,6 +770,7 @@ impl Writer {
         }
         if let Some(f) = &mut self.file {
             f.file.sync_data()?;
+            f.drop_cached(true);
         }
         if path.exists() {
             self.shift(&path)?;
@@ -824,7 +843,7 @@ impl Writer {
                     return Err(e);
                 }
             }
-            self.seal(rec, true);
+            self.seal(&rec, true);
             if self.buf.len() >= BATCH_BYTES {
                 self.write_buf()?;
             }
@@ -841,6 +860,7 @@ impl Writer {
             f.dirty = false;
             f.synced = Instant::now();
             if synced {
+                f.drop_cached(false);
                 self.store_checkpoint();
             }
         }
@@ -1033,17 +1053,29 @@ mod tests {
         let mut r = Record::new("request");
         r.method = Some("tools/call".into());
         r.reason = Some("a \"quoted\", comma".into());
-        let text = r.to_json();
-        let line = with_seq(&text, 42);
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        r.tags.insert("mine".into(), "record".into());
+        let tags = std::collections::BTreeMap::from([
+            ("mine".to_string(), "config".to_string()),
+            ("team".to_string(), "a".to_string()),
+        ]);
+        let text = r.to_json_tagged(&tags);
+        // Appended after what the buffer holds, which it leaves alone.
+        let mut buf = String::from("{\"seq\":41}\n");
+        r.write_line(&mut buf, Some(42), &tags);
+        let line = buf.strip_prefix("{\"seq\":41}\n").unwrap();
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["seq"], 42);
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys[..3], ["time", "seq", "event"]);
+        assert_eq!(
+            v["tags"],
+            serde_json::json!({ "mine": "record", "team": "a" })
+        );
         assert_eq!(line.replacen(",\"seq\":42", "", 1), text);
-        // Texts without a leading `time` member still get `seq` (first).
-        assert_eq!(with_seq("{}", 7), r#"{"seq":7}"#);
-        assert_eq!(with_seq(r#"{"event":"x"}"#, 0), r#"{"seq":0,"event":"x"}"#);
-        assert_eq!(with_seq(r#"{"time":"t"}"#, 1), r#"{"seq":1,"time":"t"}"#);
+        // The largest seq there is.
+        let mut buf = String::new();
+        r.write_line(&mut buf, Some(u64::MAX), &tags);
+        assert_eq!(buf.replacen(&format!(",\"seq\":{}", u64::MAX), "", 1), text);
     }
 
     fn log_with(dir: &Path, n: usize) -> AuditLog {
@@ -1330,6 +1362,7 @@ mod tests {
                 id: file_id(&m),
                 dirty: false,
                 synced: Instant::now(),
+                cached_from: 0,
             }),
             backlog: VecDeque::new(),
             buf: String::new(),
@@ -1394,5 +1427,78 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(Some(cp.seq), v.last_seq);
+    }
+
+    /// Which pages of the file at `path` are in the page cache (`mincore` on a mapping).
+    #[cfg(target_os = "linux")]
+    fn resident(path: &Path) -> Vec<bool> {
+        use std::os::fd::AsRawFd;
+        let f = File::open(path).unwrap();
+        let len = usize::try_from(f.metadata().unwrap().len()).unwrap();
+        // SAFETY: a read-only shared mapping of a file we opened, unmapped before
+        // returning; `mincore` writes one byte per page into a vector sized for them.
+        unsafe {
+            let page = usize::try_from(libc::sysconf(libc::_SC_PAGESIZE)).unwrap();
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            );
+            assert_ne!(map, libc::MAP_FAILED);
+            let mut v = vec![0u8; len.div_ceil(page)];
+            assert_eq!(libc::mincore(map, len, v.as_mut_ptr()), 0);
+            libc::munmap(map, len);
+            v.into_iter().map(|b| b & 1 == 1).collect()
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn durable_pages_leave_the_page_cache_but_the_one_being_appended_to_stays() {
+        // Not in $TMPDIR: a tmpfs there keeps every page whatever the advice.
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&base).unwrap();
+        let d = tempfile::tempdir_in(&base).unwrap();
+        let path = d.path().join("a.jsonl");
+        let mut file = open_append(&path).unwrap();
+        let size = (300u64 << 10) + 100;
+        file.write_all(&vec![b'x'; size as usize]).unwrap();
+        file.sync_data().unwrap();
+        let m = file.metadata().unwrap();
+        let mut f = FileSink {
+            file,
+            size,
+            regular: true,
+            id: file_id(&m),
+            dirty: false,
+            synced: Instant::now(),
+            cached_from: 0,
+        };
+        let before = resident(&path);
+        if !before.iter().all(|&r| r) {
+            eprintln!("skipped: this file system does not keep written pages cached");
+            return;
+        }
+        let page = (size as usize).div_ceil(before.len());
+        f.drop_cached(false);
+        assert_eq!(f.cached_from, 256 << 10, "whole 64 KiB blocks only");
+        let after = resident(&path);
+        let cut = (256 << 10) / page;
+        assert!(
+            after[..cut].iter().all(|&r| !r),
+            "dropped: {:?}",
+            &after[..cut]
+        );
+        assert!(after[cut..].iter().all(|&r| r), "kept: {:?}", &after[cut..]);
+        // Again with nothing new: nothing to do.
+        f.drop_cached(false);
+        assert_eq!(f.cached_from, 256 << 10);
+        // A file rotated away goes whole.
+        f.drop_cached(true);
+        assert_eq!(f.cached_from, size);
+        assert!(resident(&path).iter().all(|&r| !r));
     }
 }
