@@ -83,6 +83,11 @@ impl Replica {
             if let Ok(Some(st)) = self.child.try_wait() {
                 if restarts < 3 && self.log().contains("Address already in use") {
                     restarts += 1;
+                    eprintln!(
+                        "replica {} exited, a port was taken; starting it again on other ports\n{}",
+                        self.name,
+                        self.log()
+                    );
                     let env: Vec<(&str, &str)> = self
                         .env
                         .iter()
@@ -96,7 +101,11 @@ impl Replica {
                 }
                 panic!("replica exited early: {st}\n{}", self.log());
             }
-            if let Ok((200, _, _)) = http("GET", &url, &[], None) {
+            // Ready, and ours: the port's answer came while our replica runs (a taken admin
+            // port could belong to another test's server).
+            if let Ok((200, _, _)) = http("GET", &url, &[], None)
+                && matches!(self.child.try_wait(), Ok(None))
+            {
                 return;
             }
             assert!(

@@ -183,7 +183,7 @@ impl AuditLog {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|t| t.send(writer::Msg::Record(record)).is_ok());
+            .map(|t| t.send(writer::Msg::Record(Box::new(record))).is_ok());
         if sent != Some(true) {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             shared.dropped.fetch_add(1, Ordering::Relaxed);

@@ -189,7 +189,7 @@ impl Record {
     ///
     /// Written by hand, byte for byte what `serde_json` writes for the derived `Serialize`
     /// (same members, order, escaping and number forms: the tests pin it), at a fraction
-    /// of the cost on the request path.
+    /// of the cost of going through `serde`.
     #[inline(never)]
     pub fn write_line(&self, o: &mut String, seq: Option<u64>, extra: &BTreeMap<String, String>) {
         let start = o.len();

@@ -74,14 +74,16 @@ impl Options {
     }
 }
 
-#[allow(
-    clippy::large_enum_variant,
-    reason = "nearly every message is a record; boxing it would allocate once per record"
-)]
 pub(crate) enum Msg {
     /// A record, serialised by the writer straight into its buffer ([`Record::write_line`]).
-    Record(Record),
+    /// Boxed: a record is ~0.5 KB, and queue slots (the channel's blocks, the backlog) are
+    /// sized for their largest message; unboxed, a burst of records (10,000 sessions
+    /// opened at once) left megabytes of queue behind.
+    Record(Box<Record>),
     Flush(std::sync::mpsc::Sender<()>),
+    /// Makes the sink thread panic (what a bug there would do).
+    #[cfg(test)]
+    Panic,
 }
 
 struct FileSink {
@@ -204,7 +206,7 @@ struct Writer {
     link: Link,
     file: Option<FileSink>,
     /// Records received, not yet sealed.
-    backlog: VecDeque<Record>,
+    backlog: VecDeque<Box<Record>>,
     /// Sealed lines not yet written, and how many queued records they hold.
     buf: String,
     /// The file already has `buf` (only stdout failed): do not append it again.
@@ -906,6 +908,8 @@ impl Writer {
         match msg {
             Msg::Record(r) => self.backlog.push_back(r),
             Msg::Flush(done) => self.flushes.push(done),
+            #[cfg(test)]
+            Msg::Panic => panic!("a test made the audit thread panic"),
         }
     }
 
@@ -1017,10 +1021,28 @@ pub(crate) fn spawn(opts: Options, shared: Arc<Shared>) -> Result<Spawned, Strin
     w.running = true;
     let thread = std::thread::Builder::new()
         .name("fentaris-audit".into())
-        .spawn(move || w.run(rx))
-        .map_err(|e| tracing::error!("cannot start the audit thread: {e}"))
-        .ok();
-    Ok((tx, thread))
+        .spawn(move || {
+            let _guard = PanicGuard(w.shared.clone());
+            w.run(rx)
+        })
+        .map_err(|e| format!("cannot start the audit thread: {e}"))?;
+    Ok((tx, Some(thread)))
+}
+
+/// Fail closed if the sink thread ever panics: with nobody left to write, the sink is
+/// unhealthy, so requests are refused (or, fail-open, counted as dropped) instead of
+/// going on with their records lost.
+struct PanicGuard(Arc<Shared>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.healthy.store(false, Ordering::Release);
+            tracing::error!(
+                "the audit thread stopped on a panic; requests are refused (audit.onFailure: deny)"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1046,6 +1068,30 @@ mod tests {
 
     fn key() -> ChainKey {
         ChainKey::Hmac(SecretKey::from_bytes([9; 32]))
+    }
+
+    #[test]
+    fn a_panic_on_the_audit_thread_fails_closed() {
+        let d = tempfile::tempdir().unwrap();
+        let log = AuditLog::start(opts(d.path())).unwrap();
+        assert!(log.healthy());
+        let crate::audit::Mode::On { tx, shared, .. } = &log.mode else {
+            panic!("the log is on")
+        };
+        let tx = tx.lock().unwrap().clone().unwrap();
+        tx.send(Msg::Panic).unwrap();
+        let start = Instant::now();
+        while log.healthy() {
+            assert!(start.elapsed() < Duration::from_secs(10), "still healthy");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A request is refused now (audit.onFailure: deny): not let through unrecorded.
+        assert!(AuditLog::ready(shared).is_err());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(log.admit()).is_err());
     }
 
     #[test]
@@ -1438,7 +1484,7 @@ mod tests {
         // SAFETY: a read-only shared mapping of a file we opened, unmapped before
         // returning; `mincore` writes one byte per page into a vector sized for them.
         unsafe {
-            let page = usize::try_from(libc::sysconf(libc::_SC_PAGESIZE)).unwrap();
+            let page = page_size();
             let map = libc::mmap(
                 std::ptr::null_mut(),
                 len,
@@ -1456,19 +1502,19 @@ mod tests {
     }
 
     #[cfg(target_os = "linux")]
-    #[test]
-    fn durable_pages_leave_the_page_cache_but_the_one_being_appended_to_stays() {
-        // Not in $TMPDIR: a tmpfs there keeps every page whatever the advice.
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-        std::fs::create_dir_all(&base).unwrap();
-        let d = tempfile::tempdir_in(&base).unwrap();
-        let path = d.path().join("a.jsonl");
-        let mut file = open_append(&path).unwrap();
-        let size = (300u64 << 10) + 100;
+    fn page_size() -> usize {
+        // SAFETY: sysconf reads no memory of ours.
+        usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap()
+    }
+
+    /// A sink on a new file of `size` bytes, written and fsynced (every page cached).
+    #[cfg(target_os = "linux")]
+    fn synced_sink(path: &Path, size: u64) -> FileSink {
+        let mut file = open_append(path).unwrap();
         file.write_all(&vec![b'x'; size as usize]).unwrap();
         file.sync_data().unwrap();
         let m = file.metadata().unwrap();
-        let mut f = FileSink {
+        FileSink {
             file,
             size,
             regular: true,
@@ -1476,29 +1522,70 @@ mod tests {
             dirty: false,
             synced: Instant::now(),
             cached_from: 0,
-        };
-        let before = resident(&path);
-        if !before.iter().all(|&r| r) {
-            eprintln!("skipped: this file system does not keep written pages cached");
-            return;
         }
-        let page = (size as usize).div_ceil(before.len());
+    }
+
+    /// A directory whose file system drops pages on advice (tmpfs and ramfs keep them
+    /// whatever the advice): the temporary directory, else this crate's target directory.
+    #[cfg(target_os = "linux")]
+    fn droppable_dir() -> Option<tempfile::TempDir> {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        [std::env::temp_dir(), target].into_iter().find_map(|base| {
+            std::fs::create_dir_all(&base).ok()?;
+            let d = tempfile::tempdir_in(&base).ok()?;
+            let probe = d.path().join("probe");
+            let mut f = synced_sink(&probe, 256 << 10);
+            f.drop_cached(true);
+            let gone = !resident(&probe).iter().any(|&r| r);
+            std::fs::remove_file(&probe).ok()?;
+            gone.then_some(d)
+        })
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn durable_pages_leave_the_page_cache_but_the_one_being_appended_to_stays() {
+        let Some(d) = droppable_dir() else {
+            eprintln!("skipped: no file system here drops cached pages on advice");
+            return;
+        };
+        let path = d.path().join("a.jsonl");
+        let size = (300u64 << 10) + 100;
+        let mut f = synced_sink(&path, size);
+        assert!(
+            resident(&path).iter().all(|&r| r),
+            "written pages are cached"
+        );
+        let page = page_size();
+        let at = |bytes: usize| bytes / page;
         f.drop_cached(false);
         assert_eq!(f.cached_from, 256 << 10, "whole 64 KiB blocks only");
         let after = resident(&path);
-        let cut = (256 << 10) / page;
         assert!(
-            after[..cut].iter().all(|&r| !r),
-            "dropped: {:?}",
-            &after[..cut]
+            after[..at(256 << 10)].iter().all(|&r| !r),
+            "dropped: {after:?}"
         );
-        assert!(after[cut..].iter().all(|&r| r), "kept: {:?}", &after[cut..]);
+        assert!(after[at(256 << 10)..].iter().all(|&r| r), "kept: {after:?}");
         // Again with nothing new: nothing to do.
         f.drop_cached(false);
         assert_eq!(f.cached_from, 256 << 10);
+        // More lines, durable: from where the last drop ended, up to the new last block.
+        f.file.write_all(&vec![b'y'; 100 << 10]).unwrap();
+        f.file.sync_data().unwrap();
+        f.size += 100 << 10;
+        f.drop_cached(false);
+        assert_eq!(f.cached_from, 384 << 10);
+        let after = resident(&path);
+        assert!(
+            after[..at(384 << 10)].iter().all(|&r| !r),
+            "dropped: {after:?}"
+        );
+        assert!(after[at(384 << 10)..].iter().all(|&r| r), "kept: {after:?}");
         // A file rotated away goes whole.
         f.drop_cached(true);
-        assert_eq!(f.cached_from, size);
+        assert_eq!(f.cached_from, f.size);
         assert!(resident(&path).iter().all(|&r| !r));
     }
 }
