@@ -228,6 +228,21 @@ struct Writer {
     running: bool,
 }
 
+/// fsync the open file's data (nothing to do for a pipe or a terminal).
+fn sync(f: &FileSink, path: Option<&Path>) -> std::io::Result<()> {
+    #[cfg(test)]
+    if path.is_some_and(tests::sync_fails) {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    #[cfg(not(test))]
+    let _ = path;
+    if f.regular {
+        f.file.sync_data()
+    } else {
+        Ok(())
+    }
+}
+
 /// Rotated file `i` of `path` (`audit.jsonl.1` is the newest).
 pub fn rotated(path: &Path, i: u32) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
@@ -771,7 +786,9 @@ impl Writer {
             return Err(self.tampered(t));
         }
         if let Some(f) = &mut self.file {
-            f.file.sync_data()?;
+            if let Err(e) = sync(f, Some(&path)) {
+                return Err(self.sync_failed(&e));
+            }
             f.drop_cached(true);
         }
         if path.exists() {
@@ -854,18 +871,39 @@ impl Writer {
     }
 
     fn maybe_sync(&mut self, force: bool) {
-        if let Some(f) = &mut self.file
-            && f.dirty
-            && (force || f.synced.elapsed() >= self.opts.fsync_interval)
-        {
-            let synced = !f.regular || f.file.sync_data().is_ok();
-            f.dirty = false;
-            f.synced = Instant::now();
-            if synced {
+        let Some(f) = &mut self.file else {
+            return;
+        };
+        if !f.dirty || !(force || f.synced.elapsed() >= self.opts.fsync_interval) {
+            return;
+        }
+        f.dirty = false;
+        f.synced = Instant::now();
+        match sync(f, self.opts.path.as_deref()) {
+            Ok(()) => {
                 f.drop_cached(false);
                 self.store_checkpoint();
             }
+            Err(e) => {
+                self.sync_failed(&e);
+            }
         }
+    }
+
+    /// fsync failed: lines already handed to the file may never reach the disk, and the
+    /// kernel reports a failed writeback once, then forgets it (a second fsync succeeds
+    /// without the lines). No retry can vouch for them, so the sink stops for good.
+    fn sync_failed(&mut self, e: &std::io::Error) -> std::io::Error {
+        let path = self
+            .opts
+            .path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        self.shared.healthy.store(false, Ordering::Release);
+        self.fail(format!(
+            "cannot fsync the audit log {path}: {e}; lines written since the last fsync may be lost, so the audit sink is stopped and requests are refused (audit.onFailure: deny)\nhelp: check the disk (space, errors), run `fentaris logs verify`, then restart `fentaris serve`"
+        ))
     }
 
     /// One attempt: pump, then update health and answer flushes.
@@ -1068,6 +1106,84 @@ mod tests {
 
     fn key() -> ChainKey {
         ChainKey::Hmac(SecretKey::from_bytes([9; 32]))
+    }
+
+    /// Files whose fsync fails (what a disk error or a full disk does).
+    static SYNC_FAILS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+    pub(super) fn sync_fails(path: &Path) -> bool {
+        SYNC_FAILS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|p| p == path)
+    }
+
+    #[test]
+    fn a_failed_fsync_stops_the_sink_for_good() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log_with(d.path(), 3);
+        assert!(log.healthy());
+        let cp = d.path().join(super::super::checkpoint::FILE);
+        let checkpoint = std::fs::read(&cp).unwrap();
+        SYNC_FAILS
+            .lock()
+            .unwrap()
+            .push(d.path().join("logs/audit.jsonl"));
+        log.write(Record::new("request"));
+        // The flush fsyncs: it fails, and the sink stops.
+        log.flush(Duration::from_secs(5));
+        let start = Instant::now();
+        while log.healthy() {
+            assert!(start.elapsed() < Duration::from_secs(10), "still healthy");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Writing works again, fsync too: the sink stays stopped, requests refused.
+        SYNC_FAILS.lock().unwrap().clear();
+        log.write(Record::new("request"));
+        log.flush(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!log.healthy());
+        let crate::audit::Mode::On { shared, .. } = &log.mode else {
+            panic!("the log is on")
+        };
+        assert!(AuditLog::ready(shared).is_err());
+        // No checkpoint vouches for lines that may be lost.
+        assert_eq!(std::fs::read(&cp).unwrap(), checkpoint);
+        let events: Vec<String> = text(d.path())
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
+            .collect();
+        // The line before the failure is in the file; none after it.
+        assert_eq!(
+            events.iter().filter(|e| *e == "\"request\"").count(),
+            1,
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_fsync_before_rotating_stops_the_sink_and_shifts_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts(d.path());
+        o.max_file_bytes = 4096;
+        o.fsync_interval = Duration::from_secs(3600);
+        let log = AuditLog::start(o).unwrap();
+        SYNC_FAILS
+            .lock()
+            .unwrap()
+            .push(d.path().join("logs/audit.jsonl"));
+        for _ in 0..40 {
+            log.write(Record::new("request"));
+        }
+        log.flush(Duration::from_secs(2));
+        let start = Instant::now();
+        while log.healthy() {
+            assert!(start.elapsed() < Duration::from_secs(10), "still healthy");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!d.path().join("logs/audit.jsonl.1").exists());
+        assert!(text(d.path()).len() <= 4096);
     }
 
     #[test]
