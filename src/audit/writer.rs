@@ -1108,6 +1108,15 @@ mod tests {
         ChainKey::Hmac(SecretKey::from_bytes([9; 32]))
     }
 
+    /// Wait (up to 10 s) until the sink says it is unhealthy.
+    fn wait_unhealthy(log: &AuditLog) {
+        let start = Instant::now();
+        while log.healthy() {
+            assert!(start.elapsed() < Duration::from_secs(10), "still healthy");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Files whose fsync fails (what a disk error or a full disk does).
     static SYNC_FAILS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
@@ -1133,11 +1142,7 @@ mod tests {
         log.write(Record::new("request"));
         // The flush fsyncs: it fails, and the sink stops.
         log.flush(Duration::from_secs(5));
-        let start = Instant::now();
-        while log.healthy() {
-            assert!(start.elapsed() < Duration::from_secs(10), "still healthy");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_unhealthy(&log);
         // Writing works again, fsync too: the sink stays stopped, requests refused.
         SYNC_FAILS.lock().unwrap().clear();
         log.write(Record::new("request"));
@@ -1177,11 +1182,7 @@ mod tests {
             log.write(Record::new("request"));
         }
         log.flush(Duration::from_secs(2));
-        let start = Instant::now();
-        while log.healthy() {
-            assert!(start.elapsed() < Duration::from_secs(10), "still healthy");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_unhealthy(&log);
         assert!(!d.path().join("logs/audit.jsonl.1").exists());
         assert!(text(d.path()).len() <= 4096);
     }
@@ -1196,11 +1197,7 @@ mod tests {
         };
         let tx = tx.lock().unwrap().clone().unwrap();
         tx.send(Msg::Panic).unwrap();
-        let start = Instant::now();
-        while log.healthy() {
-            assert!(start.elapsed() < Duration::from_secs(10), "still healthy");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_unhealthy(&log);
         // A request is refused now (audit.onFailure: deny): not let through unrecorded.
         assert!(AuditLog::ready(shared).is_err());
         let rt = tokio::runtime::Builder::new_current_thread()
