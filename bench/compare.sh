@@ -3,6 +3,7 @@
 #
 # usage: bench/compare.sh [--quick] [--duration SECS] [--warmup SECS] [--concurrency "1 16 64"]
 #                         [--sessions N] [--no-build] [--no-peers] [--pin] [--out DIR]
+#                         [--profile release|dev|NAME]
 #
 #   (a) direct          the test upstream over streamable HTTP (examples/test_upstream.rs)
 #   (b) fentaris-stdio  Fentaris (release, HTTP downstream, /mcp) -> test upstream over stdio
@@ -21,6 +22,9 @@
 # processes share all CPUs.
 # Peers are installed (pinned) into bench/.peers (override: BENCH_PEERS_DIR); when that fails
 # (no network), the script says so and goes on without them. Nothing here asserts timings.
+# --profile: the cargo profile Fentaris and the load tools are built with (default release).
+# CI's smoke uses dev (already built by `cargo test`): it checks every path runs, and a dev
+# build's numbers are not results (the table says so).
 # Output: a markdown table on stdout; raw data in --out DIR (default bench/out).
 set -euo pipefail
 
@@ -38,6 +42,7 @@ BUILD=1
 USE_PEERS=1
 PIN=0
 OUT=$ROOT/bench/out
+PROFILE=release
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 
 while [ $# -gt 0 ]; do
@@ -51,7 +56,8 @@ while [ $# -gt 0 ]; do
         --no-peers) USE_PEERS=0 ;;
         --pin) PIN=1 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --profile) PROFILE=$2; shift ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -164,13 +170,16 @@ status_kb() { # status_kb PID FIELD (VmRSS, VmHWM)
 reset_peak() { echo 5 > "/proc/$1/clear_refs" 2>/dev/null || true; }
 
 # --- build -----------------------------------------------------------------------------------
+# Cargo puts the dev profile in `debug`, every other one in a folder of its own name.
+PROFILE_DIR=$PROFILE
+[ "$PROFILE" = dev ] && PROFILE_DIR=debug
 if [ "$BUILD" = 1 ]; then
-    log "building (release): fentaris, examples test_upstream and loadgen"
-    (cd "$ROOT" && cargo build --release --quiet -p fentaris --bin fentaris --example test_upstream --example loadgen)
+    log "building ($PROFILE): fentaris, examples test_upstream and loadgen"
+    (cd "$ROOT" && cargo build --profile "$PROFILE" --quiet -p fentaris --bin fentaris --example test_upstream --example loadgen)
 fi
-FENTARIS=${FENTARIS_BIN:-$TARGET/release/fentaris}
-UPSTREAM=$TARGET/release/examples/test_upstream
-LOADGEN=$TARGET/release/examples/loadgen
+FENTARIS=${FENTARIS_BIN:-$TARGET/$PROFILE_DIR/fentaris}
+UPSTREAM=$TARGET/$PROFILE_DIR/examples/test_upstream
+LOADGEN=$TARGET/$PROFILE_DIR/examples/loadgen
 for b in "$FENTARIS" "$UPSTREAM" "$LOADGEN"; do
     [ -x "$b" ] || { log "missing $b (run without --no-build)"; exit 1; }
 done
@@ -391,7 +400,7 @@ if start_fentaris fentaris-memory "$dir"; then
 fi
 
 # --- report ----------------------------------------------------------------------------------
-python3 - "$CELLS" "$MEM" "$(getconf CLK_TCK)" "$DURATION" "$WARMUP" "$PIN" <<'PY'
+python3 - "$CELLS" "$MEM" "$(getconf CLK_TCK)" "$DURATION" "$WARMUP" "$PIN" "$PROFILE" <<'PY'
 import json, sys
 cells_f, mem_f, tck, duration, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 rows = []
@@ -403,6 +412,9 @@ by = {(r["path"], r["c"]): r for r in rows}
 def ratio(a, b):
     return f"{a / b:.2f}" if a and b else "–"
 pin = sys.argv[6] == "1"
+release = sys.argv[7] == "release"
+if not release:
+    print(f"\n**Built with the `{sys.argv[7]}` profile, not release: these numbers are not results.**")
 print(f"\n### Results ({duration} s per cell after {warmup} s warm-up; tool `echo`; peak RSS and CPU are of the server process measured: the upstream for direct, else the proxy alone; "
       f"{'pinned: load generator and HTTP upstream on CPU 0, the proxy on CPU 1' if pin else 'unpinned: all processes share all CPUs'})\n")
 print("| path | c | calls/s | p50 ms | p99 ms | errors | ÷ direct | ÷ supergateway | peak RSS MB | CPU µs/call |")
@@ -427,7 +439,7 @@ if mem:
     print(f"\nFentaris memory: idle RSS with 3 stdio upstreams {idle / 1024:.1f} MB; "
           f"after {n} more idle sessions {after / 1024:.1f} MB "
           f"(+{(after - base) / n:.1f} KB per session; sessions opened: {mem['open_result']})")
-print("\nTargets (informational, issue 8):")
+print("\nTargets (informational, issue 8" + ("" if release else "; not results: a " + sys.argv[7] + " build") + "):")
 def g(p, c, k):
     return by.get((p, c), {}).get(k)
 def line(name, val, ok):
@@ -447,7 +459,7 @@ if mem:
 def cpu(p, c):
     r = by.get((p, c))
     return r["ticks"] / tck * 1e6 / r["calls_total"] if r and r.get("calls_total") else None
-print("\nTargets (informational, issue 17; audit on, the `+log` rows):")
+print("\nTargets (informational, issue 17; audit on, the `+log` rows" + ("" if release else "; not results: a " + sys.argv[7] + " build") + "):")
 h16, h64, d16 = g("fentaris-http+log", 16, "calls_per_s"), g("fentaris-http+log", 64, "calls_per_s"), g("direct", 16, "calls_per_s")
 if h16 and d16: line("HTTP upstream c=16 throughput ÷ direct ≥ 0.6", f"{h16 / d16:.2f}", h16 / d16 >= 0.6)
 n16 = g("nginx", 16, "calls_per_s")
