@@ -100,6 +100,31 @@ struct FileSink {
 }
 
 impl FileSink {
+    /// The regular file we append to, as long as `m` (its metadata) says.
+    fn regular(file: File, m: &std::fs::Metadata) -> FileSink {
+        FileSink {
+            file,
+            size: m.len(),
+            regular: true,
+            id: file_id(m),
+            dirty: false,
+            synced: Instant::now(),
+            cached_from: 0,
+        }
+    }
+
+    /// A device or a pipe: nothing to compare with the path, fsync or drop from the cache.
+    fn device(file: File) -> FileSink {
+        FileSink {
+            file,
+            size: 0,
+            regular: false,
+            id: (0, 0),
+            dirty: false,
+            synced: Instant::now(),
+            cached_from: 0,
+        }
+    }
     /// Drop the file's durable pages from the page cache. Fentaris never reads them back
     /// while it writes, and on a busy proxy the log would otherwise fill the cache, push
     /// out what other programs read, and make every new line land on a page the kernel
@@ -402,6 +427,15 @@ fn symlink_message(p: &Path) -> String {
 }
 
 impl Writer {
+    /// The log's path as text for messages (empty for stdout).
+    fn path_text(&self) -> String {
+        self.opts
+            .path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+
     fn alg(&self) -> &'static str {
         self.opts.key.algorithm()
     }
@@ -566,15 +600,7 @@ impl Writer {
         if !regular {
             // A device or pipe: no resume, no rotation, no lock or checkpoint.
             let file = OpenOptions::new().append(true).open(&path)?;
-            self.file = Some(FileSink {
-                file,
-                size: 0,
-                regular: false,
-                id: (0, 0),
-                dirty: false,
-                synced: Instant::now(),
-                cached_from: 0,
-            });
+            self.file = Some(FileSink::device(file));
             let start = self.start_record(GENESIS, None);
             self.seal(&start, false);
             return Ok(());
@@ -605,15 +631,7 @@ impl Writer {
                 self.lock_file(&file, &path)?;
                 let m = file.metadata()?;
                 self.link = link;
-                self.file = Some(FileSink {
-                    file,
-                    size: m.len(),
-                    regular: true,
-                    id: file_id(&m),
-                    dirty: false,
-                    synced: Instant::now(),
-                    cached_from: 0,
-                });
+                self.file = Some(FileSink::regular(file, &m));
                 return Ok(());
             }
             Some(Tail { link, .. }) => {
@@ -647,15 +665,7 @@ impl Writer {
                 path.display()
             )));
         }
-        self.file = Some(FileSink {
-            file,
-            size: 0,
-            regular: true,
-            id: file_id(&m),
-            dirty: false,
-            synced: Instant::now(),
-            cached_from: 0,
-        });
+        self.file = Some(FileSink::regular(file, &m));
         let start = self.start_record(&prev_file, note);
         self.seal(&start, false);
         Ok(())
@@ -701,12 +711,7 @@ impl Writer {
     /// The file was tampered with: say so in Fentaris' log, record it where that is still
     /// safe (the open file when it holds only our bytes; stdout), and stop for good.
     fn tampered(&mut self, t: Tamper) -> std::io::Error {
-        let path = self
-            .opts
-            .path
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let path = self.path_text();
         let msg = format!(
             "the audit log {path} {} while Fentaris was writing it; the audit sink is stopped and requests are refused (audit.onFailure: deny)\nhelp: keep the files as evidence, run `fentaris logs verify`, then restart `fentaris serve` (rotation is Fentaris' own: see audit.maxFileBytes)",
             t.explain()
@@ -894,12 +899,7 @@ impl Writer {
     /// kernel reports a failed writeback once, then forgets it (a second fsync succeeds
     /// without the lines). No retry can vouch for them, so the sink stops for good.
     fn sync_failed(&mut self, e: &std::io::Error) -> std::io::Error {
-        let path = self
-            .opts
-            .path
-            .as_deref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let path = self.path_text();
         self.shared.healthy.store(false, Ordering::Release);
         self.fail(format!(
             "cannot fsync the audit log {path}: {e}; lines written since the last fsync may be lost, so the audit sink is stopped and requests are refused (audit.onFailure: deny)\nhelp: check the disk (space, errors), run `fentaris logs verify`, then restart `fentaris serve`"
@@ -1514,15 +1514,7 @@ mod tests {
                 stopped: Default::default(),
             }),
             link: Link::genesis(),
-            file: Some(FileSink {
-                file,
-                size: 0,
-                regular: true,
-                id: file_id(&m),
-                dirty: false,
-                synced: Instant::now(),
-                cached_from: 0,
-            }),
+            file: Some(FileSink::regular(file, &m)),
             backlog: VecDeque::new(),
             buf: String::new(),
             buf_in_file: false,
@@ -1627,15 +1619,7 @@ mod tests {
         file.write_all(&vec![b'x'; size as usize]).unwrap();
         file.sync_data().unwrap();
         let m = file.metadata().unwrap();
-        FileSink {
-            file,
-            size,
-            regular: true,
-            id: file_id(&m),
-            dirty: false,
-            synced: Instant::now(),
-            cached_from: 0,
-        }
+        FileSink::regular(file, &m)
     }
 
     /// A directory whose file system drops pages on advice (tmpfs and ramfs keep them

@@ -90,14 +90,24 @@ impl Operation {
     /// The operation of an MCP method; `None` for lifecycle traffic (initialize, ping,
     /// notifications, `server/discover`), which needs an authenticated subject only.
     pub fn from_method(method: &str) -> Option<Operation> {
+        Operation::of_spec_method(method).unwrap_or_else(|| Some(Operation::Custom(method.into())))
+    }
+
+    /// Whether `method` is one of the MCP specification (else a custom method).
+    pub fn is_spec_method(method: &str) -> bool {
+        Operation::of_spec_method(method).is_some()
+    }
+
+    /// [`Operation::from_method`] for a method of the specification; `None` for any other.
+    fn of_spec_method(method: &str) -> Option<Option<Operation>> {
         use Operation::*;
-        Some(match method {
+        Some(Some(match method {
             "initialize"
             | "server/discover"
             | "ping"
             | "notifications/initialized"
             | "notifications/cancelled"
-            | "notifications/progress" => return None,
+            | "notifications/progress" => return Some(None),
             "tools/list" => ToolsList,
             "tools/call" => ToolCall,
             "resources/list" => ResourcesList,
@@ -113,8 +123,8 @@ impl Operation {
             "sampling/createMessage" => SamplingCreateMessage,
             "elicitation/create" => ElicitationCreate,
             "roots/list" => RootsList,
-            other => Custom(other.into()),
-        })
+            _ => return None,
+        }))
     }
 
     /// The operation's bit in a rule's operation set (0 for custom methods).
@@ -216,6 +226,32 @@ impl fmt::Display for TargetKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn specification_methods_are_known_and_others_are_custom() {
+        for m in [
+            "initialize",
+            "ping",
+            "notifications/initialized",
+            "tools/call",
+            "roots/list",
+        ] {
+            assert!(Operation::is_spec_method(m), "{m}");
+            assert!(!matches!(
+                Operation::from_method(m),
+                Some(Operation::Custom(_))
+            ));
+        }
+        for m in ["x/y", "tools/call2", ""] {
+            assert!(!Operation::is_spec_method(m), "{m}");
+            assert_eq!(Operation::from_method(m), Some(Operation::Custom(m.into())));
+        }
+        assert_eq!(Operation::from_method("ping"), None);
+        assert_eq!(
+            Operation::from_method("tools/call"),
+            Some(Operation::ToolCall)
+        );
+    }
 
     #[test]
     fn operation_names_round_trip() {

@@ -44,10 +44,10 @@ type PerServer<M> = Family<ServerLabels, M>;
 type Latency = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
 /// Label values a client chooses are bounded in size and number. Methods of the MCP
-/// specification and the operations of policy rules are labelled as themselves; any other
-/// method (or `custom:` operation) is labelled as itself only if it is short plain text
-/// ([`plain_label`]) and fewer than this many such label sets exist per family; everything
-/// else is counted under [`OTHER`]. So no client can grow `/metrics` (or memory) without
+/// specification ([`crate::policy::Operation::is_spec_method`]) and the operations of
+/// policy rules are labelled as themselves; any other method (or `custom:` operation) is
+/// labelled as itself only if it is short plain text ([`plain_label`]) and fewer than this
+/// many such label sets exist per family; everything else is counted under [`OTHER`]. So no client can grow `/metrics` (or memory) without
 /// bound, nor crowd out the label sets of real traffic.
 const MAX_LABEL_SETS: usize = 512;
 /// Longest client-chosen label value kept as it is.
@@ -57,23 +57,6 @@ const MAX_LABEL_LEN: usize = 64;
 pub const OTHER: &str = "(other)";
 /// The server label of a request naming no server the subject can see.
 pub const UNKNOWN_SERVER: &str = "(unknown)";
-
-/// Request methods of the MCP specification (labelled as themselves, never capped).
-const MCP_METHODS: [&str; 13] = [
-    "initialize",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "prompts/list",
-    "prompts/get",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "completion/complete",
-    "logging/setLevel",
-];
 
 /// `text` as a label value if it is short and plain (`[A-Za-z0-9/_.:-]`), else [`OTHER`].
 fn plain_label(text: &str) -> &str {
@@ -292,7 +275,7 @@ impl Metrics {
     /// A request of `server` (a configured server or `*`) ended with `outcome`.
     pub fn request(&self, server: &str, method: &str, outcome: &'static str, took: Duration) {
         let secs = took.as_secs_f64();
-        let known = MCP_METHODS.contains(&method);
+        let known = crate::policy::Operation::is_spec_method(method);
         let method = if known { method } else { plain_label(method) };
         let hit = |cells: &Cells, method: &str| {
             let c = cells.requests.get(server, method)?;

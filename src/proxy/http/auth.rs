@@ -114,12 +114,23 @@ pub(super) fn address_text(ip: std::net::IpAddr) -> String {
     }
 }
 
-/// The client of a refusal's record: only where it connected from.
-fn client_at(ip: Option<std::net::IpAddr>) -> Option<Arc<ClientRef>> {
-    Some(Arc::new(ClientRef {
+/// The record of a request refused before it is authenticated: why, what it asked for,
+/// and only where it connected from (never the presented key).
+fn refusal_record(
+    event: &'static str,
+    reason: &str,
+    req: &axum::http::request::Parts,
+    ip: Option<std::net::IpAddr>,
+) -> Record {
+    let mut r = Record::new(event);
+    r.reason = Some(reason.into());
+    r.method = Some(req.method.to_string());
+    r.target = Some(req.uri.path().chars().take(256).collect());
+    r.client = Some(Arc::new(ClientRef {
         address: ip.map(address_text),
         ..ClientRef::default()
-    }))
+    }));
+    r
 }
 
 /// An address or CIDR range (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`).
@@ -202,12 +213,12 @@ pub(super) fn authenticate(
         let max = st.proxy.config().limits.auth_failures_per_minute;
         if !app.auth_limited(ip, max) {
             app.note_auth_failure(ip);
-            let mut r = Record::new("client.refused");
-            r.reason = Some("address not in identity.allowedClients".into());
-            r.method = Some(req.method.to_string());
-            r.target = Some(req.uri.path().chars().take(256).collect());
-            r.client = client_at(ip);
-            st.proxy.audit().write(r);
+            st.proxy.audit().write(refusal_record(
+                "client.refused",
+                "address not in identity.allowedClients",
+                req,
+                ip,
+            ));
         }
         return Err(json_response(
             StatusCode::FORBIDDEN,
@@ -265,12 +276,9 @@ pub(super) fn authenticate(
             st.proxy.metrics().auth_failure();
             app.note_auth_failure(ip);
             // Never the presented key: only why it failed, from where, and for what.
-            let mut r = Record::new("auth.failed");
-            r.reason = Some(why.into());
-            r.method = Some(req.method.to_string());
-            r.target = Some(req.uri.path().chars().take(256).collect());
-            r.client = client_at(ip);
-            st.proxy.audit().write(r);
+            st.proxy
+                .audit()
+                .write(refusal_record("auth.failed", why, req, ip));
             let mut r = json_response(
                 StatusCode::UNAUTHORIZED,
                 json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32001, "message": format!("Unauthorized: invalid or missing API key (header {})", st.api_key_header) } }),
