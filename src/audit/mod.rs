@@ -163,6 +163,11 @@ impl AuditLog {
     /// Hand a record to the sink (adds `audit.tags`). Never blocks.
     #[inline(never)]
     pub fn write(&self, record: Record) {
+        self.write_boxed(Box::new(record));
+    }
+
+    /// [`AuditLog::write`] for a record already boxed (as the writer takes it).
+    pub fn write_boxed(&self, record: Box<Record>) {
         let Mode::On {
             tx,
             shared,
@@ -183,7 +188,7 @@ impl AuditLog {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|t| t.send(writer::Msg::Record(Box::new(record))).is_ok());
+            .map(|t| t.send(writer::Msg::Record(record)).is_ok());
         if sent != Some(true) {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             shared.dropped.fetch_add(1, Ordering::Relaxed);

@@ -104,6 +104,21 @@ impl Pins {
     /// Whether a tool may be called on this connection: its definition (from the
     /// connection's latest full list, fetched once and again after each list_changed) must
     /// match the lock.
+    /// [`Pins::admits_call`] when it needs no listing: no lock file, or the verdicts for this
+    /// connection are known (`None`: the upstream's tools have to be listed first).
+    pub fn settled(&self, up: &Arc<Upstream>, name: &str) -> Option<bool> {
+        if self.lock.is_none() {
+            return Some(true);
+        }
+        let id = Arc::as_ptr(up) as usize;
+        let state = self.state();
+        let (_, v) = state
+            .verdicts
+            .get(&id)
+            .filter(|(w, _)| w.strong_count() > 0)?;
+        Some(v.get(name) == Some(&true))
+    }
+
     pub async fn admits_call(
         &self,
         proxy: &Proxy,
@@ -112,19 +127,10 @@ impl Pins {
         name: &str,
         ct: &CancellationToken,
     ) -> bool {
-        if self.lock.is_none() {
-            return true;
+        if let Some(v) = self.settled(up, name) {
+            return v;
         }
         let id = Arc::as_ptr(up) as usize;
-        let cached = self
-            .state()
-            .verdicts
-            .get(&id)
-            .filter(|(w, _)| w.strong_count() > 0)
-            .map(|(_, v)| v.clone());
-        if let Some(v) = cached {
-            return v.get(name) == Some(&true);
-        }
         // Subscribe before listing, so a change during the listing is not missed.
         let mut events = up.events();
         let mut verdicts = Verdicts::new();

@@ -483,27 +483,30 @@ impl Pool {
                 }
             }
         };
+        if let Some(up) = cell.get() {
+            return Ok((up.clone(), false));
+        }
+        // Boxed: connecting is rare, and its future would be part of every call's.
         let mut fresh = false;
-        let up = cell
-            .get_or_try_init(|| async {
-                fresh = true;
-                self.may_start(server, key)?;
-                let r = Upstream::connect(
-                    server,
-                    spec,
-                    INIT_TIMEOUT,
-                    dropped(),
-                    key.isolated(),
-                    client_capabilities(),
-                    max_message,
-                )
-                .await;
-                if r.is_err() {
-                    self.note_exit(key);
-                }
-                r
-            })
-            .await?;
+        let up = Box::pin(cell.get_or_try_init(|| async {
+            fresh = true;
+            self.may_start(server, key)?;
+            let r = Upstream::connect(
+                server,
+                spec,
+                INIT_TIMEOUT,
+                dropped(),
+                key.isolated(),
+                client_capabilities(),
+                max_message,
+            )
+            .await;
+            if r.is_err() {
+                self.note_exit(key);
+            }
+            r
+        }))
+        .await?;
         Ok((up.clone(), fresh))
     }
 

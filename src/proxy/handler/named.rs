@@ -60,7 +60,7 @@ impl Proxy {
         kind: NameKind,
         method: &str,
         mut params: Value,
-        progress: Option<Progress>,
+        progress: Option<&Progress>,
         ct: &CancellationToken,
     ) -> Result<Answer, RpcError> {
         let hidden = |n: &str| match kind {
@@ -74,20 +74,33 @@ impl Proxy {
             .to_string();
         let (server, name) = self.split(caller, &given).ok_or_else(|| hidden(&given))?;
         let name = name.to_string();
-        let req = match kind {
-            NameKind::Tool => Request::tool_call(&server, &name),
-            NameKind::Prompt => Request::prompt_get(&server, &name),
+        // The request and decision end here: they are not kept in the future past this.
+        let up = {
+            let req = match kind {
+                NameKind::Tool => Request::tool_call(&server, &name),
+                NameKind::Prompt => Request::prompt_get(&server, &name),
+            };
+            let d = self.decide(caller, &req);
+            if !d.is_allow() {
+                return Err(hidden(&given));
+            }
+            self.upstream_for(caller, &server, &d).await?
         };
-        let d = self.decide(caller, &req);
-        if !d.is_allow() {
+        // Listing and pinning checks are boxed, and awaited only when they have to ask the
+        // upstream: a call's future does not carry their state.
+        let known = up.knows(kind, &name) == Some(true)
+            || Box::pin(self.ensure_known(&up, kind, &name, ct)).await?;
+        if !known {
             return Err(hidden(&given));
         }
-        let up = self.upstream_for(caller, &server, &d).await?;
-        if !self.ensure_known(&up, kind, &name, ct).await? {
-            return Err(hidden(&given));
-        }
-        if kind == NameKind::Tool && !self.pins.admits_call(self, &up, &server, &name, ct).await {
-            return Err(hidden(&given));
+        if kind == NameKind::Tool {
+            let admitted = match self.pins.settled(&up, &name) {
+                Some(v) => v,
+                None => Box::pin(self.pins.admits_call(self, &up, &server, &name, ct)).await,
+            };
+            if !admitted {
+                return Err(hidden(&given));
+            }
         }
         params["name"] = Value::String(name.clone());
         let (op, mw) = match kind {
@@ -115,7 +128,7 @@ impl Proxy {
         step: Step<'_>,
         method: &str,
         params: Value,
-        progress: Option<Progress>,
+        progress: Option<&Progress>,
         ct: &CancellationToken,
     ) -> Result<Answer, RpcError> {
         let op_name = step.op.name();
@@ -126,7 +139,7 @@ impl Proxy {
         }
         if !self.authorizers.is_empty() {
             let waiting = |n: u64| {
-                if let Some(p) = &progress
+                if let Some(p) = progress
                     && let Some(t) = &p.token
                 {
                     let _ = p.sink.send(json!({ "jsonrpc": "2.0", "method": "notifications/progress",
@@ -142,7 +155,7 @@ impl Proxy {
                 request_id: request_id.as_deref(),
                 args,
             };
-            self.authorizers.check(&q, &waiting).await?;
+            Box::pin(self.authorizers.check(&q, &waiting)).await?;
         }
         let chain = self
             .middleware
@@ -166,17 +179,18 @@ impl Proxy {
             self.audit.clone(),
         );
         let (caller, ct, method) = (caller.clone(), ct.clone(), method.to_string());
-        Next::new(chain, move |_ctx| {
+        let progress = progress.cloned();
+        let run = Next::new(chain, move |_ctx| {
             Box::pin(async move {
                 // Middleware sees (and may edit) the result as a tree.
-                me.forward(&up, &method, params, progress, &caller, &ct)
+                me.forward(&up, &method, params, progress.as_ref(), &caller, &ct)
                     .await
                     .and_then(Answer::into_value)
             })
         })
-        .run(ctx)
-        .await
-        .map(Answer::Value)
+        .run(ctx);
+        // Boxed: a call without middleware does not carry the chain's state.
+        Box::pin(run).await.map(Answer::Value)
     }
 
     pub(super) async fn forward(
@@ -184,7 +198,7 @@ impl Proxy {
         up: &Upstream,
         method: &str,
         params: Value,
-        channel: Option<Progress>,
+        channel: Option<&Progress>,
         caller: &Caller,
         ct: &CancellationToken,
     ) -> Result<Answer, RpcError> {
@@ -214,6 +228,30 @@ impl Proxy {
                 .map(Answer::Raw)
                 .map_err(|e| upstream_error(server, e));
         };
+        // Boxed: a plain call's future would otherwise hold this path's state too.
+        Box::pin(self.relaying(
+            up,
+            Call::new(method, params, timeout),
+            channel,
+            caller,
+            log_min,
+            ct,
+        ))
+        .await
+    }
+
+    /// [`Proxy::forward`] for a client that takes what comes before the result: progress,
+    /// log lines, and the upstream's requests to the client.
+    async fn relaying(
+        &self,
+        up: &Upstream,
+        call: Call<'_>,
+        channel: &Progress,
+        caller: &Caller,
+        log_min: u8,
+        ct: &CancellationToken,
+    ) -> Result<Answer, RpcError> {
+        let server = up.server.as_str();
         // A progress channel only when the client gave a progress token.
         let (ptx, mut prx) = match channel.token {
             Some(_) => {
@@ -234,12 +272,7 @@ impl Proxy {
                 );
             }
         };
-        let call = up.call_raw(
-            Call::new(method, params, timeout)
-                .progress(ptx.as_ref())
-                .bridge(&btx),
-            ct,
-        );
+        let call = up.call_raw(call.progress(ptx.as_ref()).bridge(&btx), ct);
         tokio::pin!(call);
         let mut relayed: Vec<tokio::task::JoinHandle<()>> = Vec::new();
         let result = loop {
@@ -247,8 +280,8 @@ impl Proxy {
                 biased;
                 Some(p) = crate::proxy::upstream::recv_some(&mut prx) => relay(p),
                 Some(item) = brx.recv() => match item {
-                    Relayed::Request(req) => relayed.extend(self.to_client(caller, server, req, &channel, &done)),
-                    Relayed::Notification(method, params) => self.log_to_client(caller, server, &method, params, &channel, log_min),
+                    Relayed::Request(req) => relayed.extend(self.to_client(caller, server, req, channel, &done)),
+                    Relayed::Notification(method, params) => self.log_to_client(caller, server, &method, params, channel, log_min),
                 },
                 r = &mut call => {
                     // Progress and log lines the upstream sent before its response are
@@ -259,7 +292,7 @@ impl Proxy {
                     }
                     while let Ok(item) = brx.try_recv() {
                         if let Relayed::Notification(method, params) = item {
-                            self.log_to_client(caller, server, &method, params, &channel, log_min);
+                            self.log_to_client(caller, server, &method, params, channel, log_min);
                         }
                     }
                     break r;
@@ -312,7 +345,7 @@ impl Proxy {
         caller: &Caller,
         method: &str,
         mut params: Value,
-        progress: Option<Progress>,
+        progress: Option<&Progress>,
         ct: &CancellationToken,
     ) -> Result<Answer, RpcError> {
         let raw = params
@@ -469,7 +502,7 @@ impl Proxy {
         caller: &Caller,
         method: &str,
         params: Value,
-        progress: Option<Progress>,
+        progress: Option<&Progress>,
         ct: &CancellationToken,
     ) -> Result<Answer, RpcError> {
         let Endpoint::Server(server) = &caller.endpoint else {

@@ -358,3 +358,25 @@ fn a_records_subject_is_the_callers_shared_subject_and_key_id_not_a_copy() {
         json!({ "id": "alice", "groups": ["g", "h"], "keyId": "key_1" })
     );
 }
+
+/// The futures every call builds carry no cold path: the dispatch future is moved into a new
+/// box per request, so its size is bytes copied (and cache lines touched) per call. Paths a
+/// plain `tools/call` does not take (lists, resources, completion, middleware, authorizers,
+/// relaying, connecting) are boxed where they are awaited (bench/PROFILE.md, round seven).
+/// The bounds hold for the test and the release profiles, with headroom; a path awaited
+/// unboxed adds kilobytes and fails here.
+#[tokio::test]
+async fn a_calls_futures_carry_no_cold_paths() {
+    let proxy = proxy().await;
+    let ct = CancellationToken::new();
+    let c = caller(&proxy, Endpoint::Server("mem".into()));
+    let dispatch = proxy.dispatch(&c, "tools/call", json!({}), None, &ct);
+    let answer = proxy.handle_answer(&c, "tools/call", json!({}), None, &ct);
+    let sizes = (size_of_val(&dispatch), size_of_val(&answer));
+    eprintln!(
+        "future sizes: dispatch {} B, handle_answer {} B",
+        sizes.0, sizes.1
+    );
+    assert!(sizes.0 <= 2200, "dispatch's future is {} B", sizes.0);
+    assert!(sizes.1 <= 800, "handle_answer's future is {} B", sizes.1);
+}

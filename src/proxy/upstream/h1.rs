@@ -155,45 +155,64 @@ impl Pool {
 
     /// Send `req` (origin-form URI; `Host` is added here) and wait for the response head,
     /// driving the connection meanwhile. The body is read through the returned [`Driven`].
-    pub(super) async fn send(
+    ///
+    /// Not an `async fn`: one of those keeps its arguments twice in its future (as passed,
+    /// and moved into its body), and this future is part of every call's.
+    pub(super) fn send(
         self: &Arc<Self>,
         mut req: http::Request<Full<Bytes>>,
-    ) -> Result<Driven, SendError> {
+    ) -> impl Future<Output = Result<Driven, SendError>> + Send + '_ {
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
-        let (mut c, mut reused) = match self.take_idle() {
-            Some(c) => (c, true),
-            None => (self.connect().await?, false),
-        };
-        loop {
-            let mut sent = std::pin::pin!(c.send.try_send_request(req));
-            let outcome = std::future::poll_fn(|cx| {
-                c.drive(cx);
-                sent.as_mut().poll(cx)
-            })
-            .await;
-            match outcome {
-                Ok(resp) => {
-                    return Ok(Driven {
-                        resp,
-                        conn: Some(c),
-                        pool: self.clone(),
-                    });
-                }
-                Err(mut e) => match e.take_message() {
-                    // Handed back unsent from a kept-alive connection: once more, on a new one.
-                    Some(unsent) if reused => {
-                        req = unsent;
-                        c = self.connect().await?;
-                        reused = false;
-                    }
-                    _ => {
-                        return Err(SendError {
-                            connect: false,
-                            error: super::http::chain(e.error()),
-                        });
-                    }
-                },
+        let idle = self.take_idle();
+        async move {
+            let Some(c) = idle else {
+                return Box::pin(self.send_on_new(req)).await;
+            };
+            match self.send_on(c, req).await {
+                Ok(d) => Ok(d),
+                // Handed back unsent from a kept-alive connection: once more, on a new one.
+                Err((Some(unsent), _)) => Box::pin(self.send_on_new(unsent)).await,
+                Err((None, e)) => Err(e),
+            }
+        }
+    }
+
+    /// Connect, then [`Pool::send_on`]. Boxed by its callers: connecting is rare, and its
+    /// state would otherwise be part of every call's future.
+    async fn send_on_new(
+        self: &Arc<Self>,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<Driven, SendError> {
+        let c = self.connect().await?;
+        self.send_on(c, req).await.map_err(|(_, e)| e)
+    }
+
+    /// Send `req` on `c`. An error hands the request back if it was not sent.
+    async fn send_on(
+        self: &Arc<Self>,
+        mut c: H1Conn,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<Driven, (Option<http::Request<Full<Bytes>>>, SendError)> {
+        let mut sent = std::pin::pin!(c.send.try_send_request(req));
+        let outcome = std::future::poll_fn(|cx| {
+            c.drive(cx);
+            sent.as_mut().poll(cx)
+        })
+        .await;
+        match outcome {
+            Ok(resp) => Ok(Driven {
+                resp,
+                conn: Some(c),
+                pool: self.clone(),
+            }),
+            Err(mut e) => {
+                let unsent = e.take_message();
+                let error = SendError {
+                    connect: false,
+                    error: super::http::chain(e.error()),
+                };
+                Err((unsent, error))
             }
         }
     }
@@ -362,6 +381,18 @@ mod tests {
     fn pool(addr: std::net::SocketAddr) -> Arc<Pool> {
         let uri: http::Uri = format!("http://{addr}/mcp").parse().unwrap();
         Pool::new(&uri, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Every call to an HTTP upstream builds this future (inside the boxed POST): connecting
+    /// and the retry on a new connection are boxed where they are awaited, so it carries
+    /// neither (bench/PROFILE.md, round seven). A bound with headroom, for test and release.
+    #[test]
+    fn a_sends_future_carries_no_connect() {
+        let p = pool("127.0.0.1:9".parse().unwrap());
+        let f = p.send(request("{}"));
+        let size = size_of_val(&f);
+        eprintln!("Pool::send future: {size} B");
+        assert!(size <= 1600, "Pool::send's future is {size} B");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -209,14 +209,14 @@ impl HttpConn {
 /// response to request `id` (from a JSON body or an SSE stream, with any progress, log lines
 /// and server-to-client requests before it). Awaited by the caller that waits for `id` (no
 /// task of its own), so dropping it (cancel, timeout) aborts the POST.
-pub(super) async fn http_post(
+pub(super) fn http_post(
     conn: Arc<HttpConn>,
     body: bytes::Bytes,
     initialize: bool,
     id: Option<u64>,
     shared: Arc<Shared>,
-) {
-    http_post_once(conn, body, initialize, id, shared, true).await
+) -> impl Future<Output = ()> + Send {
+    http_post_once(conn, body, initialize, id, shared, true)
 }
 
 async fn http_post_once(
@@ -227,13 +227,7 @@ async fn http_post_once(
     shared: Arc<Shared>,
     may_reinit: bool,
 ) {
-    let fail = |shared: &Shared, message: String| {
-        if let Some(id) = id
-            && let Some(p) = shared.pending.lock().remove(&id)
-        {
-            let _ = p.send(Err(UpstreamError::Transport(message)));
-        }
-    };
+    let fail = |shared: &Shared, message: String| fail_request(shared, id, message);
     let session = target.session.lock().clone();
     let resp = match target.post_bytes(body.clone(), session.clone()).await {
         Ok(r) => r,
@@ -256,7 +250,9 @@ async fn http_post_once(
     }
     if status == reqwest::StatusCode::NOT_FOUND && may_reinit && session.is_some() && !initialize {
         // The upstream session expired: open a new one and send this message again, once.
-        match target.reinitialize(session.as_ref()).await {
+        // Boxed, like every path a plain call does not take: a future holds the state of
+        // every path it awaits, and this one is moved into a new box per call.
+        match Box::pin(target.reinitialize(session.as_ref())).await {
             Ok(()) => {
                 tracing::info!(server = %shared.name, "upstream session expired; re-initialized");
                 return Box::pin(http_post_once(target, body, initialize, id, shared, false)).await;
@@ -301,39 +297,7 @@ async fn http_post_once(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.starts_with("text/event-stream"));
     if is_sse {
-        use futures_util::StreamExt as _;
-        let events = sse::data_events(sse::body_chunks(resp), shared.max_message);
-        tokio::pin!(events);
-        while let Some(event) = events.next().await {
-            let data = match event {
-                Ok(data) => data,
-                Err(sse::SseError::TooLarge) => {
-                    // Stop reading (dropping the response closes the stream).
-                    fail(
-                        &shared,
-                        too_large(&shared.name, shared.max_message, "an SSE event"),
-                    );
-                    return;
-                }
-                Err(e) => {
-                    fail(
-                        &shared,
-                        format!("upstream `{}` stream failed: {e}", shared.name),
-                    );
-                    return;
-                }
-            };
-            if let Ok(Some(reply)) = shared.dispatch(data.as_bytes(), id) {
-                target.reply(reply).await;
-            }
-        }
-        fail(
-            &shared,
-            format!(
-                "upstream `{}` ended the stream without a response",
-                shared.name
-            ),
-        );
+        Box::pin(read_events(&target, resp, id, &shared)).await;
     } else {
         let max = shared.max_message;
         if resp.content_length().is_some_and(|n| n > max as u64) {
@@ -356,7 +320,7 @@ async fn http_post_once(
         };
         let dispatched = read.and_then(|b| shared.dispatch(&b, id).map_err(|e| e.to_string()));
         match dispatched {
-            Ok(Some(reply)) => target.reply(reply).await,
+            Ok(Some(reply)) => Box::pin(target.reply(reply)).await,
             Ok(None) => {}
             Err(e) => fail(
                 &shared,
@@ -367,6 +331,54 @@ async fn http_post_once(
             ),
         }
     }
+}
+
+/// Fail request `id` (if it is still waiting) with a transport error.
+fn fail_request(shared: &Shared, id: Option<u64>, message: String) {
+    if let Some(id) = id
+        && let Some(p) = shared.pending.lock().remove(&id)
+    {
+        let _ = p.send(Err(UpstreamError::Transport(message)));
+    }
+}
+
+/// The response to a POST is an SSE stream: dispatch its events (progress, log lines,
+/// server-to-client requests) until the response to `id`.
+async fn read_events(target: &HttpConn, resp: Answer, id: Option<u64>, shared: &Shared) {
+    let fail = |shared: &Shared, message: String| fail_request(shared, id, message);
+    use futures_util::StreamExt as _;
+    let events = sse::data_events(sse::body_chunks(resp), shared.max_message);
+    tokio::pin!(events);
+    while let Some(event) = events.next().await {
+        let data = match event {
+            Ok(data) => data,
+            Err(sse::SseError::TooLarge) => {
+                // Stop reading (dropping the response closes the stream).
+                fail(
+                    shared,
+                    too_large(&shared.name, shared.max_message, "an SSE event"),
+                );
+                return;
+            }
+            Err(e) => {
+                fail(
+                    shared,
+                    format!("upstream `{}` stream failed: {e}", shared.name),
+                );
+                return;
+            }
+        };
+        if let Ok(Some(reply)) = shared.dispatch(data.as_bytes(), id) {
+            target.reply(reply).await;
+        }
+    }
+    fail(
+        shared,
+        format!(
+            "upstream `{}` ended the stream without a response",
+            shared.name
+        ),
+    );
 }
 
 /// Why a POST got no answer: whether nothing could be connected, and what happened.
