@@ -163,6 +163,9 @@ impl AuditLog {
     /// Hand a record to the sink (adds `audit.tags`). Never blocks.
     #[inline(never)]
     pub fn write(&self, record: Record) {
+        if matches!(self.mode, Mode::Off) {
+            return;
+        }
         self.write_boxed(Box::new(record));
     }
 

@@ -101,9 +101,6 @@ impl Pins {
         false
     }
 
-    /// Whether a tool may be called on this connection: its definition (from the
-    /// connection's latest full list, fetched once and again after each list_changed) must
-    /// match the lock.
     /// [`Pins::admits_call`] when it needs no listing: no lock file, or the verdicts for this
     /// connection are known (`None`: the upstream's tools have to be listed first).
     pub fn settled(&self, up: &Arc<Upstream>, name: &str) -> Option<bool> {
@@ -119,6 +116,9 @@ impl Pins {
         Some(v.get(name) == Some(&true))
     }
 
+    /// Whether a tool may be called on this connection: its definition (from the
+    /// connection's latest full list, fetched once and again after each list_changed) must
+    /// match the lock.
     pub async fn admits_call(
         &self,
         proxy: &Proxy,

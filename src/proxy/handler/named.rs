@@ -180,7 +180,7 @@ impl Proxy {
         );
         let (caller, ct, method) = (caller.clone(), ct.clone(), method.to_string());
         let progress = progress.cloned();
-        let run = Next::new(chain, move |_ctx| {
+        Next::new(chain, move |_ctx| {
             Box::pin(async move {
                 // Middleware sees (and may edit) the result as a tree.
                 me.forward(&up, &method, params, progress.as_ref(), &caller, &ct)
@@ -188,9 +188,9 @@ impl Proxy {
                     .and_then(Answer::into_value)
             })
         })
-        .run(ctx);
-        // Boxed: a call without middleware does not carry the chain's state.
-        Box::pin(run).await.map(Answer::Value)
+        .run(ctx)
+        .await
+        .map(Answer::Value)
     }
 
     pub(super) async fn forward(

@@ -164,6 +164,7 @@ impl Pool {
     ) -> impl Future<Output = Result<Driven, SendError>> + Send + '_ {
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
+        // Taken now, not at the first poll: the one caller awaits this at once.
         let idle = self.take_idle();
         async move {
             let Some(c) = idle else {
@@ -385,14 +386,16 @@ mod tests {
 
     /// Every call to an HTTP upstream builds this future (inside the boxed POST): connecting
     /// and the retry on a new connection are boxed where they are awaited, so it carries
-    /// neither (bench/PROFILE.md, round seven). A bound with headroom, for test and release.
+    /// neither (bench/PROFILE.md, round seven). 1256 B with rustc 1.95 in the test and the
+    /// release profiles; with connecting unboxed it is 1536. A new compiler may move these
+    /// numbers: re-measure then (the test prints the size).
     #[test]
     fn a_sends_future_carries_no_connect() {
         let p = pool("127.0.0.1:9".parse().unwrap());
         let f = p.send(request("{}"));
         let size = size_of_val(&f);
         eprintln!("Pool::send future: {size} B");
-        assert!(size <= 1600, "Pool::send's future is {size} B");
+        assert!(size <= 1300, "Pool::send's future is {size} B");
     }
 
     #[tokio::test(flavor = "current_thread")]
