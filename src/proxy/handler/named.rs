@@ -155,7 +155,7 @@ impl Proxy {
                 request_id: request_id.as_deref(),
                 args,
             };
-            Box::pin(self.authorizers.check(&q, &waiting)).await?;
+            self.authorizers.check(&q, &waiting).await?;
         }
         let chain = self
             .middleware
@@ -228,15 +228,16 @@ impl Proxy {
                 .map(Answer::Raw)
                 .map_err(|e| upstream_error(server, e));
         };
-        // Boxed: a plain call's future would otherwise hold this path's state too.
-        Box::pin(self.relaying(
+        // Not boxed: every call of a client that takes an SSE stream (as the specification's
+        // clients do) comes this way, and a box would cost it an allocation and a copy.
+        self.relaying(
             up,
             Call::new(method, params, timeout),
             channel,
             caller,
             log_min,
             ct,
-        ))
+        )
         .await
     }
 

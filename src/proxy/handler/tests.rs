@@ -361,13 +361,14 @@ fn a_records_subject_is_the_callers_shared_subject_and_key_id_not_a_copy() {
 
 /// The futures every call builds carry no cold path: the dispatch future is moved into a new
 /// box per request, so its size is bytes copied (and cache lines touched) per call. Paths a
-/// plain `tools/call` does not take (lists, resources, completion, middleware, authorizers,
-/// relaying, connecting) are boxed where they are awaited (bench/PROFILE.md, round seven).
-/// Measured with rustc 1.95, the same in the test and the release profiles: dispatch 1904 B,
-/// handle_answer 576 B. The bounds leave 3 % and 10 %: each of lists, relaying, the
-/// authorizers, pinning, completion and resources awaited unboxed grows dispatch past its
-/// bound (by 96 to 528 B; a listing check by 32 B, which is let through). A new compiler may
-/// move these numbers: re-measure then (the test prints them).
+/// plain `tools/call` does not take (lists, resources, completion, custom methods, listing
+/// and pinning checks, connecting) are boxed where they are awaited; relaying (progress,
+/// requests to the client) is not, as every call of an SSE client takes it
+/// (bench/PROFILE.md, round seven).
+/// Measured with rustc 1.95, the same in the test and the release profiles: dispatch 2368 B,
+/// handle_answer 576 B. The bounds leave 3 % and 10 %: lists, resources or completion
+/// awaited unboxed grow dispatch past its bound (paths smaller than relaying do not grow it
+/// at all). A new compiler may move these numbers: re-measure then (the test prints them).
 #[tokio::test]
 async fn a_calls_futures_carry_no_cold_paths() {
     let proxy = proxy().await;
@@ -380,6 +381,6 @@ async fn a_calls_futures_carry_no_cold_paths() {
         "future sizes: dispatch {} B, handle_answer {} B",
         sizes.0, sizes.1
     );
-    assert!(sizes.0 <= 1960, "dispatch's future is {} B", sizes.0);
+    assert!(sizes.0 <= 2440, "dispatch's future is {} B", sizes.0);
     assert!(sizes.1 <= 640, "handle_answer's future is {} B", sizes.1);
 }
