@@ -3,7 +3,7 @@
 # numbers are not (a shared or small machine).
 #
 # usage: bench/callgrind.sh [stdio|http] [--audit true|false] [--concurrency C] [--secs S]
-#                           [--out FILE] [--no-build]
+#                           [--cache-sim] [--out FILE] [--no-build]
 #
 # Runs `fentaris serve` (release) under valgrind with one upstream (the test upstream over
 # stdio, or over streamable HTTP), warms it up with 3 s of `tools/call echo`, zeroes the
@@ -11,12 +11,14 @@
 # the instructions per call and the top inclusive costs. The callgrind file goes to --out
 # (default: a temporary file, deleted). Needs valgrind (callgrind_control,
 # callgrind_annotate). Under valgrind the CPU has no SHA extensions: SHA-256 (audit chain,
-# API-key digest) costs about ten times what it does natively.
+# API-key digest) costs about ten times what it does natively. --cache-sim adds valgrind's
+# cache simulation (32 KiB L1, a 1 MiB last level like this machine's L2 per core) and
+# prints L1 and last-level misses per call (bench/PROFILE.md, round seven).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-KIND=stdio; AUDIT=true; C=16; SECS=6; OUTFILE=""; BUILD=1
+KIND=stdio; AUDIT=true; C=16; SECS=6; OUTFILE=""; BUILD=1; CACHE=()
 while [ $# -gt 0 ]; do
     case "$1" in
         stdio|http) KIND=$1 ;;
@@ -24,8 +26,9 @@ while [ $# -gt 0 ]; do
         --concurrency) C=$2; shift ;;
         --secs) SECS=$2; shift ;;
         --out) OUTFILE=$2; shift ;;
+        --cache-sim) CACHE=(--cache-sim=yes --D1=32768,8,64 --LL=1048576,16,64) ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "callgrind.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -70,7 +73,7 @@ cat > "$WORK/.fentaris/config.json" <<EOF
 EOF
 (cd "$WORK" && exec env -u FENTARIS_CONFIG -u FENTARIS_VAULT_KEY -u FENTARIS_VAULT_KEY_FILE \
     XDG_CONFIG_HOME="$WORK/xdg" BENCH_API_KEY="$KEY" RUST_LOG=warn \
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+    valgrind --tool=callgrind ${CACHE[@]+"${CACHE[@]}"} --callgrind-out-file="$WORK/cg.%p" \
     "$FENTARIS" serve --config "$WORK/.fentaris/config.json" > "$WORK/fentaris.log" 2>&1 < /dev/null) &
 PID=$!
 PIDS+=("$PID")
@@ -95,7 +98,11 @@ file=$(ls -t "$WORK"/cg.* | head -1)
 calls=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["calls_total"])')
 ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$file")
 echo "$KIND upstream, autoLog $AUDIT, c=$C: $calls calls, $ir instructions, $((ir / calls)) per call"
-callgrind_annotate --inclusive=yes --auto=no "$file" 2>/dev/null \
-    | grep -E 'fentaris::|sha2::|mi_|memcpy|serde_json::(de|ser)::' | head -40
 [ -n "$OUTFILE" ] && cp "$file" "$OUTFILE"
+if [ ${#CACHE[@]} -gt 0 ]; then
+    # events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+    awk -v n="$calls" '/^(summary|totals):/ { printf "per call: L1 data misses %.0f, L1 instruction misses %.0f, last-level misses %.0f (data reads %.0f, data writes %.0f, instructions %.0f)\n", ($6+$7)/n, $5/n, ($8+$9+$10)/n, $9/n, $10/n, $8/n; exit }' "$file"
+fi
+callgrind_annotate --inclusive=yes --auto=no "$file" 2>/dev/null \
+    | grep -E 'fentaris::|sha2::|mi_|memcpy|serde_json::(de|ser)::' | head -40 || true
 exit 0
