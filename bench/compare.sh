@@ -3,7 +3,7 @@
 #
 # usage: bench/compare.sh [--quick] [--duration SECS] [--warmup SECS] [--concurrency "1 16 64"]
 #                         [--sessions N] [--no-build] [--no-peers] [--pin] [--out DIR]
-#                         [--profile release|dev|NAME]
+#                         [--profile release|dev|NAME] [--rounds N]
 #
 #   (a) direct          the test upstream over streamable HTTP (examples/test_upstream.rs)
 #   (b) fentaris-stdio  Fentaris (release, HTTP downstream, /mcp) -> test upstream over stdio
@@ -22,6 +22,11 @@
 # processes share all CPUs.
 # Peers are installed (pinned) into bench/.peers (override: BENCH_PEERS_DIR); when that fails
 # (no network), the script says so and goes on without them. Nothing here asserts timings.
+# --rounds N (default 1): every server is started once and kept running, and the cells run N
+# times round-robin (each round: every concurrency, each path in turn), so a ratio compares
+# cells measured seconds apart. The table gives medians over the rounds; a ratio is the median
+# of the per-round ratios, with their range. Use it on a noisy machine, where the machine's
+# speed drifts over the minutes a one-round run takes.
 # --profile: the cargo profile Fentaris and the load tools are built with (default release).
 # CI's smoke uses dev (already built by `cargo test`): it checks every path runs, and a dev
 # build's numbers are not results (the table says so).
@@ -43,6 +48,7 @@ USE_PEERS=1
 PIN=0
 OUT=$ROOT/bench/out
 PROFILE=release
+ROUNDS=1
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 
 while [ $# -gt 0 ]; do
@@ -57,11 +63,13 @@ while [ $# -gt 0 ]; do
         --pin) PIN=1 ;;
         --out) OUT=$2; shift ;;
         --profile) PROFILE=$2; shift ;;
-        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --rounds) ROUNDS=$2; shift ;;
+        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+case "$ROUNDS" in ''|*[!0-9]*|0) echo "compare.sh: --rounds takes a whole number of at least 1" >&2; exit 2 ;; esac
 
 log() { echo "compare.sh: $*" >&2; }
 
@@ -225,9 +233,9 @@ wait_quiet() {
 }
 
 # --- one measurement cell --------------------------------------------------------------------
-# cell PATH_LABEL URL TOOL STATS_PID CONCURRENCY [HEADER...]
+# cell ROUND PATH_LABEL URL TOOL STATS_PID CONCURRENCY [HEADER...]
 cell() {
-    local label=$1 url=$2 tool=$3 pid=$4 c=$5; shift 5
+    local round=$1 label=$2 url=$3 tool=$4 pid=$5 c=$6; shift 6
     local hargs=() h
     for h in "$@"; do hargs+=(--header "$h"); done
     local t0 t1 hwm json
@@ -239,18 +247,15 @@ cell() {
         log "loadgen failed for $label c=$c"; json='{"calls":0,"errors":-1}'; }
     t1=$( [ "$pid" != 0 ] && cpu_ticks "$pid" || echo 0)
     hwm=$( [ "$pid" != 0 ] && status_kb "$pid" VmHWM || echo 0)
-    printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$c" "$((t1 - t0))" "$hwm" "$json" >> "$CELLS"
-    log "$label c=$c: $(echo "$json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("calls_per_s"), "calls/s, p50", d.get("p50_ms"), "ms, errors", d.get("errors"))')"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$label" "$c" "$((t1 - t0))" "$hwm" "$json" >> "$CELLS"
+    log "round $round, $label c=$c: $(echo "$json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("calls_per_s"), "calls/s, p50", d.get("p50_ms"), "ms, errors", d.get("errors"))')"
 }
 
-# measure_started LABEL PORT: the cells of the process just started (STARTED_PID) serving
-# /mcp on PORT with the tool `echo`, then stop it.
-measure_started() {
-    local label=$1 port=$2 pid=$STARTED_PID c
-    if wait_port "$port" "$pid"; then
-        for c in $CONCURRENCY; do cell "$label" "http://127.0.0.1:$port/mcp" echo "$pid" "$c"; done
-    fi
-    stop "$pid"
+# The paths measured, in order: every server is started before the first cell and runs until
+# the last, so the rounds can take them in turn. add_path LABEL URL TOOL PID [HEADER]
+P_LABEL=(); P_URL=(); P_TOOL=(); P_PID=(); P_HEADER=()
+add_path() {
+    P_LABEL+=("$1"); P_URL+=("$2"); P_TOOL+=("$3"); P_PID+=("$4"); P_HEADER+=("${5:-}")
 }
 
 KEY=bench-key-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -294,8 +299,7 @@ UP_PID=$STARTED_PID
 wait_port "$UP_PORT" "$UP_PID"
 UP_URL=http://127.0.0.1:$UP_PORT/mcp
 HTTP_SERVER='[ { "name": "up", "transport": { "streamableHttp": { "url": "'"$UP_URL"'" } } } ]'
-
-for c in $CONCURRENCY; do cell direct "$UP_URL" echo "$UP_PID" "$c"; done
+add_path direct "$UP_URL" echo "$UP_PID"
 
 # --- (b), (c) Fentaris, autoLog off and on ---------------------------------------------------
 for autolog in false true; do
@@ -305,10 +309,7 @@ for autolog in false true; do
         if [ "$kind" = stdio ]; then servers=$STDIO_SERVER; else servers=$HTTP_SERVER; fi
         fentaris_project "$dir" "$autolog" "$servers"
         start_fentaris "fentaris-$kind$suffix" "$dir" || { log "fentaris ($kind) did not start"; continue; }
-        for c in $CONCURRENCY; do
-            cell "fentaris-$kind$suffix" "http://127.0.0.1:$F_PORT/mcp" up__echo "$F_PID" "$c" "$AUTH"
-        done
-        stop "$F_PID"
+        add_path "fentaris-$kind$suffix" "http://127.0.0.1:$F_PORT/mcp" up__echo "$F_PID" "$AUTH"
     done
 done
 
@@ -352,28 +353,38 @@ http {
 }
 EOF
     start nginx "${AS_PROXY[@]}" "$NGINX" -p "$ng" -c "$ng/nginx.conf"
-    measure_started nginx "$port"
+    wait_port "$port" "$STARTED_PID" && add_path nginx "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
 else
     log "nginx not available: the plain reverse proxy reference is skipped"
 fi
-stop "$UP_PID"
 
 # --- (d) peers -------------------------------------------------------------------------------
 if [ -n "$SUPERGATEWAY" ]; then
     port=$(free_port)
     start supergateway "${AS_PROXY[@]}" node "$SUPERGATEWAY" --stdio "$UPSTREAM --stdio" \
         --outputTransport streamableHttp --stateful --port "$port" --logLevel none
-    measure_started supergateway "$port"
+    wait_port "$port" "$STARTED_PID" && add_path supergateway "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
 else
     log "supergateway not available: skipped"
 fi
 if [ -n "$MCP_PROXY" ]; then
     port=$(free_port)
     start mcp-proxy "${AS_PROXY[@]}" "$MCP_PROXY" --host 127.0.0.1 --port "$port" --log-level WARNING -- "$UPSTREAM" --stdio
-    measure_started mcp-proxy "$port"
+    wait_port "$port" "$STARTED_PID" && add_path mcp-proxy "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
 else
     log "mcp-proxy not available: skipped"
 fi
+
+# --- the cells: each round takes every concurrency, and at each every path in turn ----------
+for round in $(seq "$ROUNDS"); do
+    for c in $CONCURRENCY; do
+        for i in "${!P_LABEL[@]}"; do
+            hdr=(); [ -n "${P_HEADER[$i]}" ] && hdr=("${P_HEADER[$i]}")
+            cell "$round" "${P_LABEL[$i]}" "${P_URL[$i]}" "${P_TOOL[$i]}" "${P_PID[$i]}" "$c" "${hdr[@]}"
+        done
+    done
+done
+for i in "${!P_PID[@]}"; do stop "${P_PID[$i]}"; done
 
 # --- memory: idle with 3 upstreams, growth per idle session ----------------------------------
 dir=$WORK/fentaris-memory
@@ -400,38 +411,70 @@ if start_fentaris fentaris-memory "$dir"; then
 fi
 
 # --- report ----------------------------------------------------------------------------------
-python3 - "$CELLS" "$MEM" "$(getconf CLK_TCK)" "$DURATION" "$WARMUP" "$PIN" "$PROFILE" <<'PY'
-import json, sys
+python3 - "$CELLS" "$MEM" "$(getconf CLK_TCK)" "$DURATION" "$WARMUP" "$PIN" "$PROFILE" "$ROUNDS" <<'PY'
+import json, statistics, sys
 cells_f, mem_f, tck, duration, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-rows = []
+rounds = int(sys.argv[8])
+cells = {}   # (path, c) -> {round: cell}
+order = []   # (path, c) in the order first measured, concurrency-major
 for line in open(cells_f):
-    label, c, ticks, hwm, js = line.rstrip("\n").split("\t", 4)
+    rnd, label, c, ticks, hwm, js = line.rstrip("\n").split("\t", 5)
     d = json.loads(js)
-    rows.append(dict(path=label, c=int(c), ticks=int(ticks), hwm=int(hwm or 0), **d))
-by = {(r["path"], r["c"]): r for r in rows}
-def ratio(a, b):
-    return f"{a / b:.2f}" if a and b else "–"
+    key = (label, int(c))
+    if key not in cells:
+        cells[key] = {}
+        order.append(key)
+    total = d.get("calls_total", 0)
+    # CPU of the process over the whole cell (warm-up included) per call made in it.
+    d["cpu_us"] = int(ticks) / tck * 1e6 / total if total else None
+    d["hwm"] = int(hwm or 0)
+    cells[key][int(rnd)] = d
+# Path-major, as measured: each path's concurrencies together.
+paths = list(dict.fromkeys(p for p, _ in order))
+concs = list(dict.fromkeys(c for _, c in order))
+order.sort(key=lambda k: (paths.index(k[0]), concs.index(k[1])))
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+def agg(p, c, k):
+    return med(d.get(k) for d in cells.get((p, c), {}).values())
+def ratios(a, b):
+    """a ÷ b per round, both measured in that round."""
+    ra, rb = cells.get(a, {}), cells.get(b, {})
+    out = []
+    for r in ra:
+        x, y = ra[r].get("calls_per_s"), rb.get(r, {}).get("calls_per_s")
+        if x and y:
+            out.append(x / y)
+    return out
+def fmt_ratio(rs):
+    if not rs:
+        return "–"
+    m = f"{statistics.median(rs):.2f}"
+    lo, hi = f"{min(rs):.2f}", f"{max(rs):.2f}"
+    return m if lo == hi else f"{m} ({lo}–{hi})"
 pin = sys.argv[6] == "1"
 release = sys.argv[7] == "release"
 if not release:
     print(f"\n**Built with the `{sys.argv[7]}` profile, not release: these numbers are not results.**")
-print(f"\n### Results ({duration} s per cell after {warmup} s warm-up; tool `echo`; peak RSS and CPU are of the server process measured: the upstream for direct, else the proxy alone; "
+each = f"medians of {rounds} rounds (each round: every concurrency, each path in turn); a ratio is the median of the per-round ratios, their range in brackets; " if rounds > 1 else ""
+print(f"\n### Results ({duration} s per cell after {warmup} s warm-up; {each}tool `echo`; peak RSS and CPU are of the server process measured: the upstream for direct, else the proxy alone; "
       f"{'pinned: load generator and HTTP upstream on CPU 0, the proxy on CPU 1' if pin else 'unpinned: all processes share all CPUs'})\n")
 print("| path | c | calls/s | p50 ms | p99 ms | errors | ÷ direct | ÷ supergateway | peak RSS MB | CPU µs/call |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for r in rows:
-    d = by.get(("direct", r["c"]), {})
-    s = by.get(("supergateway", r["c"]), {})
-    cps = r.get("calls_per_s", 0)
-    # CPU of the process over the whole cell (warm-up included) per call made in it.
-    total = r.get("calls_total", 0)
-    cpu = f"{r['ticks'] / tck * 1e6 / total:.1f}" if total else "–"
-    print(f"| {r['path']} | {r['c']} | {cps:,.0f} | {r.get('p50_ms', 0):.3f} | {r.get('p99_ms', 0):.3f} | "
-          f"{r.get('errors', 0)} | {ratio(cps, d.get('calls_per_s'))} | {ratio(cps, s.get('calls_per_s'))} | "
-          f"{r['hwm'] / 1024:.1f} | {cpu} |")
-for r in rows:
-    if r.get("error_messages"):
-        print(f"\n{r['path']} c={r['c']} errors: {r['error_messages'][:3]}")
+def num(v, f):
+    return "–" if v is None else format(v, f)
+for (p, c) in order:
+    rs = cells[(p, c)].values()
+    errors = sum(d.get("errors", 0) for d in rs)
+    hwm = max(d["hwm"] for d in rs)
+    print(f"| {p} | {c} | {num(agg(p, c, 'calls_per_s'), ',.0f')} | {num(agg(p, c, 'p50_ms'), '.3f')} | "
+          f"{num(agg(p, c, 'p99_ms'), '.3f')} | {errors} | {fmt_ratio(ratios((p, c), ('direct', c)))} | "
+          f"{fmt_ratio(ratios((p, c), ('supergateway', c)))} | {hwm / 1024:.1f} | {num(agg(p, c, 'cpu_us'), '.1f')} |")
+for (p, c) in order:
+    for r, d in sorted(cells[(p, c)].items()):
+        if d.get("error_messages"):
+            print(f"\n{p} c={c} round {r} errors: {d['error_messages'][:3]}")
 mem = dict(l.rstrip("\n").split("\t", 1) for l in open(mem_f) if "\t" in l)
 if mem:
     idle, base, after, n = (int(mem["idle_rss_kb"]), int(mem["rss_after_10_sessions_kb"]),
@@ -440,40 +483,39 @@ if mem:
           f"after {n} more idle sessions {after / 1024:.1f} MB "
           f"(+{(after - base) / n:.1f} KB per session; sessions opened: {mem['open_result']})")
 print("\nTargets (informational, issue 8" + ("" if release else "; not results: a " + sys.argv[7] + " build") + "):")
-def g(p, c, k):
-    return by.get((p, c), {}).get(k)
-def line(name, val, ok):
-    print(f"- {name}: {val} {'(met)' if ok else '(missed)' if ok is not None else ''}")
-for p in ("fentaris-stdio",):
-    f16, s16, m16 = g(p, 16, "calls_per_s"), g("supergateway", 16, "calls_per_s"), g("mcp-proxy", 16, "calls_per_s")
-    if f16 and s16: line("c=16 throughput ÷ supergateway ≥ 8", f"{f16 / s16:.1f}×", f16 / s16 >= 8)
-    if f16 and m16: line("c=16 throughput ÷ mcp-proxy ≥ 12", f"{f16 / m16:.1f}×", f16 / m16 >= 12)
-    f1, s1 = g(p, 1, "p50_ms"), g("supergateway", 1, "p50_ms")
-    if f1 and s1: line("c=1 p50 ÷ supergateway's ≤ 0.4", f"{f1 / s1:.2f}", f1 / s1 <= 0.4)
-for p in ("fentaris-http",):
-    f1, d1 = g(p, 1, "p50_ms"), g("direct", 1, "p50_ms")
-    if f1 and d1: line("added p50 vs direct (HTTP upstream, c=1) < 0.25 ms", f"{f1 - d1:.3f} ms", f1 - d1 < 0.25)
+def line(name, rs, ok_of, unit="×", f=".2f"):
+    """A target over the per-round values rs: the median, the range, and whether the median meets it."""
+    if not rs:
+        return
+    m = statistics.median(rs)
+    spread = "" if len(rs) == 1 else f" (rounds {min(rs):{f}}–{max(rs):{f}})"
+    ok = ok_of(m) if ok_of else None
+    print(f"- {name}: {m:{f}}{unit}{spread} {'(met)' if ok else '(missed)' if ok is not None else ''}")
+def per_round(p, c, k):
+    return [d[k] for d in cells.get((p, c), {}).values() if d.get(k) is not None]
+def diffs(a, b, k):
+    """a's k minus b's k per round (c=1 latency)."""
+    ra, rb = cells.get(a, {}), cells.get(b, {})
+    return [ra[r][k] - rb[r][k] for r in ra if r in rb and ra[r].get(k) is not None and rb[r].get(k) is not None]
+def p50_ratio(a, b):
+    ra, rb = cells.get(a, {}), cells.get(b, {})
+    return [ra[r]["p50_ms"] / rb[r]["p50_ms"] for r in ra if r in rb and ra[r].get("p50_ms") and rb[r].get("p50_ms")]
+line("c=16 throughput ÷ supergateway ≥ 8", ratios(("fentaris-stdio", 16), ("supergateway", 16)), lambda m: m >= 8)
+line("c=16 throughput ÷ mcp-proxy ≥ 12", ratios(("fentaris-stdio", 16), ("mcp-proxy", 16)), lambda m: m >= 12)
+line("c=1 p50 ÷ supergateway's ≤ 0.4", p50_ratio(("fentaris-stdio", 1), ("supergateway", 1)), lambda m: m <= 0.4, "")
+line("added p50 vs direct (HTTP upstream, c=1) < 0.25 ms", diffs(("fentaris-http", 1), ("direct", 1), "p50_ms"), lambda m: m < 0.25, " ms", ".3f")
 if mem:
-    line("idle RSS with 3 upstreams < 20 MB", f"{idle / 1024:.1f} MB", idle < 20 * 1024)
-    line("RSS per idle session < 64 KB", f"{(after - base) / n:.1f} KB", (after - base) / n < 64)
-def cpu(p, c):
-    r = by.get((p, c))
-    return r["ticks"] / tck * 1e6 / r["calls_total"] if r and r.get("calls_total") else None
+    print(f"- idle RSS with 3 upstreams < 20 MB: {idle / 1024:.1f} MB {'(met)' if idle < 20 * 1024 else '(missed)'}")
+    print(f"- RSS per idle session < 64 KB: {(after - base) / n:.1f} KB {'(met)' if (after - base) / n < 64 else '(missed)'}")
 print("\nTargets (informational, issue 17; audit on, the `+log` rows" + ("" if release else "; not results: a " + sys.argv[7] + " build") + "):")
-h16, h64, d16 = g("fentaris-http+log", 16, "calls_per_s"), g("fentaris-http+log", 64, "calls_per_s"), g("direct", 16, "calls_per_s")
-if h16 and d16: line("HTTP upstream c=16 throughput ÷ direct ≥ 0.6", f"{h16 / d16:.2f}", h16 / d16 >= 0.6)
-n16 = g("nginx", 16, "calls_per_s")
-if n16 and d16:
-    line("  for scale: a plain reverse proxy (nginx) c=16 ÷ direct", f"{n16 / d16:.2f}", None)
-    if h16: line("  Fentaris (HTTP upstream, audit on) ÷ nginx at c=16", f"{h16 / n16:.2f}", None)
-if h16 and h64: line("HTTP upstream c=64 ÷ c=16 throughput (no drop: ≥ 0.95)", f"{h64 / h16:.2f}", h64 / h16 >= 0.95)
-h1, d1 = g("fentaris-http+log", 1, "p50_ms"), g("direct", 1, "p50_ms")
-if h1 and d1: line("added p50 vs direct (HTTP upstream, c=1) ≤ 0.1 ms", f"{h1 - d1:.3f} ms", h1 - d1 <= 0.1)
-s16, g16 = g("fentaris-stdio+log", 16, "calls_per_s"), g("supergateway", 16, "calls_per_s")
-if s16 and g16: line("stdio upstream c=16 throughput ÷ supergateway ≥ 15", f"{s16 / g16:.1f}×", s16 / g16 >= 15)
+line("HTTP upstream c=16 throughput ÷ direct ≥ 0.6", ratios(("fentaris-http+log", 16), ("direct", 16)), lambda m: m >= 0.6)
+line("  for scale: a plain reverse proxy (nginx) c=16 ÷ direct", ratios(("nginx", 16), ("direct", 16)), None)
+line("  Fentaris (HTTP upstream, audit on) ÷ nginx at c=16", ratios(("fentaris-http+log", 16), ("nginx", 16)), None)
+line("HTTP upstream c=64 ÷ c=16 throughput (no drop: ≥ 0.95)", ratios(("fentaris-http+log", 64), ("fentaris-http+log", 16)), lambda m: m >= 0.95)
+line("added p50 vs direct (HTTP upstream, c=1) ≤ 0.1 ms", diffs(("fentaris-http+log", 1), ("direct", 1), "p50_ms"), lambda m: m <= 0.1, " ms", ".3f")
+line("stdio upstream c=16 throughput ÷ supergateway ≥ 15", ratios(("fentaris-stdio+log", 16), ("supergateway", 16)), lambda m: m >= 15)
 for p in ("fentaris-stdio+log", "fentaris-http+log"):
-    v = cpu(p, 16)
-    if v: line(f"proxy CPU per call at c=16 ≤ 25 µs ({p})", f"{v:.1f} µs", v <= 25)
+    line(f"proxy CPU per call at c=16 ≤ 25 µs ({p})", per_round(p, 16, "cpu_us"), lambda m: m <= 25, " µs", ".1f")
 print("(Memory targets of issue 17: bench/memory.sh.)")
 PY
 log "raw data: $CELLS, $MEM; logs in $OUT"
