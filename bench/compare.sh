@@ -3,7 +3,7 @@
 #
 # usage: bench/compare.sh [--quick] [--duration SECS] [--warmup SECS] [--concurrency "1 16 64"]
 #                         [--sessions N] [--no-build] [--no-peers] [--pin] [--out DIR]
-#                         [--profile release|dev|NAME] [--rounds N]
+#                         [--profile release|dev|NAME] [--rounds N] [--only "PATH..."]
 #
 #   (a) direct          the test upstream over streamable HTTP (examples/test_upstream.rs)
 #   (b) fentaris-stdio  Fentaris (release, HTTP downstream, /mcp) -> test upstream over stdio
@@ -27,6 +27,9 @@
 # cells measured seconds apart. The table gives medians over the rounds; a ratio is the median
 # of the per-round ratios, with their range. Use it on a noisy machine, where the machine's
 # speed drifts over the minutes a one-round run takes.
+# --only "PATH...": measure only these paths (direct, fentaris-stdio, fentaris-http,
+# fentaris-stdio+log, fentaris-http+log, nginx, supergateway, mcp-proxy); the others are not
+# started. Ratios to direct need direct among them.
 # --profile: the cargo profile Fentaris and the load tools are built with (default release).
 # CI's smoke uses dev (already built by `cargo test`): it checks every path runs, and a dev
 # build's numbers are not results (the table says so).
@@ -49,6 +52,7 @@ PIN=0
 OUT=$ROOT/bench/out
 PROFILE=release
 ROUNDS=1
+ONLY=""
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 
 while [ $# -gt 0 ]; do
@@ -64,12 +68,19 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift ;;
         --profile) PROFILE=$2; shift ;;
         --rounds) ROUNDS=$2; shift ;;
-        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --only) ONLY=$2; shift ;;
+        -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 case "$ROUNDS" in ''|*[!0-9]*|0) echo "compare.sh: --rounds takes a whole number of at least 1" >&2; exit 2 ;; esac
+for p in $ONLY; do
+    case " direct fentaris-stdio fentaris-http fentaris-stdio+log fentaris-http+log nginx supergateway mcp-proxy " in
+        *" $p "*) ;;
+        *) echo "compare.sh: --only: unknown path $p (direct, fentaris-stdio, fentaris-http, fentaris-stdio+log, fentaris-http+log, nginx, supergateway, mcp-proxy)" >&2; exit 2 ;;
+    esac
+done
 
 log() { echo "compare.sh: $*" >&2; }
 
@@ -254,6 +265,11 @@ cell() {
 # The paths measured, in order: every server is started before the first cell and runs until
 # the last, so the rounds can take them in turn. add_path LABEL URL TOOL PID [HEADER]
 P_LABEL=(); P_URL=(); P_TOOL=(); P_PID=(); P_HEADER=()
+wanted() { # wanted LABEL: whether --only (if given) names it
+    [ -z "$ONLY" ] && return 0
+    case " $ONLY " in *" $1 "*) return 0 ;; esac
+    return 1
+}
 add_path() {
     P_LABEL+=("$1"); P_URL+=("$2"); P_TOOL+=("$3"); P_PID+=("$4"); P_HEADER+=("${5:-}")
 }
@@ -299,12 +315,13 @@ UP_PID=$STARTED_PID
 wait_port "$UP_PORT" "$UP_PID"
 UP_URL=http://127.0.0.1:$UP_PORT/mcp
 HTTP_SERVER='[ { "name": "up", "transport": { "streamableHttp": { "url": "'"$UP_URL"'" } } } ]'
-add_path direct "$UP_URL" echo "$UP_PID"
+wanted direct && add_path direct "$UP_URL" echo "$UP_PID"
 
 # --- (b), (c) Fentaris, autoLog off and on ---------------------------------------------------
 for autolog in false true; do
     suffix=""; [ "$autolog" = true ] && suffix="+log"
     for kind in stdio http; do
+        wanted "fentaris-$kind$suffix" || continue
         dir=$WORK/fentaris-$kind-$autolog
         if [ "$kind" = stdio ]; then servers=$STDIO_SERVER; else servers=$HTTP_SERVER; fi
         fentaris_project "$dir" "$autolog" "$servers"
@@ -315,7 +332,7 @@ done
 
 # --- (e) nginx: a plain reverse proxy in front of the same upstream ---------------------------
 NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
-if [ -n "$NGINX" ]; then
+if [ -n "$NGINX" ] && wanted nginx; then
     port=$(free_port)
     ng=$WORK/nginx
     mkdir -p "$ng/tmp"
@@ -354,24 +371,24 @@ http {
 EOF
     start nginx "${AS_PROXY[@]}" "$NGINX" -p "$ng" -c "$ng/nginx.conf"
     wait_port "$port" "$STARTED_PID" && add_path nginx "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
-else
+elif wanted nginx; then
     log "nginx not available: the plain reverse proxy reference is skipped"
 fi
 
 # --- (d) peers -------------------------------------------------------------------------------
-if [ -n "$SUPERGATEWAY" ]; then
+if [ -n "$SUPERGATEWAY" ] && wanted supergateway; then
     port=$(free_port)
     start supergateway "${AS_PROXY[@]}" node "$SUPERGATEWAY" --stdio "$UPSTREAM --stdio" \
         --outputTransport streamableHttp --stateful --port "$port" --logLevel none
     wait_port "$port" "$STARTED_PID" && add_path supergateway "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
-else
+elif wanted supergateway; then
     log "supergateway not available: skipped"
 fi
-if [ -n "$MCP_PROXY" ]; then
+if [ -n "$MCP_PROXY" ] && wanted mcp-proxy; then
     port=$(free_port)
     start mcp-proxy "${AS_PROXY[@]}" "$MCP_PROXY" --host 127.0.0.1 --port "$port" --log-level WARNING -- "$UPSTREAM" --stdio
     wait_port "$port" "$STARTED_PID" && add_path mcp-proxy "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
-else
+elif wanted mcp-proxy; then
     log "mcp-proxy not available: skipped"
 fi
 

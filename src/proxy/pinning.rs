@@ -26,7 +26,7 @@ struct State {
     reported: HashSet<(String, String, String)>,
     /// Server -> tools currently drifted (the gauge).
     drifted: BTreeMap<String, BTreeSet<String>>,
-    /// Connection (by address) -> its tools' verdicts, for `tools/call`.
+    /// Connection (by address, [`conn_id`]) -> its tools' verdicts, for `tools/call`.
     verdicts: HashMap<usize, (Weak<Upstream>, Arc<Verdicts>)>,
 }
 
@@ -107,7 +107,7 @@ impl Pins {
         if self.lock.is_none() {
             return Some(true);
         }
-        let id = Arc::as_ptr(up) as usize;
+        let id = conn_id(up);
         let state = self.state();
         let (_, v) = state
             .verdicts
@@ -130,7 +130,7 @@ impl Pins {
         if let Some(v) = self.settled(up, name) {
             return v;
         }
-        let id = Arc::as_ptr(up) as usize;
+        let id = conn_id(up);
         // Subscribe before listing, so a change during the listing is not missed.
         let mut events = up.events();
         let mut verdicts = Verdicts::new();
@@ -183,4 +183,10 @@ impl Pins {
         });
         ok
     }
+}
+
+/// The key of a connection's verdicts: its address (the `Weak` beside the verdicts tells a
+/// live connection from a new one at a reused address).
+fn conn_id(up: &Arc<Upstream>) -> usize {
+    Arc::as_ptr(up) as usize
 }

@@ -335,11 +335,7 @@ async fn http_post_once(
 
 /// Fail request `id` (if it is still waiting) with a transport error.
 fn fail_request(shared: &Shared, id: Option<u64>, message: String) {
-    if let Some(id) = id
-        && let Some(p) = shared.pending.lock().remove(&id)
-    {
-        let _ = p.send(Err(UpstreamError::Transport(message)));
-    }
+    shared.fail(id, UpstreamError::Transport(message));
 }
 
 /// The response to a POST is an SSE stream: dispatch its events (progress, log lines,

@@ -173,6 +173,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// Fail request `id`, if it is still waiting for its response, with `error`.
+    fn fail(&self, id: Option<u64>, error: UpstreamError) {
+        if let Some(id) = id
+            && let Some(p) = self.pending.lock().remove(&id)
+        {
+            let _ = p.send(Err(error));
+        }
+    }
+
     fn new(
         server: &str,
         dropped: prometheus_client::metrics::counter::Counter,
@@ -634,14 +643,11 @@ impl Upstream {
     fn send(&self, text: String, method: &str, id: Option<u64>) -> Option<HttpPost> {
         match &self.conn {
             Conn::Stdio { tx, .. } => {
-                if tx.send(text).is_err()
-                    && let Some(id) = id
-                    && let Some(p) = self.shared.pending.lock().remove(&id)
-                {
-                    let _ = p.send(Err(UpstreamError::Closed(format!(
-                        "upstream `{}` is not running",
-                        self.server
-                    ))));
+                if tx.send(text).is_err() {
+                    self.shared.fail(
+                        id,
+                        UpstreamError::Closed(format!("upstream `{}` is not running", self.server)),
+                    );
                 }
                 None
             }
