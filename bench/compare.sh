@@ -22,14 +22,17 @@
 # processes share all CPUs.
 # Peers are installed (pinned) into bench/.peers (override: BENCH_PEERS_DIR); when that fails
 # (no network), the script says so and goes on without them. Nothing here asserts timings.
-# --rounds N (default 1): every server is started once and kept running, and the cells run N
-# times round-robin (each round: every concurrency, each path in turn), so a ratio compares
-# cells measured seconds apart. The table gives medians over the rounds; a ratio is the median
-# of the per-round ratios, with their range. Use it on a noisy machine, where the machine's
-# speed drifts over the minutes a one-round run takes.
+# Every server is started before the first cell and runs (idle between its cells) until the
+# last; the load generator ends its sessions (DELETE) after each cell.
+# --rounds N (default 1): the cells run N times round-robin (each round: every concurrency, and
+# at each every path in turn, starting one path later each round), so a ratio compares cells
+# at most one concurrency's worth of cells apart (~40 s by default) instead of minutes. The
+# table gives medians over the rounds (errors: their sum; peak RSS: round 1's); a ratio is the
+# median of the per-round ratios, with their range. Use it on a noisy machine, whose speed
+# drifts over the minutes a run takes.
 # --only "PATH...": measure only these paths (direct, fentaris-stdio, fentaris-http,
-# fentaris-stdio+log, fentaris-http+log, nginx, supergateway, mcp-proxy); the others are not
-# started. Ratios to direct need direct among them.
+# fentaris-stdio+log, fentaris-http+log, nginx, supergateway, mcp-proxy); the other proxies
+# are neither installed nor started. Ratios to direct (or supergateway) need it among them.
 # --profile: the cargo profile Fentaris and the load tools are built with (default release).
 # CI's smoke uses dev (already built by `cargo test`): it checks every path runs, and a dev
 # build's numbers are not results (the table says so).
@@ -53,6 +56,7 @@ OUT=$ROOT/bench/out
 PROFILE=release
 ROUNDS=1
 ONLY=""
+ONLY_SET=0
 LOADGEN_THREADS=${LOADGEN_THREADS:-1}
 
 while [ $# -gt 0 ]; do
@@ -68,13 +72,17 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift ;;
         --profile) PROFILE=$2; shift ;;
         --rounds) ROUNDS=$2; shift ;;
-        --only) ONLY=$2; shift ;;
-        -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --only) ONLY=$2; ONLY_SET=1; shift ;;
+        -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
-case "$ROUNDS" in ''|*[!0-9]*|0) echo "compare.sh: --rounds takes a whole number of at least 1" >&2; exit 2 ;; esac
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --rounds takes a whole number of at least 1" >&2; exit 2; }
+ONLY=$(echo $ONLY) # words separated by single spaces, as wanted() matches them
+if [ "$ONLY_SET" = 1 ] && [ -z "$ONLY" ]; then
+    echo "compare.sh: --only takes the paths to measure (at least one)" >&2; exit 2
+fi
 for p in $ONLY; do
     case " direct fentaris-stdio fentaris-http fentaris-stdio+log fentaris-http+log nginx supergateway mcp-proxy " in
         *" $p "*) ;;
@@ -83,6 +91,11 @@ for p in $ONLY; do
 done
 
 log() { echo "compare.sh: $*" >&2; }
+wanted() { # wanted LABEL: whether --only (if given) names it
+    [ -z "$ONLY" ] && return 0
+    case " $ONLY " in *" $1 "*) return 0 ;; esac
+    return 1
+}
 
 # CPU placement (--pin): AS_CLIENT for the load generator and the HTTP upstream, AS_PROXY for
 # the proxies. Empty (no placement) without --pin.
@@ -210,7 +223,7 @@ if [ "$USE_PEERS" = 1 ]; then
     mkdir -p "$PEERS"
     sg_js=$PEERS/npm/node_modules/supergateway/dist/index.js
     sg_have=$(node -p "require('$PEERS/npm/node_modules/supergateway/package.json').version" 2>/dev/null || true)
-    if [ "$sg_have" != "$SUPERGATEWAY_VERSION" ]; then
+    if wanted supergateway && [ "$sg_have" != "$SUPERGATEWAY_VERSION" ]; then
         log "installing supergateway@$SUPERGATEWAY_VERSION into $PEERS/npm"
         if ! npm install --prefix "$PEERS/npm" --no-audit --no-fund --silent \
                 "supergateway@$SUPERGATEWAY_VERSION" > "$OUT/npm-install.log" 2>&1; then
@@ -222,7 +235,7 @@ if [ "$USE_PEERS" = 1 ]; then
     fi
     mp=$PEERS/venv/bin/mcp-proxy
     mp_have=$("$PEERS/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("mcp-proxy"))' 2>/dev/null || true)
-    if [ "$mp_have" != "$MCP_PROXY_VERSION" ]; then
+    if wanted mcp-proxy && [ "$mp_have" != "$MCP_PROXY_VERSION" ]; then
         log "installing mcp-proxy==$MCP_PROXY_VERSION into $PEERS/venv"
         if ! { [ -x "$PEERS/venv/bin/pip" ] || python3 -m venv "$PEERS/venv"; } > "$OUT/pip-install.log" 2>&1 \
             || ! "$PEERS/venv/bin/pip" install --quiet "mcp-proxy==$MCP_PROXY_VERSION" >> "$OUT/pip-install.log" 2>&1; then
@@ -265,11 +278,6 @@ cell() {
 # The paths measured, in order: every server is started before the first cell and runs until
 # the last, so the rounds can take them in turn. add_path LABEL URL TOOL PID [HEADER]
 P_LABEL=(); P_URL=(); P_TOOL=(); P_PID=(); P_HEADER=()
-wanted() { # wanted LABEL: whether --only (if given) names it
-    [ -z "$ONLY" ] && return 0
-    case " $ONLY " in *" $1 "*) return 0 ;; esac
-    return 1
-}
 add_path() {
     P_LABEL+=("$1"); P_URL+=("$2"); P_TOOL+=("$3"); P_PID+=("$4"); P_HEADER+=("${5:-}")
 }
@@ -309,11 +317,14 @@ STDIO_SERVER='[ { "name": "up", "transport": { "stdio": { "command": "'"$UPSTREA
 
 # --- (a) direct, and the HTTP upstream shared with (c) ---------------------------------------
 UP_PORT=$(free_port)
-# One runtime thread: on 2 cores a work-stealing runtime loses ~half its throughput here.
-start upstream-http "${AS_CLIENT[@]}" "$UPSTREAM" --http "127.0.0.1:$UP_PORT" --threads "${UPSTREAM_THREADS:-1}"
-UP_PID=$STARTED_PID
-wait_port "$UP_PORT" "$UP_PID"
+UP_PID=""
 UP_URL=http://127.0.0.1:$UP_PORT/mcp
+if wanted direct || wanted fentaris-http || wanted fentaris-http+log || wanted nginx; then
+    # One runtime thread: on 2 cores a work-stealing runtime loses ~half its throughput here.
+    start upstream-http "${AS_CLIENT[@]}" "$UPSTREAM" --http "127.0.0.1:$UP_PORT" --threads "${UPSTREAM_THREADS:-1}"
+    UP_PID=$STARTED_PID
+    wait_port "$UP_PORT" "$UP_PID"
+fi
 HTTP_SERVER='[ { "name": "up", "transport": { "streamableHttp": { "url": "'"$UP_URL"'" } } } ]'
 wanted direct && add_path direct "$UP_URL" echo "$UP_PID"
 
@@ -324,8 +335,9 @@ for autolog in false true; do
         wanted "fentaris-$kind$suffix" || continue
         dir=$WORK/fentaris-$kind-$autolog
         if [ "$kind" = stdio ]; then servers=$STDIO_SERVER; else servers=$HTTP_SERVER; fi
-        fentaris_project "$dir" "$autolog" "$servers"
-        start_fentaris "fentaris-$kind$suffix" "$dir" || { log "fentaris ($kind) did not start"; continue; }
+        # Sessions end after each cell; the cap is raised anyway, so that no round is refused.
+        fentaris_project "$dir" "$autolog" "$servers" '{ "maxSessionsPerUser": 1000000, "maxSessions": 1000000 }'
+        start_fentaris "fentaris-$kind$suffix" "$dir" || { log "fentaris ($kind) did not start"; stop "$F_PID"; continue; }
         add_path "fentaris-$kind$suffix" "http://127.0.0.1:$F_PORT/mcp" up__echo "$F_PID" "$AUTH"
     done
 done
@@ -370,7 +382,11 @@ http {
 }
 EOF
     start nginx "${AS_PROXY[@]}" "$NGINX" -p "$ng" -c "$ng/nginx.conf"
-    wait_port "$port" "$STARTED_PID" && add_path nginx "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
+    if wait_port "$port" "$STARTED_PID"; then
+        add_path nginx "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
+    else
+        stop "$STARTED_PID"
+    fi
 elif wanted nginx; then
     log "nginx not available: the plain reverse proxy reference is skipped"
 fi
@@ -380,28 +396,47 @@ if [ -n "$SUPERGATEWAY" ] && wanted supergateway; then
     port=$(free_port)
     start supergateway "${AS_PROXY[@]}" node "$SUPERGATEWAY" --stdio "$UPSTREAM --stdio" \
         --outputTransport streamableHttp --stateful --port "$port" --logLevel none
-    wait_port "$port" "$STARTED_PID" && add_path supergateway "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
+    if wait_port "$port" "$STARTED_PID"; then
+        add_path supergateway "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
+    else
+        stop "$STARTED_PID"
+    fi
 elif wanted supergateway; then
     log "supergateway not available: skipped"
 fi
 if [ -n "$MCP_PROXY" ] && wanted mcp-proxy; then
     port=$(free_port)
     start mcp-proxy "${AS_PROXY[@]}" "$MCP_PROXY" --host 127.0.0.1 --port "$port" --log-level WARNING -- "$UPSTREAM" --stdio
-    wait_port "$port" "$STARTED_PID" && add_path mcp-proxy "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
+    if wait_port "$port" "$STARTED_PID"; then
+        add_path mcp-proxy "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
+    else
+        stop "$STARTED_PID"
+    fi
 elif wanted mcp-proxy; then
     log "mcp-proxy not available: skipped"
 fi
 
 # --- the cells: each round takes every concurrency, and at each every path in turn ----------
+if [ ${#P_LABEL[@]} = 0 ]; then
+    log "nothing to measure (see the messages above)"
+    exit 1
+fi
+# Each round starts one path later, so no path is always measured first (or right after the
+# same neighbour).
+n=${#P_LABEL[@]}
 for round in $(seq "$ROUNDS"); do
     for c in $CONCURRENCY; do
-        for i in "${!P_LABEL[@]}"; do
+        for k in $(seq 0 $((n - 1))); do
+            i=$(((k + round - 1) % n))
             hdr=(); [ -n "${P_HEADER[$i]}" ] && hdr=("${P_HEADER[$i]}")
             cell "$round" "${P_LABEL[$i]}" "${P_URL[$i]}" "${P_TOOL[$i]}" "${P_PID[$i]}" "$c" "${hdr[@]}"
         done
     done
 done
-for i in "${!P_PID[@]}"; do stop "${P_PID[$i]}"; done
+for i in "${!P_PID[@]}"; do
+    [ "${P_PID[$i]}" = "$UP_PID" ] || stop "${P_PID[$i]}"
+done
+[ -n "$UP_PID" ] && stop "$UP_PID"
 
 # --- memory: idle with 3 upstreams, growth per idle session ----------------------------------
 dir=$WORK/fentaris-memory
@@ -441,9 +476,14 @@ for line in open(cells_f):
     if key not in cells:
         cells[key] = {}
         order.append(key)
+    if not d.get("calls"):
+        # No call succeeded (the server failed, or the load generator did): no measurement.
+        for k in ("calls_per_s", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms"):
+            d.pop(k, None)
+        d["failed"] = True
     total = d.get("calls_total", 0)
     # CPU of the process over the whole cell (warm-up included) per call made in it.
-    d["cpu_us"] = int(ticks) / tck * 1e6 / total if total else None
+    d["cpu_us"] = int(ticks) / tck * 1e6 / total if total and not d.get("failed") else None
     d["hwm"] = int(hwm or 0)
     cells[key][int(rnd)] = d
 # Path-major, as measured: each path's concurrencies together.
@@ -474,7 +514,7 @@ pin = sys.argv[6] == "1"
 release = sys.argv[7] == "release"
 if not release:
     print(f"\n**Built with the `{sys.argv[7]}` profile, not release: these numbers are not results.**")
-each = f"medians of {rounds} rounds (each round: every concurrency, each path in turn); a ratio is the median of the per-round ratios, their range in brackets; " if rounds > 1 else ""
+each = f"medians of {rounds} rounds (each round: every concurrency, each path in turn); a ratio is the median of the per-round ratios, their range in brackets; errors summed; peak RSS of round 1; " if rounds > 1 else ""
 print(f"\n### Results ({duration} s per cell after {warmup} s warm-up; {each}tool `echo`; peak RSS and CPU are of the server process measured: the upstream for direct, else the proxy alone; "
       f"{'pinned: load generator and HTTP upstream on CPU 0, the proxy on CPU 1' if pin else 'unpinned: all processes share all CPUs'})\n")
 print("| path | c | calls/s | p50 ms | p99 ms | errors | ÷ direct | ÷ supergateway | peak RSS MB | CPU µs/call |")
@@ -482,9 +522,14 @@ print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 def num(v, f):
     return "–" if v is None else format(v, f)
 for (p, c) in order:
-    rs = cells[(p, c)].values()
-    errors = sum(d.get("errors", 0) for d in rs)
-    hwm = max(d["hwm"] for d in rs)
+    rs = cells[(p, c)]
+    # -1: the load generator itself failed (see its messages); counted as a failed round.
+    errors = str(sum(max(d.get("errors", 0), 0) for d in rs.values()))
+    failed = sum(1 for d in rs.values() if d.get("failed"))
+    if failed:
+        errors += f" ({failed} round{'s' if failed > 1 else ''} failed)"
+    # Round 1's: later rounds start from what the process kept of earlier cells.
+    hwm = rs[min(rs)]["hwm"]
     print(f"| {p} | {c} | {num(agg(p, c, 'calls_per_s'), ',.0f')} | {num(agg(p, c, 'p50_ms'), '.3f')} | "
           f"{num(agg(p, c, 'p99_ms'), '.3f')} | {errors} | {fmt_ratio(ratios((p, c), ('direct', c)))} | "
           f"{fmt_ratio(ratios((p, c), ('supergateway', c)))} | {hwm / 1024:.1f} | {num(agg(p, c, 'cpu_us'), '.1f')} |")
@@ -513,7 +558,7 @@ def per_round(p, c, k):
 def diffs(a, b, k):
     """a's k minus b's k per round (c=1 latency)."""
     ra, rb = cells.get(a, {}), cells.get(b, {})
-    return [ra[r][k] - rb[r][k] for r in ra if r in rb and ra[r].get(k) is not None and rb[r].get(k) is not None]
+    return [ra[r][k] - rb[r][k] for r in ra if r in rb and ra[r].get(k) and rb[r].get(k)]
 def p50_ratio(a, b):
     ra, rb = cells.get(a, {}), cells.get(b, {})
     return [ra[r]["p50_ms"] / rb[r]["p50_ms"] for r in ra if r in rb and ra[r].get("p50_ms") and rb[r].get("p50_ms")]

@@ -9,7 +9,7 @@
 //!
 //! Call mode: N concurrent sessions, each on its own HTTP/1.1 keep-alive connection:
 //! `initialize`, `notifications/initialized`, then sequential `tools/call` until the duration
-//! ends. Responses may be `application/json` or `text/event-stream` (the JSON-RPC response is
+//! ends, then `DELETE` of the session (not timed). Responses may be `application/json` or `text/event-stream` (the JSON-RPC response is
 //! taken from the `data:` lines); each must be a result with the request's id and no error
 //! (a result with `isError: true` counts as an error too). Prints one JSON object: calls,
 //! calls_per_s, p50/p90/p99/max/mean latency in ms (calls during warm-up not counted),
@@ -275,6 +275,27 @@ impl Conn {
         Ok(())
     }
 
+    /// End the session (DELETE), so a server measured round after round does not keep one
+    /// idle session per worker and round (a server may answer 405: sessions it cannot end).
+    async fn close_session(&mut self, o: &Opts) {
+        let Some(s) = self.session.take() else { return };
+        let Ok(mut req) = Request::delete(o.path.as_str())
+            .header(hyper::header::HOST, o.authority.as_str())
+            .header("mcp-session-id", s)
+            .body(Full::new(Bytes::new()))
+        else {
+            return;
+        };
+        for (k, v) in &o.headers {
+            req.headers_mut().append(k.clone(), v.clone());
+        }
+        if self.sender.ready().await.is_ok()
+            && let Ok(resp) = self.sender.send_request(req).await
+        {
+            let _ = resp.into_body().collect().await;
+        }
+    }
+
     async fn open_session(&mut self, o: &Opts) -> Result<(), String> {
         self.session = None;
         let init = json!({
@@ -407,6 +428,10 @@ async fn worker(o: Arc<Opts>, start: Instant, errors: Arc<Mutex<Errors>>) -> (Ve
                 conn = None;
             }
         }
+    }
+    // After the measured window: not counted.
+    if let Some(c) = conn.as_mut() {
+        let _ = tokio::time::timeout(o.timeout, c.close_session(&o)).await;
     }
     (lat, uncounted)
 }
