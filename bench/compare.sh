@@ -495,15 +495,13 @@ def med(xs):
     return statistics.median(xs) if xs else None
 def agg(p, c, k):
     return med(d.get(k) for d in cells.get((p, c), {}).values())
-def ratios(a, b):
-    """a ÷ b per round, both measured in that round."""
+def paired(a, b, k, f):
+    """f(a's k, b's k) for each round in which both cells measured k."""
     ra, rb = cells.get(a, {}), cells.get(b, {})
-    out = []
-    for r in ra:
-        x, y = ra[r].get("calls_per_s"), rb.get(r, {}).get("calls_per_s")
-        if x and y:
-            out.append(x / y)
-    return out
+    return [f(ra[r][k], rb[r][k]) for r in ra if r in rb and ra[r].get(k) and rb[r].get(k)]
+def ratios(a, b):
+    """a ÷ b (throughput) per round, both measured in that round."""
+    return paired(a, b, "calls_per_s", lambda x, y: x / y)
 def fmt_ratio(rs):
     if not rs:
         return "–"
@@ -557,11 +555,9 @@ def per_round(p, c, k):
     return [d[k] for d in cells.get((p, c), {}).values() if d.get(k) is not None]
 def diffs(a, b, k):
     """a's k minus b's k per round (c=1 latency)."""
-    ra, rb = cells.get(a, {}), cells.get(b, {})
-    return [ra[r][k] - rb[r][k] for r in ra if r in rb and ra[r].get(k) and rb[r].get(k)]
+    return paired(a, b, k, lambda x, y: x - y)
 def p50_ratio(a, b):
-    ra, rb = cells.get(a, {}), cells.get(b, {})
-    return [ra[r]["p50_ms"] / rb[r]["p50_ms"] for r in ra if r in rb and ra[r].get("p50_ms") and rb[r].get("p50_ms")]
+    return paired(a, b, "p50_ms", lambda x, y: x / y)
 line("c=16 throughput ÷ supergateway ≥ 8", ratios(("fentaris-stdio", 16), ("supergateway", 16)), lambda m: m >= 8)
 line("c=16 throughput ÷ mcp-proxy ≥ 12", ratios(("fentaris-stdio", 16), ("mcp-proxy", 16)), lambda m: m >= 12)
 line("c=1 p50 ÷ supergateway's ≤ 0.4", p50_ratio(("fentaris-stdio", 1), ("supergateway", 1)), lambda m: m <= 0.4, "")

@@ -9,8 +9,9 @@
 //!
 //! Call mode: N concurrent sessions, each on its own HTTP/1.1 keep-alive connection:
 //! `initialize`, `notifications/initialized`, then sequential `tools/call` until the duration
-//! ends, then `DELETE` of the session (not timed). Responses may be `application/json` or `text/event-stream` (the JSON-RPC response is
-//! taken from the `data:` lines); each must be a result with the request's id and no error
+//! ends, then `DELETE` of the session (not timed). Responses may be `application/json` or
+//! `text/event-stream` (the JSON-RPC response is taken from the `data:` lines); each must be
+//! a result with the request's id and no error
 //! (a result with `isError: true` counts as an error too). Prints one JSON object: calls,
 //! calls_per_s, p50/p90/p99/max/mean latency in ms (calls during warm-up not counted),
 //! errors (count and the first few messages), concurrency, duration.

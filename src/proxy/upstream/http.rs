@@ -227,7 +227,8 @@ async fn http_post_once(
     shared: Arc<Shared>,
     may_reinit: bool,
 ) {
-    let fail = |shared: &Shared, message: String| fail_request(shared, id, message);
+    let fail =
+        |shared: &Shared, message: String| shared.fail(id, UpstreamError::Transport(message));
     let session = target.session.lock().clone();
     let resp = match target.post_bytes(body.clone(), session.clone()).await {
         Ok(r) => r,
@@ -333,15 +334,11 @@ async fn http_post_once(
     }
 }
 
-/// Fail request `id` (if it is still waiting) with a transport error.
-fn fail_request(shared: &Shared, id: Option<u64>, message: String) {
-    shared.fail(id, UpstreamError::Transport(message));
-}
-
 /// The response to a POST is an SSE stream: dispatch its events (progress, log lines,
 /// server-to-client requests) until the response to `id`.
 async fn read_events(target: &HttpConn, resp: Answer, id: Option<u64>, shared: &Shared) {
-    let fail = |shared: &Shared, message: String| fail_request(shared, id, message);
+    let fail =
+        |shared: &Shared, message: String| shared.fail(id, UpstreamError::Transport(message));
     use futures_util::StreamExt as _;
     let events = sse::data_events(sse::body_chunks(resp), shared.max_message);
     tokio::pin!(events);
