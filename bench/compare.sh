@@ -13,6 +13,9 @@
 #       mcp-proxy       mcp-proxy (PyPI, streamable HTTP at /mcp) -> test upstream over stdio
 #   (e) nginx           a plain reverse proxy (nginx, one worker, keep-alive to the upstream, no
 #                       auth, policy or audit) in front of (a): what any proxy can reach here
+#   (f) hyper-floor     examples/bare_proxy.rs in front of (a): hyper's HTTP/1 server and client on
+#                       one runtime thread, bodies passed through, nothing else: what Fentaris' own
+#                       stack costs before it does any of its work
 # Then Fentaris' idle RSS with 3 upstreams and its RSS growth per idle session.
 #
 # Load: examples/loadgen.rs, one MCP session per connection, sequential tools/call `echo`.
@@ -31,7 +34,7 @@
 # median of the per-round ratios, with their range. Use it on a noisy machine, whose speed
 # drifts over the minutes a run takes.
 # --only "PATH...": measure only these paths (direct, fentaris-stdio, fentaris-http,
-# fentaris-stdio+log, fentaris-http+log, nginx, supergateway, mcp-proxy); the other proxies
+# fentaris-stdio+log, fentaris-http+log, nginx, hyper-floor, supergateway, mcp-proxy); the others
 # are neither installed nor started. Ratios to direct (or supergateway) need it among them.
 # --profile: the cargo profile Fentaris and the load tools are built with (default release).
 # CI's smoke uses dev (already built by `cargo test`): it checks every path runs, and a dev
@@ -73,7 +76,7 @@ while [ $# -gt 0 ]; do
         --profile) PROFILE=$2; shift ;;
         --rounds) ROUNDS=$2; shift ;;
         --only) ONLY=$2; ONLY_SET=1; shift ;;
-        -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -84,9 +87,9 @@ if [ "$ONLY_SET" = 1 ] && [ -z "$ONLY" ]; then
     echo "compare.sh: --only takes the paths to measure (at least one)" >&2; exit 2
 fi
 for p in $ONLY; do
-    case " direct fentaris-stdio fentaris-http fentaris-stdio+log fentaris-http+log nginx supergateway mcp-proxy " in
+    case " direct fentaris-stdio fentaris-http fentaris-stdio+log fentaris-http+log nginx hyper-floor supergateway mcp-proxy " in
         *" $p "*) ;;
-        *) echo "compare.sh: --only: unknown path $p (direct, fentaris-stdio, fentaris-http, fentaris-stdio+log, fentaris-http+log, nginx, supergateway, mcp-proxy)" >&2; exit 2 ;;
+        *) echo "compare.sh: --only: unknown path $p (direct, fentaris-stdio, fentaris-http, fentaris-stdio+log, fentaris-http+log, nginx, hyper-floor, supergateway, mcp-proxy)" >&2; exit 2 ;;
     esac
 done
 
@@ -207,11 +210,12 @@ PROFILE_DIR=$PROFILE
 [ "$PROFILE" = dev ] && PROFILE_DIR=debug
 if [ "$BUILD" = 1 ]; then
     log "building ($PROFILE): fentaris, examples test_upstream and loadgen"
-    (cd "$ROOT" && cargo build --profile "$PROFILE" --quiet -p fentaris --bin fentaris --example test_upstream --example loadgen)
+    (cd "$ROOT" && cargo build --profile "$PROFILE" --quiet -p fentaris --bin fentaris --example test_upstream --example loadgen --example bare_proxy)
 fi
 FENTARIS=${FENTARIS_BIN:-$TARGET/$PROFILE_DIR/fentaris}
 UPSTREAM=$TARGET/$PROFILE_DIR/examples/test_upstream
 LOADGEN=$TARGET/$PROFILE_DIR/examples/loadgen
+BARE_PROXY=$TARGET/$PROFILE_DIR/examples/bare_proxy
 for b in "$FENTARIS" "$UPSTREAM" "$LOADGEN"; do
     [ -x "$b" ] || { log "missing $b (run without --no-build)"; exit 1; }
 done
@@ -319,7 +323,7 @@ STDIO_SERVER='[ { "name": "up", "transport": { "stdio": { "command": "'"$UPSTREA
 UP_PORT=$(free_port)
 UP_PID=""
 UP_URL=http://127.0.0.1:$UP_PORT/mcp
-if wanted direct || wanted fentaris-http || wanted fentaris-http+log || wanted nginx; then
+if wanted direct || wanted fentaris-http || wanted fentaris-http+log || wanted nginx || wanted hyper-floor; then
     # One runtime thread: on 2 cores a work-stealing runtime loses ~half its throughput here.
     start upstream-http "${AS_CLIENT[@]}" "$UPSTREAM" --http "127.0.0.1:$UP_PORT" --threads "${UPSTREAM_THREADS:-1}"
     UP_PID=$STARTED_PID
@@ -389,6 +393,17 @@ EOF
     fi
 elif wanted nginx; then
     log "nginx not available: the plain reverse proxy reference is skipped"
+fi
+
+# --- (f) hyper-floor: hyper's server and client alone, in front of the same upstream ----------
+if wanted hyper-floor; then
+    port=$(free_port)
+    start hyper-floor "${AS_PROXY[@]}" "$BARE_PROXY" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP_PORT"
+    if wait_port "$port" "$STARTED_PID"; then
+        add_path hyper-floor "http://127.0.0.1:$port/mcp" echo "$STARTED_PID"
+    else
+        stop "$STARTED_PID"
+    fi
 fi
 
 # --- (d) peers -------------------------------------------------------------------------------
@@ -569,11 +584,17 @@ print("\nTargets (informational, issue 17; audit on, the `+log` rows" + ("" if r
 line("HTTP upstream c=16 throughput ÷ direct ≥ 0.6", ratios(("fentaris-http+log", 16), ("direct", 16)), lambda m: m >= 0.6)
 line("  for scale: a plain reverse proxy (nginx) c=16 ÷ direct", ratios(("nginx", 16), ("direct", 16)), None)
 line("  Fentaris (HTTP upstream, audit on) ÷ nginx at c=16", ratios(("fentaris-http+log", 16), ("nginx", 16)), None)
+line("  for scale: hyper's server and client alone (hyper-floor) c=16 ÷ direct", ratios(("hyper-floor", 16), ("direct", 16)), None)
+line("  Fentaris (HTTP upstream, audit on) ÷ hyper-floor at c=16", ratios(("fentaris-http+log", 16), ("hyper-floor", 16)), None)
 line("HTTP upstream c=64 ÷ c=16 throughput (no drop: ≥ 0.95)", ratios(("fentaris-http+log", 64), ("fentaris-http+log", 16)), lambda m: m >= 0.95)
 line("added p50 vs direct (HTTP upstream, c=1) ≤ 0.1 ms", diffs(("fentaris-http+log", 1), ("direct", 1), "p50_ms"), lambda m: m <= 0.1, " ms", ".3f")
 line("stdio upstream c=16 throughput ÷ supergateway ≥ 15", ratios(("fentaris-stdio+log", 16), ("supergateway", 16)), lambda m: m >= 15)
 for p in ("fentaris-stdio+log", "fentaris-http+log"):
     line(f"proxy CPU per call at c=16 ≤ 25 µs ({p})", per_round(p, 16, "cpu_us"), lambda m: m <= 25, " µs", ".1f")
+for p in ("nginx", "hyper-floor"):
+    line(f"  for scale: CPU per call at c=16 ({p})", per_round(p, 16, "cpu_us"), None, " µs", ".1f")
+line("  for scale: added p50 vs direct at c=1 (hyper-floor)", diffs(("hyper-floor", 1), ("direct", 1), "p50_ms"), None, " ms", ".3f")
+line("  for scale: added p50 vs direct at c=1 (nginx)", diffs(("nginx", 1), ("direct", 1), "p50_ms"), None, " ms", ".3f")
 print("(Memory targets of issue 17: bench/memory.sh.)")
 PY
 log "raw data: $CELLS, $MEM; logs in $OUT"
