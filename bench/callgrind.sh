@@ -9,9 +9,9 @@
 # stdio, or over streamable HTTP; `floor`: instead of Fentaris, examples/bare_proxy.rs, hyper's
 # HTTP/1 server and client alone, in front of the HTTP test upstream), warms it up with 3 s
 # of `tools/call echo`, zeroes the counters, runs S seconds more (default 6) at concurrency C
-# (default 16), dumps, and prints the instructions per call and the top inclusive costs. The callgrind file goes to --out
-# (default: a temporary file, deleted). Needs valgrind (callgrind_control,
-# callgrind_annotate). Under valgrind the CPU has no SHA extensions: SHA-256 (audit chain,
+# (default 16), dumps, and prints the instructions per call and the top inclusive costs. The
+# callgrind file goes to --out (default: a temporary file, deleted). Needs valgrind
+# (callgrind_control, callgrind_annotate). Under valgrind the CPU has no SHA extensions: SHA-256 (audit chain,
 # API-key digest) costs about ten times what it does natively. --cache-sim adds valgrind's
 # cache simulation (32 KiB L1, a 1 MiB last level like this machine's L2 per core) and
 # prints L1 and last-level misses per call (bench/PROFILE.md, round seven).
