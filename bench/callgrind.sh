@@ -2,19 +2,20 @@
 # Instructions per proxied call (callgrind), for bench/PROFILE.md: stable where wall-clock
 # numbers are not (a shared or small machine).
 #
-# usage: bench/callgrind.sh [stdio|http|floor] [--audit true|false] [--concurrency C] [--secs S]
-#                           [--cache-sim] [--out FILE] [--no-build]
+# usage: bench/callgrind.sh [stdio|http|floor] [--audit true|false] [--concurrency C]
+#                           [--secs S] [--cache-sim] [--out FILE] [--no-build]
 #
 # Runs `fentaris serve` (release) under valgrind with one upstream (the test upstream over
-# stdio, or over streamable HTTP; `floor`: instead of Fentaris, examples/bare_proxy.rs, hyper's
-# HTTP/1 server and client alone, in front of the HTTP test upstream), warms it up with 3 s
-# of `tools/call echo`, zeroes the counters, runs S seconds more (default 6) at concurrency C
-# (default 16), dumps, and prints the instructions per call and the top inclusive costs. The
-# callgrind file goes to --out (default: a temporary file, deleted). Needs valgrind
-# (callgrind_control, callgrind_annotate). Under valgrind the CPU has no SHA extensions: SHA-256 (audit chain,
-# API-key digest) costs about ten times what it does natively. --cache-sim adds valgrind's
-# cache simulation (32 KiB L1, a 1 MiB last level like this machine's L2 per core) and
-# prints L1 and last-level misses per call (bench/PROFILE.md, round seven).
+# stdio, or over streamable HTTP), warms it up with 3 s of `tools/call echo`, zeroes the
+# counters, runs S seconds more (default 6) at concurrency C (default 16), dumps, and prints
+# the instructions per call and the top inclusive costs. `floor` runs examples/bare_proxy.rs
+# (hyper's HTTP/1 server and client alone) instead of Fentaris, in front of the HTTP test
+# upstream; --audit does not apply to it. The callgrind file goes to --out (default: a
+# temporary file, deleted). Needs valgrind (callgrind_control, callgrind_annotate). Under
+# valgrind the CPU has no SHA extensions: SHA-256 (audit chain, API-key digest) costs about
+# ten times what it does natively. --cache-sim adds valgrind's cache simulation (32 KiB L1, a
+# 1 MiB last level like this machine's L2 per core) and prints L1 and last-level misses per
+# call (bench/PROFILE.md, round seven).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
         --out) OUTFILE=$2; shift ;;
         --cache-sim) CACHE=(--cache-sim=yes --D1=32768,8,64 --LL=1048576,16,64) ;;
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "callgrind.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -122,6 +123,10 @@ if [ ${#CACHE[@]} -gt 0 ]; then
     # events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
     awk -v n="$calls" '/^(summary|totals):/ { printf "per call: L1 data misses %.0f, L1 instruction misses %.0f, last-level misses %.0f (data reads %.0f, data writes %.0f, instructions %.0f)\n", ($6+$7)/n, $5/n, ($8+$9+$10)/n, $9/n, $10/n, $8/n; exit }' "$file"
 fi
-callgrind_annotate --inclusive=yes --auto=no "$file" 2>/dev/null \
-    | grep -E 'fentaris::|sha2::|mi_|memcpy|serde_json::(de|ser)::' | head -40 || true
+if [ "$KIND" = floor ]; then
+    pattern='bare_proxy::|hyper::|httparse::|http::header::|tokio::|mi_|memcpy'
+else
+    pattern='fentaris::|sha2::|mi_|memcpy|serde_json::(de|ser)::'
+fi
+callgrind_annotate --inclusive=yes --auto=no "$file" 2>/dev/null | grep -E "$pattern" | head -40 || true
 exit 0

@@ -209,7 +209,7 @@ reset_peak() { echo 5 > "/proc/$1/clear_refs" 2>/dev/null || true; }
 PROFILE_DIR=$PROFILE
 [ "$PROFILE" = dev ] && PROFILE_DIR=debug
 if [ "$BUILD" = 1 ]; then
-    log "building ($PROFILE): fentaris, examples test_upstream and loadgen"
+    log "building ($PROFILE): fentaris, examples test_upstream, loadgen and bare_proxy"
     (cd "$ROOT" && cargo build --profile "$PROFILE" --quiet -p fentaris --bin fentaris --example test_upstream --example loadgen --example bare_proxy)
 fi
 FENTARIS=${FENTARIS_BIN:-$TARGET/$PROFILE_DIR/fentaris}
@@ -219,6 +219,9 @@ BARE_PROXY=$TARGET/$PROFILE_DIR/examples/bare_proxy
 for b in "$FENTARIS" "$UPSTREAM" "$LOADGEN"; do
     [ -x "$b" ] || { log "missing $b (run without --no-build)"; exit 1; }
 done
+if wanted hyper-floor && [ ! -x "$BARE_PROXY" ]; then
+    log "missing $BARE_PROXY (run without --no-build)"; exit 1
+fi
 
 # --- peers -----------------------------------------------------------------------------------
 SUPERGATEWAY=""
