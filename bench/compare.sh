@@ -14,8 +14,8 @@
 #   (e) nginx           a plain reverse proxy (nginx, one worker, keep-alive to the upstream, no
 #                       auth, policy or audit) in front of (a): what any proxy can reach here
 #   (f) hyper-floor     examples/bare_proxy.rs in front of (a): hyper's HTTP/1 server and client on
-#                       one runtime thread, bodies passed through, nothing else: what Fentaris' own
-#                       stack costs before it does any of its work
+#                       one runtime thread (mimalloc), bodies passed through, none of Fentaris' own
+#                       work (JSON, auth, policy, audit): what its stack costs before it does any
 # Then Fentaris' idle RSS with 3 upstreams and its RSS growth per idle session.
 #
 # Load: examples/loadgen.rs, one MCP session per connection, sequential tools/call `echo`.
