@@ -68,18 +68,29 @@ if [ "$KIND" != stdio ]; then
 else
     SERVERS='[ { "name": "up", "transport": { "stdio": { "command": "'"$UPSTREAM"'", "args": ["--stdio"] } } } ]'
 fi
-if [ "$KIND" = floor ]; then
-    valgrind --tool=callgrind ${CACHE[@]+"${CACHE[@]}"} --callgrind-out-file="$WORK/cg.%p" \
-        "$BARE_PROXY" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP_PORT" > "$WORK/fentaris.log" 2>&1 < /dev/null &
-    PID=$!
-    PIDS+=("$PID")
-    ready=0
+VALGRIND=(valgrind --tool=callgrind ${CACHE[@]+"${CACHE[@]}"} --callgrind-out-file="$WORK/cg.%p")
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+admin_ready() {
+    local code
+    code=$( (exec 3<>"/dev/tcp/127.0.0.1/$ADMIN" && printf 'GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 && read -r -t 2 _ c _ <&3 && echo "$c") 2>/dev/null || true)
+    [ "$code" = 200 ]
+}
+wait_ready() { # wait_ready WHAT PROBE: until PROBE succeeds (2 minutes at most) or $PID exits
+    local _
     for _ in $(seq 1200); do
         kill -0 "$PID" 2>/dev/null || { cat "$WORK/fentaris.log" >&2; exit 1; }
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && { ready=1; break; }
+        "$2" && return 0
         sleep 0.1
     done
-    [ "$ready" = 1 ] || { echo "callgrind.sh: bare_proxy did not start" >&2; exit 1; }
+    echo "callgrind.sh: $1 did not become ready" >&2
+    exit 1
+}
+if [ "$KIND" = floor ]; then
+    "${VALGRIND[@]}" "$BARE_PROXY" --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP_PORT" \
+        > "$WORK/fentaris.log" 2>&1 < /dev/null &
+    PID=$!
+    PIDS+=("$PID")
+    wait_ready bare_proxy port_open
     TOOL=echo; AUTH=()
 else
     mkdir -p "$WORK/.fentaris" "$WORK/xdg"
@@ -90,18 +101,10 @@ else
 EOF
     (cd "$WORK" && exec env -u FENTARIS_CONFIG -u FENTARIS_VAULT_KEY -u FENTARIS_VAULT_KEY_FILE \
         XDG_CONFIG_HOME="$WORK/xdg" BENCH_API_KEY="$KEY" RUST_LOG=warn \
-        valgrind --tool=callgrind ${CACHE[@]+"${CACHE[@]}"} --callgrind-out-file="$WORK/cg.%p" \
-        "$FENTARIS" serve --config "$WORK/.fentaris/config.json" > "$WORK/fentaris.log" 2>&1 < /dev/null) &
+        "${VALGRIND[@]}" "$FENTARIS" serve --config "$WORK/.fentaris/config.json" > "$WORK/fentaris.log" 2>&1 < /dev/null) &
     PID=$!
     PIDS+=("$PID")
-    ready=0
-    for _ in $(seq 1200); do
-        kill -0 "$PID" 2>/dev/null || { cat "$WORK/fentaris.log" >&2; exit 1; }
-        code=$( (exec 3<>"/dev/tcp/127.0.0.1/$ADMIN" && printf 'GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 && read -r -t 2 _ c _ <&3 && echo "$c") 2>/dev/null || true)
-        [ "$code" = 200 ] && { ready=1; break; }
-        sleep 0.1
-    done
-    [ "$ready" = 1 ] || { echo "callgrind.sh: fentaris did not become ready" >&2; exit 1; }
+    wait_ready fentaris admin_ready
     TOOL=up__echo; AUTH=(--header "x-fentaris-api-key: $KEY")
 fi
 load() {

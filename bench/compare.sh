@@ -86,10 +86,11 @@ ONLY=$(echo $ONLY) # words separated by single spaces, as wanted() matches them
 if [ "$ONLY_SET" = 1 ] && [ -z "$ONLY" ]; then
     echo "compare.sh: --only takes the paths to measure (at least one)" >&2; exit 2
 fi
+PATHS="direct fentaris-stdio fentaris-http fentaris-stdio+log fentaris-http+log nginx hyper-floor supergateway mcp-proxy"
 for p in $ONLY; do
-    case " direct fentaris-stdio fentaris-http fentaris-stdio+log fentaris-http+log nginx hyper-floor supergateway mcp-proxy " in
+    case " $PATHS " in
         *" $p "*) ;;
-        *) echo "compare.sh: --only: unknown path $p (direct, fentaris-stdio, fentaris-http, fentaris-stdio+log, fentaris-http+log, nginx, hyper-floor, supergateway, mcp-proxy)" >&2; exit 2 ;;
+        *) echo "compare.sh: --only: unknown path $p (${PATHS// /, })" >&2; exit 2 ;;
     esac
 done
 
@@ -585,19 +586,20 @@ if mem:
     print(f"- RSS per idle session < 64 KB: {(after - base) / n:.1f} KB {'(met)' if (after - base) / n < 64 else '(missed)'}")
 print("\nTargets (informational, issue 17; audit on, the `+log` rows" + ("" if release else "; not results: a " + sys.argv[7] + " build") + "):")
 line("HTTP upstream c=16 throughput ÷ direct ≥ 0.6", ratios(("fentaris-http+log", 16), ("direct", 16)), lambda m: m >= 0.6)
-line("  for scale: a plain reverse proxy (nginx) c=16 ÷ direct", ratios(("nginx", 16), ("direct", 16)), None)
-line("  Fentaris (HTTP upstream, audit on) ÷ nginx at c=16", ratios(("fentaris-http+log", 16), ("nginx", 16)), None)
-line("  for scale: hyper's server and client alone (hyper-floor) c=16 ÷ direct", ratios(("hyper-floor", 16), ("direct", 16)), None)
-line("  Fentaris (HTTP upstream, audit on) ÷ hyper-floor at c=16", ratios(("fentaris-http+log", 16), ("hyper-floor", 16)), None)
+# The references: what a proxy with none of Fentaris' work reaches on this machine.
+REFERENCES = (("nginx", "a plain reverse proxy (nginx)"), ("hyper-floor", "hyper's server and client alone (hyper-floor)"))
+for ref, what in REFERENCES:
+    line(f"  for scale: {what} c=16 ÷ direct", ratios((ref, 16), ("direct", 16)), None)
+    line(f"  Fentaris (HTTP upstream, audit on) ÷ {ref} at c=16", ratios(("fentaris-http+log", 16), (ref, 16)), None)
 line("HTTP upstream c=64 ÷ c=16 throughput (no drop: ≥ 0.95)", ratios(("fentaris-http+log", 64), ("fentaris-http+log", 16)), lambda m: m >= 0.95)
 line("added p50 vs direct (HTTP upstream, c=1) ≤ 0.1 ms", diffs(("fentaris-http+log", 1), ("direct", 1), "p50_ms"), lambda m: m <= 0.1, " ms", ".3f")
 line("stdio upstream c=16 throughput ÷ supergateway ≥ 15", ratios(("fentaris-stdio+log", 16), ("supergateway", 16)), lambda m: m >= 15)
 for p in ("fentaris-stdio+log", "fentaris-http+log"):
     line(f"proxy CPU per call at c=16 ≤ 25 µs ({p})", per_round(p, 16, "cpu_us"), lambda m: m <= 25, " µs", ".1f")
-for p in ("nginx", "hyper-floor"):
-    line(f"  for scale: CPU per call at c=16 ({p})", per_round(p, 16, "cpu_us"), None, " µs", ".1f")
-line("  for scale: added p50 vs direct at c=1 (hyper-floor)", diffs(("hyper-floor", 1), ("direct", 1), "p50_ms"), None, " ms", ".3f")
-line("  for scale: added p50 vs direct at c=1 (nginx)", diffs(("nginx", 1), ("direct", 1), "p50_ms"), None, " ms", ".3f")
+for ref, _ in REFERENCES:
+    line(f"  for scale: CPU per call at c=16 ({ref})", per_round(ref, 16, "cpu_us"), None, " µs", ".1f")
+for ref, _ in reversed(REFERENCES):
+    line(f"  for scale: added p50 vs direct at c=1 ({ref})", diffs((ref, 1), ("direct", 1), "p50_ms"), None, " ms", ".3f")
 print("(Memory targets of issue 17: bench/memory.sh.)")
 PY
 log "raw data: $CELLS, $MEM; logs in $OUT"

@@ -19,7 +19,6 @@ use std::convert::Infallible;
 use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::Poll;
 
 use http_body_util::{Either, Empty};
 use hyper::body::{Bytes, Incoming};
@@ -140,10 +139,7 @@ async fn connection(tcp: tokio::net::TcpStream, upstream: SocketAddr, host: head
         {
             up_conn = None;
         }
-        match front.as_mut().poll(cx) {
-            Poll::Ready(_) => Poll::Ready(()),
-            Poll::Pending => Poll::Pending,
-        }
+        front.as_mut().poll(cx).map(|_| ())
     })
     .await;
 }
